@@ -1,0 +1,191 @@
+"""Study grids: validate config.yaml and expand studies into cells.
+
+A study sweeps one knob (a training setting such as ``lr``) over values, for every
+(dataset, model) pair of its grid and every seed. A cell is one such combination and
+the unit of work. The Snakefile calls these functions at parse time, so a bad config
+fails before anything is scheduled, naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from largelr.data import DATASETS
+from largelr.models import MODELS
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "batch_size": 100,
+    "max_steps": 3000,
+    "eval_every": 100,
+    "target_train_acc": 1.0,
+}
+OPTIMIZERS = ("sgd",)
+KNOBS = ("lr", "batch_size", "momentum", "weight_decay")
+
+ANALYSIS_DEFAULTS: dict[str, Any] = {
+    "kappas": [round(0.1 * i, 1) for i in range(10)],
+    "represent_samples": 1000,
+    "compress_q": 2.0,
+    "compress_kappa": 0.1,
+    "csi_eps": 1e-7,
+    "attribute_samples": 200,
+    "ig_steps": 20,
+    "ig_method": "gausslegendre",
+    "ig_internal_batch_size": 1000,
+    "ig_target": "true",
+}
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message says which key and what to do."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    study: str
+    dataset: str
+    model: str
+    knob: str
+    value: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.study}/{self.dataset}/{self.model}/{self.knob}={self.value}/seed={self.seed}"
+
+
+def format_value(value: float) -> str:
+    """Canonical text of a knob value, used in paths: 0.01 -> '0.01', 100 -> '100'."""
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return repr(number)
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"config.yaml: {key} = {value!r} is not allowed; {allowed}. Fix it in config.yaml (or --config).")
+
+
+def _check_keys(section: dict[str, Any], allowed: dict[str, Any] | tuple[str, ...], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            _fail(f"{where}.{key}", section[key], f"allowed keys: {sorted(allowed)}")
+
+
+def dataset_kind(config: dict[str, Any], name: str) -> str:
+    return config.get("datasets", {}).get(name, {}).get("kind", name)
+
+
+def dataset_params(config: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = dict(config.get("datasets", {}).get(name, {}))
+    entry.pop("kind", None)
+    entry.pop("seed", None)
+    return entry
+
+
+def dataset_seed(config: dict[str, Any], name: str) -> int:
+    return int(config.get("datasets", {}).get(name, {}).get("seed", 0))
+
+
+def pair_blocks(config: dict[str, Any], study: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, model) -> the grid block that declares it; a block may override values and train."""
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for block in config["studies"][study]["grid"]:
+        for pair in itertools.product(block["datasets"], block["models"]):
+            if pair in pairs:
+                _fail(f"studies.{study}.grid", list(pair), "each (dataset, model) pair may appear in one block only")
+            pairs[pair] = block
+    return pairs
+
+
+def train_settings(config: dict[str, Any], study: str, dataset: str | None = None, model: str | None = None) -> dict[str, Any]:
+    block = pair_blocks(config, study)[(dataset, model)] if dataset else {}
+    return {**TRAIN_DEFAULTS, **config["studies"][study].get("train", {}), **block.get("train", {})}
+
+
+def analysis_settings(config: dict[str, Any], study: str) -> dict[str, Any]:
+    return {**ANALYSIS_DEFAULTS, **config.get("analysis", {}), **config["studies"][study].get("analysis", {})}
+
+
+def model_params(config: dict[str, Any], study: str, dataset: str, model: str) -> dict[str, Any]:
+    return dict(pair_blocks(config, study)[(dataset, model)].get("model_params", {}).get(model, {}))
+
+
+def model_param_names(model: str) -> tuple[str, ...]:
+    signature = inspect.signature(MODELS[model].__init__)
+    return tuple(name for name in signature.parameters if name not in ("self", "input_shape", "num_classes"))
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Semantic checks the JSON schema cannot express; raises ConfigError."""
+    for study in config.get("default_studies", []):
+        if study not in config["studies"]:
+            _fail("default_studies", study, f"allowed: studies defined in config.yaml, {sorted(config['studies'])}")
+    for name, entry in config.get("datasets", {}).items():
+        kind = entry.get("kind", name)
+        if kind not in DATASETS:
+            _fail(f"datasets.{name}.kind", kind, f"allowed: {sorted(DATASETS)}")
+    for study, spec in config["studies"].items():
+        where = f"studies.{study}"
+        knob = spec["knob"]
+        if knob not in KNOBS:
+            _fail(f"{where}.knob", knob, f"allowed: {list(KNOBS)}")
+        _check_keys(spec.get("train", {}), TRAIN_DEFAULTS, f"{where}.train")
+        _check_keys(spec.get("analysis", {}), ANALYSIS_DEFAULTS, f"{where}.analysis")
+        optimizer = train_settings(config, study)["optimizer"]
+        if optimizer not in OPTIMIZERS:
+            _fail(f"{where}.train.optimizer", optimizer, f"allowed: {list(OPTIMIZERS)}")
+        for block in [spec, *spec["grid"]]:
+            texts = [format_value(v) for v in block.get("values", [])]
+            if len(set(texts)) != len(texts):
+                _fail(f"{where}.values", block["values"], "values must be distinct")
+            _check_keys(block.get("train", {}), TRAIN_DEFAULTS, f"{where}.grid.train")
+        if "values" not in spec and not all("values" in block for block in spec["grid"]):
+            _fail(f"{where}.values", None, "give `values` for the study or for every grid block")
+        pair_blocks(config, study)
+        if len(set(spec["seeds"])) != len(spec["seeds"]):
+            _fail(f"{where}.seeds", spec["seeds"], "seeds must be distinct")
+        for block in spec["grid"]:
+            for dataset in block["datasets"]:
+                if dataset_kind(config, dataset) not in DATASETS:
+                    _fail(f"{where}.grid.datasets", dataset, f"define it under `datasets:` or use one of {sorted(DATASETS)}")
+            for model in block["models"]:
+                if model not in MODELS:
+                    _fail(f"{where}.grid.models", model, f"allowed: {sorted(MODELS)}")
+            for model, params in block.get("model_params", {}).items():
+                if model not in block["models"]:
+                    _fail(f"{where}.grid.model_params", model, f"allowed: parameters for a model of this block, {block['models']}")
+                if model in MODELS:
+                    _check_keys(params, model_param_names(model), f"{where}.grid.model_params.{model}")
+
+
+def study_cells(config: dict[str, Any], study: str) -> list[Cell]:
+    spec = config["studies"][study]
+    return [
+        Cell(study, dataset, model, spec["knob"], format_value(value), int(seed))
+        for (dataset, model), block in pair_blocks(config, study).items()
+        for value, seed in itertools.product(block.get("values", spec.get("values")), spec["seeds"])
+    ]
+
+
+def study_datasets(config: dict[str, Any], study: str) -> list[str]:
+    return list(dict.fromkeys(cell.dataset for cell in study_cells(config, study)))
+
+
+def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob: str, value: str, seed: int) -> dict[str, Any]:
+    """Everything the train step needs for one cell, with the knob's value applied."""
+    train = train_settings(config, study, dataset, model)
+    default = TRAIN_DEFAULTS[knob]
+    train[knob] = type(default)(float(value)) if isinstance(default, (int, float)) else value
+    return {
+        "study": study, "dataset": dataset, "model": model, "knob": knob,
+        "value": float(value), "seed": int(seed),
+        "train": train, "model_params": model_params(config, study, dataset, model),
+    }

@@ -1,0 +1,73 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from conftest import toy_spec
+from largelr.models import build_model
+from largelr.train import group_accuracies, train_cell
+
+CPU = torch.device("cpu")
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def test_same_cell_twice_gives_identical_history_and_weights(toy_dataset):
+    spec = toy_spec(target_train_acc=1.1)  # never reached: run the full 40 steps
+    model_a, history_a, _ = train_cell(spec, toy_dataset, CPU, log=quiet)
+    model_b, history_b, _ = train_cell(spec, toy_dataset, CPU, log=quiet)
+    assert len(history_a) == 40
+    assert history_a.equals(history_b)
+    for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_different_seeds_differ(toy_dataset):
+    spec = toy_spec(target_train_acc=1.1)
+    _, history_a, _ = train_cell(spec, toy_dataset, CPU, log=quiet)
+    _, history_b, _ = train_cell(spec | {"seed": 4}, toy_dataset, CPU, log=quiet)
+    assert not history_a["loss"].equals(history_b["loss"])
+
+
+def test_absurd_learning_rate_is_recorded_as_divergence(toy_dataset):
+    _, history, summary = train_cell(toy_spec(lr=1e12, max_steps=50), toy_dataset, CPU, log=quiet)
+    assert summary["diverged"] and summary["stopped_by"] == "diverged"
+    assert 1 <= summary["diverged_step"] <= 50
+    assert not math.isfinite(history["loss"].iloc[summary["diverged_step"] - 1])
+    assert math.isfinite(history["loss"].iloc[0]) or summary["diverged_step"] == 1
+
+
+def test_stops_once_training_set_is_fit(toy_dataset):
+    _, _, summary = train_cell(toy_spec(lr=0.5, max_steps=2000), toy_dataset, CPU, log=quiet)
+    assert summary["stopped_by"] == "target_train_acc"
+    assert summary["train_acc"] == 1.0
+    assert summary["steps"] < 2000 and summary["steps"] % 10 == 0
+
+
+def test_first_step_statistics_match_an_independent_computation(toy_dataset):
+    # One full batch: the logged loss and BC loss ratio are those of the initial model.
+    n = len(toy_dataset["train"]["y"])
+    spec = toy_spec(batch_size=n, max_steps=1, eval_every=1)
+    _, history, _ = train_cell(spec, toy_dataset, CPU, log=quiet)
+    torch.manual_seed(spec["seed"])
+    reference = build_model("fcn", [6], 2, spec["model_params"])
+    train = toy_dataset["train"]
+    losses = F.cross_entropy(reference(train["x"]), train["y"], reduction="none").detach()
+    conflicting = train["y"] != train["b"]
+    assert history["loss"].iloc[0] == torch.tensor(losses.mean().item()).float().item()
+    assert abs(history["bc_loss_ratio"].iloc[0] - (losses[conflicting].sum() / losses.sum()).item()) < 1e-6
+    logits = reference(train["x"]).detach()
+    assert abs(history["logit_norm"].iloc[0] - logits.norm(dim=1).mean().item()) < 1e-5
+    assert abs(history["accuracy"].iloc[0] - (logits.argmax(1) == train["y"]).float().mean().item()) < 1e-7
+
+
+def test_group_accuracies_by_hand():
+    y = torch.tensor([0, 0, 1, 1, 1, 0])
+    b = torch.tensor([0, 1, 1, 0, 1, 0])
+    pred = torch.tensor([0, 1, 1, 1, 0, 0])
+    # aligned samples: 0, 2, 4, 5 -> correct 0, 2, 5 = 3/4; conflicting: 1, 3 -> correct 3 = 1/2
+    # groups (y,b): (0,0): {0,5} 2/2; (0,1): {1} 0/1; (1,1): {2,4} 1/2; (1,0): {3} 1/1
+    acc = group_accuracies(pred, y, b)
+    assert acc == {"acc": 4 / 6, "acc_ba": 3 / 4, "acc_bc": 1 / 2, "worst_group_acc": 0.0}

@@ -1,0 +1,113 @@
+"""End to end: the real Snakemake workflow on the `smoke` study, in a temporary copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from largelr.aggregate import TABLE1_VARIABLES, seed_means
+from largelr.config import study_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+CELLS_COLUMNS = {"study", "dataset", "model", "knob", "value", "seed", "steps", "stopped_by", "diverged",
+                 "test_acc", "test_acc_bc", "prunability", "compressibility", "csi", "class_sep",
+                 "spurious_share", "attribution_entropy", "max_bc_loss_ratio", "in_range",
+                 "largelr_version", "git_revision", "torch_version", "device"}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, work / name)
+    for name in ("workflow", "profiles"):
+        shutil.copytree(ROOT / name, work / name)
+    return work
+
+
+@pytest.fixture(scope="module")
+def smoke_run(workdir) -> Path:
+    run = snakemake(workdir, "smoke")
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir
+
+
+def test_dry_run_schedules_one_job_per_cell_and_step(workdir):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    smoke = config["studies"]["smoke"]
+    n_pairs = sum(len(b["datasets"]) * len(b["models"]) for b in smoke["grid"])
+    n_cells = n_pairs * len(smoke["values"]) * len(smoke["seeds"])
+    run = snakemake(workdir, "smoke", "--dry-run", "--quiet", "rules")
+    assert run.returncode == 0, run.stderr
+    counts = {}
+    for line in run.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    n_datasets = len({d for b in smoke["grid"] for d in b["datasets"]})
+    assert counts == {"data": n_datasets, "train": n_cells, "prune": n_cells, "represent": n_cells,
+                      "attribute": n_cells, "aggregate": 1, "figure": n_pairs, "smoke": 1, "total": counts["total"]}
+
+
+def test_smoke_study_writes_cells_table_and_figures(smoke_run):
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    cells = pd.read_parquet(smoke_run / "results/smoke/cells.parquet")
+    assert len(cells) == len(study_cells(config, "smoke"))
+    assert CELLS_COLUMNS <= set(cells.columns)
+    assert cells["value"].dtype == "float64" and cells["seed"].dtype == "int64"
+    assert cells.loc[~cells["diverged"], "test_acc"].between(0, 1).all()
+    for cell in study_cells(config, "smoke"):
+        base = smoke_run / "results" / cell.path
+        assert {"model.pt", "history.parquet", "train.json", "prune.parquet", "represent.parquet",
+                "attribute.parquet"} <= {p.name for p in base.iterdir()}
+        assert (smoke_run / f"results/benchmarks/train/{cell.path}.tsv").stat().st_size > 0
+        assert (smoke_run / f"results/logs/train/{cell.path}.log").read_text().startswith("training")
+    for dataset, model in set(zip(cells["dataset"], cells["model"])):
+        png = smoke_run / f"results/figures/smoke/{dataset}-{model}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_table1_matches_a_recomputation_from_cells(smoke_run):
+    cells = pd.read_parquet(smoke_run / "results/smoke/cells.parquet")
+    table = pd.read_parquet(smoke_run / "results/tables/smoke_table1.parquet")
+    usable = cells[cells["in_range"]]
+    for (dataset, model), pair in usable.groupby(["dataset", "model"]):
+        rows = table[(table["dataset"] == dataset) & (table["model"] == model)].set_index("variable")
+        for variable, column in TABLE1_VARIABLES.items():
+            means = pair.groupby("value")[column].mean()
+            assert rows.loc[variable, "min"] == pytest.approx(means.min(), nan_ok=True)
+            assert rows.loc[variable, "max"] == pytest.approx(means.max(), nan_ok=True)
+        assert rows.loc["lr", "min"] == pair["value"].min()
+    assert len(seed_means(cells, ["test_acc"])) == usable.groupby(["dataset", "model", "value"]).ngroups
+
+
+def test_second_run_has_nothing_to_do(smoke_run):
+    run = snakemake(smoke_run, "smoke", "--dry-run")
+    assert run.returncode == 0
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_adding_a_seed_schedules_only_the_new_cells(smoke_run, tmp_path):
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    config["studies"]["smoke"]["seeds"].append(9)
+    alt = tmp_path / "more_seeds.yaml"
+    alt.write_text(yaml.safe_dump(config))
+    run = snakemake(smoke_run, "smoke", "--dry-run", "--quiet", "rules", "--configfile", str(alt))
+    assert run.returncode == 0, run.stderr
+    n_pairs = sum(len(b["datasets"]) * len(b["models"]) for b in config["studies"]["smoke"]["grid"])
+    counts = {p[0]: int(p[1]) for p in map(str.split, run.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts["train"] == n_pairs * len(config["studies"]["smoke"]["values"])
+    assert "data" not in counts

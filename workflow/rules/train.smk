@@ -1,0 +1,24 @@
+# One training cell: study x dataset x model x knob value x seed.
+
+
+rule train:
+    input:
+        data=rules.data.output[0],
+    output:
+        model=f"{CELL}/model.pt",
+        history=f"{CELL}/history.parquet",
+        summary=f"{CELL}/train.json",
+    params:
+        spec=train_spec,
+        cell_dir=CELL,
+        device=DEVICE,
+    log:
+        f"results/logs/train/{CELL_ID}.log",
+    benchmark:
+        f"results/benchmarks/train/{CELL_ID}.tsv"
+    threads: 1
+    resources:
+        gpu=1 if DEVICE.startswith("cuda") else 0,
+    shell:
+        "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
