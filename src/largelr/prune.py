@@ -1,0 +1,137 @@
+"""Pruning by masks applied in place to ``model.prunable()`` weights, no model rebuild.
+
+Structured pruning removes whole units (a Linear input column, i.e. a node of the
+previous layer, or one (out, in) Conv2d kernel); unstructured pruning removes single
+weights. Both rank per layer by magnitude, so the pruned sets are nested in kappa.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import pandas as pd
+import torch
+from torch import nn
+
+DEFAULT_KAPPAS: tuple[float, ...] = tuple(round(0.1 * step, 1) for step in range(10))
+
+# Absorbs float noise such as 0.29 * 100 = 28.999999999999996 before flooring to a count.
+_COUNT_SLACK = 1e-9
+
+
+def _count_to_drop(kappa: float, n: int) -> int:
+    if not 0.0 <= kappa <= 1.0:
+        raise ValueError(f"kappa must lie in [0, 1], got {kappa}")
+    return math.floor(kappa * n + _COUNT_SLACK)
+
+
+def _keep_all_but_smallest(scores: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Bool mask shaped like scores, False at the floor(kappa * numel) smallest scores."""
+    flat = scores.flatten()
+    # A stable sort breaks ties by index, so the ranking (and hence nesting) is deterministic.
+    order = torch.sort(flat, stable=True).indices
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    keep[order[: _count_to_drop(kappa, flat.numel())]] = False
+    return keep.view_as(scores)
+
+
+def structured_scores(weight: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each unit: input columns [in] for Linear, (out, in) kernels for Conv2d."""
+    weight = weight.detach()
+    if weight.dim() == 2:
+        return torch.linalg.vector_norm(weight, dim=0)
+    if weight.dim() == 4:
+        return torch.linalg.vector_norm(weight.flatten(start_dim=2), dim=2)
+    raise ValueError(f"expected a Linear [out, in] or Conv2d [out, in, kh, kw] weight, got shape {tuple(weight.shape)}")
+
+
+def structured_mask(weight: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Bool mask like weight that removes the floor(kappa * n_units) weakest units of this layer."""
+    keep_units = _keep_all_but_smallest(structured_scores(weight), kappa)
+    if weight.dim() == 2:
+        keep_units = keep_units[None, :]
+    else:
+        keep_units = keep_units[:, :, None, None]
+    return keep_units.expand_as(weight).clone()
+
+
+def magnitude_mask(weight: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Bool mask like weight that removes the floor(kappa * numel) smallest |w| of this layer."""
+    return _keep_all_but_smallest(weight.detach().abs(), kappa)
+
+
+MASKS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "structured": structured_mask,
+    "magnitude": magnitude_mask,
+}
+
+
+def _zero_fraction(weights: Sequence[torch.Tensor]) -> float:
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return zeros / sum(w.numel() for w in weights)
+
+
+@contextmanager
+def pruned(model: nn.Module, kappa: float, method: str = "structured") -> Iterator[float]:
+    """Temporarily zero the masked prunable weights; yields the fraction of them that is zero.
+
+    The original weights are restored exactly on exit, also when the body raises.
+    """
+    make_mask = MASKS[method]
+    weights = model.prunable()
+    originals = [w.detach().clone() for w in weights]
+    try:
+        with torch.no_grad():
+            for weight in weights:
+                weight.mul_(make_mask(weight, kappa))
+        yield _zero_fraction(weights)
+    finally:
+        with torch.no_grad():
+            for weight, original in zip(weights, originals):
+                weight.copy_(original)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy in eval mode, batched on the model's device; restores the training flag."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                logits = model(x[start : start + batch_size].to(device))
+                correct += int((logits.argmax(dim=1).cpu() == y[start : start + batch_size].cpu()).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(x)
+
+
+def retention_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    kappas: Sequence[float] = DEFAULT_KAPPAS,
+    method: str = "structured",
+    batch_size: int = 1000,
+) -> pd.DataFrame:
+    """Accuracy, retention (accuracy / unpruned accuracy) and achieved zero fraction per kappa."""
+    base_accuracy = accuracy(model, x, y, batch_size)
+    rows = []
+    for kappa in kappas:
+        with pruned(model, kappa, method) as pruned_fraction:
+            acc = accuracy(model, x, y, batch_size)
+        rows.append({
+            "kappa": float(kappa),
+            "accuracy": acc,
+            "retention": acc / base_accuracy if base_accuracy > 0 else math.nan,
+            "pruned_fraction": pruned_fraction,
+        })
+    return pd.DataFrame(rows, columns=["kappa", "accuracy", "retention", "pruned_fraction"])
+
+
+def prunability(curve_df: pd.DataFrame) -> float:
+    """Mean retention over the curve's kappas (the paper's prunability)."""
+    return float(curve_df["retention"].mean())

@@ -1,0 +1,127 @@
+"""Representation statistics of penultimate features ``z`` [N, d].
+
+Every statistic is computed per row (sample) or per column (neuron) and averaged,
+in float64 so that hand-checkable values come out exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Absorbs float noise such as 0.1 * 30 = 3.0000000000000004 before rounding to a count.
+_COUNT_SLACK = 1e-9
+# Mean cosine distances below this are float noise around identical directions.
+_NO_DISTANCE = 1e-12
+
+
+def _as_float64(z: torch.Tensor) -> torch.Tensor:
+    return z.detach().to(torch.float64)
+
+
+def _nonzero_rows(z: torch.Tensor) -> torch.Tensor:
+    return z[(z != 0).any(dim=1)]
+
+
+def _mean_or_nan(values: torch.Tensor) -> float:
+    return float(values.mean()) if values.numel() else math.nan
+
+
+def compressibility(z: torch.Tensor, q: float = 2.0, kappa: float = 0.1) -> float:
+    """Mean over non-zero rows of 1 - ||z - best k-sparse z||_q / ||z||_q, k = ceil(kappa * d)."""
+    rows = _nonzero_rows(_as_float64(z))
+    keep = math.ceil(kappa * rows.shape[1] - _COUNT_SLACK)
+    # The best k-sparse approximation keeps the k largest magnitudes; the error is the rest.
+    magnitudes = rows.abs().sort(dim=1, descending=True).values
+    residual = torch.linalg.vector_norm(magnitudes[:, keep:], ord=q, dim=1)
+    total = torch.linalg.vector_norm(magnitudes, ord=q, dim=1)
+    return _mean_or_nan(1 - residual / total)
+
+
+def sparsity(z: torch.Tensor, tol: float = 0.0) -> float:
+    """Mean over rows of the fraction of entries with |z| <= tol."""
+    return float((_as_float64(z).abs() <= tol).to(torch.float64).mean())
+
+
+def pq_index(z: torch.Tensor, p: float = 1.0, q: float = 2.0) -> float:
+    """PQ-index (Diao et al. 2023) averaged over non-zero rows: 0 for constant, near 1 for sparse rows."""
+    if not 0 < p < q:
+        raise ValueError(f"pq_index needs 0 < p < q, got p={p}, q={q}")
+    rows = _nonzero_rows(_as_float64(z))
+    d = rows.shape[1]
+    ratio = torch.linalg.vector_norm(rows, ord=p, dim=1) / torch.linalg.vector_norm(rows, ord=q, dim=1)
+    return _mean_or_nan(1 - d ** (1 / q - 1 / p) * ratio)
+
+
+def _class_indicator(labels: torch.Tensor, num_labels: int | None) -> torch.Tensor:
+    """One-hot [N, K] over the classes that actually occur in ``labels``."""
+    labels = labels.detach().long().cpu()
+    one_hot = torch.nn.functional.one_hot(labels, num_labels if num_labels is not None else -1)
+    return one_hot[:, one_hot.sum(dim=0) > 0].to(torch.float64)
+
+
+def selectivity_per_neuron(
+    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7
+) -> torch.Tensor:
+    """Class-selectivity index of each neuron (column of z), shape [d].
+
+    CSI_j = rho_max * (pi_max - pi_-max) / (pi_max + pi_-max + eps), where pi_max is the
+    largest class-conditional mean, pi_-max the mean of the other classes' means and
+    rho_max the fraction of the top class's samples on which the neuron is active.
+    """
+    z = _as_float64(z).cpu()
+    indicator = _class_indicator(labels, num_labels)
+    num_classes = indicator.shape[1]
+    if num_classes < 2:
+        raise ValueError("selectivity needs samples of at least two classes")
+    counts = indicator.sum(dim=0, keepdim=True).T  # [K, 1]
+    class_means = indicator.T @ z / counts
+    active_rates = indicator.T @ (z > 0).to(torch.float64) / counts
+    top_mean, top_class = class_means.max(dim=0)
+    other_mean = (class_means.sum(dim=0) - top_mean) / (num_classes - 1)
+    top_active_rate = active_rates.gather(0, top_class[None]).squeeze(0)
+    return top_active_rate * (top_mean - other_mean) / (top_mean + other_mean + eps)
+
+
+def selectivity_index(
+    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7
+) -> float:
+    """Mean selectivity over neurons: CSI with class labels, BSI with bias labels."""
+    return float(selectivity_per_neuron(z, labels, num_labels, eps).mean())
+
+
+def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> float:
+    """R^2 = 1 - dbar_within / dbar_total with cosine distance (Kornblith et al. 2021).
+
+    Pairs include m == n. Zero rows normalise to zero vectors, i.e. similarity 0 to
+    everything. When all distances vanish (dbar_total == 0) there is nothing to
+    separate and 0.0 is returned.
+    """
+    z = _as_float64(z).cpu()
+    unit = z / torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(eps)
+    indicator = _class_indicator(labels, None)
+    # Mean pairwise similarity between classes j and k is the dot product of their mean
+    # unit vectors, i.e. the class-averaged Gram matrix without forming the N x N Gram.
+    class_mean_units = indicator.T @ unit / indicator.sum(dim=0)[:, None]
+    mean_distance = 1 - class_mean_units @ class_mean_units.T
+    within = mean_distance.diagonal().mean()
+    total = mean_distance.mean()
+    if total <= _NO_DISTANCE:
+        return 0.0
+    return float(1 - within / total)
+
+
+def summarize(
+    z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7
+) -> dict[str, float]:
+    """All representation statistics of features z with class labels y and bias labels b."""
+    return {
+        "compressibility": compressibility(z, q=q, kappa=kappa),
+        "sparsity": sparsity(z),
+        "pq_index": pq_index(z),
+        "csi": selectivity_index(z, y, eps=eps),
+        "bsi": selectivity_index(z, b, eps=eps),
+        "class_sep": class_separation(z, y),
+        "bias_sep": class_separation(z, b),
+    }

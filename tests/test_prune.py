@@ -1,0 +1,176 @@
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from largelr.prune import (
+    magnitude_mask,
+    prunability,
+    pruned,
+    retention_curve,
+    structured_mask,
+    structured_scores,
+)
+
+
+class TinyMLP(nn.Module):
+    """2-layer no-bias MLP: 4 inputs -> 3 hidden -> 2 classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(4, 3, bias=False)
+        self.head = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            # hidden units read s = x . (1, 2, 3, 4) as relu(s) and relu(-s); the third is dead.
+            # Column norms are sqrt(2) * (1, 2, 3, 4); 4 weights are zero from the start.
+            self.hidden.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0], [-1.0, -2.0, -3.0, -4.0], [0.0] * 4]))
+            # class 0 iff s > 0; column norms sqrt(2), sqrt(2), 0; 2 weights are zero from the start
+            self.head.weight.copy_(torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0]]))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.hidden(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def prunable(self) -> list[nn.Parameter]:
+        return [self.hidden.weight, self.head.weight]
+
+
+class TinyConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 2, bias=False)
+        self.head = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            # kernel (o, i) is constant k with k = 1 + 2o + i -> norm 2k
+            for o in range(2):
+                for i in range(2):
+                    self.conv.weight[o, i] = 1 + 2 * o + i
+            self.head.weight.copy_(torch.eye(2))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).amax(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def prunable(self) -> list[nn.Parameter]:
+        return [self.conv.weight, self.head.weight]
+
+
+def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
+    # s = x . (1, 2, 3, 4) is 10, 4.5, -10, -4, so TinyMLP classifies all 4 samples correctly
+    x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.5, 0.0, 0.0, 1.0], [-1.0, -1.0, -1.0, -1.0], [0.0, -2.0, 0.0, 0.0]])
+    return x, torch.tensor([0, 0, 1, 1])
+
+
+def test_structured_scores_are_column_norms_for_linear_and_kernel_norms_for_conv():
+    column_norms = [2**0.5 * k for k in (1, 2, 3, 4)]
+    assert structured_scores(TinyMLP().hidden.weight).tolist() == pytest.approx(column_norms)
+    assert structured_scores(TinyConvNet().conv.weight).tolist() == [[2.0, 4.0], [6.0, 8.0]]
+
+
+def test_structured_mask_on_linear_zeros_the_weakest_columns():
+    weight = torch.tensor([[3.0, 0.0, 1.0, 0.0], [4.0, 1.0, 0.0, 0.5]])  # column norms 5, 1, 1, 0.5
+    mask = structured_mask(weight, kappa=0.5)  # floor(0.5 * 4) = 2 columns: 0.5 then the first 1
+    assert mask.shape == weight.shape
+    assert mask.all(dim=0).tolist() == [True, False, True, False]
+    assert (mask.all(dim=0) == mask.any(dim=0)).all()
+
+
+def test_structured_mask_on_conv_zeros_the_weakest_kernels():
+    weight = TinyConvNet().conv.weight
+    mask = structured_mask(weight, kappa=0.5)  # floor(0.5 * 4) = 2 kernels: norms 2 and 4
+    assert mask.shape == weight.shape
+    assert mask.flatten(2).all(dim=2).tolist() == [[False, False], [True, True]]
+    assert (mask.flatten(2).all(dim=2) == mask.flatten(2).any(dim=2)).all()
+
+
+def test_kappa_zero_keeps_everything():
+    weight = torch.randn(3, 5)
+    assert structured_mask(weight, 0.0).all()
+    assert magnitude_mask(weight, 0.0).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    conv=st.booleans(),
+    kappas=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)).map(sorted),
+)
+def test_masks_are_nested_in_kappa(seed, conv, kappas):
+    generator = torch.Generator().manual_seed(seed)
+    shape = (3, 4, 2, 2) if conv else (5, 6)
+    # rounding creates ties, which must still be broken consistently
+    weight = torch.randn(shape, generator=generator).round()
+    smaller, larger = kappas
+    for make_mask in (structured_mask, magnitude_mask):
+        assert not (make_mask(weight, larger) & ~make_mask(weight, smaller)).any()
+
+
+@pytest.mark.parametrize("kappa, dropped", [(0.0, 0), (0.1, 1), (0.25, 3), (0.5, 6), (0.99, 11), (1.0, 12)])
+def test_magnitude_mask_drops_exactly_floor_kappa_numel_entries(kappa, dropped):
+    weight = torch.arange(1.0, 13.0).view(3, 4)
+    mask = magnitude_mask(weight, kappa)
+    assert int((~mask).sum()) == dropped
+    assert weight[~mask].tolist() == list(range(1, dropped + 1))
+
+
+def test_pruned_restores_weights_exactly_and_reports_the_zero_fraction():
+    model = TinyMLP()
+    before = [w.detach().clone() for w in model.prunable()]
+    with pruned(model, kappa=0.5) as fraction:
+        # hidden: floor(0.5 * 4) = 2 weakest columns (0, 1) -> 4 new zeros; head: column 2 (already zero)
+        assert model.hidden.weight[:2].tolist() == [[0.0, 0.0, 3.0, 4.0], [0.0, 0.0, -3.0, -4.0]]
+        assert fraction == pytest.approx((4 + 4 + 2) / (12 + 6))
+    for weight, original in zip(model.prunable(), before):
+        assert torch.equal(weight, original)
+
+
+def test_pruned_restores_weights_after_an_exception():
+    model = TinyConvNet()
+    before = [w.detach().clone() for w in model.prunable()]
+    with pytest.raises(RuntimeError):
+        with pruned(model, kappa=0.9, method="magnitude"):
+            assert (model.conv.weight == 0).any()
+            raise RuntimeError("boom")
+    for weight, original in zip(model.prunable(), before):
+        assert torch.equal(weight, original)
+
+
+def test_retention_curve_starts_at_full_retention():
+    model = TinyMLP().train()
+    x, y = toy_data()
+    curve = retention_curve(model, x, y, kappas=(0.0, 0.5, 0.9), batch_size=3)
+    assert list(curve.columns) == ["kappa", "accuracy", "retention", "pruned_fraction"]
+    assert curve["kappa"].tolist() == [0.0, 0.5, 0.9]
+    assert curve.loc[0, "accuracy"] == 1.0
+    assert curve.loc[0, "retention"] == 1.0
+    assert curve["pruned_fraction"].is_monotonic_increasing
+    assert model.training  # training flag restored after evaluation
+
+
+def test_retention_curve_hand_counted_fractions():
+    model = TinyMLP()
+    x, y = toy_data()
+    curve = retention_curve(model, x, y, kappas=(0.0, 0.5))
+    # kappa 0: only the 4 + 2 weights that are zero to begin with; kappa 0.5: 4 more (see above)
+    assert curve["pruned_fraction"].tolist() == pytest.approx([6 / 18, 10 / 18])
+    # pruning columns 0, 1 leaves s = 0 on the last sample, a tie resolved to class 0
+    assert curve["accuracy"].tolist() == [1.0, 0.75]
+
+
+def test_retention_is_nan_when_the_unpruned_model_is_always_wrong():
+    model = TinyMLP()
+    x, y = toy_data()
+    curve = retention_curve(model, x, 1 - y, kappas=(0.0,))
+    assert curve["retention"].isna().all()
+
+
+def test_prunability_is_the_mean_retention():
+    curve = pd.DataFrame({"kappa": [0.0, 0.5, 0.9], "accuracy": [0.8, 0.6, 0.2], "retention": [1.0, 0.75, 0.25],
+                          "pruned_fraction": [0.0, 0.5, 0.9]})
+    assert prunability(curve) == pytest.approx((1.0 + 0.75 + 0.25) / 3)

@@ -1,0 +1,142 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from largelr.represent import (
+    class_separation,
+    compressibility,
+    pq_index,
+    selectivity_index,
+    selectivity_per_neuron,
+    sparsity,
+    summarize,
+)
+
+D = 10
+scales = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False, allow_infinity=False)
+seeds = st.integers(min_value=0, max_value=2**16)
+
+
+def one_hot_row(d: int = D) -> torch.Tensor:
+    row = torch.zeros(1, d)
+    row[0, 3] = 2.5
+    return row
+
+
+def random_features(seed: int, n: int = 12, d: int = 8) -> torch.Tensor:
+    return torch.rand(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_one_hot_row_is_fully_compressible_and_maximally_sparse():
+    row = one_hot_row()
+    assert compressibility(row) == pytest.approx(1.0)
+    assert sparsity(row) == pytest.approx((D - 1) / D)
+    assert pq_index(row, p=1.0, q=2.0) == pytest.approx(1 - D ** (1 / 2 - 1))
+
+
+def test_constant_row_keeping_one_of_ten_entries():
+    # kappa * d = 1 entry kept; residual norm sqrt(9), total norm sqrt(10)
+    assert compressibility(torch.ones(1, 10), q=2.0, kappa=0.1) == pytest.approx(1 - math.sqrt(9 / 10))
+    assert pq_index(torch.ones(1, 10)) == pytest.approx(0.0)
+    assert sparsity(torch.ones(1, 10)) == 0.0
+
+
+def test_zero_rows_are_left_out_of_row_means():
+    z = torch.cat([one_hot_row(), torch.zeros(1, D)])
+    assert compressibility(z) == pytest.approx(1.0)
+    assert pq_index(z) == pytest.approx(1 - D ** (1 / 2 - 1))
+    assert math.isnan(compressibility(torch.zeros(3, D)))
+
+
+def test_sparsity_counts_entries_within_tolerance_as_zero():
+    assert sparsity(torch.tensor([[0.05, -0.05, 1.0, 2.0]]), tol=0.1) == pytest.approx(0.5)
+
+
+def test_pq_index_rejects_p_not_below_q():
+    with pytest.raises(ValueError):
+        pq_index(torch.ones(1, 3), p=2.0, q=2.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, scale=scales)
+def test_compressibility_pq_and_separation_ignore_positive_scaling(seed, scale):
+    z = random_features(seed)
+    labels = torch.arange(len(z)) % 3
+    assert compressibility(scale * z) == pytest.approx(compressibility(z))
+    assert pq_index(scale * z) == pytest.approx(pq_index(z))
+    assert class_separation(scale * z, labels) == pytest.approx(class_separation(z, labels), abs=1e-9)
+
+
+def test_neuron_firing_on_half_of_one_class_has_csi_one_half():
+    # class 0: 4 samples of which 2 fire with v = 3; class 1 never fires
+    z = torch.tensor([[3.0], [3.0], [0.0], [0.0], [0.0], [0.0]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    # pi_max = 1.5, pi_-max = 0, rho_max = 0.5
+    assert selectivity_index(z, labels) == pytest.approx(0.5)
+
+
+def test_neuron_with_equal_class_means_has_csi_zero():
+    z = torch.tensor([[1.0], [3.0], [2.0], [2.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert selectivity_index(z, labels) == pytest.approx(0.0)
+
+
+def test_selectivity_per_neuron_and_absent_classes():
+    # neuron 0 as in the one-half case, neuron 1 constant; class 2 of num_labels=3 never occurs
+    z = torch.tensor([[3.0, 1.0], [3.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    per_neuron = selectivity_per_neuron(z, labels, num_labels=3)
+    assert per_neuron.tolist() == pytest.approx([0.5, 0.0])
+
+
+def test_orthogonal_identical_classes_are_perfectly_separated():
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # within distance 0, total (0 + 0 + 1 + 1) / 4 = 0.5 -> R^2 = 1
+    assert class_separation(z, labels) == pytest.approx(1.0)
+
+
+def test_identical_vectors_everywhere_give_zero_separation():
+    # dbar_total = 0, documented to return 0.0 rather than 0 / 0
+    assert class_separation(torch.ones(4, 3), torch.tensor([0, 0, 1, 1])) == 0.0
+
+
+def slow_class_separation(z: torch.Tensor, labels: torch.Tensor) -> float:
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+        return 1 - float(a @ b) / (float(a.norm()) * float(b.norm()))
+
+    classes = sorted(set(labels.tolist()))
+    members = {c: [z[i] for i in range(len(z)) if labels[i] == c] for c in classes}
+
+    def mean_distance(j: int, k: int) -> float:
+        pairs = [distance(a, b) for a in members[j] for b in members[k]]
+        return sum(pairs) / len(pairs)
+
+    within = sum(mean_distance(k, k) for k in classes) / len(classes)
+    total = sum(mean_distance(j, k) for j in classes for k in classes) / len(classes) ** 2
+    return 1 - within / total
+
+
+def test_class_separation_matches_explicit_double_loop():
+    z = torch.randn(30, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = torch.arange(30) % 3
+    assert class_separation(z, labels) == pytest.approx(slow_class_separation(z, labels))
+
+
+def test_class_separation_is_fast_on_realistic_sizes():
+    z = torch.rand(1000, 512)
+    labels = torch.arange(1000) % 10
+    assert -1.0 <= class_separation(z, labels) <= 1.0
+
+
+def test_summarize_reports_every_statistic():
+    z = random_features(0)
+    y = torch.arange(len(z)) % 2
+    b = torch.arange(len(z)) % 3
+    stats = summarize(z, y, b)
+    assert set(stats) == {"compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep"}
+    assert stats["bias_sep"] == pytest.approx(class_separation(z, b))
+    assert all(isinstance(value, float) for value in stats.values())
