@@ -60,6 +60,7 @@ def test_adding_a_value_leaves_existing_cell_specs_unchanged(config):
         (lambda c: c["studies"]["demo"]["grid"][0]["model_params"]["fcn"].update(depht=2), "model_params.fcn.depht"),
         (lambda c: c["studies"]["demo"]["grid"][1]["datasets"].append("parity"), "studies.demo.grid"),
         (lambda c: c["datasets"]["parity"].update(kind="parityy"), "datasets.parity.kind"),
+        (lambda c: c["datasets"]["parity"].update(core_bitz=3), "datasets.parity.core_bitz"),
         (lambda c: c.update(default_studies=["dmo"]), "default_studies"),
     ],
 )

@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from largelr.data import DATASETS
+from largelr.data import DATASET_DEFAULTS, DATASETS
 from largelr.models import MODELS
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -132,6 +132,7 @@ def validate_config(config: dict[str, Any]) -> None:
         kind = entry.get("kind", name)
         if kind not in DATASETS:
             _fail(f"datasets.{name}.kind", kind, f"allowed: {sorted(DATASETS)}")
+        _check_keys(dataset_params(config, name), DATASET_DEFAULTS.get(kind, {}), f"datasets.{name}")
     for study, spec in config["studies"].items():
         where = f"studies.{study}"
         knob = spec["knob"]

@@ -61,9 +61,12 @@ def normalized_figure(pair_cells: pd.DataFrame, path: str | Path) -> None:
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     sns.lineplot(data=long, x="value", y="normalized", hue="variable", style="variable",
-                 markers=True, dashes=False, errorbar="sd", ax=ax)
+                 markers=True, dashes=False, errorbar="sd", err_kws={"alpha": 0.12}, ax=ax)
     if usable["value"].min() > 0:
         ax.set_xscale("log")
+    values = sorted(usable["value"].unique())
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
     n_seeds = usable["seed"].nunique()
     excluded = len(pair_cells) - len(usable)
     note = f", {excluded} cells past the usable range left out" if excluded else ""

@@ -1,0 +1,271 @@
+"""Dataset constructions: checked against properties recomputed independently from the inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from largelr.data import (
+    DATASETS,
+    PALETTE,
+    assign_bias,
+    build_dataset,
+    draw_moons,
+    draw_stars,
+    group_ids,
+    load_dataset,
+    load_digits_base,
+    save_dataset,
+    unbiased_bias,
+)
+
+SMALL = {
+    "parity": {"core_bits": 6, "spurious_bits": 3, "n_train": 401, "n_test": 300},
+    "moon_star": {"image_size": 24, "n_train": 201, "n_test": 100},
+    "colored_digits": {},
+    "double_digits": {},
+}
+
+
+def build(name: str, seed: int = 0, **overrides) -> dict:
+    return build_dataset(name, {**SMALL[name], **overrides}, "unused", seed)
+
+
+@pytest.fixture(scope="module")
+def parity() -> dict:
+    return build("parity", rho_train=0.1)
+
+
+@pytest.fixture(scope="module")
+def moon_star() -> dict:
+    return build("moon_star", rho_train=0.2)
+
+
+@pytest.fixture(scope="module")
+def colored() -> dict:
+    return build("colored_digits", rho_train=0.05)
+
+
+@pytest.fixture(scope="module")
+def double() -> dict:
+    return build("double_digits", rho_train=0.05)
+
+
+@pytest.fixture(scope="module")
+def digits_base() -> tuple[torch.Tensor, ...]:
+    return load_digits_base()
+
+
+def test_registry_names() -> None:
+    assert {"parity", "moon_star", "colored_digits", "double_digits"} <= set(DATASETS)
+
+
+def test_group_ids() -> None:
+    y, b = torch.tensor([0, 0, 1, 2]), torch.tensor([0, 2, 1, 0])
+    assert group_ids(y, b, 3).tolist() == [0, 2, 4, 6]
+
+
+@pytest.mark.parametrize("n, rho, num_bias", [(10, 0.0, 2), (10, 0.15, 2), (101, 0.1, 2), (1000, 0.025, 10), (37, 1.0, 3), (999, 0.5, 5)])
+def test_assign_bias_exact_conflicting_count(n: int, rho: float, num_bias: int) -> None:
+    y = torch.arange(n) % num_bias
+    b = assign_bias(y, rho, num_bias, torch.Generator().manual_seed(1))
+    assert int((b != y).sum()) == round(rho * n)
+    assert b.dtype == torch.int64 and b.min() >= 0 and b.max() < num_bias
+
+
+def test_assign_bias_conflicting_labels_cover_other_values() -> None:
+    y = torch.zeros(3000, dtype=torch.long)
+    b = assign_bias(y, 0.5, 4, torch.Generator().manual_seed(0))
+    counts = torch.bincount(b[b != y], minlength=4)
+    assert counts[0] == 0 and (counts[1:] > 400).all()  # about 500 each, never y itself
+
+
+def test_unbiased_bias_is_independent_of_label() -> None:
+    generator = torch.Generator().manual_seed(0)
+    b = unbiased_bias(20000, 4, generator)
+    y = torch.randint(0, 4, (20000,), generator=generator)
+    counts = torch.bincount(group_ids(y, b, 4), minlength=16).float()
+    assert (counts - 20000 / 16).abs().max() < 200
+    assert abs((b != y).float().mean().item() - 0.75) < 0.02
+
+
+def parity_from_product(bits: torch.Tensor) -> torch.Tensor:
+    """1 when the product of the +-1 bits is -1 (an odd number of -1 entries)."""
+    return (bits.prod(dim=1) < 0).long()
+
+
+def test_parity_labels_and_bias_follow_the_bits(parity: dict) -> None:
+    core_bits = SMALL["parity"]["core_bits"]
+    for split in ("train", "test"):
+        data = parity[split]
+        assert set(data["x"].unique().tolist()) <= {-1.0, 1.0}
+        assert torch.equal(data["y"], parity_from_product(data["x"][:, :core_bits]))
+        assert torch.equal(data["b"], parity_from_product(data["x"][:, core_bits:]))
+    assert int((parity["train"]["y"] != parity["train"]["b"]).sum()) == round(0.1 * 401)
+    assert int((parity["test"]["y"] != parity["test"]["b"]).sum()) == 150
+    assert parity["params"]["realized_rho_test"] == 0.5
+
+
+def test_parity_masks_partition_features(parity: dict) -> None:
+    spurious, core = parity["spurious_mask"], parity["core_mask"]
+    assert parity["input_shape"] == [9] and list(spurious.shape) == [9]
+    assert spurious.tolist() == [False] * 6 + [True] * 3
+    assert torch.equal(core, ~spurious)
+
+
+def test_parity_spurious_bits_are_not_constant(parity: dict) -> None:
+    # Each parity class has 4 spurious patterns of 3 bits; all should occur.
+    spurious = parity["train"]["x"][:, 6:]
+    assert len(torch.unique(spurious, dim=0)) == 8
+
+
+def test_moon_star_images_are_binary_and_nonempty(moon_star: dict) -> None:
+    for split, n in (("train", 201), ("test", 100)):
+        x = moon_star[split]["x"]
+        assert x.shape == (n, 1, 24, 24) and x.dtype == torch.float32
+        assert set(x.unique().tolist()) == {0.0, 1.0}
+        assert (x.sum(dim=(1, 2, 3)) >= 5).all()
+    assert moon_star["spurious_mask"] is None and moon_star["core_mask"] is None
+    assert int((moon_star["train"]["y"] != moon_star["train"]["b"]).sum()) == round(0.2 * 201)
+    assert int((moon_star["test"]["y"] != moon_star["test"]["b"]).sum()) == 50
+
+
+def test_moon_star_object_sits_in_the_quadrant_pair_of_its_bias(moon_star: dict) -> None:
+    # b = 0: top-left or bottom-right; b = 1: top-right or bottom-left.
+    half = 12
+    for split in ("train", "test"):
+        x, b = moon_star[split]["x"][:, 0], moon_star[split]["b"]
+        rows, cols = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+        area = x.sum(dim=(1, 2))
+        centroid_row = (x * rows).sum(dim=(1, 2)) / area
+        centroid_col = (x * cols).sum(dim=(1, 2)) / area
+        assert torch.equal(((centroid_row >= half) ^ (centroid_col >= half)).long(), b)
+        quadrant_pair = (rows >= half) ^ (cols >= half)
+        outside = torch.where(b[:, None, None] == 0, quadrant_pair, ~quadrant_pair)
+        assert not (x.bool() & outside).any()
+
+
+def test_star_has_fivefold_symmetry_and_moon_does_not() -> None:
+    centre, radius = torch.tensor([[32.0, 32.0]], dtype=torch.float64), torch.tensor([25.0], dtype=torch.float64)
+    angle = torch.tensor([0.3], dtype=torch.float64)
+    turned = angle + 2 * math.pi / 5
+    star, star_turned = draw_stars(64, centre, radius, angle), draw_stars(64, centre, radius, turned)
+    moon, moon_turned = draw_moons(64, centre, radius, angle), draw_moons(64, centre, radius, turned)
+    assert (star != star_turned).sum() <= 0.02 * star.sum()
+    assert (moon != moon_turned).sum() >= 0.5 * moon.sum()
+    # A star covers its centre; a crescent has its centre cut away.
+    assert star[0, 32, 32] and not moon[0, 32, 32]
+
+
+def test_moons_and_stars_differ_in_the_dataset(moon_star: dict) -> None:
+    x, y = moon_star["train"]["x"], moon_star["train"]["y"]
+    assert 0 < int(y.sum()) < len(y)
+    moons, stars = {tuple(v.flatten().tolist()) for v in x[y == 0]}, {tuple(v.flatten().tolist()) for v in x[y == 1]}
+    assert not moons & stars
+
+
+def test_digits_base_split_is_stratified_and_fixed(digits_base: tuple[torch.Tensor, ...]) -> None:
+    x_train, y_train, x_test, y_test = digits_base
+    assert x_train.shape[1:] == (1, 28, 28) and len(x_train) + len(x_test) == 1797
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0
+    for label in range(10):
+        total = int((y_train == label).sum() + (y_test == label).sum())
+        assert int((y_test == label).sum()) == round(0.3 * total)
+    again = load_digits_base()
+    assert all(torch.equal(a, b) for a, b in zip(digits_base, again))
+
+
+def test_colored_digits_colour_is_the_bias(colored: dict, digits_base: tuple[torch.Tensor, ...]) -> None:
+    grays = {"train": digits_base[0], "test": digits_base[2]}
+    for split in ("train", "test"):
+        x, b, gray = colored[split]["x"], colored[split]["b"], grays[split]
+        assert x.shape == (len(gray), 3, 28, 28)
+        assert (x * (gray == 0)).abs().max() == 0  # background stays black
+        strokes = (gray > 0.1).float()
+        colour = (x / gray.clamp_min(1e-6) * strokes).sum(dim=(2, 3)) / strokes.sum(dim=(2, 3))
+        nearest = torch.cdist(colour, PALETTE).argmin(dim=1)
+        assert torch.equal(nearest, b)
+        assert (colour - PALETTE[b]).abs().max() < 0.05
+
+
+def test_colored_digits_bias_rates(colored: dict) -> None:
+    train, test = colored["train"], colored["test"]
+    assert int((train["y"] != train["b"]).sum()) == round(0.05 * len(train["y"]))
+    assert colored["params"]["realized_rho_test"] == pytest.approx(0.9, abs=0.05)
+    counts = torch.bincount(group_ids(test["y"], test["b"], 10), minlength=100)
+    assert counts.max() <= 20  # about 5.4 per (class, bias) group when b is independent of y
+    assert colored["num_classes"] == colored["num_bias"] == 10
+
+
+def test_double_digits_halves(double: dict, digits_base: tuple[torch.Tensor, ...]) -> None:
+    bases = {"train": digits_base[:2], "test": digits_base[2:]}
+    mask = double["spurious_mask"]
+    assert list(mask.shape) == [1, 28, 56] and torch.equal(double["core_mask"], ~mask)
+    assert mask[..., 28:].all() and not mask[..., :28].any()
+    for split in ("train", "test"):
+        x, y, b = double[split]["x"], double[split]["y"], double[split]["b"]
+        images, labels = bases[split]
+        assert x.shape == (len(images), 1, 28, 56) and torch.equal(y, labels)
+        core_only = x * ~mask
+        assert torch.allclose(core_only[..., :28], 0.5 * images) and core_only[..., 28:].abs().max() == 0
+        right = x[..., 28:].flatten(1)
+        distance = torch.cdist(right, images.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")  # brightness 1.0
+        nearest = distance.argmin(dim=1)
+        assert distance.min(dim=1).values.max() < 1e-4
+        assert torch.equal(labels[nearest], b)
+
+
+def test_double_digits_brightness_scales_each_half() -> None:
+    ds = build("double_digits", core_brightness=0.25, spurious_brightness=0.75)
+    x = ds["train"]["x"]
+    assert x[..., :28].max() <= 0.25 + 1e-6
+    assert x[..., 28:].max() <= 0.75 + 1e-6 and x[..., 28:].max() > 0.5
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_same_seed_same_data_and_different_seed_different_data(name: str) -> None:
+    first, again, other = build(name, seed=3), build(name, seed=3), build(name, seed=4)
+    for split in ("train", "test"):
+        for key in ("x", "y", "b"):
+            assert torch.equal(first[split][key], again[split][key])
+    assert not torch.equal(first["train"]["x"], other["train"]["x"])
+    assert not torch.equal(first["train"]["x"], first["test"]["x"][: len(first["train"]["x"])])
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_params_record_construction(name: str) -> None:
+    ds = build(name, seed=5)
+    assert ds["params"]["seed"] == 5
+    assert {"realized_rho_train", "realized_rho_test", "rho_train"} <= set(ds["params"])
+    assert ds["input_shape"] == list(ds["train"]["x"].shape[1:])
+    assert ds["train"]["y"].dtype == ds["train"]["b"].dtype == torch.int64
+
+
+def test_unknown_dataset_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"'mnist_typo'.*colored_digits.*double_digits.*moon_star.*parity"):
+        build_dataset("mnist_typo", {}, "unused", 0)
+
+
+def test_unknown_param_key_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"'rho'.*allowed keys.*rho_test.*rho_train"):
+        build_dataset("parity", {"rho": 0.1}, "unused", 0)
+
+
+@pytest.mark.parametrize("params", [{"n_train": "100"}, {"n_train": 1.5}, {"rho_train": True}, {"rho_train": 1.5}, {"image_size": 2}])
+def test_bad_param_values_are_rejected(params: dict) -> None:
+    key = next(iter(params))
+    with pytest.raises(ValueError, match=key):
+        build_dataset("moon_star" if key == "image_size" else "parity", params, "unused", 0)
+
+
+def test_save_load_round_trip(tmp_path, double: dict) -> None:
+    path = tmp_path / "nested" / "double.pt"
+    save_dataset(double, path)
+    assert [p.name for p in path.parent.iterdir()] == ["double.pt"]  # no temporary left behind
+    loaded = load_dataset(path)
+    assert torch.load(path, weights_only=True)["params"] == double["params"]
+    assert torch.equal(loaded["train"]["x"], double["train"]["x"])
+    assert torch.equal(loaded["spurious_mask"], double["spurious_mask"])
+    assert loaded["input_shape"] == [1, 28, 56] and loaded["name"] == "double_digits"
