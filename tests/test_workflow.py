@@ -58,8 +58,8 @@ def test_dry_run_schedules_one_job_per_cell_and_step(workdir):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     n_datasets = len({d for b in smoke["grid"] for d in b["datasets"]})
-    assert counts == {"data": n_datasets, "train": n_cells, "prune": n_cells, "represent": n_cells,
-                      "attribute": n_cells, "aggregate": 1, "figure": n_pairs, "smoke": 1, "total": counts["total"]}
+    assert counts == {"data": n_datasets, "train": n_cells, "analyze": n_cells, "aggregate": 1,
+                      "figure": n_pairs, "smoke": 1, "total": counts["total"]}
 
 
 def test_smoke_study_writes_cells_table_and_figures(smoke_run):
@@ -73,7 +73,9 @@ def test_smoke_study_writes_cells_table_and_figures(smoke_run):
         base = smoke_run / "results" / cell.path
         assert {"model.pt", "history.parquet", "train.json", "prune.parquet", "represent.parquet",
                 "attribute.parquet"} <= {p.name for p in base.iterdir()}
-        assert (smoke_run / f"results/benchmarks/train/{cell.path}.tsv").stat().st_size > 0
+        for rule in ("train", "analyze"):
+            benchmark = pd.read_csv(smoke_run / f"results/benchmarks/{rule}/{cell.path}.tsv", sep="\t")
+            assert benchmark["s"].iloc[0] > 0
         assert (smoke_run / f"results/logs/train/{cell.path}.log").read_text().startswith("training")
     for dataset, model in set(zip(cells["dataset"], cells["model"])):
         png = smoke_run / f"results/figures/smoke/{dataset}-{model}.png"

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,10 @@ def _json(text: str) -> dict[str, Any]:
 
 
 def _setup(args: argparse.Namespace) -> torch.device:
+    # No torch.use_deterministic_algorithms: the CPU kernels used here are deterministic
+    # already (tests pin it), and the call imports torch's compiler stack (~1.5 s a job).
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    return device
-
-
-def _read_cell(cell_dir: Path) -> dict[str, Any]:
-    return json.loads((cell_dir / "train.json").read_text())
+    return resolve_device(args.device)
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -69,61 +65,69 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"done: {summary['stopped_by']} after {summary['steps']} steps, test acc {summary.get('test_acc', math.nan):.4f}")
 
 
-def _load_for_analysis(args: argparse.Namespace):
+ANALYSES = ("prune", "represent", "attribute")
+NAN_METRICS = {
+    "represent": ["compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep"],
+    "attribute": ["attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share"],
+}
+
+
+def prune_table(model, dataset, settings, device) -> pd.DataFrame:
+    from largelr.prune import retention_curve
+
+    test = dataset["test"]
+    kappas = [float(k) for k in settings["kappas"]]
+    curve = retention_curve(model, test["x"].to(device), test["y"].to(device), kappas=kappas, method="structured")
+    curve.insert(0, "method", "structured")
+    return curve
+
+
+def represent_table(model, dataset, settings, device) -> pd.DataFrame:
+    from largelr.attribute import sample_indices
+    from largelr.represent import summarize
+
+    test = dataset["test"]
+    idx = sample_indices(len(test["y"]), settings["represent_samples"], seed=0)
+    with torch.no_grad():
+        z = model.features(test["x"][idx].to(device)).cpu()
+    metrics = summarize(z, test["y"][idx], test["b"][idx], q=settings["compress_q"],
+                        kappa=settings["compress_kappa"], eps=settings["csi_eps"])
+    return pd.DataFrame([metrics])
+
+
+def attribute_table(model, dataset, settings, device) -> pd.DataFrame:
+    from largelr.attribute import summarize
+
+    return pd.DataFrame([summarize(model, dataset, settings, device)])
+
+
+def diverged_table(name: str, settings: dict[str, Any]) -> pd.DataFrame:
+    """A diverged cell has no meaningful analyses: same columns, NaN values."""
+    if name == "prune":
+        kappas = [float(k) for k in settings["kappas"]]
+        return pd.DataFrame({"method": "structured", "kappa": kappas, "accuracy": math.nan,
+                             "retention": math.nan, "pruned_fraction": math.nan})
+    return pd.DataFrame([dict.fromkeys(NAN_METRICS[name], math.nan)])
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
     from largelr.data import load_dataset
     from largelr.models import load_checkpoint
 
     device = _setup(args)
     cell_dir = Path(args.cell_dir)
-    record = _read_cell(cell_dir)
-    model = load_checkpoint(cell_dir / "model.pt", device)
-    return device, record, model, load_dataset(args.data)
-
-
-def cmd_prune(args: argparse.Namespace) -> None:
-    from largelr.prune import retention_curve
-
-    device, record, model, dataset = _load_for_analysis(args)
-    kappas = [float(k) for k in args.settings["kappas"]]
-    if record["summary"]["diverged"]:
-        curve = pd.DataFrame({"kappa": kappas, "accuracy": math.nan, "retention": math.nan, "pruned_fraction": math.nan})
-    else:
-        test = dataset["test"]
-        curve = retention_curve(model, test["x"].to(device), test["y"].to(device), kappas=kappas, method="structured")
-    curve.insert(0, "method", "structured")
-    write_parquet(with_cell_keys(curve, record["cell"], device), args.out)
-    print(f"prunability {curve['retention'].mean():.4f}")
-
-
-def cmd_represent(args: argparse.Namespace) -> None:
-    from largelr.attribute import sample_indices
-    from largelr.represent import summarize
-
-    device, record, model, dataset = _load_for_analysis(args)
-    settings = args.settings
-    test = dataset["test"]
-    idx = sample_indices(len(test["y"]), settings["represent_samples"], seed=0)
-    if record["summary"]["diverged"]:
-        metrics = dict.fromkeys(["compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep"], math.nan)
-    else:
-        with torch.no_grad():
-            z = model.features(test["x"][idx].to(device)).cpu()
-        metrics = summarize(z, test["y"][idx], test["b"][idx], q=settings["compress_q"],
-                            kappa=settings["compress_kappa"], eps=settings["csi_eps"])
-    write_parquet(with_cell_keys(pd.DataFrame([metrics]), record["cell"], device), args.out)
-    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-
-
-def cmd_attribute(args: argparse.Namespace) -> None:
-    from largelr.attribute import summarize
-
-    device, record, model, dataset = _load_for_analysis(args)
-    if record["summary"]["diverged"]:
-        metrics = dict.fromkeys(["attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share"], math.nan)
-    else:
-        metrics = summarize(model, dataset, args.settings, device)
-    write_parquet(with_cell_keys(pd.DataFrame([metrics]), record["cell"], device), args.out)
-    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    record = json.loads((cell_dir / "train.json").read_text())
+    diverged = record["summary"]["diverged"]
+    if not diverged:
+        model = load_checkpoint(cell_dir / "model.pt", device)
+        dataset = load_dataset(args.data)
+    tables = {"prune": prune_table, "represent": represent_table, "attribute": attribute_table}
+    for name in args.steps:
+        started = time.perf_counter()
+        table = diverged_table(name, args.settings) if diverged else tables[name](model, dataset, args.settings, device)
+        write_parquet(with_cell_keys(table, record["cell"], device), cell_dir / f"{name}.parquet")
+        print(f"{name} ({time.perf_counter() - started:.2f} s):")
+        print(table.to_string(index=False))
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -170,11 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--spec", type=_json, required=True, help="cell spec JSON (largelr.config.cell_spec)")
     train.add_argument("--out-dir", required=True)
 
-    for name, func in (("prune", cmd_prune), ("represent", cmd_represent), ("attribute", cmd_attribute)):
-        step = compute_step(name, func, f"{name} analysis of one trained cell")
-        step.add_argument("--cell-dir", required=True)
-        step.add_argument("--settings", type=_json, required=True, help="analysis settings JSON")
-        step.add_argument("--out", required=True)
+    analyze = compute_step("analyze", cmd_analyze, "prune, represent and attribute one trained cell")
+    analyze.add_argument("--cell-dir", required=True, help="the cell's directory; tables are written there")
+    analyze.add_argument("--settings", type=_json, required=True, help="analysis settings JSON")
+    analyze.add_argument("--steps", nargs="+", choices=ANALYSES, default=list(ANALYSES))
 
     aggregate = steps.add_parser("aggregate", help="cells -> cells.parquet and Table 1")
     aggregate.set_defaults(func=cmd_aggregate)

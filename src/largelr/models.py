@@ -66,6 +66,11 @@ class VGGLike(nn.Module):
         layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes, bias=False)
+        # He initialisation as in torchvision's VGG: without it, eight bias-free ReLU
+        # convs shrink the signal so much that small learning rates barely train.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

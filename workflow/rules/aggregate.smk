@@ -6,8 +6,8 @@ rule aggregate:
         summaries=lambda wc: cell_files(wc.study, "train.json"),
         analyses=lambda wc: [
             path
-            for step in ("prune", "represent", "attribute")
-            for path in cell_files(wc.study, f"{step}.parquet")
+            for table in ("prune", "represent", "attribute")
+            for path in cell_files(wc.study, f"{table}.parquet")
         ],
     output:
         cells="results/{study}/cells.parquet",

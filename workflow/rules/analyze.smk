@@ -1,28 +1,29 @@
-# Analyses of one trained cell. The three steps share one shape, so they are
-# declared in a loop: `prune`, `represent` and `attribute` are ordinary rules.
+# Analyses of one trained cell: structured pruning, representation statistics and
+# attributions. One job writes all three tables: each job pays a fixed start-up
+# (interpreter, torch, dataset, model) that is larger than the demo-sized analyses
+# themselves, so one job per cell instead of three (see README, "Measured").
 
-for _step in ("prune", "represent", "attribute"):
 
-    rule:
-        name:
-            _step
-        input:
-            data=rules.data.output[0],
-            model=rules.train.output.model,
-            summary=rules.train.output.summary,
-        output:
-            f"{CELL}/{_step}.parquet",
-        params:
-            step=_step,
-            settings=analysis_settings,
-            cell_dir=CELL,
-            device=DEVICE,
-        log:
-            f"results/logs/{_step}/{CELL_ID}.log",
-        benchmark:
-            f"results/benchmarks/{_step}/{CELL_ID}.tsv"
-        threads: 1
-        shell:
-            "largelr {params.step} --cell-dir {params.cell_dir} --data {input.data}"
-            " --settings {params.settings:q} --device {params.device} --threads {threads}"
-            " --out {output} > {log} 2>&1"
+rule analyze:
+    input:
+        data=rules.data.output[0],
+        model=rules.train.output.model,
+        summary=rules.train.output.summary,
+    output:
+        prune=f"{CELL}/prune.parquet",
+        represent=f"{CELL}/represent.parquet",
+        attribute=f"{CELL}/attribute.parquet",
+    params:
+        settings=analysis_settings,
+        cell_dir=CELL,
+        device=DEVICE,
+    log:
+        f"results/logs/analyze/{CELL_ID}.log",
+    benchmark:
+        f"results/benchmarks/analyze/{CELL_ID}.tsv"
+    threads: 1
+    resources:
+        gpu=1 if DEVICE.startswith("cuda") else 0,
+    shell:
+        "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
