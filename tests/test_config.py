@@ -33,8 +33,8 @@ def test_value_text_is_canonical_and_round_trips(value, text):
 
 
 def test_cell_spec_applies_the_knob_value_with_the_settings_type(config):
-    spec = cell_spec(config, "demo", "parity", "fcn", "lr", "0.2", 1)
-    assert spec["train"]["lr"] == 0.2 and spec["train"]["max_steps"] == 20000
+    spec = cell_spec(config, "demo", "parity", "fcn", "lr", "0.12", 1)
+    assert spec["train"]["lr"] == 0.12 and spec["train"]["max_steps"] == 20000
     assert spec["model_params"] == {"depth": 3, "width": 200}
     config["studies"]["demo"]["knob"] = "batch_size"
     spec = cell_spec(config, "demo", "parity", "fcn", "batch_size", "50", 1)

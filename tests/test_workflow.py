@@ -113,3 +113,9 @@ def test_adding_a_seed_schedules_only_the_new_cells(smoke_run, tmp_path):
     counts = {p[0]: int(p[1]) for p in map(str.split, run.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
     assert counts["train"] == n_pairs * len(config["studies"]["smoke"]["values"])
     assert "data" not in counts
+
+
+def test_workflow_files_are_snakefmt_clean():
+    files = [str(ROOT / "Snakefile"), str(ROOT / "workflow")]
+    run = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -104,11 +104,13 @@ def train_cell(
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            stats[step, 0] = loss.detach()
-            stats[step, 1] = (logits.argmax(1) == train["y"][idx]).float().mean()
-            stats[step, 2] = losses[conflicting[idx]].sum() / losses.sum()
-            stats[step, 3] = logits.norm(dim=1).mean()
-            stats[step, 4] = nn.utils.get_total_norm(params)
+            stats[step] = torch.stack([
+                loss,
+                (logits.argmax(1) == train["y"][idx]).float().mean(),
+                losses[conflicting[idx]].sum() / losses.sum(),  # BC loss ratio
+                logits.norm(dim=1).mean(),
+                nn.utils.get_total_norm(params),
+            ])
         step += 1
         if step % eval_every == 0 or step == max_steps:
             finite = torch.isfinite(stats[:step, 0])

@@ -13,10 +13,6 @@ rule analyze:
         prune=f"{CELL}/prune.parquet",
         represent=f"{CELL}/represent.parquet",
         attribute=f"{CELL}/attribute.parquet",
-    params:
-        settings=analysis_settings,
-        cell_dir=CELL,
-        device=DEVICE,
     log:
         f"results/logs/analyze/{CELL_ID}.log",
     benchmark:
@@ -24,6 +20,10 @@ rule analyze:
     threads: 1
     resources:
         gpu=1 if DEVICE.startswith("cuda") else 0,
+    params:
+        settings=analysis_settings,
+        cell_dir=lambda wc, input: os.path.dirname(input.summary),
+        device=DEVICE,
     shell:
         "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
         " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"

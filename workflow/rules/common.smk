@@ -1,5 +1,6 @@
 # Grid -> cells, paths and small accessors shared by every rule.
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 
@@ -27,18 +28,30 @@ wildcard_constraints:
 
 
 def cell_files(study, filename):
-    return [f"results/{cell.path}/{filename}" for cell in study_config.study_cells(config, study)]
+    return [
+        f"results/{cell.path}/{filename}"
+        for cell in study_config.study_cells(config, study)
+    ]
 
 
 def study_pairs(study):
-    return list(dict.fromkeys((c.dataset, c.model) for c in study_config.study_cells(config, study)))
+    return list(
+        dict.fromkeys(
+            (c.dataset, c.model) for c in study_config.study_cells(config, study)
+        )
+    )
 
 
 def study_targets(studies):
     targets = []
     for study in studies:
-        targets += [f"results/{study}/cells.parquet", f"results/tables/{study}_table1.parquet"]
-        targets += [f"results/figures/{study}/{d}-{m}.png" for d, m in study_pairs(study)]
+        targets += [
+            f"results/{study}/cells.parquet",
+            f"results/tables/{study}_table1.parquet",
+        ]
+        targets += [
+            f"results/figures/{study}/{d}-{m}.png" for d, m in study_pairs(study)
+        ]
     return targets
 
 
@@ -56,4 +69,6 @@ def train_spec(wildcards):
 
 
 def analysis_settings(wildcards):
-    return json.dumps(study_config.analysis_settings(config, wildcards.study), sort_keys=True)
+    return json.dumps(
+        study_config.analysis_settings(config, wildcards.study), sort_keys=True
+    )

@@ -4,15 +4,17 @@
 rule data:
     output:
         "results/data/{dataset}.pt",
-    params:
-        kind=lambda wc: study_config.dataset_kind(config, wc.dataset),
-        construction=lambda wc: json.dumps(study_config.dataset_params(config, wc.dataset), sort_keys=True),
-        seed=lambda wc: study_config.dataset_seed(config, wc.dataset),
-        data_root=config.get("data_root", "data"),
     log:
         "results/logs/data/{dataset}.log",
     benchmark:
         "results/benchmarks/data/{dataset}.tsv"
+    params:
+        kind=lambda wc: study_config.dataset_kind(config, wc.dataset),
+        construction=lambda wc: json.dumps(
+            study_config.dataset_params(config, wc.dataset), sort_keys=True
+        ),
+        seed=lambda wc: study_config.dataset_seed(config, wc.dataset),
+        data_root=config.get("data_root", "data"),
     shell:
         "largelr data --name {wildcards.dataset} --kind {params.kind} --params {params.construction:q}"
         " --seed {params.seed} --data-root {params.data_root:q} --out {output} > {log} 2>&1"

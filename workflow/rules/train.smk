@@ -8,10 +8,6 @@ rule train:
         model=f"{CELL}/model.pt",
         history=f"{CELL}/history.parquet",
         summary=f"{CELL}/train.json",
-    params:
-        spec=train_spec,
-        cell_dir=CELL,
-        device=DEVICE,
     log:
         f"results/logs/train/{CELL_ID}.log",
     benchmark:
@@ -19,6 +15,10 @@ rule train:
     threads: 1
     resources:
         gpu=1 if DEVICE.startswith("cuda") else 0,
+    params:
+        spec=train_spec,
+        cell_dir=lambda wc, output: os.path.dirname(output.summary),
+        device=DEVICE,
     shell:
         "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
