@@ -9,6 +9,12 @@ balanced. A dataset is a plain dict of tensors and python scalars so that ``torc
 ``input_shape``, ``spurious_mask`` and ``core_mask`` (bool tensors of ``input_shape`` marking
 where each feature lives in the input, or None), ``params`` (construction parameters used,
 with ``seed`` and the realized ``rho`` of each split).
+
+Constructions on real image sets (``colored_mnist``, ``double_mnist``, ``mnist_cifar``,
+``corrupted_cifar10``) read their bases with :mod:`largelr.bases` from ``data_root``; their
+``download`` parameter lets torchvision fetch missing files and ``verify_checksums`` checks the
+files against the official release. The digits-based demo sets and the MNIST sets share one
+construction, applied to a different base.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from largelr.bases import Base, load_cifar10, load_mnist
+from largelr.corruptions import CORRUPTION_NAMES, corrupt
 
 Split = dict[str, torch.Tensor]
 
@@ -55,13 +64,20 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "moon_star": {"image_size": 32, "n_train": 4000, "n_test": 2000, "rho_train": 0.1, "rho_test": 0.5},
     "colored_digits": {"rho_train": 0.025, "color_noise_std": 0.005},
     "double_digits": {"rho_train": 0.025, "core_brightness": 0.5, "spurious_brightness": 1.0},
+    "colored_mnist": {"rho_train": 0.025, "color_noise_std": 0.005, "download": False, "verify_checksums": True},
+    "double_mnist": {"rho_train": 0.025, "core_brightness": 0.5, "spurious_brightness": 1.0, "download": False, "verify_checksums": True},
+    "mnist_cifar": {"rho_train": 0.1, "download": False, "verify_checksums": True},
+    "corrupted_cifar10": {"rho_train": 0.1, "severity": 4, "download": False, "verify_checksums": True},
 }
 
 # Smallest allowed value of each numeric parameter (rho values are also capped at 1).
 PARAM_MINIMA: dict[str, float] = {
     "core_bits": 1, "spurious_bits": 1, "n_train": 1, "n_test": 1, "image_size": 8,
     "rho_train": 0.0, "rho_test": 0.0, "color_noise_std": 0.0, "core_brightness": 0.0, "spurious_brightness": 0.0,
+    "severity": 1,
 }
+# Largest allowed value where there is one besides rho's 1.
+PARAM_MAXIMA: dict[str, float] = {"severity": 5}
 
 
 # --- bias labels -------------------------------------------------------------------------
@@ -251,8 +267,8 @@ def load_digits_base() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
     return x[~is_test], y[~is_test], x[is_test], y[is_test]
 
 
-def digits_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Biased train labels (exact-count rule) and unbiased test labels over the 10 digit classes."""
+def ten_class_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Biased train labels (exact-count rule) and unbiased test labels over 10 classes."""
     b_train = assign_bias(y_train, rho_train, 10, split_generator(seed, "train"))
     b_test = unbiased_bias(len(y_test), 10, split_generator(seed, "test"))
     return b_train, b_test
@@ -268,15 +284,23 @@ def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, 
     return gray_images * colours[:, :, None, None]
 
 
-def build_colored_digits(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    """Digits whose stroke colour is the bias."""
-    x_train, y_train, x_test, y_test = load_digits_base()
-    b_train, b_test = digits_bias(y_train, y_test, params["rho_train"], seed)
+def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Gray digits [N, 1, H, W] in [0, 1] whose stroke colour is the bias."""
+    x_train, y_train, x_test, y_test = base
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
     # Colour noise has its own streams so that it does not shift the bias draws.
     noise = params["color_noise_std"]
     train = {"x": colorize(x_train, b_train, PALETTE, noise, split_generator(seed, "train-colour")), "y": y_train, "b": b_train}
     test = {"x": colorize(x_test, b_test, PALETTE, noise, split_generator(seed, "test-colour")), "y": y_test, "b": b_test}
-    return assemble("colored_digits", train, test, 10, 10, None, None, params, seed)
+    return assemble(name, train, test, 10, 10, None, None, params, seed)
+
+
+def build_colored_digits(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return colored_from_base("colored_digits", load_digits_base(), params, seed)
+
+
+def build_colored_mnist(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return colored_from_base("colored_mnist", load_mnist_unit(data_root, params), params, seed)
 
 
 def pick_images_with_labels(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -302,15 +326,101 @@ def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, 
     return {"x": x, "y": y, "b": b}
 
 
-def build_double_digits(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+def double_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Own digit (label) on the left, a digit of class b (bias) on the right."""
-    x_train, y_train, x_test, y_test = load_digits_base()
-    b_train, b_test = digits_bias(y_train, y_test, params["rho_train"], seed)
+    x_train, y_train, x_test, y_test = base
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
     train = double_digits_split(x_train, y_train, b_train, params, split_generator(seed, "train-pick"))
     test = double_digits_split(x_test, y_test, b_test, params, split_generator(seed, "test-pick"))
-    spurious_mask = torch.zeros(1, DIGITS_SIZE, 2 * DIGITS_SIZE, dtype=torch.bool)
-    spurious_mask[..., DIGITS_SIZE:] = True
-    return assemble("double_digits", train, test, 10, 10, spurious_mask, ~spurious_mask, params, seed)
+    channels, height, width = x_train.shape[1:]
+    spurious_mask = torch.zeros(channels, height, 2 * width, dtype=torch.bool)
+    spurious_mask[..., width:] = True
+    return assemble(name, train, test, 10, 10, spurious_mask, ~spurious_mask, params, seed)
+
+
+def build_double_digits(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return double_from_base("double_digits", load_digits_base(), params, seed)
+
+
+def build_double_mnist(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return double_from_base("double_mnist", load_mnist_unit(data_root, params), params, seed)
+
+
+# --- real image bases: MNIST, CIFAR-10 -----------------------------------------------------
+
+
+def unit_range(base: Base) -> Base:
+    """uint8 images as float32 in [0, 1]; labels unchanged."""
+    x_train, y_train, x_test, y_test = base
+    return x_train.float() / 255, y_train, x_test.float() / 255, y_test
+
+
+def load_mnist_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
+    return unit_range(load_mnist(data_root, params["download"], params["verify_checksums"]))
+
+
+def load_cifar10_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
+    return unit_range(load_cifar10(data_root, params["download"], params["verify_checksums"]))
+
+
+def top_bottom_mask(channels: int, half_height: int, width: int) -> torch.Tensor:
+    """Bool mask of shape [C, 2 * half_height, W], True on the top half."""
+    mask = torch.zeros(channels, 2 * half_height, width, dtype=torch.bool)
+    mask[:, :half_height] = True
+    return mask
+
+
+def stack_above(digits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Gray digits [N, 1, h, w], zero-padded to the images' size and copied to their channels,
+    stacked above images [N, C, H, W]: [N, C, 2H, W] (Shah et al.'s dominoes)."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = height - digits.shape[-2], width - digits.shape[-1]
+    padded = F.pad(digits, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return torch.cat([padded.expand(-1, images.shape[1], -1, -1), images], dim=-2)
+
+
+def dominoes_split(digits: torch.Tensor, digit_labels: torch.Tensor, images: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
+                   generator: torch.Generator) -> Split:
+    tops = pick_images_with_labels(digits, digit_labels, b, generator)
+    return {"x": stack_above(tops, images), "y": y, "b": b}
+
+
+def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """CIFAR-10 object (label) below an MNIST digit of class b (bias), drawn from the same split."""
+    digits_train, digit_labels_train, digits_test, digit_labels_test = mnist
+    x_train, y_train, x_test, y_test = cifar
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    train = dominoes_split(digits_train, digit_labels_train, x_train, y_train, b_train, split_generator(seed, "train-pick"))
+    test = dominoes_split(digits_test, digit_labels_test, x_test, y_test, b_test, split_generator(seed, "test-pick"))
+    spurious_mask = top_bottom_mask(*x_train.shape[1:])
+    return assemble("mnist_cifar", train, test, 10, 10, spurious_mask, ~spurious_mask, params, seed)
+
+
+def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return mnist_cifar_from_bases(load_mnist_unit(data_root, params), load_cifar10_unit(data_root, params), params, seed)
+
+
+def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, severity: int, seed: int, split: str) -> torch.Tensor:
+    """Images with b = k get corruption CORRUPTION_NAMES[k], from generator (seed, split-corrupt, k)."""
+    corrupted = images.clone()
+    for kind, name in enumerate(CORRUPTION_NAMES):
+        members = torch.nonzero(b == kind).flatten()
+        corrupted[members] = corrupt(images[members], name, severity, split_generator(seed, f"{split}-corrupt", kind))
+    return corrupted
+
+
+def corrupted_cifar10_from_base(cifar: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """CIFAR-10 object (label) under corruption type b (bias), LfF's Corrupted CIFAR-10."""
+    x_train, y_train, x_test, y_test = cifar
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    severity = params["severity"]
+    train = {"x": corrupt_by_bias(x_train, b_train, severity, seed, "train"), "y": y_train, "b": b_train}
+    test = {"x": corrupt_by_bias(x_test, b_test, severity, seed, "test"), "y": y_test, "b": b_test}
+    return assemble("corrupted_cifar10", train, test, 10, len(CORRUPTION_NAMES), None, None, params, seed)
+
+
+def build_corrupted_cifar10(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return corrupted_cifar10_from_base(load_cifar10_unit(data_root, params), params, seed)
 
 
 # --- registry, assembly, files ------------------------------------------------------------
@@ -320,14 +430,19 @@ DATASETS: dict[str, Callable[[dict[str, Any], str | Path, int], dict[str, Any]]]
     "moon_star": build_moon_star,
     "colored_digits": build_colored_digits,
     "double_digits": build_double_digits,
+    "colored_mnist": build_colored_mnist,
+    "double_mnist": build_double_mnist,
+    "mnist_cifar": build_mnist_cifar,
+    "corrupted_cifar10": build_corrupted_cifar10,
 }
 
-SPLIT_STREAMS = ("train", "test", "train-colour", "test-colour", "train-pick", "test-pick")
+# Append only: a stream's position seeds it, so reordering would change every dataset.
+SPLIT_STREAMS = ("train", "test", "train-colour", "test-colour", "train-pick", "test-pick", "train-corrupt", "test-corrupt")
 
 
-def split_generator(seed: int, stream: str) -> torch.Generator:
-    """Independent generator per (seed, stream), so train and test draws never overlap."""
-    state = np.random.SeedSequence([seed, SPLIT_STREAMS.index(stream)]).generate_state(2, dtype=np.uint32)
+def split_generator(seed: int, stream: str, *indices: int) -> torch.Generator:
+    """Independent generator per (seed, stream, indices), so train and test draws never overlap."""
+    state = np.random.SeedSequence([seed, SPLIT_STREAMS.index(stream), *indices]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -354,12 +469,16 @@ def is_number(value: Any) -> bool:
 def check_value(key: str, value: Any, default: Any) -> Any:
     """The value in the default's type; raises ValueError for a wrong type or out-of-range value."""
     expected = type(default).__name__
+    if isinstance(default, bool):  # before the numeric cases: bool is an int subclass
+        if not isinstance(value, bool):
+            raise ValueError(f"dataset parameter {key}={value!r}: expected true or false")
+        return value
     if isinstance(default, float) and is_number(value):
         value = float(value)
     elif not (isinstance(default, int) and is_number(value) and float(value).is_integer()):
         raise ValueError(f"dataset parameter {key}={value!r}: expected {expected}")
     value = type(default)(value)
-    upper = 1.0 if key.startswith("rho") else math.inf
+    upper = 1.0 if key.startswith("rho") else PARAM_MAXIMA.get(key, math.inf)
     if not PARAM_MINIMA[key] <= value <= upper:
         raise ValueError(f"dataset parameter {key}={value!r}: allowed range [{PARAM_MINIMA[key]}, {upper}]")
     return value

@@ -1,0 +1,241 @@
+"""Readers of the base image datasets in torchvision's on-disk formats under a data root.
+
+Each reader returns ``(x_train, y_train, x_test, y_test)``: uint8 images ``[N, C, H, W]``
+and int64 labels. Files are checked for structure (header, keys, shapes, dtypes, label range)
+before use; anything missing or malformed raises :class:`DataMissingError` naming the file,
+what is wrong and how to obtain the right one. Nothing is downloaded unless ``download`` is
+true, in which case torchvision's own download (which verifies the archives) is used.
+
+Layouts:
+
+* MNIST: ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (uncompressed idx
+  files, big-endian; read by ``torchvision.datasets.MNIST``).
+* CIFAR-10: ``<root>/cifar-10-batches-py/{data_batch_1..5,test_batch}``; CIFAR-100:
+  ``<root>/cifar-100-python/{train,test}`` (python pickles of ``{b"data": uint8 [N, 3072]
+  row-major RGB 32x32, b"labels" | b"fine_labels": list of int}``).
+
+``verify_checksums``: for CIFAR, each file's md5 must match the official release (as listed by
+torchvision). torchvision lists MNIST md5s only for the compressed archives, not for the raw
+files it reads, so for MNIST the check is instead that the files hold the official sample
+counts (60000 train, 10000 test) of 28x28 images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+Base = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_IMAGES_MAGIC = 2051  # idx: unsigned bytes, 3 dimensions
+MNIST_LABELS_MAGIC = 2049  # idx: unsigned bytes, 1 dimension
+MNIST_OFFICIAL_COUNTS = {"train": 60000, "test": 10000}
+MNIST_SIZE = 28
+
+CIFAR_SIZE = 32
+CIFAR_PIXELS = 3 * CIFAR_SIZE * CIFAR_SIZE
+
+# Official md5 of every file of the extracted CIFAR releases (same values torchvision checks).
+CIFAR10_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+CIFAR100_MD5 = {
+    "train": "16019d7e3df5f24257cddd939b257f8d",
+    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+}
+CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
+    "CIFAR-10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "label_key": "labels",
+        "num_classes": 10,
+        "md5": CIFAR10_MD5,
+        "torchvision_class": torchvision.datasets.CIFAR10,
+    },
+    "CIFAR-100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "label_key": "fine_labels",
+        "num_classes": 100,
+        "md5": CIFAR100_MD5,
+        "torchvision_class": torchvision.datasets.CIFAR100,
+    },
+}
+
+
+class DataMissingError(FileNotFoundError):
+    """A base dataset is absent, laid out wrongly or corrupt; the message says how to fix it."""
+
+
+def how_to_obtain(dataset: str, directory: Path) -> str:
+    return (
+        f"To obtain them, set `download: true` for this dataset in config.yaml, or copy the files of "
+        f"torchvision's {dataset} release (extracted) into {directory}."
+    )
+
+
+def require_files(dataset: str, directory: Path, names: list[str]) -> None:
+    missing = [name for name in names if not (directory / name).is_file()]
+    if missing:
+        raise DataMissingError(
+            f"{dataset} not found: expected the files {', '.join(names)} in {directory} "
+            f"(missing: {', '.join(missing)}). {how_to_obtain(dataset, directory)}"
+        )
+
+
+def corrupt_file(dataset: str, path: Path, problem: str) -> DataMissingError:
+    return DataMissingError(
+        f"{dataset} file {path} is corrupt or not in the expected format: {problem}. "
+        f"Replace it. {how_to_obtain(dataset, path.parent)}"
+    )
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_md5(dataset: str, path: Path, expected: str) -> None:
+    actual = md5_of(path)
+    if actual != expected:
+        raise DataMissingError(
+            f"{dataset} file {path} has md5 {actual}, but the official release's is {expected}: the file is "
+            f"corrupt or not the official one. Replace it ({how_to_obtain(dataset, path.parent)}), or set "
+            f"`verify_checksums: false` for this dataset in config.yaml to use it anyway."
+        )
+
+
+# --- MNIST ---------------------------------------------------------------------------------
+
+
+def idx_shape(dataset: str, path: Path, magic: int, ndim: int) -> tuple[int, ...]:
+    """Dimensions from an idx header, checked against the file's magic number and size."""
+    with open(path, "rb") as handle:
+        header = handle.read(4 * (ndim + 1))
+    if len(header) < 4 * (ndim + 1):
+        raise corrupt_file(dataset, path, f"only {len(header)} bytes, shorter than the idx header")
+    found_magic, *shape = np.frombuffer(header, dtype=">u4").tolist()
+    if found_magic != magic:
+        raise corrupt_file(dataset, path, f"idx magic number {found_magic}, expected {magic}")
+    expected_size = len(header) + int(np.prod(shape))
+    if path.stat().st_size != expected_size:
+        raise corrupt_file(dataset, path, f"{path.stat().st_size} bytes, but its header {shape} implies {expected_size}")
+    return tuple(shape)
+
+
+def check_mnist_split(raw: Path, split: str, verify_checksums: bool) -> None:
+    images_name, labels_name = MNIST_FILES[split]
+    images_shape = idx_shape("MNIST", raw / images_name, MNIST_IMAGES_MAGIC, 3)
+    (n_labels,) = idx_shape("MNIST", raw / labels_name, MNIST_LABELS_MAGIC, 1)
+    if images_shape[0] != n_labels:
+        raise corrupt_file("MNIST", raw / labels_name, f"{n_labels} labels for {images_shape[0]} images in {images_name}")
+    official = (MNIST_OFFICIAL_COUNTS[split], MNIST_SIZE, MNIST_SIZE)
+    if verify_checksums and images_shape != official:
+        raise DataMissingError(
+            f"MNIST file {raw / images_name} holds images of shape {list(images_shape)}, but the official release's "
+            f"are {list(official)}. Replace it ({how_to_obtain('MNIST', raw)}), or set `verify_checksums: false` "
+            f"for this dataset in config.yaml to use it anyway."
+        )
+
+
+def load_mnist_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    dataset = torchvision.datasets.MNIST(root=str(root), train=split == "train", download=False)
+    labels = dataset.targets.long()
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
+        raise corrupt_file("MNIST", root / "MNIST" / "raw" / MNIST_FILES[split][1], "labels outside 0..9")
+    return dataset.data[:, None], labels
+
+
+def load_mnist(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
+    """MNIST train/test as uint8 ``[N, 1, 28, 28]`` images and int64 labels."""
+    root = Path(data_root).absolute()
+    if download:
+        torchvision.datasets.MNIST(root=str(root), train=True, download=True)
+    raw = root / "MNIST" / "raw"
+    require_files("MNIST", raw, [name for split in ("train", "test") for name in MNIST_FILES[split]])
+    for split in ("train", "test"):
+        check_mnist_split(raw, split, verify_checksums)
+    return (*load_mnist_split(root, "train"), *load_mnist_split(root, "test"))
+
+
+# --- CIFAR ---------------------------------------------------------------------------------
+
+
+def unpickle_batch(dataset: str, path: Path) -> dict[str, Any]:
+    """The batch dict with str keys (the official files were pickled by Python 2)."""
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="latin1")
+    except Exception as error:  # any failure to unpickle means the file is damaged
+        raise corrupt_file(dataset, path, f"cannot be unpickled ({type(error).__name__}: {error})") from error
+    if not isinstance(batch, dict):
+        raise corrupt_file(dataset, path, f"holds a {type(batch).__name__}, expected a dict")
+    return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
+
+
+def read_cifar_batch(dataset: str, path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 3, 32, 32] uint8 and labels [N] of one pickled batch, structure checked."""
+    batch = unpickle_batch(dataset, path)
+    for key in ("data", label_key):
+        if key not in batch:
+            raise corrupt_file(dataset, path, f"no {key!r} entry (has {sorted(map(str, batch))})")
+    data, labels = batch["data"], np.asarray(batch[label_key])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
+        described = f"{data.dtype} array of shape {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise corrupt_file(dataset, path, f"'data' is a {described}, expected uint8 [N, {CIFAR_PIXELS}]")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise corrupt_file(dataset, path, f"{label_key!r} has shape {list(labels.shape)} ({labels.dtype}), expected {len(data)} integers")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
+        raise corrupt_file(dataset, path, f"{label_key!r} outside 0..{num_classes - 1}")
+    # Rows are the red, green and blue 32x32 planes in turn.
+    return data.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE), labels.astype(np.int64)
+
+
+def read_cifar_files(dataset: str, directory: Path, names: list[str], layout: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    batches = [read_cifar_batch(dataset, directory / name, layout["label_key"], layout["num_classes"]) for name in names]
+    images = np.concatenate([images for images, _ in batches])
+    labels = np.concatenate([labels for _, labels in batches])
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def load_cifar(dataset: str, data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
+    """CIFAR-10 or CIFAR-100 (``dataset`` a key of CIFAR_LAYOUTS) as uint8 ``[N, 3, 32, 32]``."""
+    layout = CIFAR_LAYOUTS[dataset]
+    root = Path(data_root).absolute()
+    if download:
+        layout["torchvision_class"](root=str(root), train=False, download=True)
+    directory = root / layout["folder"]
+    require_files(dataset, directory, layout["train"] + layout["test"])
+    if verify_checksums:
+        for name in layout["train"] + layout["test"]:
+            check_md5(dataset, directory / name, layout["md5"][name])
+    return (*read_cifar_files(dataset, directory, layout["train"], layout),
+            *read_cifar_files(dataset, directory, layout["test"], layout))
+
+
+def load_cifar10(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
+    return load_cifar("CIFAR-10", data_root, download, verify_checksums)
+
+
+def load_cifar100(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
+    return load_cifar("CIFAR-100", data_root, download, verify_checksums)
