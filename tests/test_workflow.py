@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -59,7 +60,7 @@ def test_dry_run_schedules_one_job_per_cell_and_step(workdir):
             counts[parts[0]] = int(parts[1])
     n_datasets = len({d for b in smoke["grid"] for d in b["datasets"]})
     assert counts == {"data": n_datasets, "train": n_cells, "analyze": n_cells, "aggregate": 1,
-                      "figure": n_pairs, "smoke": 1, "total": counts["total"]}
+                      "figure": n_pairs, "card": n_datasets, "smoke": 1, "total": counts["total"]}
 
 
 def test_smoke_study_writes_cells_table_and_figures(smoke_run):
@@ -119,3 +120,26 @@ def test_workflow_files_are_snakefmt_clean():
     files = [str(ROOT / "Snakefile"), str(ROOT / "workflow")]
     run = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_data_rule_builds_a_dataset_and_its_card_from_a_data_root(workdir, tmp_path):
+    from test_bases import write_mnist
+
+    write_mnist(tmp_path / "raw", n_train=60, n_test=20)
+    overrides = tmp_path / "fabricated.yaml"
+    overrides.write_text(yaml.safe_dump({"datasets": {"colored_mnist": {"verify_checksums": False}}}))
+    target = "results/data/colored_mnist.json"
+    run = snakemake(workdir, target, "--configfile", str(overrides), "--config", f"data_root={tmp_path / 'raw'}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    card = json.loads((workdir / target).read_text())
+    assert card["splits"]["train"]["size"] == 60 and card["splits"]["test"]["size"] == 20
+    assert card["splits"]["train"]["rho"] == round(0.025 * 60) / 60
+    assert (workdir / "results/data/colored_mnist.png").stat().st_size > 5_000
+
+
+def test_missing_data_fails_with_the_expected_files_and_leaves_no_output(workdir, tmp_path):
+    run = snakemake(workdir, "results/data/double_mnist.pt", "--config", f"data_root={tmp_path / 'empty'}")
+    assert run.returncode != 0
+    log = (workdir / "results/logs/data/double_mnist.log").read_text()
+    assert "train-images-idx3-ubyte" in log and str(tmp_path / "empty") in log
+    assert not list((workdir / "results/data").glob("double_mnist.pt*"))

@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
+
+
+def torchvision_datasets():
+    """torchvision.datasets, imported on use: it costs about a second per process."""
+    import torchvision.datasets
+
+    return torchvision.datasets
 
 Base = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -66,7 +72,7 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
         "label_key": "labels",
         "num_classes": 10,
         "md5": CIFAR10_MD5,
-        "torchvision_class": torchvision.datasets.CIFAR10,
+        "torchvision_class": "CIFAR10",
     },
     "CIFAR-100": {
         "folder": "cifar-100-python",
@@ -75,7 +81,7 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
         "label_key": "fine_labels",
         "num_classes": 100,
         "md5": CIFAR100_MD5,
-        "torchvision_class": torchvision.datasets.CIFAR100,
+        "torchvision_class": "CIFAR100",
     },
 }
 
@@ -159,7 +165,7 @@ def check_mnist_split(raw: Path, split: str, verify_checksums: bool) -> None:
 
 
 def load_mnist_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    dataset = torchvision.datasets.MNIST(root=str(root), train=split == "train", download=False)
+    dataset = torchvision_datasets().MNIST(root=str(root), train=split == "train", download=False)
     labels = dataset.targets.long()
     if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
         raise corrupt_file("MNIST", root / "MNIST" / "raw" / MNIST_FILES[split][1], "labels outside 0..9")
@@ -170,7 +176,7 @@ def load_mnist(data_root: str | Path, download: bool = False, verify_checksums: 
     """MNIST train/test as uint8 ``[N, 1, 28, 28]`` images and int64 labels."""
     root = Path(data_root).absolute()
     if download:
-        torchvision.datasets.MNIST(root=str(root), train=True, download=True)
+        torchvision_datasets().MNIST(root=str(root), train=True, download=True)
     raw = root / "MNIST" / "raw"
     require_files("MNIST", raw, [name for split in ("train", "test") for name in MNIST_FILES[split]])
     for split in ("train", "test"):
@@ -223,7 +229,7 @@ def load_cifar(dataset: str, data_root: str | Path, download: bool = False, veri
     layout = CIFAR_LAYOUTS[dataset]
     root = Path(data_root).absolute()
     if download:
-        layout["torchvision_class"](root=str(root), train=False, download=True)
+        getattr(torchvision_datasets(), layout["torchvision_class"])(root=str(root), train=False, download=True)
     directory = root / layout["folder"]
     require_files(dataset, directory, layout["train"] + layout["test"])
     if verify_checksums:

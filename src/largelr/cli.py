@@ -45,6 +45,14 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"{args.name}: built {args.kind} with {sizes}, input {dataset['input_shape']} -> {args.out}")
 
 
+def cmd_card(args: argparse.Namespace) -> None:
+    from largelr.cards import write_card
+    from largelr.data import load_dataset
+
+    write_card(load_dataset(args.data), args.json, args.png)
+    print(f"wrote {args.json} and {args.png}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from largelr.data import load_dataset
     from largelr.io import provenance
@@ -170,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-root", default="data")
     data.add_argument("--out", required=True)
 
+    card = steps.add_parser("card", help="dataset card: sizes, group counts, realized rho, sample grid")
+    card.set_defaults(func=cmd_card)
+    card.add_argument("--data", required=True, help="dataset file from `largelr data`")
+    card.add_argument("--json", required=True)
+    card.add_argument("--png", required=True)
+
     train = compute_step("train", cmd_train, "train one cell")
     train.add_argument("--spec", type=_json, required=True, help="cell spec JSON (largelr.config.cell_spec)")
     train.add_argument("--out-dir", required=True)
@@ -195,8 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from largelr.bases import DataMissingError
+
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except DataMissingError as error:  # a user's fix, not a bug: no traceback
+        raise SystemExit(f"largelr {args.step}: {error}") from None
 
 
 if __name__ == "__main__":

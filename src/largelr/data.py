@@ -20,8 +20,6 @@ construction, applied to a different base.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +29,8 @@ import torch.nn.functional as F
 
 from largelr.bases import Base, load_cifar10, load_mnist
 from largelr.corruptions import CORRUPTION_NAMES, corrupt
+from largelr.io import atomic_torch_save
+from largelr.natural import NATURAL_DATASETS, NATURAL_DEFAULTS
 
 Split = dict[str, torch.Tensor]
 
@@ -68,6 +68,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "double_mnist": {"rho_train": 0.025, "core_brightness": 0.5, "spurious_brightness": 1.0, "download": False, "verify_checksums": True},
     "mnist_cifar": {"rho_train": 0.1, "download": False, "verify_checksums": True},
     "corrupted_cifar10": {"rho_train": 0.1, "severity": 4, "download": False, "verify_checksums": True},
+    **NATURAL_DEFAULTS,  # celeba, waterbirds, imagenet: read lazily (largelr.natural)
 }
 
 # Smallest allowed value of each numeric parameter (rho values are also capped at 1).
@@ -434,6 +435,7 @@ DATASETS: dict[str, Callable[[dict[str, Any], str | Path, int], dict[str, Any]]]
     "double_mnist": build_double_mnist,
     "mnist_cifar": build_mnist_cifar,
     "corrupted_cifar10": build_corrupted_cifar10,
+    **NATURAL_DATASETS,
 }
 
 # Append only: a stream's position seeds it, so reordering would change every dataset.
@@ -469,6 +471,10 @@ def is_number(value: Any) -> bool:
 def check_value(key: str, value: Any, default: Any) -> Any:
     """The value in the default's type; raises ValueError for a wrong type or out-of-range value."""
     expected = type(default).__name__
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"dataset parameter {key}={value!r}: expected a string")
+        return value
     if isinstance(default, bool):  # before the numeric cases: bool is an int subclass
         if not isinstance(value, bool):
             raise ValueError(f"dataset parameter {key}={value!r}: expected true or false")
@@ -501,17 +507,8 @@ def build_dataset(name: str, params: dict[str, Any], data_root: str | Path, seed
 
 
 def save_dataset(dataset: dict[str, Any], path: str | Path) -> None:
-    """Write atomically: a temporary file in the target directory, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(dataset, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write atomically: a temporary file in the target directory, then a rename."""
+    atomic_torch_save(dataset, path)
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import torch
 
 import largelr
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 CELL_KEYS = ["study", "dataset", "model", "knob", "value", "seed"]
 
 
@@ -33,6 +35,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give outputs the usual mode
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -74,6 +74,11 @@ def train_cell(
     Returns the model, the per-step history and a summary. A non-finite loss stops
     training and is reported as ``diverged`` -- a result, not an error.
     """
+    if dataset.get("lazy"):
+        raise NotImplementedError(
+            f"dataset {dataset['name']!r} is read lazily from image files; training on lazy datasets "
+            "(DataLoader with workers) is not implemented yet -- only in-memory datasets can be trained"
+        )
     settings = spec["train"]
     torch.manual_seed(spec["seed"])
     order = torch.Generator().manual_seed(spec["seed"])

@@ -52,6 +52,11 @@ def study_targets(studies):
         targets += [
             f"results/figures/{study}/{d}-{m}.png" for d, m in study_pairs(study)
         ]
+        targets += [
+            f"results/data/{dataset}.{ext}"
+            for dataset in study_config.study_datasets(config, study)
+            for ext in ("json", "png")
+        ]
     return targets
 
 

@@ -18,3 +18,21 @@ rule data:
     shell:
         "largelr data --name {wildcards.dataset} --kind {params.kind} --params {params.construction:q}"
         " --seed {params.seed} --data-root {params.data_root:q} --out {output} > {log} 2>&1"
+
+
+rule card:
+    input:
+        rules.data.output[0],
+    output:
+        json="results/data/{dataset}.json",
+        png=report("results/data/{dataset}.png", category="datasets"),
+    log:
+        "results/logs/card/{dataset}.log",
+    benchmark:
+        "results/benchmarks/card/{dataset}.tsv"
+    shell:
+        "largelr card --data {input} --json {output.json} --png {output.png} > {log} 2>&1"
+
+
+localrules:
+    card,

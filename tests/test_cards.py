@@ -1,0 +1,117 @@
+"""Dataset cards: JSON values recomputed independently; PNGs are real, non-blank images."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from largelr.cards import MAX_GROUPS_SHOWN, groups_to_show, write_card
+from largelr.data import build_dataset
+from largelr.natural import build_waterbirds
+from test_natural import write_waterbirds
+
+
+def hand_made(channels: int = 3, normalized: bool = False) -> dict:
+    """Five training images in two classes, two bias values, one BC sample per class."""
+    generator = torch.Generator().manual_seed(0)
+
+    def images(n: int) -> torch.Tensor:
+        x = torch.rand(n, channels, 8, 8, generator=generator)
+        return (x - 0.5) / 0.2 if normalized else x
+
+    return {
+        "name": "hand",
+        "train": {"x": images(5), "y": torch.tensor([0, 0, 1, 1, 1]), "b": torch.tensor([0, 1, 1, 1, 0])},
+        "test": {"x": images(4), "y": torch.tensor([0, 1, 0, 1]), "b": torch.tensor([1, 0, 0, 1])},
+        "num_classes": 2,
+        "num_bias": 2,
+        "input_shape": [channels, 8, 8],
+        "spurious_mask": None,
+        "core_mask": None,
+        "params": {"rho_train": 0.4, "seed": 0},
+    }
+
+
+def expected_split(split: dict) -> dict:
+    pairs = list(zip(split["y"].tolist(), split["b"].tolist()))
+    return {
+        "size": len(pairs),
+        "rho": sum(y != b for y, b in pairs) / len(pairs),
+        "group_counts": {f"y={y},b={b}": n for (y, b), n in Counter(pairs).items()},
+    }
+
+
+def write(dataset: dict, directory: Path, **options) -> tuple[dict, Image.Image]:
+    write_card(dataset, directory / "card.json", directory / "card.png", **options)
+    assert sorted(path.name for path in directory.iterdir()) == ["card.json", "card.png"]  # no temporaries left
+    return json.loads((directory / "card.json").read_text()), Image.open(directory / "card.png")
+
+
+def assert_drawn(png: Image.Image) -> None:
+    assert png.format == "PNG"
+    assert png.width > 200 and png.height > 150
+    assert np.asarray(png.convert("L")).std() > 5  # not a blank canvas
+
+
+def test_json_matches_counts_computed_by_hand(tmp_path):
+    card, png = write(hand_made(), tmp_path)
+    assert card["splits"]["train"] == {"size": 5, "rho": pytest.approx(0.4),
+                                       "group_counts": {"y=0,b=0": 1, "y=0,b=1": 1, "y=1,b=0": 1, "y=1,b=1": 2}}
+    assert card["splits"]["test"] == expected_split(hand_made()["test"])
+    assert "val" not in card["splits"]
+    assert (card["name"], card["num_classes"], card["num_bias"], card["input_shape"]) == ("hand", 2, 2, [3, 8, 8])
+    assert card["params"] == {"rho_train": 0.4, "seed": 0}
+    assert (card["has_spurious_mask"], card["has_core_mask"], card["lazy"]) == (False, False, False)
+    assert_drawn(png)
+
+
+@pytest.mark.parametrize("channels, normalized", [(1, False), (3, True)])
+def test_gray_and_normalized_images_are_drawn(tmp_path, channels, normalized):
+    _, png = write(hand_made(channels, normalized), tmp_path)
+    assert_drawn(png)
+
+
+def test_vector_dataset_card(tmp_path):
+    parity = build_dataset("parity", {"core_bits": 6, "spurious_bits": 3, "n_train": 200, "n_test": 100}, "unused", 0)
+    card, png = write(parity, tmp_path, samples_per_group=5)
+    for split in ("train", "test"):
+        assert card["splits"][split] == {**expected_split(parity[split]), "rho": pytest.approx(expected_split(parity[split])["rho"])}
+    assert card["has_spurious_mask"] and card["has_core_mask"]
+    assert_drawn(png)
+
+
+def test_lazy_dataset_card(tmp_path):
+    write_waterbirds(tmp_path / "data")
+    waterbirds = build_waterbirds({"image_size": 16}, tmp_path / "data", seed=0)
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    card, png = write(waterbirds, cards, samples_per_group=3)
+    assert card["lazy"] is True
+    assert set(card["splits"]) == {"train", "val", "test"}
+    for split in ("train", "val", "test"):
+        assert card["splits"][split] == {**expected_split(waterbirds[split]), "rho": pytest.approx(expected_split(waterbirds[split])["rho"])}
+    assert_drawn(png)
+
+
+def test_many_groups_show_every_aligned_group_and_some_conflicting_ones():
+    y = torch.arange(100) // 10
+    b = torch.arange(100) % 10  # all 10 x 10 groups, one sample each
+    groups, note = groups_to_show(y, b, 10, torch.Generator().manual_seed(0))
+    assert len(groups) == MAX_GROUPS_SHOWN
+    assert [group for group in groups if group[0] == group[1]] == [(k, k) for k in range(10)]
+    assert "10 of 10 BA" in note and "10 of 90 BC" in note
+
+
+def test_ten_by_ten_image_card_is_drawn(tmp_path):
+    dataset = hand_made()
+    dataset["train"] = {"x": torch.rand(200, 3, 8, 8), "y": torch.arange(200) % 10, "b": (torch.arange(200) // 10) % 10}
+    dataset.update(num_classes=10, num_bias=10)
+    card, png = write(dataset, tmp_path, samples_per_group=2)
+    assert len(card["splits"]["train"]["group_counts"]) == 100
+    assert_drawn(png)
