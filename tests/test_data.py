@@ -269,3 +269,8 @@ def test_save_load_round_trip(tmp_path, double: dict) -> None:
     assert torch.equal(loaded["train"]["x"], double["train"]["x"])
     assert torch.equal(loaded["spurious_mask"], double["spurious_mask"])
     assert loaded["input_shape"] == [1, 28, 56] and loaded["name"] == "double_digits"
+
+
+def test_every_in_memory_dataset_records_its_normalization():
+    for name, params in [("parity", {"n_train": 20, "n_test": 20}), ("moon_star", {"n_train": 8, "n_test": 8}), ("double_digits", {})]:
+        assert build_dataset(name, params, "data", 0)["normalization"] == {"mean": 0.0, "std": 1.0}

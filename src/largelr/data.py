@@ -461,6 +461,8 @@ def assemble(name: str, train: Split, test: Split, num_classes: int, num_bias: i
         "spurious_mask": spurious_mask,
         "core_mask": core_mask,
         "params": recorded,
+        # Inputs are used as stored (pixels in [0, 1], parity bits in {-1, 1}): identity normalization.
+        "normalization": {"mean": 0.0, "std": 1.0},
     }
 
 
