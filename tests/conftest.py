@@ -40,8 +40,9 @@ def toy_dataset() -> dict:
 
 
 def toy_spec(**train_overrides) -> dict:
-    train = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 16,
-             "max_steps": 40, "eval_every": 10, "target_train_acc": 1.0}
+    from largelr.config import TRAIN_DEFAULTS
+
+    train = TRAIN_DEFAULTS | {"lr": 0.1, "batch_size": 16, "max_steps": 40, "eval_every": 10}
     train.update(train_overrides)
     return {"study": "t", "dataset": "toy", "model": "fcn", "knob": "lr", "value": train["lr"], "seed": 3,
             "train": train, "model_params": {"depth": 2, "width": 16}}

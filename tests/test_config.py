@@ -56,6 +56,8 @@ def test_adding_a_value_leaves_existing_cell_specs_unchanged(config):
         (lambda c: c["studies"]["demo"]["grid"][0]["models"].append("mlp"), "studies.demo.grid.models"),
         (lambda c: c["studies"]["demo"]["grid"][0]["datasets"].append("mnistt"), "studies.demo.grid.datasets"),
         (lambda c: c["studies"]["demo"].update(seeds=[0, 0]), "studies.demo.seeds"),
+        (lambda c: c["studies"]["demo"]["train"].update(optimizer="sgdd"), "studies.demo.train.optimizer"),
+        (lambda c: c["studies"]["demo"]["grid"][0]["train"].update(loss="hinge"), "studies.demo.train.loss"),
         (lambda c: c["studies"]["demo"]["grid"][0]["model_params"].update(cnn={}), "studies.demo.grid.model_params"),
         (lambda c: c["studies"]["demo"]["grid"][0]["model_params"]["fcn"].update(depht=2), "model_params.fcn.depht"),
         (lambda c: c["studies"]["demo"]["grid"][1]["datasets"].append("parity"), "studies.demo.grid"),

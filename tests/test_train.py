@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from conftest import toy_spec
 from largelr.models import build_model
-from largelr.train import group_accuracies, train_cell
+from largelr.train import focal_loss, group_accuracies, train_cell
 
 CPU = torch.device("cpu")
 
@@ -71,3 +71,62 @@ def test_group_accuracies_by_hand():
     # groups (y,b): (0,0): {0,5} 2/2; (0,1): {1} 0/1; (1,1): {2,4} 1/2; (1,0): {3} 1/1
     acc = group_accuracies(pred, y, b)
     assert acc == {"acc": 4 / 6, "acc_ba": 3 / 4, "acc_bc": 1 / 2, "worst_group_acc": 0.0}
+
+
+def fixed_run(toy_dataset, **overrides):
+    spec = toy_spec(target_train_acc=1.1, **overrides)
+    return train_cell(spec, toy_dataset, CPU, log=quiet)
+
+
+def weight_l1(model) -> float:
+    return sum(p.abs().sum().item() for p in model.parameters())
+
+
+def test_focal_loss_by_hand_and_gamma_zero_equals_cross_entropy(toy_dataset):
+    ce = torch.tensor([0.0, math.log(2.0), 2.0])
+    # p_t = exp(-ce) = 1, 1/2, e^-2 -> (1 - p_t)^2 * ce
+    expected = torch.tensor([0.0, 0.25 * math.log(2.0), (1 - math.exp(-2.0)) ** 2 * 2.0])
+    assert torch.allclose(focal_loss(ce, 2.0), expected)
+    model_ce, history_ce, _ = fixed_run(toy_dataset)
+    model_focal, history_focal, _ = fixed_run(toy_dataset, loss="focal", focal_gamma=0.0)
+    assert history_ce.equals(history_focal)
+    _, history_g5, _ = fixed_run(toy_dataset, loss="focal", focal_gamma=5.0)
+    assert not history_ce["param_norm"].equals(history_g5["param_norm"])
+
+
+def test_l1_penalty_shrinks_weights(toy_dataset):
+    plain, _, _ = fixed_run(toy_dataset)
+    penalized, _, _ = fixed_run(toy_dataset, l1=0.01)
+    assert weight_l1(penalized) < 0.9 * weight_l1(plain)
+
+
+def test_l2_weight_decay_shrinks_the_parameter_norm(toy_dataset):
+    _, plain, _ = fixed_run(toy_dataset)
+    _, decayed, _ = fixed_run(toy_dataset, weight_decay=0.5)
+    assert decayed["param_norm"].iloc[-1] < plain["param_norm"].iloc[-1]
+
+
+def test_step_annealing_and_cosine_schedules_log_the_rate_used(toy_dataset):
+    _, step_history, _ = fixed_run(toy_dataset, lr_schedule="step", lr_step_at=25, lr_step_factor=0.1)
+    assert step_history["lr"].iloc[:25].eq(0.1).all() and step_history["lr"].iloc[25:].sub(0.01).abs().lt(1e-12).all()
+    _, cosine, _ = fixed_run(toy_dataset, lr_schedule="cosine")
+    assert cosine["lr"].iloc[0] == 0.1 and abs(cosine["lr"].iloc[20] - 0.05) < 1e-12  # half way: cos(pi/2)
+    # annealing changes training only after the step it starts at
+    _, constant, _ = fixed_run(toy_dataset)
+    assert constant["loss"].iloc[:26].equals(step_history["loss"].iloc[:26])
+    assert not constant["loss"].iloc[26:].equals(step_history["loss"].iloc[26:])
+
+
+def test_adam_and_adamw_train_and_differ_from_sgd(toy_dataset):
+    _, sgd, _ = fixed_run(toy_dataset, lr=0.01)
+    _, adam, _ = fixed_run(toy_dataset, lr=0.01, optimizer="adam")
+    _, adamw, _ = fixed_run(toy_dataset, lr=0.01, optimizer="adamw", weight_decay=0.1)
+    assert adam["loss"].iloc[-1] < adam["loss"].iloc[0]
+    assert not sgd["loss"].equals(adam["loss"]) and not adam["loss"].equals(adamw["loss"])
+
+
+def test_momentum_changes_the_trajectory(toy_dataset):
+    _, plain, _ = fixed_run(toy_dataset)
+    _, heavy, _ = fixed_run(toy_dataset, momentum=0.9)
+    assert plain["loss"].iloc[0] == heavy["loss"].iloc[0]  # first step: no velocity yet
+    assert not plain["loss"].equals(heavy["loss"])

@@ -17,17 +17,27 @@ from largelr.data import DATASET_DEFAULTS, DATASETS
 from largelr.models import MODELS
 
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "sgd",
+    "optimizer": "sgd",  # sgd | adam | adamw (Adam betas 0.9, 0.999)
     "lr": 0.1,
-    "momentum": 0.0,
-    "weight_decay": 0.0,
+    "momentum": 0.0,  # sgd only
+    "weight_decay": 0.0,  # L2 for sgd/adam (gradient += wd * w); decoupled for adamw
+    "l1": 0.0,  # loss += l1 * sum |w| over all parameters
+    "loss": "ce",  # ce | focal
+    "focal_gamma": 0.0,
+    "lr_schedule": "constant",  # constant | step (x lr_step_factor from lr_step_at on) | cosine (to 0 at max_steps)
+    "lr_step_at": 1000,
+    "lr_step_factor": 0.1,
     "batch_size": 100,
     "max_steps": 3000,
     "eval_every": 100,
     "target_train_acc": 1.0,
 }
-OPTIMIZERS = ("sgd",)
-KNOBS = ("lr", "batch_size", "momentum", "weight_decay")
+CHOICES = {
+    "optimizer": ("sgd", "adam", "adamw"),
+    "loss": ("ce", "focal"),
+    "lr_schedule": ("constant", "step", "cosine"),
+}
+KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma")
 
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "kappas": [round(0.1 * i, 1) for i in range(10)],
@@ -140,9 +150,11 @@ def validate_config(config: dict[str, Any]) -> None:
             _fail(f"{where}.knob", knob, f"allowed: {list(KNOBS)}")
         _check_keys(spec.get("train", {}), TRAIN_DEFAULTS, f"{where}.train")
         _check_keys(spec.get("analysis", {}), ANALYSIS_DEFAULTS, f"{where}.analysis")
-        optimizer = train_settings(config, study)["optimizer"]
-        if optimizer not in OPTIMIZERS:
-            _fail(f"{where}.train.optimizer", optimizer, f"allowed: {list(OPTIMIZERS)}")
+        for dataset, model in pair_blocks(config, study):
+            settings = train_settings(config, study, dataset, model)
+            for key, allowed in CHOICES.items():
+                if settings[key] not in allowed:
+                    _fail(f"{where}.train.{key}", settings[key], f"allowed: {list(allowed)}")
         for block in [spec, *spec["grid"]]:
             texts = [format_value(v) for v in block.get("values", [])]
             if len(set(texts)) != len(texts):

@@ -19,6 +19,8 @@ from torch import nn
 
 from largelr.models import build_model
 
+# Logged every step; "loss" is the cross-entropy whatever the training loss. An "lr" column
+# (the rate used at that step) is added from the schedule.
 HISTORY_COLUMNS = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
 EVAL_BATCH = 2000
 
@@ -51,9 +53,42 @@ def group_accuracies(pred: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> di
 
 
 def make_optimizer(params: list[nn.Parameter], settings: dict[str, Any]) -> torch.optim.Optimizer:
-    if settings["optimizer"] != "sgd":
-        raise ValueError(f"optimizer {settings['optimizer']!r} is not implemented; allowed: ['sgd']")
-    return torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"], weight_decay=settings["weight_decay"])
+    name, lr, decay = settings["optimizer"], settings["lr"], settings["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=settings["momentum"], weight_decay=decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=decay)
+    raise ValueError(f"optimizer {name!r} is not known; allowed: ['sgd', 'adam', 'adamw']")
+
+
+def lr_factor(settings: dict[str, Any]) -> Callable[[int], float]:
+    """Multiplier of the base learning rate after ``step`` optimizer steps."""
+    schedule, max_steps = settings["lr_schedule"], settings["max_steps"]
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule == "step":
+        return lambda step: settings["lr_step_factor"] if step >= settings["lr_step_at"] else 1.0
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, max_steps) / max_steps))
+    raise ValueError(f"lr_schedule {schedule!r} is not known; allowed: ['constant', 'step', 'cosine']")
+
+
+def focal_loss(cross_entropy: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample focal loss (1 - p_t)^gamma * CE, with p_t = exp(-CE); gamma = 0 is CE."""
+    if gamma == 0:
+        return cross_entropy
+    return (1 - torch.exp(-cross_entropy)).pow(gamma) * cross_entropy
+
+
+def training_loss(losses: torch.Tensor, params: list[nn.Parameter], settings: dict[str, Any]) -> torch.Tensor:
+    """Mean per-sample loss (CE or focal) plus the L1 penalty."""
+    per_sample = focal_loss(losses, settings["focal_gamma"]) if settings["loss"] == "focal" else losses
+    loss = per_sample.mean()
+    if settings["l1"]:
+        loss = loss + settings["l1"] * sum(p.abs().sum() for p in params)
+    return loss
 
 
 def batch_order(n: int, batch_size: int, generator: torch.Generator):
@@ -91,6 +126,7 @@ def train_cell(
     model = build_model(**model_spec).to(device).train()
     params = list(model.parameters())
     optimizer = make_optimizer(params, settings)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(settings))
 
     train = {k: dataset["train"][k].to(device) for k in ("x", "y", "b")}
     conflicting = train["y"] != train["b"]
@@ -104,13 +140,14 @@ def train_cell(
         idx = next(batches).to(device)
         logits = model(train["x"][idx])
         losses = F.cross_entropy(logits.float(), train["y"][idx], reduction="none")
-        loss = losses.mean()
+        loss = training_loss(losses, params, settings)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         with torch.no_grad():
             stats[step] = torch.stack([
-                loss,
+                losses.mean(),  # cross-entropy, whatever the training loss
                 (logits.argmax(1) == train["y"][idx]).float().mean(),
                 losses[conflicting[idx]].sum() / losses.sum(),  # BC loss ratio
                 logits.norm(dim=1).mean(),
@@ -133,6 +170,8 @@ def train_cell(
 
     history = pd.DataFrame(stats[:step].cpu().double().numpy(), columns=HISTORY_COLUMNS[1:])
     history.insert(0, "step", range(1, step + 1))
+    factor = lr_factor(settings)
+    history["lr"] = [settings["lr"] * factor(s) for s in range(step)]  # the rate used at each step
     summary: dict[str, Any] = {
         "steps": step,
         "stopped_by": stopped_by,
