@@ -1,11 +1,17 @@
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import toy_spec
 from largelr.models import build_model
-from largelr.train import focal_loss, group_accuracies, train_cell
+from largelr.train import Preempted, focal_loss, group_accuracies, train_cell
 
 CPU = torch.device("cpu")
 
@@ -130,3 +136,56 @@ def test_momentum_changes_the_trajectory(toy_dataset):
     _, heavy, _ = fixed_run(toy_dataset, momentum=0.9)
     assert plain["loss"].iloc[0] == heavy["loss"].iloc[0]  # first step: no velocity yet
     assert not plain["loss"].equals(heavy["loss"])
+
+
+def test_sigterm_checkpoints_and_the_rerun_ends_like_an_uninterrupted_run(toy_dataset, tmp_path):
+    spec = toy_spec(target_train_acc=1.1, max_steps=60, momentum=0.9, lr_schedule="step", lr_step_at=30)
+    reference_model, reference_history, _ = train_cell(spec, toy_dataset, CPU, log=quiet)
+
+    def preempt_at_step_20(line: str) -> None:
+        if line.startswith("step     20"):
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as Slurm sends it
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Preempted):
+        train_cell(spec, toy_dataset, CPU, log=preempt_at_step_20, checkpoint=checkpoint, checkpoint_every=15)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 20
+    lines = []
+    model, history, summary = train_cell(spec, toy_dataset, CPU, log=lines.append, checkpoint=checkpoint)
+    assert lines[0].startswith("resuming from step 20") and summary["resumed_from_step"] == 20
+    assert history.equals(reference_history)
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference_model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_of_other_settings_is_ignored(toy_dataset, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    train_cell(toy_spec(target_train_acc=1.1), toy_dataset, CPU, log=quiet, checkpoint=checkpoint, checkpoint_every=15)
+    lines = []
+    _, _, summary = train_cell(toy_spec(target_train_acc=1.1, lr=0.05), toy_dataset, CPU, log=lines.append, checkpoint=checkpoint)
+    assert summary["resumed_from_step"] == 0 and lines[0].startswith("ignoring checkpoint")
+
+
+def test_train_command_preempted_by_sigterm_exits_nonzero_and_resumes(toy_dataset, tmp_path):
+    from largelr.data import save_dataset
+
+    save_dataset(toy_dataset, tmp_path / "toy.pt")
+    out = tmp_path / "cell"
+    spec = toy_spec(target_train_acc=1.1, max_steps=200_000, eval_every=100)
+    command = [sys.executable, "-m", "largelr.cli", "train", "--spec", json.dumps(spec), "--data", str(tmp_path / "toy.pt"),
+               "--out-dir", str(out), "--device", "cpu", "--checkpoint-every", "100000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # wait until training is under way
+        if line.startswith("step"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and "preempted (SIGTERM)" in stderr
+    assert (out / "checkpoint.pt").exists() and not (out / "train.json").exists()
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    command[command.index("--spec") + 1] = json.dumps(spec | {"train": spec["train"] | {"max_steps": step + 50}})
+    # A changed spec must not resume: the checkpoint is ignored and training starts over.
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0 and "ignoring checkpoint" in rerun.stdout
+    assert json.loads((out / "train.json").read_text())["summary"]["steps"] == step + 50
+    assert not (out / "checkpoint.pt").exists()

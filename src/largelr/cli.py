@@ -63,13 +63,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     spec = args.spec
     dataset = load_dataset(args.data)
     print(f"training {spec['study']}/{spec['dataset']}/{spec['model']} {spec['knob']}={spec['value']} seed={spec['seed']} on {device}")
-    model, history, summary = train_cell(spec, dataset, device, log=lambda line: print(line, flush=True))
     out = Path(args.out_dir)
+    # The checkpoint lives beside the declared outputs: a preempted job resumes from it.
+    checkpoint = out / "checkpoint.pt"
+    model, history, summary = train_cell(spec, dataset, device, log=lambda line: print(line, flush=True),
+                                         checkpoint=checkpoint, checkpoint_every=args.checkpoint_every)
     cell = {key: spec[key] for key in ("study", "dataset", "model", "knob", "value", "seed")}
     save_checkpoint(model, summary["model_spec"], out / "model.pt")
     write_parquet(with_cell_keys(history, cell, device), out / "history.parquet")
     # train.json last: its presence marks the cell as trained.
     write_json({"cell": cell, "spec": spec, "summary": summary, "provenance": provenance(device)}, out / "train.json")
+    checkpoint.unlink(missing_ok=True)
     print(f"done: {summary['stopped_by']} after {summary['steps']} steps, test acc {summary.get('test_acc', math.nan):.4f}")
 
 
@@ -187,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = compute_step("train", cmd_train, "train one cell")
     train.add_argument("--spec", type=_json, required=True, help="cell spec JSON (largelr.config.cell_spec)")
     train.add_argument("--out-dir", required=True)
+    train.add_argument("--checkpoint-every", type=int, default=1000, help="steps between resume checkpoints")
 
     analyze = compute_step("analyze", cmd_analyze, "prune, represent and attribute one trained cell")
     analyze.add_argument("--cell-dir", required=True, help="the cell's directory; tables are written there")

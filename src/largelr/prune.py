@@ -1,8 +1,17 @@
 """Pruning by masks applied in place to ``model.prunable()`` weights, no model rebuild.
 
-Structured pruning removes whole units (a Linear input column, i.e. a node of the
-previous layer, or one (out, in) Conv2d kernel); unstructured pruning removes single
-weights. Both rank per layer by magnitude, so the pruned sets are nested in kappa.
+Methods (``method=`` of ``pruned`` / ``retention_curve``):
+
+- "structured": whole units per layer by L2 norm: a Linear input column (a node of the
+  previous layer) or one (out, in) Conv2d kernel.
+- "column": whole input columns per layer by L2 norm: for Linear the same as
+  "structured"; for Conv2d a whole input channel, i.e. the slice weight[:, in].
+- "magnitude": single weights, the smallest |w| of each layer.
+- "magnitude_global": single weights, one threshold over all prunable weights together,
+  so layers lose different fractions.
+
+Every method ranks by a fixed score with index tie-breaking, so masks are deterministic
+and nested in kappa (a larger kappa prunes a superset).
 """
 
 from __future__ import annotations
@@ -57,15 +66,59 @@ def structured_mask(weight: torch.Tensor, kappa: float) -> torch.Tensor:
     return keep_units.expand_as(weight).clone()
 
 
+def column_scores(weight: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each input column: [in] for Linear, whole input channels weight[:, in] for Conv2d."""
+    weight = weight.detach()
+    if weight.dim() == 2:
+        return torch.linalg.vector_norm(weight, dim=0)
+    if weight.dim() == 4:
+        return torch.linalg.vector_norm(weight, dim=(0, 2, 3))
+    raise ValueError(f"expected a Linear [out, in] or Conv2d [out, in, kh, kw] weight, got shape {tuple(weight.shape)}")
+
+
+def column_mask(weight: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Bool mask like weight that removes the floor(kappa * n_in) weakest input columns of this layer."""
+    keep_columns = _keep_all_but_smallest(column_scores(weight), kappa)
+    # broadcast the [in] decision over every other axis of the weight
+    shape = [1] * weight.dim()
+    shape[1] = -1
+    return keep_columns.view(shape).expand_as(weight).clone()
+
+
 def magnitude_mask(weight: torch.Tensor, kappa: float) -> torch.Tensor:
     """Bool mask like weight that removes the floor(kappa * numel) smallest |w| of this layer."""
     return _keep_all_but_smallest(weight.detach().abs(), kappa)
 
 
+def global_magnitude_masks(weights: Sequence[torch.Tensor], kappa: float) -> list[torch.Tensor]:
+    """Masks that remove the floor(kappa * total) smallest |w| over all weights together.
+
+    Ties are broken by position in the concatenation (layer order, then index).
+    """
+    flat_magnitudes = torch.cat([w.detach().abs().flatten().cpu() for w in weights])
+    keep = _keep_all_but_smallest(flat_magnitudes, kappa)
+    sizes = [w.numel() for w in weights]
+    return [part.view_as(w).to(w.device) for part, w in zip(keep.split(sizes), weights)]
+
+
 MASKS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     "structured": structured_mask,
+    "column": column_mask,
     "magnitude": magnitude_mask,
 }
+GLOBAL_MASKS: dict[str, Callable[[Sequence[torch.Tensor], float], list[torch.Tensor]]] = {
+    "magnitude_global": global_magnitude_masks,
+}
+METHODS: tuple[str, ...] = (*MASKS, *GLOBAL_MASKS)
+
+
+def layer_masks(weights: Sequence[torch.Tensor], kappa: float, method: str) -> list[torch.Tensor]:
+    """One bool keep-mask per weight for ``method`` (see the module docstring)."""
+    if method in GLOBAL_MASKS:
+        return GLOBAL_MASKS[method](weights, kappa)
+    if method in MASKS:
+        return [MASKS[method](weight, kappa) for weight in weights]
+    raise ValueError(f"pruning method {method!r} is not known; allowed: {list(METHODS)}")
 
 
 def _zero_fraction(weights: Sequence[torch.Tensor]) -> float:
@@ -79,13 +132,13 @@ def pruned(model: nn.Module, kappa: float, method: str = "structured") -> Iterat
 
     The original weights are restored exactly on exit, also when the body raises.
     """
-    make_mask = MASKS[method]
     weights = model.prunable()
+    masks = layer_masks(weights, kappa, method)
     originals = [w.detach().clone() for w in weights]
     try:
         with torch.no_grad():
-            for weight in weights:
-                weight.mul_(make_mask(weight, kappa))
+            for weight, mask in zip(weights, masks):
+                weight.mul_(mask)
         yield _zero_fraction(weights)
     finally:
         with torch.no_grad():

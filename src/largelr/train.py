@@ -7,9 +7,13 @@ only at evaluation intervals, so the GPU is never stalled for a log line.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from largelr.io import atomic_torch_save
 from largelr.models import build_model
 
 # Logged every step; "loss" is the cross-entropy whatever the training loss. An "lr" column
@@ -91,11 +96,58 @@ def training_loss(losses: torch.Tensor, params: list[nn.Parameter], settings: di
     return loss
 
 
-def batch_order(n: int, batch_size: int, generator: torch.Generator):
-    """Endless stream of index batches: a fresh permutation each epoch, last batch partial."""
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        yield from perm.split(batch_size)
+class BatchOrder:
+    """Index batches: a fresh seeded permutation each epoch, last batch partial.
+
+    Its state (the generator state at the epoch's start and the position in the epoch)
+    is enough to regenerate the same order after a restart.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        self.epoch_state = self.generator.get_state()
+        self.batches = torch.randperm(self.n, generator=self.generator).split(self.batch_size)
+        self.position = 0
+
+    def next(self) -> torch.Tensor:
+        if self.position == len(self.batches):
+            self._start_epoch()
+        self.position += 1
+        return self.batches[self.position - 1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch_state": self.epoch_state, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["epoch_state"])
+        self._start_epoch()
+        self.position = state["position"]
+
+
+class Preempted(SystemExit):
+    """SIGTERM arrived (e.g. Slurm preemption): stop between steps and exit non-zero."""
+
+    def __init__(self, step: int, saved: bool):
+        what = "checkpoint written, rerun the cell to resume" if saved else "no checkpoint path given"
+        super().__init__(f"preempted (SIGTERM) at step {step}: {what}")
+
+
+@contextlib.contextmanager
+def sigterm_flag() -> Iterator[dict[str, bool]]:
+    """Turn SIGTERM into a flag the training loop checks between steps."""
+    flag = {"raised": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.update(raised=True))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train_cell(
@@ -103,11 +155,16 @@ def train_cell(
     dataset: dict[str, Any],
     device: torch.device,
     log: Callable[[str], None] = print,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1000,
 ) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
     """Train the cell described by ``spec`` (see ``largelr.config.cell_spec``).
 
     Returns the model, the per-step history and a summary. A non-finite loss stops
-    training and is reported as ``diverged`` -- a result, not an error.
+    training and is reported as ``diverged`` -- a result, not an error. With a
+    ``checkpoint`` path, the state is saved there every ``checkpoint_every`` steps and
+    on SIGTERM (then ``Preempted`` is raised); a later call with the same spec resumes
+    from it and ends with the same weights and history as an uninterrupted run.
     """
     if dataset.get("lazy"):
         raise NotImplementedError(
@@ -116,7 +173,6 @@ def train_cell(
         )
     settings = spec["train"]
     torch.manual_seed(spec["seed"])
-    order = torch.Generator().manual_seed(spec["seed"])
     model_spec = {
         "name": spec["model"],
         "input_shape": list(dataset["input_shape"]),
@@ -133,39 +189,47 @@ def train_cell(
     max_steps, eval_every = settings["max_steps"], settings["eval_every"]
     stats = torch.zeros(max_steps, len(HISTORY_COLUMNS) - 1, device=device)
 
-    stopped_by, diverged_step, step = "max_steps", None, 0
+    batches = BatchOrder(len(train["y"]), settings["batch_size"], spec["seed"])
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "order": batches}
+    step = resume(checkpoint, spec, parts, stats, log)
+    resumed_from = step
+    stopped_by, diverged_step = "max_steps", None
     started = time.perf_counter()
-    batches = batch_order(len(train["y"]), settings["batch_size"], order)
-    while step < max_steps:
-        idx = next(batches).to(device)
-        logits = model(train["x"][idx])
-        losses = F.cross_entropy(logits.float(), train["y"][idx], reduction="none")
-        loss = training_loss(losses, params, settings)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        with torch.no_grad():
-            stats[step] = torch.stack([
-                losses.mean(),  # cross-entropy, whatever the training loss
-                (logits.argmax(1) == train["y"][idx]).float().mean(),
-                losses[conflicting[idx]].sum() / losses.sum(),  # BC loss ratio
-                logits.norm(dim=1).mean(),
-                nn.utils.get_total_norm(params),
-            ])
-        step += 1
-        if step % eval_every == 0 or step == max_steps:
-            finite = torch.isfinite(stats[:step, 0])
-            if not bool(finite.all()):
-                diverged_step = int((~finite).nonzero()[0]) + 1
-                stopped_by = "diverged"
-                break
-            train_acc = (predict(model, train["x"]) == train["y"]).float().mean().item()
-            rate = step / (time.perf_counter() - started)
-            log(f"step {step:>6}  loss {stats[step - 1, 0].item():.4f}  train acc {train_acc:.4f}  {rate:.0f} steps/s")
-            if train_acc >= settings["target_train_acc"]:
-                stopped_by = "target_train_acc"
-                break
+    with sigterm_flag() as sigterm:
+        while step < max_steps:
+            if checkpoint and (sigterm["raised"] or (step > resumed_from and step % checkpoint_every == 0)):
+                save_checkpoint_state(checkpoint, spec, parts, stats, step)
+            if sigterm["raised"]:
+                raise Preempted(step, saved=checkpoint is not None)
+            idx = batches.next().to(device)
+            logits = model(train["x"][idx])
+            losses = F.cross_entropy(logits.float(), train["y"][idx], reduction="none")
+            loss = training_loss(losses, params, settings)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            with torch.no_grad():
+                stats[step] = torch.stack([
+                    losses.mean(),  # cross-entropy, whatever the training loss
+                    (logits.argmax(1) == train["y"][idx]).float().mean(),
+                    losses[conflicting[idx]].sum() / losses.sum(),  # BC loss ratio
+                    logits.norm(dim=1).mean(),
+                    nn.utils.get_total_norm(params),
+                ])
+            step += 1
+            if step % eval_every == 0 or step == max_steps:
+                finite = torch.isfinite(stats[:step, 0])
+                if not bool(finite.all()):
+                    diverged_step = int((~finite).nonzero()[0]) + 1
+                    stopped_by = "diverged"
+                    break
+                train_acc = (predict(model, train["x"]) == train["y"]).float().mean().item()
+                rate = (step - resumed_from) / (time.perf_counter() - started)
+                log(f"step {step:>6}  loss {stats[step - 1, 0].item():.4f}  train acc {train_acc:.4f}  {rate:.0f} steps/s")
+                if train_acc >= settings["target_train_acc"]:
+                    stopped_by = "target_train_acc"
+                    break
     wall = time.perf_counter() - started
 
     history = pd.DataFrame(stats[:step].cpu().double().numpy(), columns=HISTORY_COLUMNS[1:])
@@ -178,7 +242,8 @@ def train_cell(
         "diverged": stopped_by == "diverged",
         "diverged_step": diverged_step,
         "wall_s": wall,
-        "steps_per_s": step / wall if wall > 0 else math.nan,
+        "steps_per_s": (step - resumed_from) / wall if wall > 0 else math.nan,
+        "resumed_from_step": resumed_from,
         "model_spec": model_spec,
     }
     if stopped_by != "diverged":
@@ -186,3 +251,27 @@ def train_cell(
         test = {k: dataset["test"][k].to(device) for k in ("x", "y", "b")}
         summary.update({f"test_{k}": v for k, v in group_accuracies(predict(model, test["x"]), test["y"], test["b"]).items()})
     return model, history, summary
+
+
+def save_checkpoint_state(path: str | Path, spec: dict[str, Any], parts: dict[str, Any], stats: torch.Tensor, step: int) -> None:
+    state = {name: part.state_dict() for name, part in parts.items()}
+    state.update(spec=spec, step=step, stats=stats[:step].cpu(), torch_rng=torch.get_rng_state())
+    atomic_torch_save(state, path)
+
+
+def resume(path: str | Path | None, spec: dict[str, Any], parts: dict[str, Any], stats: torch.Tensor,
+           log: Callable[[str], None]) -> int:
+    """Restore a checkpoint of this very spec into ``parts`` and ``stats``; return its step (0 if none)."""
+    if path is None or not Path(path).exists():
+        return 0
+    state = torch.load(path, map_location=stats.device, weights_only=True)
+    if state["spec"] != spec:
+        log(f"ignoring checkpoint {path}: it was written for different settings")
+        return 0
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    step = state["step"]
+    stats[:step] = state["stats"].to(stats.device)
+    torch.set_rng_state(state["torch_rng"])
+    log(f"resuming from step {step} ({path})")
+    return step
