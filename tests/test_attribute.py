@@ -1,9 +1,18 @@
 import math
 
+import pytest
 import torch
 from torch import nn
 
-from largelr.attribute import attribution_entropy, integrated_gradients, region_share, sample_indices
+from largelr.attribute import (
+    attribution_entropy,
+    deeplift,
+    integrated_gradients,
+    region_share,
+    sample_indices,
+    summarize,
+)
+from largelr.config import ANALYSIS_DEFAULTS
 from largelr.models import build_model
 
 
@@ -55,3 +64,40 @@ def test_sample_indices_are_fixed_and_distinct():
     a, b = sample_indices(100, 30, seed=0), sample_indices(100, 30, seed=0)
     assert torch.equal(a, b) and len(set(a.tolist())) == 30
     assert len(sample_indices(10, 30, seed=0)) == 10
+
+
+def test_deeplift_of_a_linear_model_is_weight_times_input():
+    model = nn.Linear(4, 2, bias=False)
+    x = torch.randn(3, 4)
+    target = torch.tensor([0, 1, 1])
+    expected = model.weight.detach()[target] * x
+    assert torch.allclose(deeplift(model, x, target), expected, atol=1e-6)
+
+
+def test_deeplift_sums_to_the_output_difference_on_relu_networks():
+    torch.manual_seed(0)
+    for name, shape, params in (("fcn", [10], {"depth": 3, "width": 16}), ("cnn", [1, 8, 8], {"width": 0.05})):
+        model = build_model(name, shape, 3, params)
+        x = torch.randn(6, *shape)
+        target = torch.tensor([0, 1, 2, 0, 1, 2])
+        with torch.no_grad():
+            gap = model(x)[range(6), target] - model(torch.zeros_like(x))[range(6), target]
+        total = deeplift(model, x, target).flatten(1).sum(1)
+        assert torch.allclose(total, gap, atol=1e-5, rtol=1e-4), name
+
+
+def test_summarize_without_the_deeplift_key_keeps_its_outputs(toy_dataset):
+    model = build_model("fcn", toy_dataset["input_shape"], 2, {"depth": 2, "width": 8})
+    result = summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8}, torch.device("cpu"))
+    assert list(result) == ["attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share"]
+
+
+def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
+    model = build_model("fcn", toy_dataset["input_shape"], 2, {"depth": 2, "width": 8})
+    settings = ANALYSIS_DEFAULTS | {"attribute_samples": 8, "deeplift": True}
+    result = summarize(model, toy_dataset, settings, torch.device("cpu"))
+    # the toy masks split the input in two, so the shares of the two regions add up to one
+    assert result["deeplift_spurious_share"] + result["deeplift_core_share"] == pytest.approx(1.0)
+    without_masks = {k: v for k, v in toy_dataset.items() if not k.endswith("_mask")}
+    result = summarize(model, without_masks, settings, torch.device("cpu"))
+    assert math.isnan(result["deeplift_spurious_share"]) and math.isnan(result["deeplift_core_share"])

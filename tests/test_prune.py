@@ -6,6 +6,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from largelr.prune import (
+    METHODS,
+    accuracy,
+    column_mask,
+    column_scores,
+    global_magnitude_masks,
+    layer_masks,
     magnitude_mask,
     prunability,
     pruned,
@@ -174,3 +180,83 @@ def test_prunability_is_the_mean_retention():
     curve = pd.DataFrame({"kappa": [0.0, 0.5, 0.9], "accuracy": [0.8, 0.6, 0.2], "retention": [1.0, 0.75, 0.25],
                           "pruned_fraction": [0.0, 0.5, 0.9]})
     assert prunability(curve) == pytest.approx((1.0 + 0.75 + 0.25) / 3)
+
+
+def test_column_mask_on_linear_equals_structured_mask():
+    weight = torch.tensor([[3.0, 0.0, 1.0, 0.0], [4.0, 1.0, 0.0, 0.5]])
+    for kappa in (0.0, 0.25, 0.5, 1.0):
+        assert torch.equal(column_mask(weight, kappa), structured_mask(weight, kappa))
+
+
+def test_column_mask_on_conv_zeros_whole_input_channels():
+    weight = TinyConvNet().conv.weight
+    # input channel i holds kernels of constants 1 + i and 3 + i -> norms sqrt(40), sqrt(80)
+    assert column_scores(weight).tolist() == pytest.approx([40**0.5, 80**0.5])
+    mask = column_mask(weight, kappa=0.5)  # floor(0.5 * 2) = 1 channel: input channel 0
+    assert mask.shape == weight.shape
+    assert not mask[:, 0].any() and mask[:, 1].all()
+
+
+def test_global_magnitude_masks_use_one_threshold_across_layers():
+    weights = [torch.tensor([[3.0, -1.0], [0.5, 4.0]]), torch.tensor([[2.0, -0.25, 6.0]])]
+    # floor(0.5 * 7) = 3 smallest |w| overall: 0.25 (layer 2), 0.5 and 1 (layer 1)
+    masks = global_magnitude_masks(weights, kappa=0.5)
+    assert masks[0].tolist() == [[True, False], [False, True]]
+    assert masks[1].tolist() == [[True, False, True]]
+
+
+def test_global_magnitude_ties_are_broken_by_layer_order():
+    weights = [torch.tensor([2.0, 1.0]), torch.tensor([1.0, 2.0])]
+    masks = global_magnitude_masks(weights, kappa=0.25)  # drop 1 of the two tied 1.0s: the first layer's
+    assert [m.tolist() for m in masks] == [[True, False], [True, True]]
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="not known"):
+        layer_masks([torch.ones(2, 2)], 0.5, "random")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    kappas=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)).map(sorted),
+)
+def test_all_methods_are_nested_in_kappa_and_deterministic(seed, kappas):
+    generator = torch.Generator().manual_seed(seed)
+    # a conv and a linear layer; rounding creates ties, also across layers
+    weights = [torch.randn(3, 4, 2, 2, generator=generator).round(), torch.randn(5, 6, generator=generator).round()]
+    smaller, larger = kappas
+    for method in METHODS:
+        small_masks = layer_masks(weights, smaller, method)
+        large_masks = layer_masks(weights, larger, method)
+        for small, large, again in zip(small_masks, large_masks, layer_masks(weights, larger, method)):
+            assert not (large & ~small).any()
+            assert torch.equal(large, again)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("model_class", [TinyMLP, TinyConvNet])
+def test_kappa_zero_leaves_accuracy_unchanged(method, model_class):
+    model = model_class()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 4, generator=generator) if model_class is TinyMLP else torch.randn(16, 2, 3, 3, generator=generator)
+    y = torch.randint(0, 2, (16,), generator=generator)
+    curve = retention_curve(model, x, y, kappas=(0.0,), method=method)
+    assert curve.loc[0, "accuracy"] == accuracy(model, x, y)
+
+
+def test_magnitude_global_hand_counted_fraction():
+    model = TinyMLP()
+    # 18 weights, |w| = 0 six times and 1 six times; floor(0.5 * 18) = 9 drops the zeros and the first
+    # three 1s in layer order: hidden[0, 0], hidden[1, 0], head[0, 0]
+    with pruned(model, kappa=0.5, method="magnitude_global") as fraction:
+        assert fraction == 9 / 18
+        assert model.hidden.weight[:, 0].tolist() == [0.0, 0.0, 0.0]
+        assert model.head.weight.tolist() == [[0.0, -1.0, 0.0], [-1.0, 1.0, 0.0]]
+
+
+def test_column_hand_counted_fraction_on_conv():
+    model = TinyConvNet()
+    # conv: input channel 0 (8 of 16 weights); head eye(2): column 0 (tie, first) adds 1 zero to its 2
+    curve = retention_curve(model, torch.randn(2, 2, 3, 3), torch.tensor([0, 1]), kappas=(0.5,), method="column")
+    assert curve.loc[0, "pruned_fraction"] == (8 + 1 + 2) / 20

@@ -143,3 +143,18 @@ def test_missing_data_fails_with_the_expected_files_and_leaves_no_output(workdir
     log = (workdir / "results/logs/data/double_mnist.log").read_text()
     assert "train-images-idx3-ubyte" in log and str(tmp_path / "empty") in log
     assert not list((workdir / "results/data").glob("double_mnist.pt*"))
+
+
+def test_prunability_is_the_mean_structured_retention_and_every_curve_is_kept(smoke_run):
+    cells = pd.read_parquet(smoke_run / "results/smoke/cells.parquet")
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    for cell in study_cells(config, "smoke")[:3]:
+        prune = pd.read_parquet(smoke_run / "results" / cell.path / "prune.parquet")
+        assert set(prune["method"]) == {"structured", "column", "magnitude", "magnitude_global"}
+        assert (prune.groupby("method").size() == 10).all()
+        row = cells[(cells["dataset"] == cell.dataset) & (cells["model"] == cell.model)
+                    & (cells["value"] == float(cell.value)) & (cells["seed"] == cell.seed)].iloc[0]
+        structured = prune[prune["method"] == "structured"]["retention"].mean()
+        assert row["prunability"] == pytest.approx(structured, nan_ok=True)
+        assert row["prunability_magnitude_global"] == pytest.approx(
+            prune[prune["method"] == "magnitude_global"]["retention"].mean(), nan_ok=True)

@@ -40,7 +40,10 @@ def read_cell(train_json: str | Path) -> dict:
     row.update(record["provenance"])
     row["max_bc_loss_ratio"] = max_bc_loss_ratio(pd.read_parquet(cell_dir / "history.parquet"))
     prune = pd.read_parquet(cell_dir / "prune.parquet")
-    row["prunability"] = float(prune["retention"].mean()) if len(prune) else float("nan")
+    for method, curve in prune.groupby("method"):
+        row[f"prunability_{method}"] = float(curve["retention"].mean())
+    # The paper's prunability is the structured one (FCN nodes, CNN kernels).
+    row["prunability"] = row.get("prunability_structured", float("nan"))
     for name in ("represent", "attribute"):
         frame = pd.read_parquet(cell_dir / f"{name}.parquet")
         row.update(frame.drop(columns=[c for c in frame.columns if c in row]).iloc[0].to_dict())

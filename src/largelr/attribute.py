@@ -1,6 +1,6 @@
 """Attributions: how much of a model's decision rests on the spurious region.
 
-Integrated Gradients comes from captum. Measures are computed on |attribution| maps
+Integrated Gradients and DeepLift (as a check on IG) come from captum. Measures are computed on |attribution| maps
 per sample and averaged: the share of attribution mass inside a region mask (the
 spurious or the core region, where the dataset knows it) and the Shannon entropy of
 the normalized map (low entropy = attribution concentrated on few input features).
@@ -40,11 +40,28 @@ def integrated_gradients(
     return attributions.detach(), delta.detach()
 
 
+def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """DeepLift (rescale rule) attributions w.r.t. ``target`` from an all-zero baseline.
+
+    They sum to f(x)[target] - f(0)[target] up to float error. captum hooks every
+    nn.ReLU module, so each ReLU must be its own module, used once (true for FCN and VGGLike).
+    """
+    from captum.attr import DeepLift  # captum is heavy; import where used
+
+    model.eval()
+    attributions = DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
+    return attributions.detach()
+
+
 def region_share(attributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per sample: |attribution| mass inside ``mask`` over the total mass (nan where the total is 0)."""
-    magnitude = attributions.abs().flatten(1).double()
-    inside = (magnitude * mask.flatten().to(magnitude.device)).sum(1)
-    total = magnitude.sum(1)
+    """Per sample: |attribution| mass inside ``mask`` over the total mass (nan where the total is 0).
+
+    ``mask`` broadcasts against ``attributions``: one sample's shape for a mask shared by all
+    samples, or e.g. [N, 1, H, W] for per-sample masks such as segmenter backgrounds.
+    """
+    magnitude = attributions.abs().double()
+    inside = (magnitude * mask.to(magnitude.device)).flatten(1).sum(1)
+    total = magnitude.flatten(1).sum(1)
     return torch.where(total > 0, inside / total, torch.full_like(total, math.nan))
 
 
@@ -79,11 +96,18 @@ def summarize(model: nn.Module, dataset: dict[str, Any], settings: dict[str, Any
     result = {
         "attribution_entropy": attribution_entropy(attributions).nanmean().item(),
         "ig_max_abs_delta": delta.abs().max().item(),
-        "spurious_share": math.nan,
-        "core_share": math.nan,
     }
+    result.update(_region_shares(attributions, dataset, prefix=""))
+    if settings.get("deeplift", False):
+        result.update(_region_shares(deeplift(model, x, target), dataset, prefix="deeplift_"))
+    return result
+
+
+def _region_shares(attributions: torch.Tensor, dataset: dict[str, Any], prefix: str) -> dict[str, float]:
+    """Mean spurious / core share of ``attributions``; nan for a region the dataset has no mask for."""
+    shares = {}
     for region in ("spurious", "core"):
         mask = dataset.get(f"{region}_mask")
-        if mask is not None:
-            result[f"{region}_share"] = region_share(attributions, mask).nanmean().item()
-    return result
+        share = math.nan if mask is None else region_share(attributions, mask).nanmean().item()
+        shares[f"{prefix}{region}_share"] = share
+    return shares

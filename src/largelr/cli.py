@@ -88,10 +88,11 @@ def prune_table(model, dataset, settings, device) -> pd.DataFrame:
     from largelr.prune import retention_curve
 
     test = dataset["test"]
+    x, y = test["x"].to(device), test["y"].to(device)
     kappas = [float(k) for k in settings["kappas"]]
-    curve = retention_curve(model, test["x"].to(device), test["y"].to(device), kappas=kappas, method="structured")
-    curve.insert(0, "method", "structured")
-    return curve
+    curves = [retention_curve(model, x, y, kappas=kappas, method=method).assign(method=method)
+              for method in settings["prune_methods"]]
+    return pd.concat(curves, ignore_index=True)
 
 
 def represent_table(model, dataset, settings, device) -> pd.DataFrame:
@@ -117,8 +118,8 @@ def diverged_table(name: str, settings: dict[str, Any]) -> pd.DataFrame:
     """A diverged cell has no meaningful analyses: same columns, NaN values."""
     if name == "prune":
         kappas = [float(k) for k in settings["kappas"]]
-        return pd.DataFrame({"method": "structured", "kappa": kappas, "accuracy": math.nan,
-                             "retention": math.nan, "pruned_fraction": math.nan})
+        return pd.DataFrame([{"kappa": k, "accuracy": math.nan, "retention": math.nan, "pruned_fraction": math.nan,
+                              "method": method} for method in settings["prune_methods"] for k in kappas])
     return pd.DataFrame([dict.fromkeys(NAN_METRICS[name], math.nan)])
 
 

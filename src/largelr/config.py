@@ -41,6 +41,8 @@ KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma")
 
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "kappas": [round(0.1 * i, 1) for i in range(10)],
+    # structured = FCN input columns / CNN (out, in) kernels; the others are extra curves
+    "prune_methods": ["structured", "column", "magnitude", "magnitude_global"],
     "represent_samples": 1000,
     "compress_q": 2.0,
     "compress_kappa": 0.1,
@@ -50,6 +52,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "ig_method": "gausslegendre",
     "ig_internal_batch_size": 1000,
     "ig_target": "true",
+    "deeplift": False,  # also DeepLift core/spurious shares, as a check on IG
 }
 
 
