@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from largelr.data import sample_indices
+
 
 def integrated_gradients(
     model: nn.Module,
@@ -72,12 +74,6 @@ def attribution_entropy(attributions: torch.Tensor) -> torch.Tensor:
     p = magnitude / total.clamp_min(torch.finfo(torch.float64).tiny)
     entropy = -torch.special.xlogy(p, p).sum(1)
     return torch.where(total.squeeze(1) > 0, entropy, torch.full_like(entropy, math.nan))
-
-
-def sample_indices(n_total: int, n_samples: int, seed: int) -> torch.Tensor:
-    """A fixed seeded subset, so every cell of a dataset is explained on the same inputs."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=generator)[: min(n_samples, n_total)].sort().values
 
 
 def summarize(model: nn.Module, dataset: dict[str, Any], settings: dict[str, Any], device: torch.device) -> dict[str, float]:

@@ -97,13 +97,22 @@ def how_to_obtain(dataset: str, directory: Path) -> str:
     )
 
 
-def require_files(dataset: str, directory: Path, names: list[str]) -> None:
-    missing = [name for name in names if not (directory / name).is_file()]
+def require_paths(dataset: str, directory: Path, names: list[str], advice: str) -> None:
+    """Raise DataMissingError unless every name (a trailing "/" marks a folder) exists in directory."""
+
+    def present(name: str) -> bool:
+        path = directory / name.rstrip("/")
+        return path.is_dir() if name.endswith("/") else path.is_file()
+
+    missing = [name for name in names if not present(name)]
     if missing:
         raise DataMissingError(
-            f"{dataset} not found: expected the files {', '.join(names)} in {directory} "
-            f"(missing: {', '.join(missing)}). {how_to_obtain(dataset, directory)}"
+            f"{dataset} not found: expected {', '.join(names)} in {directory} (missing: {', '.join(missing)}). {advice}"
         )
+
+
+def require_files(dataset: str, directory: Path, names: list[str]) -> None:
+    require_paths(dataset, directory, names, how_to_obtain(dataset, directory))
 
 
 def corrupt_file(dataset: str, path: Path, problem: str) -> DataMissingError:

@@ -96,7 +96,7 @@ def prune_table(model, dataset, settings, device) -> pd.DataFrame:
 
 
 def represent_table(model, dataset, settings, device) -> pd.DataFrame:
-    from largelr.attribute import sample_indices
+    from largelr.data import sample_indices
     from largelr.represent import summarize
 
     test = dataset["test"]

@@ -118,8 +118,8 @@ def pair_blocks(config: dict[str, Any], study: str) -> dict[tuple[str, str], dic
     return pairs
 
 
-def train_settings(config: dict[str, Any], study: str, dataset: str | None = None, model: str | None = None) -> dict[str, Any]:
-    block = pair_blocks(config, study)[(dataset, model)] if dataset else {}
+def train_settings(config: dict[str, Any], study: str, dataset: str, model: str) -> dict[str, Any]:
+    block = pair_blocks(config, study)[(dataset, model)]
     return {**TRAIN_DEFAULTS, **config["studies"][study].get("train", {}), **block.get("train", {})}
 
 

@@ -508,6 +508,12 @@ def build_dataset(name: str, params: dict[str, Any], data_root: str | Path, seed
     return DATASETS[name](merge_params(name, params), data_root, seed)
 
 
+def sample_indices(n_total: int, n_samples: int, seed: int) -> torch.Tensor:
+    """A fixed seeded subset of indices, so every cell of a dataset is analysed on the same inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_total, generator=generator)[: min(n_samples, n_total)].sort().values
+
+
 def save_dataset(dataset: dict[str, Any], path: str | Path) -> None:
     """Write atomically: a temporary file in the target directory, then a rename."""
     atomic_torch_save(dataset, path)

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from largelr.bases import DataMissingError
+from largelr.bases import DataMissingError, require_paths
 from torch.utils.data import Dataset
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -61,19 +61,6 @@ LazySplit = dict[str, Any]
 
 
 # --- shared helpers -----------------------------------------------------------------------
-
-
-def require_paths(dataset: str, directory: Path, names: list[str], advice: str) -> None:
-    """Raise DataMissingError unless every name (a trailing "/" marks a folder) exists in directory."""
-    def present(name: str) -> bool:
-        path = directory / name.rstrip("/")
-        return path.is_dir() if name.endswith("/") else path.is_file()
-
-    missing = [name for name in names if not present(name)]
-    if missing:
-        raise DataMissingError(
-            f"{dataset} not found: expected {', '.join(names)} in {directory} (missing: {', '.join(missing)}). {advice}"
-        )
 
 
 def read_table(path: Path, **options: Any) -> pd.DataFrame:

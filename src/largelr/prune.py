@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from largelr.train import predict
+
 DEFAULT_KAPPAS: tuple[float, ...] = tuple(round(0.1 * step, 1) for step in range(10))
 
 # Absorbs float noise such as 0.29 * 100 = 28.999999999999996 before flooring to a count.
@@ -149,17 +151,8 @@ def pruned(model: nn.Module, kappa: float, method: str = "structured") -> Iterat
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy in eval mode, batched on the model's device; restores the training flag."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                logits = model(x[start : start + batch_size].to(device))
-                correct += int((logits.argmax(dim=1).cpu() == y[start : start + batch_size].cpu()).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(x)
+    correct = predict(model, x.to(device), batch_size).cpu() == y.cpu()
+    return int(correct.sum()) / len(x)
 
 
 def retention_curve(
