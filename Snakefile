@@ -22,6 +22,7 @@ rule all:
     default_target: True
     input:
         study_targets(DEFAULT_STUDIES),
+        paper_targets(),
 
 
 # One target rule per study: `snakemake --cores all demo`.

@@ -45,3 +45,92 @@ def test_table1_takes_min_and_max_of_seed_means_within_range():
 def test_max_bc_loss_ratio_ignores_non_finite_steps():
     history = pd.DataFrame({"bc_loss_ratio": [0.1, 0.7, float("nan"), float("inf"), 0.3]})
     assert max_bc_loss_ratio(history) == 0.7
+
+
+# --- seed statistics, Table 2, comparison with the paper, mechanism, Markdown -------------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from largelr.aggregate import (  # noqa: E402
+    PAPER_TABLE1, compare_with_paper, markdown, mechanism_table, paper_shape, seed_statistics, table2,
+)
+
+
+def test_seed_statistics_give_mean_sd_and_a_t_interval_worked_out_by_hand():
+    cells = mark_usable_range(sweep({0.01: [0.5, 0.6, 0.7], 0.1: [0.8, 0.8, 0.8]}))
+    stats = seed_statistics(cells).set_index(["value", "metric"])
+    row = stats.loc[(0.01, "test_acc")]
+    # mean 0.6, sd 0.1 (ddof 1), t(0.975, 2) = 4.302653 -> half width 4.302653 * 0.1 / sqrt(3)
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert row["n"] == 3 and row["mean"] == pytest.approx(0.6) and row["std"] == pytest.approx(0.1)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.6 - half, 0.6 + half), abs=1e-6)
+    flat = stats.loc[(0.1, "test_acc")]
+    assert flat["std"] == 0 and flat["ci_low"] == flat["ci_high"] == pytest.approx(0.8)
+    assert {"prunability", "csi", "class_sep"} <= set(stats.index.get_level_values("metric"))
+    assert "seed" not in set(stats.index.get_level_values("metric"))
+
+
+def test_seed_statistics_leave_nan_out_of_n_and_give_no_interval_for_one_seed():
+    cells = mark_usable_range(sweep({0.01: [0.5, float("nan")], 0.1: [0.8, 0.9]}))
+    row = seed_statistics(cells).set_index(["value", "metric"]).loc[(0.01, "test_acc")]
+    assert row["n"] == 1 and row["mean"] == 0.5 and np.isnan(row["ci_low"]) and np.isnan(row["std"])
+
+
+def intervention(study: str, knob: str, accs: dict[float, list[float]]) -> pd.DataFrame:
+    return sweep(accs).assign(study=study, knob=knob)
+
+
+def test_table2_has_each_knob_of_the_intervention_pairs_and_the_lr_rows_of_the_same_pairs():
+    lr_grid = mark_usable_range(sweep({0.01: [0.5, 0.5], 0.1: [0.7, 0.9]}).assign(study="lr_grid"))
+    other_pair = lr_grid.assign(model="other")  # an lr sweep with no intervention: left out
+    momentum = mark_usable_range(intervention("momentum_study", "momentum", {0.5: [0.6, 0.6], 0.9: [0.4, 0.6]}))
+    table = table2(pd.concat([lr_grid, other_pair, momentum], ignore_index=True), ["momentum_study"])
+    assert set(table["model"]) == {"m"}
+    rows = table.set_index(["knob", "variable"])
+    assert rows.loc[("lr", "test_acc"), ["min", "max"]].tolist() == pytest.approx([0.5, 0.8])
+    assert rows.loc[("momentum", "momentum"), ["min", "max"]].tolist() == [0.5, 0.9]
+    assert rows.loc[("momentum", "test_acc"), ["min", "max"]].tolist() == pytest.approx([0.5, 0.6])
+    assert set(table["variable"]) == {"lr", "momentum", "test_acc", "prunability", "csi"}
+
+
+def test_compare_with_paper_subtracts_the_reference_and_lists_every_reference_row():
+    table = pd.DataFrame({"study": "s", "dataset": "colored_mnist", "model": "cnn", "knob": "lr",
+                          "variable": ["lr", "test_acc"], "min": [0.01, 0.80], "max": [0.2, 0.95],
+                          "n_values": 5, "n_seeds": 3})
+    compare = compare_with_paper(table).set_index(["dataset", "model", "variable"])
+    assert len(compare) == sum(len(v) for v in PAPER_TABLE1.values())
+    row = compare.loc[("colored_mnist", "cnn", "test_acc")]
+    assert (row["paper_min"], row["paper_max"]) == (0.882, 0.915)  # PAPER.md: 88.2-91.5
+    assert row["diff_min"] == pytest.approx(0.80 - 0.882) and row["diff_max"] == pytest.approx(0.95 - 0.915)
+    assert compare.loc[("colored_mnist", "cnn", "lr"), "diff_max"] == pytest.approx(0.2 - 0.35)
+    assert np.isnan(compare.loc[("celeba", "swin_t", "worst_group_acc"), "ours_min"])
+
+
+def test_mechanism_table_pearson_r_matches_numpy_and_pools_per_study():
+    cells = mark_usable_range(sweep({0.01: [0.5, 0.6], 0.1: [0.7, 0.9], 0.2: [0.8, 0.85]}))
+    cells["max_bc_loss_ratio"] = [0.1, 0.3, 0.2, 0.6, 0.5, 0.4]
+    table = mechanism_table(cells).set_index("dataset")
+    expected = np.corrcoef(cells["max_bc_loss_ratio"], cells["test_acc"])[0, 1]
+    assert table.loc["d", "pearson_r"] == pytest.approx(expected)
+    assert table.loc["d", "n_cells"] == 6
+    slope = np.cov(cells["max_bc_loss_ratio"], cells["test_acc"])[0, 1] / np.var(cells["max_bc_loss_ratio"], ddof=1)
+    assert table.loc["d", "slope"] == pytest.approx(slope)
+    assert table.loc["all", "pearson_r"] == pytest.approx(expected)  # one pair: pooled = the pair
+
+
+def test_markdown_and_paper_shape_render_min_max_per_variable():
+    cells = mark_usable_range(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9]}))
+    wide = paper_shape(table1(cells))
+    assert wide.loc[0, "test_acc"] == "0.6 – 0.85" and wide.loc[0, "lr"] == "0.01 – 0.1"
+    text = markdown(wide, "T")
+    lines = text.splitlines()
+    assert lines[0] == "# T" and lines[2].startswith("| study | dataset | model | knob | n_seeds | lr |")
+    assert lines[3].count("|") == lines[2].count("|") and "| 0.6 – 0.85 |" in text
+    assert markdown(pd.DataFrame({"x": [float("nan"), 1 / 3, None]})).splitlines()[2:] == [
+        "|  |", "| 0.3333 |", "|  |"]
+    two_knobs = pd.concat([table1(cells), table1(cells.assign(knob="momentum", study="t"))])
+    shaped = paper_shape(two_knobs, knob_label="knob values").set_index("knob")
+    assert shaped.loc["momentum", "knob values"] == shaped.loc["lr", "knob values"] == "0.01 – 0.1"
+    assert "lr" not in shaped.columns and "momentum" not in shaped.columns

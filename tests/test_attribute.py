@@ -6,6 +6,9 @@ from torch import nn
 
 from largelr.attribute import (
     attribution_entropy,
+    background_columns,
+    resolve_background,
+    unnormalized,
     deeplift,
     integrated_gradients,
     region_share,
@@ -89,7 +92,13 @@ def test_deeplift_sums_to_the_output_difference_on_relu_networks():
 def test_summarize_without_the_deeplift_key_keeps_its_outputs(toy_dataset):
     model = build_model("fcn", toy_dataset["input_shape"], 2, {"depth": 2, "width": 8})
     result = summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8}, torch.device("cpu"))
-    assert list(result) == ["attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share"]
+    assert list(result) == ["attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share",
+                            "background_share", "background_iou"]
+    # a vector dataset has no background: auto resolves to none, the columns are NaN
+    assert math.isnan(result["background_share"]) and math.isnan(result["background_iou"])
+    with pytest.raises(ValueError, match="needs image inputs"):
+        summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8, "background": "smp"},
+                  torch.device("cpu"), kind="toy", segmenter=nn.Identity())
 
 
 def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
@@ -101,3 +110,82 @@ def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
     without_masks = {k: v for k, v in toy_dataset.items() if not k.endswith("_mask")}
     result = summarize(model, without_masks, settings, torch.device("cpu"))
     assert math.isnan(result["deeplift_spurious_share"]) and math.isnan(result["deeplift_core_share"])
+
+
+def test_background_resolution_per_kind():
+    assert resolve_background("auto", "colored_digits", "mean") == "oracle"
+    assert resolve_background("auto", "moon_star", "mean") == "oracle"
+    assert resolve_background("auto", "cifar10", "mean") == "none"
+    assert resolve_background("oracle", "colored_digits", "zero") == "oracle"  # asked for explicitly
+    assert resolve_background("deeplabv3_resnet50", "cifar10") == "deeplabv3_resnet50"
+    with pytest.raises(ValueError, match="mnist_cifar.*no known background"):
+        resolve_background("oracle", "mnist_cifar")
+    with pytest.raises(ValueError, match="allowed"):
+        resolve_background("grabcut", "cifar10")
+
+
+def stroke_images() -> torch.Tensor:
+    """Two 3x4x4 images on black: a red stroke at row 1 (cols 1, 2) and a faint grey pixel at (3, 3)."""
+    images = torch.zeros(2, 3, 4, 4)
+    images[0, 0, 1, 1:3] = 1.0
+    images[1, :, 3, 3] = 0.2
+    return images
+
+
+def test_oracle_background_share_by_hand():
+    images = stroke_images()
+    uniform = torch.ones_like(images)
+    result = background_columns(uniform, images, "colored_digits", "oracle", None, input_size=32)
+    # uniform attribution: share = background pixels / all pixels = (14/16 + 15/16) / 2
+    assert result["background_share"] == pytest.approx((14 / 16 + 15 / 16) / 2)
+    assert math.isnan(result["background_iou"])
+    on_strokes = images.clone()  # attribution exactly on the strokes: nothing on the background
+    assert background_columns(on_strokes, images, "double_digits", "oracle", None, 32)["background_share"] == 0.0
+    # a colour channel that is zero inside a stroke does not make the stroke background
+    only_blue = torch.zeros_like(images)
+    only_blue[0, 2, 1, 1] = 5.0
+    only_blue[1, 2] = 1.0
+    assert background_columns(only_blue, images, "colored_mnist", "oracle", None, 32)["background_share"] == pytest.approx(
+        (0.0 + 15 / 16) / 2)
+
+
+def test_no_background_source_gives_nan_columns():
+    images = stroke_images()
+    result = background_columns(torch.ones_like(images), images, "cifar10", "none", None, 32)
+    assert math.isnan(result["background_share"]) and math.isnan(result["background_iou"])
+
+
+def test_unnormalized_undoes_per_channel_and_scalar_normalization():
+    x = torch.tensor([1.0, -1.0, 0.5]).view(1, 3, 1, 1)
+    norm = {"mean": [0.5, 0.4, 0.3], "std": [0.1, 0.2, 0.4]}
+    assert unnormalized(x, {"normalization": norm}).flatten().tolist() == pytest.approx([0.6, 0.2, 0.5])
+    assert torch.equal(unnormalized(x, {"normalization": {"mean": 0.0, "std": 1.0}}), x)
+    assert torch.equal(unnormalized(x, {}), x)
+
+
+def test_zero_baseline_gives_black_pixels_no_attribution_and_the_mean_baseline_does():
+    from largelr.attribute import ig_baseline
+
+    torch.manual_seed(0)
+    model = build_model("cnn", [3, 4, 4], 2, {"width": 0.05})
+    x = stroke_images()
+    target = torch.tensor([0, 1])
+    black = x.amax(1, keepdim=True).expand_as(x) == 0
+    zero_maps, _ = integrated_gradients(model, x, target, n_steps=8)
+    assert (zero_maps[black] == 0).all()
+    baseline = ig_baseline(x, "mean")
+    assert baseline.shape == (1, 3, 4, 4) and torch.equal(baseline[0], x.mean(0))
+    mean_maps, delta = integrated_gradients(model, x, target, n_steps=64, baseline=baseline)
+    assert (mean_maps[black] != 0).any()
+    # completeness from the mean baseline: the maps sum to f(x) - f(baseline)
+    with torch.no_grad():
+        gap = model(x)[range(2), target] - model(baseline.expand_as(x))[range(2), target]
+    assert torch.allclose(mean_maps.flatten(1).sum(1), gap, atol=1e-4 + delta.abs().max().item())
+    assert ig_baseline(x, "zero") is None
+    with pytest.raises(ValueError, match="ig_baseline"):
+        ig_baseline(x, "blur")
+
+
+def test_auto_background_needs_a_non_zero_baseline_for_the_oracle():
+    assert resolve_background("auto", "colored_digits", "zero") == "none"
+    assert resolve_background("auto", "colored_digits", "mean") == "oracle"

@@ -220,3 +220,79 @@ def test_mnist_verification_requires_official_counts(tmp_path: Path) -> None:
 def test_md5_constants_match_torchvision() -> None:
     for cls, ours in ((torchvision.datasets.CIFAR10, CIFAR10_MD5), (torchvision.datasets.CIFAR100, CIFAR100_MD5)):
         assert ours == dict(cls.train_list + cls.test_list)
+
+
+# --- download routing (no network: torchvision's download entry points are replaced) ------
+
+
+class Recorder:
+    """Stands in for a torchvision download entry point: records its calls, optionally writes files."""
+
+    def __init__(self, write=None, error: Exception | None = None) -> None:
+        self.calls: list[tuple] = []
+        self.write, self.error = write, error
+
+    def __call__(self, *args, **kwargs) -> None:
+        self.calls.append((args, kwargs))
+        if self.error is not None:
+            raise self.error
+        if self.write is not None:
+            self.write(*args, **kwargs)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recorder]:
+    """Every socket connection fails, and both download entry points are recorders that write nothing."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    recorders = {"mnist": Recorder(), "archive": Recorder()}
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", lambda dataset: recorders["mnist"](dataset))
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", recorders["archive"])
+    return recorders
+
+
+@pytest.mark.parametrize("load", [load_mnist, load_cifar10, load_cifar100])
+def test_without_download_nothing_is_fetched_and_the_error_is_clear(tmp_path: Path, no_network: dict, load) -> None:
+    with pytest.raises(DataMissingError, match="download: true"):
+        load(tmp_path, download=False)
+    assert no_network["mnist"].calls == [] and no_network["archive"].calls == []
+
+
+def test_mnist_download_goes_through_torchvision_and_is_announced(tmp_path: Path, no_network: dict, monkeypatch, capsys) -> None:
+    written, roots = {}, []
+
+    def fabricate(dataset) -> None:  # replaces the method torchvision.datasets.MNIST.download(self)
+        roots.append(dataset.root)
+        written.update(write_mnist(Path(dataset.root)))
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fabricate)
+    x_train, y_train, _, y_test = load_mnist(tmp_path, download=True, verify_checksums=False)
+    assert roots == [str(tmp_path.absolute())]
+    assert np.array_equal(x_train[:, 0].numpy(), written["x_train"]) and np.array_equal(y_test.numpy(), written["y_test"])
+    assert f"downloading MNIST into {tmp_path.absolute() / 'MNIST' / 'raw'}" in capsys.readouterr().err
+    # Files present: a second load with download=true fetches nothing.
+    load_mnist(tmp_path, download=True, verify_checksums=False)
+    assert len(roots) == 1
+
+
+@pytest.mark.parametrize("load, write, release", [(load_cifar10, write_cifar10, torchvision.datasets.CIFAR10),
+                                                  (load_cifar100, write_cifar100, torchvision.datasets.CIFAR100)])
+def test_cifar_download_fetches_the_official_archive(tmp_path: Path, no_network: dict, monkeypatch, load, write, release) -> None:
+    written = {}
+    recorder = Recorder(write=lambda url, root, **kwargs: written.update(write(Path(root))))
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", recorder)
+    x_train, _, _, y_test = load(tmp_path, download=True, verify_checksums=False)
+    assert recorder.calls == [((release.url, str(tmp_path.absolute())), {"filename": release.filename, "md5": release.tgz_md5})]
+    assert np.array_equal(x_train.flatten(1).numpy(), written["x_train"]) and np.array_equal(y_test.numpy(), written["y_test"])
+
+
+def test_a_failed_download_says_what_to_do_instead(tmp_path: Path, no_network: dict, monkeypatch) -> None:
+    from urllib.error import URLError
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", Recorder(error=URLError("no route to host")))
+    with pytest.raises(DataMissingError, match=r"downloading CIFAR-10 into .*cifar-10-batches-py failed \(URLError.*Copy the files"):
+        load_cifar10(tmp_path, download=True)

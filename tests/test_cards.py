@@ -115,3 +115,14 @@ def test_ten_by_ten_image_card_is_drawn(tmp_path):
     card, png = write(dataset, tmp_path, samples_per_group=2)
     assert len(card["splits"]["train"]["group_counts"]) == 100
     assert_drawn(png)
+
+
+def test_stored_group_ids_must_agree_with_the_labels(tmp_path):
+    dataset = hand_made()
+    y, b = dataset["train"]["y"], dataset["train"]["b"]
+    dataset["train"]["g"] = torch.tensor([2 * yi + bi for yi, bi in zip(y.tolist(), b.tolist())])
+    card, _ = write(dataset, tmp_path)
+    assert card["splits"]["train"] == expected_split(dataset["train"])
+    dataset["train"]["g"] = dataset["train"]["g"].flip(0)
+    with pytest.raises(ValueError, match="group ids g disagree"):
+        write_card(dataset, tmp_path / "bad.json", tmp_path / "bad.png")

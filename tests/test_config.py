@@ -72,3 +72,18 @@ def test_bad_config_names_the_key_and_the_allowed_values(config, edit, key):
     with pytest.raises(ConfigError, match="allowed") as error:
         validate_config(bad)
     assert key in str(error.value)
+
+
+def test_schema_accepts_the_paper_families_and_check_data_and_rejects_others(config):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(ROOT / "workflow/schemas/config.schema.yaml")
+    for check_data in (True, "false"):
+        good = copy.deepcopy(config) | {"check_data": check_data}
+        validate(good, schema)
+    for edit in (lambda c: c["studies"]["demo"].update(paper="table3"), lambda c: c.update(check_data="no")):
+        bad = copy.deepcopy(config)
+        edit(bad)
+        with pytest.raises(WorkflowError):
+            validate(bad, schema)

@@ -5,6 +5,7 @@ Each defining property is recomputed from the fabricated arrays, not from the co
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -22,9 +23,14 @@ from largelr.data import (
     colored_from_base,
     double_from_base,
     group_ids,
+    load_dataset,
+    load_digits_base,
+    missing_data,
+    save_dataset,
     split_generator,
 )
-from test_bases import write_cifar10, write_mnist
+from test_bases import write_cifar10, write_cifar100, write_mnist
+from test_natural import write_celeba, write_imagenet, write_waterbirds
 
 NEW = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")
 
@@ -233,17 +239,20 @@ def test_test_bias_is_independent_of_label() -> None:
 
 
 @pytest.mark.parametrize("construct, name", [(colored_from_base, "colored_mnist"), (double_from_base, "double_mnist")])
-def test_mnist_sized_construction_is_fast(construct, name: str) -> None:
+def test_mnist_sized_set_materializes_fast(tmp_path: Path, construct, name: str) -> None:
+    """Construction, compact save and load of 60000 + 10000 MNIST-sized images, on 2 threads, within 30 s."""
     base = random_base(60000, 10000)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         start = time.perf_counter()
         ds = construct(name, base, DATASET_DEFAULTS[name], 0)
+        save_dataset(ds, tmp_path / "set.pt")
+        loaded = load_dataset(tmp_path / "set.pt")
         elapsed = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
-    assert len(ds["train"]["x"]) == 60000 and int((ds["train"]["y"] != ds["train"]["b"]).sum()) == 1500
+    assert len(loaded["train"]["x"]) == 60000 and int((loaded["train"]["y"] != loaded["train"]["b"]).sum()) == 1500
     assert elapsed <= 30, f"{name}: {elapsed:.1f} s"
 
 
@@ -273,3 +282,140 @@ def test_checksums_are_verified_by_default(build, data_root: Path, name: str) ->
     # `build` is only requested so that the fabricated files exist.
     with pytest.raises(DataMissingError, match="official"):
         build_dataset(name, {}, data_root, 0)
+
+
+# --- any compatible base, plain class-labelled kinds ---------------------------------------
+
+
+def test_a_construction_takes_any_compatible_base(build) -> None:
+    """colored_mnist on the digits base is exactly colored_digits; dominoes take digits on top too."""
+    on_digits = build("colored_mnist", base="digits")
+    reference = build_dataset("colored_digits", {}, "unused", 0)
+    for split in ("train", "test"):
+        for key in ("x", "y", "b", "g"):
+            assert torch.equal(on_digits[split][key], reference[split][key])
+    digits = load_digits_base()
+    ds = build("mnist_cifar", digit_base="digits")
+    for split, images, labels in (("train", digits[0], digits[1]), ("test", digits[2], digits[3])):
+        nearest, distance = nearest_images(ds[split]["x"][:, :1, 2:30, 2:30], images)
+        assert distance.max() < 1e-6 and torch.equal(labels[nearest], ds[split]["b"])
+
+
+@pytest.mark.parametrize("name, write, num_classes", [("cifar10", write_cifar10, 10), ("cifar100", write_cifar100, 100)])
+def test_plain_cifar_kinds_have_no_spurious_feature(tmp_path: Path, name: str, write, num_classes: int) -> None:
+    arrays = write(tmp_path)
+    ds = build_dataset(name, {"verify_checksums": False}, tmp_path, 0)
+    assert ds["num_classes"] == ds["num_bias"] == num_classes and ds["spurious_mask"] is None
+    for split in ("train", "test"):
+        x, y, b = ds[split]["x"], ds[split]["y"], ds[split]["b"]
+        assert torch.equal(x.flatten(1), torch.from_numpy(arrays[f"x_{split}"]).float() / 255)
+        assert torch.equal(y, torch.from_numpy(arrays[f"y_{split}"]).long()) and torch.equal(b, y)
+        assert torch.equal(ds[split]["g"], y * (num_classes + 1))  # g = y * num_bias + b with b = y
+    assert ds["params"]["realized_rho_train"] == ds["params"]["realized_rho_test"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["mnist_cifar", "cifar10", "colored_mnist", "corrupted_cifar10"])
+def test_stored_dataset_loads_as_built(build, tmp_path: Path, name: str) -> None:
+    """Pixels on the 1/255 grid come back bit for bit; colour noise and corruptions within 2**-12."""
+    ds = build(name)
+    save_dataset(ds, tmp_path / f"{name}.pt")
+    loaded = load_dataset(tmp_path / f"{name}.pt")
+    on_grid = name in ("mnist_cifar", "cifar10")
+    assert torch.load(tmp_path / f"{name}.pt", weights_only=True)["train"]["x"].dtype == (torch.uint8 if on_grid else torch.float16)
+    for split in ("train", "test"):
+        x = loaded[split]["x"]
+        assert x.dtype == torch.float32
+        assert torch.equal(x, ds[split]["x"]) if on_grid else (x - ds[split]["x"]).abs().max() <= 2**-12
+        for key in ("y", "b", "g"):
+            assert torch.equal(loaded[split][key], ds[split][key])
+
+
+# --- download routing from the dataset parameters, data availability -----------------------
+
+
+def test_download_parameter_reaches_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision
+
+    fetched = []
+
+    def fabricate(dataset) -> None:  # replaces torchvision.datasets.MNIST.download(self)
+        fetched.append(dataset.root)
+        write_mnist(Path(dataset.root))
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fabricate)
+    with pytest.raises(DataMissingError):
+        build_dataset("double_mnist", {"verify_checksums": False}, tmp_path, 0)
+    assert fetched == []
+    ds = build_dataset("double_mnist", {"download": True, "verify_checksums": False}, tmp_path, 0)
+    assert fetched == [str(tmp_path.absolute())] and len(ds["train"]["y"]) == 60
+
+
+def write_natural(kind: str, root: Path) -> None:
+    {"celeba": write_celeba, "waterbirds": write_waterbirds, "imagenet": write_imagenet}[kind](root)
+
+
+FILE_KINDS = [
+    # kind, params, writers, names the message must hold, folder relative to the data root
+    ("colored_mnist", {}, [write_mnist], ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"], "MNIST/raw"),
+    ("double_mnist", {}, [write_mnist], ["train-labels-idx1-ubyte"], "MNIST/raw"),
+    ("mnist_cifar", {}, [write_mnist, write_cifar10], ["train-images-idx3-ubyte", "data_batch_5"], "cifar-10-batches-py"),
+    ("corrupted_cifar10", {}, [write_cifar10], ["data_batch_1", "test_batch"], "cifar-10-batches-py"),
+    ("cifar10", {}, [write_cifar10], ["data_batch_1", "test_batch"], "cifar-10-batches-py"),
+    ("cifar100", {}, [write_cifar100], ["train", "test"], "cifar-100-python"),
+    ("celeba", {}, [lambda root: write_natural("celeba", root)], ["list_attr_celeba.txt", "list_eval_partition.txt", "img_align_celeba/"], "celeba"),
+    ("waterbirds", {"folder": "wb"}, [lambda root: write_waterbirds(root, folder="wb")], ["metadata.csv"], "wb"),
+    ("imagenet", {}, [lambda root: write_natural("imagenet", root)], ["train/", "val/"], "imagenet"),
+]
+
+
+@pytest.mark.parametrize("kind, params, writers, names, folder", FILE_KINDS, ids=[row[0] for row in FILE_KINDS])
+def test_missing_data_names_files_and_path_until_they_exist(tmp_path: Path, kind, params, writers, names, folder) -> None:
+    message = missing_data(kind, params, str(tmp_path))
+    assert message is not None and str((tmp_path / folder).absolute()) in message
+    assert all(name in message for name in names)
+    for write in writers:
+        write(tmp_path)
+    assert missing_data(kind, params, str(tmp_path)) is None
+
+
+def test_missing_data_names_only_the_absent_base_and_trusts_download(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    message = missing_data("mnist_cifar", {}, str(tmp_path))
+    assert "CIFAR-10 not found" in message and "MNIST" not in message
+    assert missing_data("mnist_cifar", {"download": True}, str(tmp_path)) is None
+    assert missing_data("colored_mnist", {"base": "digits"}, str(tmp_path / "empty")) is None
+
+
+# --- the data command ---------------------------------------------------------------------
+
+
+def truncate(path: Path, content: bytes) -> None:
+    path.write_bytes(content)
+
+
+@pytest.mark.parametrize("kind, damage, message", [
+    ("colored_mnist", lambda root: None, r"MNIST not found: expected .*train-images-idx3-ubyte.*download: true"),
+    ("colored_mnist", lambda root: (write_mnist(root), truncate(root / "MNIST/raw/t10k-labels-idx1-ubyte", b"\0\0\x08")),
+     r"t10k-labels-idx1-ubyte is corrupt"),
+    ("corrupted_cifar10", lambda root: (write_cifar10(root), truncate(root / "cifar-10-batches-py/data_batch_3", b"not a pickle")),
+     r"data_batch_3 is corrupt"),
+], ids=["missing", "truncated-idx", "not-a-pickle"])
+def test_data_command_fails_clearly_and_leaves_no_output(tmp_path: Path, kind: str, damage, message: str) -> None:
+    from largelr.cli import main
+
+    damage(tmp_path / "root")
+    out = tmp_path / "results" / "data" / "set.pt"
+    with pytest.raises(SystemExit) as caught:
+        main(["data", "--name", "set", "--kind", kind, "--params", '{"verify_checksums": false}',
+              "--data-root", str(tmp_path / "root"), "--out", str(out)])
+    assert re.search(message, str(caught.value.code))
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_data_command_reports_a_malformed_listing_without_a_traceback(tmp_path: Path) -> None:
+    from largelr.cli import main
+
+    write_waterbirds(tmp_path, drop_column="place")
+    with pytest.raises(SystemExit, match=r"largelr data: dataset 'wb' \(waterbirds\): .*metadata.csv: missing column\(s\) place"):
+        main(["data", "--name", "wb", "--kind", "waterbirds", "--data-root", str(tmp_path), "--out", str(tmp_path / "wb.pt")])
+    assert not (tmp_path / "wb.pt").exists()

@@ -17,6 +17,7 @@ from largelr.data import (
     group_ids,
     load_dataset,
     load_digits_base,
+    missing_data,
     save_dataset,
     unbiased_bias,
 )
@@ -266,9 +267,88 @@ def test_save_load_round_trip(tmp_path, double: dict) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["double.pt"]  # no temporary left behind
     loaded = load_dataset(path)
     assert torch.load(path, weights_only=True)["params"] == double["params"]
-    assert torch.equal(loaded["train"]["x"], double["train"]["x"])
+    # Upsampled digits are off the 1/255 grid: stored as float16, back as float32 within 2**-12.
+    assert torch.load(path, weights_only=True)["train"]["x"].dtype == torch.float16
+    assert loaded["train"]["x"].dtype == torch.float32
+    assert (loaded["train"]["x"] - double["train"]["x"]).abs().max() <= 2**-12
+    for split in ("train", "test"):
+        for key in ("y", "b", "g"):
+            assert torch.equal(loaded[split][key], double[split][key])
     assert torch.equal(loaded["spurious_mask"], double["spurious_mask"])
     assert loaded["input_shape"] == [1, 28, 56] and loaded["name"] == "double_digits"
+
+
+def test_save_does_not_change_the_dataset_in_memory(tmp_path, double: dict) -> None:
+    x = double["train"]["x"].clone()
+    save_dataset(double, tmp_path / "double.pt")
+    assert double["train"]["x"].dtype == torch.float32 and torch.equal(double["train"]["x"], x)
+    assert "x_divisor" not in double["train"]
+
+
+@pytest.mark.parametrize(
+    "values, stored_dtype, exact",
+    [
+        (torch.arange(256, dtype=torch.float32) / 255, torch.uint8, True),  # every gray level, computed as the bases do
+        (torch.tensor([0.0, 1.0]), torch.uint8, True),  # binary images
+        (torch.tensor([-1.0, 1.0, 3.0]), torch.int8, True),  # parity bits and other small integers
+        (torch.tensor([0.0, 0.3, 1 / 3, 0.9999]), torch.float16, False),  # pixels off the grid
+        (torch.tensor([-0.5, 0.25]), torch.float32, True),  # neither pixels nor integers: kept as is
+        (torch.tensor([0.0, 300.0]), torch.float32, True),  # integers beyond int8
+    ],
+)
+def test_inputs_are_stored_compactly_and_loaded_as_float32(tmp_path, values, stored_dtype, exact) -> None:
+    dataset = {"name": "t", "num_bias": 2, "train": {"x": values[:, None], "y": torch.zeros(len(values), dtype=torch.long),
+                                                     "b": torch.zeros(len(values), dtype=torch.long)}}
+    save_dataset(dataset, tmp_path / "t.pt")
+    assert torch.load(tmp_path / "t.pt", weights_only=True)["train"]["x"].dtype == stored_dtype
+    loaded = load_dataset(tmp_path / "t.pt")["train"]["x"]
+    assert loaded.dtype == torch.float32
+    if exact:
+        assert torch.equal(loaded, values[:, None])
+    else:  # float16 has an 11-bit significand: error <= 2**-12 on [0, 1]
+        assert 0 < (loaded - values[:, None]).abs().max() <= 2**-12
+
+
+def test_stored_sizes_shrink(tmp_path, parity: dict, moon_star: dict) -> None:
+    """int8 parity bits and uint8 moon-star pixels: a quarter of float32, plus a fixed overhead."""
+    for dataset in (parity, moon_star):
+        save_dataset(dataset, tmp_path / "d.pt")
+        float32_bytes = sum(4 * dataset[split]["x"].numel() for split in ("train", "test"))
+        assert (tmp_path / "d.pt").stat().st_size < float32_bytes / 4 + 50_000
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_every_split_stores_group_ids(name: str) -> None:
+    dataset = build(name)
+    for split in ("train", "test"):
+        y, b, g = (dataset[split][key] for key in ("y", "b", "g"))
+        expected = torch.tensor([yi * dataset["num_bias"] + bi for yi, bi in zip(y.tolist(), b.tolist())])
+        assert torch.equal(g, expected)
+
+
+def test_group_ids_are_added_when_saving_a_dataset_without_them(tmp_path) -> None:
+    y, b = torch.tensor([0, 1, 1, 0]), torch.tensor([1, 1, 0, 0])
+    save_dataset({"name": "t", "num_bias": 2, "train": {"x": torch.zeros(4, 1), "y": y, "b": b}}, tmp_path / "t.pt")
+    assert load_dataset(tmp_path / "t.pt")["train"]["g"].tolist() == [1, 3, 2, 0]
+
+
+@pytest.mark.parametrize("kind", ["parity", "moon_star", "colored_digits", "double_digits"])
+def test_offline_kinds_are_never_missing(tmp_path, kind: str) -> None:
+    assert missing_data(kind, {}, str(tmp_path / "nothing here")) is None
+
+
+def test_missing_data_rejects_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match=r"unknown dataset kind 'mnist'.*colored_mnist"):
+        missing_data("mnist", {}, "data")
+
+
+def test_digits_constructions_take_the_mnist_base_by_parameter(tmp_path) -> None:
+    """`base` picks the gray base; the MNIST base needs files, so its absence is reported with the path."""
+    with pytest.raises(FileNotFoundError, match=rf"MNIST not found: .*{tmp_path}"):
+        build_dataset("colored_digits", {"base": "mnist"}, tmp_path, 0)
+    assert "MNIST" in missing_data("colored_digits", {"base": "mnist"}, str(tmp_path))
+    with pytest.raises(ValueError, match=r"base='cifar10': allowed \['digits', 'mnist'\]"):
+        build_dataset("double_digits", {"base": "cifar10"}, tmp_path, 0)
 
 
 def test_every_in_memory_dataset_records_its_normalization():

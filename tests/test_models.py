@@ -40,5 +40,95 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_unknown_model_names_the_allowed_ones():
-    with pytest.raises(ValueError, match=r"'vit'.*allowed: \['cnn', 'fcn'\]"):
+    with pytest.raises(ValueError, match=r"'vit'.*allowed: \['cnn', 'fcn', 'resnet18', 'resnet50', 'swin_t', 'wrn101_2'\]"):
         build_model("vit", [4], 2, {})
+
+
+SMALL_SHAPES = [[1, 28, 28], [3, 32, 32], [3, 64, 32], [1, 28, 56]]
+TORCHVISION_MODELS = {"resnet18": ({}, 512), "resnet50": ({}, 2048), "swin_t": ({"pretrained": False}, 768)}
+
+
+def matrix_weights(model: nn.Module) -> set[int]:
+    """Ids of every weight with >= 2 dims except Swin's relative-position tables: the conv/linear weights."""
+    return {id(p) for name, p in model.named_parameters()
+            if name.endswith("weight") and p.dim() >= 2 and "relative_position" not in name}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_MODELS))
+def test_torchvision_models_interface_on_every_small_input(name):
+    params, width = TORCHVISION_MODELS[name]
+    for shape in SMALL_SHAPES:
+        torch.manual_seed(0)
+        model = build_model(name, shape, 7, params).eval()
+        x = torch.randn(2, *shape)
+        logits = model(x)
+        assert logits.shape == (2, 7), shape
+        z = model.features(x)
+        assert z.shape == (2, width)
+        assert torch.allclose(model.head(z), logits, atol=1e-6)  # the features feed the head
+        prunable = model.prunable()
+        assert {id(p) for p in prunable} == matrix_weights(model) and len(prunable) == len(matrix_weights(model))
+        if name.startswith("resnet"):
+            assert (z >= 0).all()  # post-ReLU
+
+
+def test_resnet_stem_rule_small_inputs_keep_full_resolution():
+    small = build_model("resnet18", [1, 28, 28], 10, {})
+    assert small.body.conv1.kernel_size == (3, 3) and small.body.conv1.stride == (1, 1) and small.body.conv1.in_channels == 1
+    assert isinstance(small.body.maxpool, nn.Identity)
+    # Full resolution into layer1: its output is 28x28 (4x4 under the 7x7 stride-2 stem + pool).
+    stem = nn.Sequential(small.body.conv1, small.body.bn1, small.body.relu, small.body.maxpool, small.body.layer1)
+    assert stem(torch.randn(1, 1, 28, 28)).shape == (1, 64, 28, 28)
+    large = build_model("resnet18", [3, 96, 96], 10, {})
+    assert large.body.conv1.kernel_size == (7, 7) and large.body.conv1.stride == (2, 2)
+    assert isinstance(large.body.maxpool, nn.MaxPool2d)
+
+
+def test_wide_resnet_101_2_builds_once_with_the_interface():
+    model = build_model("wrn101_2", [3, 32, 32], 5, {}).eval()
+    assert model.body.layer1[0].conv2.out_channels == 128  # width doubled: 64 * 2
+    assert sum(p.numel() for p in model.parameters()) > 120e6
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        z = model.features(x)
+        assert z.shape == (1, 2048) and torch.allclose(model.head(z), model(x), atol=1e-5)
+    assert {id(p) for p in model.prunable()} == matrix_weights(model)
+
+
+@pytest.mark.parametrize("name,shape,params", [("resnet18", [3, 32, 32], {}), ("swin_t", [1, 28, 28], {"pretrained": False})])
+def test_torchvision_model_checkpoint_round_trip(tmp_path, name, shape, params):
+    spec = {"name": name, "input_shape": shape, "num_classes": 4, "params": params}
+    model = build_model(**spec)
+    model.train()(torch.randn(8, *shape))  # move BatchNorm statistics away from their init
+    save_checkpoint(model, spec, tmp_path / "m.pt")
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(3, *shape)
+    assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_swin_without_cached_weights_says_which_file_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError) as error:
+        build_model("swin_t", [3, 32, 32], 2, {})
+    message = str(error.value)
+    assert str(tmp_path / "checkpoints" / "swin_t-704ceda3.pth") in message
+    assert "download.pytorch.org/models/swin_t-704ceda3.pth" in message and "pretrained: false" in message
+
+
+def test_swin_loads_cached_weights_and_a_grey_input_equals_three_equal_channels(tmp_path, monkeypatch):
+    import torchvision
+
+    torch.manual_seed(1)
+    reference = torchvision.models.swin_t(weights=None).eval()
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(reference.state_dict(), tmp_path / "checkpoints" / "swin_t-704ceda3.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    rgb = build_model("swin_t", [3, 32, 32], 1000, {}).eval()
+    grey = build_model("swin_t", [1, 32, 32], 3, {}).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        # Same backbone as the cached file: features equal torchvision's pooled features.
+        expected = reference.avgpool(reference.permute(reference.norm(reference.features(x.repeat(1, 3, 1, 1)))))
+        assert torch.allclose(rgb.features(x.repeat(1, 3, 1, 1)), expected.flatten(1), atol=1e-5)
+        assert torch.allclose(grey.features(x), expected.flatten(1), atol=1e-4)
+    assert grey.head.out_features == 3

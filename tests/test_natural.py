@@ -18,7 +18,10 @@ from largelr.natural import (
     build_celeba,
     build_imagenet,
     build_waterbirds,
+    decode_rgb,
+    decode_rgb_pil,
     group_counts,
+    load_image,
 )
 
 CELEBA_NAMES = (
@@ -184,6 +187,21 @@ def test_celeba_ragged_partition_file_is_named(tmp_path):
         build_celeba(celeba_params(), tmp_path, seed=0)
 
 
+# One gray level after normalization, the largest difference allowed between decoders/resamplers.
+ONE_LEVEL = 1 / 255 / min(IMAGENET_NORMALIZATION["std"]) + 1e-6
+
+
+def manual_pil_pixels(path: Path, size: int) -> np.ndarray:
+    """[S, S, 3] normalized pixels: shorter side -> size with PIL's bilinear, then the central crop."""
+    with Image.open(path) as image:
+        scale = size / min(image.width, image.height)
+        width, height = int(image.width * scale), int(image.height * scale)
+        left, top = round((width - size) / 2), round((height - size) / 2)
+        expected = image.convert("RGB").resize((width, height), Image.BILINEAR).crop((left, top, left + size, top + size))
+    pixels = np.asarray(expected, dtype=np.float32) / 255
+    return (pixels - np.array(IMAGENET_NORMALIZATION["mean"])) / np.array(IMAGENET_NORMALIZATION["std"])
+
+
 def test_lazy_image_matches_a_manual_pil_computation(tmp_path):
     write_celeba(tmp_path)
     dataset = build_celeba(celeba_params(), tmp_path, seed=0)
@@ -192,14 +210,28 @@ def test_lazy_image_matches_a_manual_pil_computation(tmp_path):
     assert len(reader) == len(dataset["train"]["paths"])
     assert x.shape == (3, IMAGE_SIZE, IMAGE_SIZE) and x.dtype == torch.float32
     assert (y, b) == (dataset["train"]["y"][1], dataset["train"]["b"][1])
-    # Shorter side 30 -> 16, so width w -> int(16 * w / 30); then the central 16 columns.
-    with Image.open(tmp_path / "celeba" / "img_align_celeba" / dataset["train"]["paths"][1]) as image:
-        width = int(IMAGE_SIZE * image.width / image.height)
-        left = round((width - IMAGE_SIZE) / 2)
-        expected = image.convert("RGB").resize((width, IMAGE_SIZE), Image.BILINEAR).crop((left, 0, left + IMAGE_SIZE, IMAGE_SIZE))
-    pixels = np.asarray(expected, dtype=np.float32) / 255
-    normalized = (pixels - np.array(IMAGENET_NORMALIZATION["mean"])) / np.array(IMAGENET_NORMALIZATION["std"])
-    np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), normalized, atol=1e-5)
+    # Decoded by torchvision.io and resized on tensors; PIL's pipeline agrees to a gray level.
+    expected = manual_pil_pixels(tmp_path / "celeba" / "img_align_celeba" / dataset["train"]["paths"][1], IMAGE_SIZE)
+    np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), expected, atol=ONE_LEVEL)
+
+
+@pytest.mark.parametrize("suffix, mode", [(".jpg", "L"), (".png", "L"), (".png", "P"), (".bmp", "RGB"), (".tiff", "RGB"), (".jpg", "CMYK")])
+def test_every_format_and_colour_mode_becomes_the_same_rgb(tmp_path, suffix, mode):
+    """Formats torchvision.io cannot decode (BMP, TIFF) go through PIL; all agree with PIL's RGB conversion."""
+    pixels = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = tmp_path / f"image{suffix}"
+    Image.fromarray(pixels).convert(mode).save(path)
+    x = load_image(path, IMAGE_SIZE, IMAGENET_NORMALIZATION)
+    assert x.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), manual_pil_pixels(path, IMAGE_SIZE), atol=ONE_LEVEL)
+
+
+def test_pil_and_torchvision_decoders_agree_exactly_on_a_png(tmp_path):
+    """Lossless file: both decoders must return the identical uint8 pixels."""
+    pixels = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    assert torch.equal(decode_rgb(tmp_path / "a.png"), torch.from_numpy(pixels).permute(2, 0, 1))
+    assert torch.equal(decode_rgb_pil(tmp_path / "a.png"), torch.from_numpy(pixels).permute(2, 0, 1))
 
 
 def test_lazy_dataset_round_trips_through_weights_only_load(tmp_path):
@@ -294,3 +326,20 @@ def test_group_counts_counts_each_non_empty_group():
     y = torch.tensor([0, 0, 1, 1, 1, 2])
     b = torch.tensor([0, 1, 1, 1, 0, 0])
     assert group_counts(y, b, num_bias=2) == {"y=0,b=0": 1, "y=0,b=1": 1, "y=1,b=0": 1, "y=1,b=1": 2, "y=2,b=0": 1}
+
+
+@pytest.mark.parametrize("build, write", [(build_celeba, write_celeba), (build_waterbirds, write_waterbirds),
+                                          (build_imagenet, write_imagenet)])
+def test_download_true_is_answered_clearly_and_is_harmless_when_files_exist(tmp_path, build, write):
+    with pytest.raises(DataMissingError, match=r"not found: expected .*cannot be downloaded by this pipeline.*download: false"):
+        build({"image_size": IMAGE_SIZE, "download": True}, tmp_path, seed=0)
+    write(tmp_path)
+    assert len(build({"image_size": IMAGE_SIZE, "download": True}, tmp_path, seed=0)["train"]["y"]) > 0
+
+
+def test_lazy_splits_store_group_ids(tmp_path):
+    write_waterbirds(tmp_path)
+    dataset = build_waterbirds({"image_size": IMAGE_SIZE}, tmp_path, seed=0)
+    for split in ("train", "val", "test"):
+        pairs = zip(dataset[split]["y"].tolist(), dataset[split]["b"].tolist())
+        assert dataset[split]["g"].tolist() == [2 * y + b for y, b in pairs]

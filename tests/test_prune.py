@@ -260,3 +260,127 @@ def test_column_hand_counted_fraction_on_conv():
     # conv: input channel 0 (8 of 16 weights); head eye(2): column 0 (tie, first) adds 1 zero to its 2
     curve = retention_curve(model, torch.randn(2, 2, 3, 3), torch.tensor([0, 1]), kappas=(0.5,), method="column")
     assert curve.loc[0, "pruned_fraction"] == (8 + 1 + 2) / 20
+
+
+def test_worst_group_metric_by_hand():
+    from largelr.prune import retention_curves, tensor_batches
+
+    x, y = toy_data()
+    b = torch.tensor([0, 1, 1, 0])  # four groups (y, b), one sample each
+    batches = tensor_batches(x, y, b, batch_size=3)
+    curve = retention_curves(TinyMLP(), batches, kappas=(0.0, 0.5), methods=["structured"], metric="worst_group_acc")
+    # kappa 0.5 gets only sample 3 wrong (see test_retention_curve_hand_counted_fractions): its group (1, 0) drops to 0
+    assert curve["accuracy"].tolist() == [1.0, 0.75]
+    assert curve["worst_group_acc"].tolist() == [1.0, 0.0]
+    assert curve["retention"].tolist() == [1.0, 0.0]
+    assert (curve["metric"] == "worst_group_acc").all()
+    assert curve["pruned_fraction"].tolist() == pytest.approx([6 / 18, 10 / 18])
+    with pytest.raises(ValueError, match="allowed"):
+        retention_curves(TinyMLP(), batches, metric="auc")
+
+
+def test_pruning_metric_is_worst_group_for_natural_sets():
+    from largelr.prune import pruning_metric
+
+    assert pruning_metric({}, "celeba") == "worst_group_acc"
+    assert pruning_metric({}, "waterbirds") == "worst_group_acc"
+    assert pruning_metric({"worst_group": True}, "my_set") == "worst_group_acc"
+    assert pruning_metric({}, "colored_mnist") == "accuracy"
+
+
+def test_coinciding_masks_are_evaluated_once():
+    from largelr.prune import retention_curves, tensor_batches
+
+    model = TinyMLP()
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    x, y = toy_data()
+    curve = retention_curves(model, tensor_batches(x, y, None, 2), kappas=(0.0, 0.5),
+                             methods=["structured", "column", "magnitude"])
+    # on linear layers column == structured; every kappa 0 is the unpruned model: 3 variants x 2 batches
+    assert len(calls) == 3 * 2
+    by_method = {m: c.drop(columns="method").reset_index(drop=True) for m, c in curve.groupby("method")}
+    pd.testing.assert_frame_equal(by_method["structured"], by_method["column"])
+    assert curve["method"].tolist() == ["structured"] * 2 + ["column"] * 2 + ["magnitude"] * 2
+
+
+def test_structured_pruning_of_a_resnet_zeroes_whole_kernels_and_keeps_residual_shapes():
+    from largelr.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", [3, 16, 16], 4, {})
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        before = model.eval()(x)
+    with pruned(model, 0.5) as fraction:
+        for weight in model.prunable():
+            units = weight.flatten(2) if weight.dim() == 4 else weight.T  # (out, in) kernels or input columns
+            zero_units = (units == 0).flatten(1).all(1) if weight.dim() == 2 else (units == 0).all(2)
+            # exactly floor(kappa * n_units) units are dropped, each entirely
+            n_units = zero_units.numel()
+            assert int(zero_units.sum()) == n_units // 2
+        with torch.no_grad():
+            assert model(x).shape == (4, 4)  # residual additions still line up
+        assert 0.5 <= fraction < 0.51
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+
+
+def test_lazy_test_set_is_read_through_a_dataloader(tmp_path):
+    from PIL import Image
+
+    from largelr.attribute import sample_test_inputs
+    from largelr.prune import iter_test_batches, retention_curves, tensor_batches
+
+    generator = torch.Generator().manual_seed(0)
+    names = []
+    for i in range(5):
+        pixels = (torch.rand(6, 6, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+        names.append(f"{i}.png")
+    y = torch.tensor([0, 1, 0, 1, 1])
+    dataset = {"lazy": True, "root": str(tmp_path), "image_size": 4, "input_shape": [3, 4, 4],
+               "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+               "test": {"paths": names, "y": y, "b": 1 - y}}
+    x, y_read, b_read = sample_test_inputs(dataset, torch.arange(5))
+    assert x.shape == (5, 3, 4, 4) and torch.equal(y_read, y) and torch.equal(b_read, 1 - y)
+    torch.manual_seed(0)
+    model = build_cnn_for(3, 4)
+    lazy = retention_curves(model, iter_test_batches(dataset, "cpu", batch_size=2), (0.0, 0.5), ["structured"],
+                            metric="worst_group_acc")
+    in_memory = retention_curves(model, tensor_batches(x, y, 1 - y, 2), (0.0, 0.5), ["structured"],
+                                 metric="worst_group_acc")
+    pd.testing.assert_frame_equal(lazy, in_memory)
+
+
+def build_cnn_for(channels: int, size: int) -> nn.Module:
+    from largelr.models import build_model
+
+    return build_model("cnn", [channels, size, size], 2, {"width": 0.05})
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), method=st.sampled_from(METHODS))
+def test_kappa_zero_leaves_accuracy_unchanged_for_random_networks(seed, method):
+    from largelr.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("fcn", [6], 3, {"depth": 2, "width": 8})
+    generator = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(20, 6, generator=generator), torch.randint(0, 3, (20,), generator=generator)
+    curve = retention_curve(model, x, y, kappas=(0.0, 0.3), method=method, batch_size=7)
+    assert curve.loc[0, "accuracy"] == accuracy(model, x, y)
+    assert curve.loc[0, "retention"] == 1.0 or curve["retention"].isna().all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), kappas=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
+def test_masks_ranked_once_equal_masks_per_kappa(seed, kappas):
+    from largelr.prune import masks_for_kappas
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(3, 4, 2, 2, generator=generator).round(), torch.randn(5, 6, generator=generator).round()]
+    for method in METHODS:
+        for kappa, masks in zip(kappas, masks_for_kappas(weights, kappas, method)):
+            for fast, slow in zip(masks, layer_masks(weights, kappa, method)):
+                assert torch.equal(fast, slow), (method, kappa)

@@ -140,3 +140,22 @@ def test_summarize_reports_every_statistic():
     assert set(stats) == {"compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep"}
     assert stats["bias_sep"] == pytest.approx(class_separation(z, b))
     assert all(isinstance(value, float) for value in stats.values())
+
+
+def test_bsi_with_a_single_bias_group_raises_a_clear_error():
+    z = random_features(0)
+    y = torch.arange(len(z)) % 2
+    one_group = torch.full((len(z),), 3)
+    with pytest.raises(ValueError, match=r"at least two bias groups.*all 12 samples are in bias group \[3\]"):
+        summarize(z, y, one_group)
+    with pytest.raises(ValueError, match="at least two class groups"):
+        summarize(z, one_group, y)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, scale=scales)
+def test_selectivity_and_sparsity_ignore_positive_scaling(seed, scale):
+    z = random_features(seed) - 0.3  # some inactive entries
+    labels = torch.arange(len(z)) % 3
+    assert selectivity_index(scale * z, labels, eps=0.0) == pytest.approx(selectivity_index(z, labels, eps=0.0))
+    assert sparsity(scale * z) == sparsity(z)

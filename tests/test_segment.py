@@ -4,8 +4,11 @@ from torch import nn
 
 from largelr.attribute import region_share
 from largelr.segment import (
+    ORACLE_KINDS,
     SegmenterMissingError,
     background_masks,
+    load_segmenter,
+    oracle_background_masks,
     load_smp_segmenter,
     load_torchvision_segmenter,
     mask_agreement,
@@ -61,14 +64,27 @@ def test_constant_background_segmenter_gives_full_background_share():
     assert not background_masks(ConstantSegmenter(), images, background_class=2, input_size=32).any()
 
 
-def test_missing_hub_weights_raise_naming_the_expected_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, filename", [
+    ("deeplabv3_resnet50", "deeplabv3_resnet50_coco-cd0a2569.pth"),
+    ("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth"),
+])
+def test_missing_hub_weights_raise_naming_the_expected_path(tmp_path, monkeypatch, name, filename):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    expected = tmp_path / "hub" / "checkpoints" / "deeplabv3_resnet50_coco-cd0a2569.pth"
+    expected = tmp_path / "hub" / "checkpoints" / filename
     with pytest.raises(SegmenterMissingError) as error:
-        load_torchvision_segmenter("cpu")
-    assert str(expected) in str(error.value)
+        load_segmenter(name, device="cpu")
+    assert str(expected) in str(error.value) and "segmenter_checkpoint" in str(error.value)
     assert isinstance(error.value, FileNotFoundError)
     assert not expected.exists()  # nothing was downloaded
+    with pytest.raises(SegmenterMissingError):
+        load_torchvision_segmenter("cpu", name)
+
+
+def test_smp_background_without_a_checkpoint_says_which_key_to_set():
+    with pytest.raises(SegmenterMissingError, match="segmenter_checkpoint"):
+        load_segmenter("smp", "")
+    with pytest.raises(ValueError, match="allowed"):
+        load_segmenter("unet", "")
 
 
 def test_missing_smp_checkpoint_raises(tmp_path):
@@ -82,3 +98,158 @@ def test_mask_agreement_of_identical_and_complementary_masks():
     assert mask_agreement(mask, ~mask) == 0.0
     # by hand: background {0, 1} vs {1, 2} -> IoU 1 / 3
     assert mask_agreement(torch.tensor([1, 1, 0, 0]), torch.tensor([0, 1, 1, 0])) == pytest.approx(1 / 3)
+
+
+def test_oracle_masks_are_the_black_pixels_of_known_kinds():
+    images = torch.zeros(1, 3, 2, 3)
+    images[0, 1, 0, 0] = 0.7  # green stroke pixel
+    images[0, 2, 1, 2] = 1e-4  # below half a grey level: still background
+    assert oracle_background_masks(images, "colored_digits").tolist() == [[[False, True, True], [True, True, True]]]
+    assert "moon_star" in ORACLE_KINDS and "mnist_cifar" not in ORACLE_KINDS
+    with pytest.raises(ValueError, match="no oracle background"):
+        oracle_background_masks(images, "corrupted_cifar10")
+
+
+def fabricated_cell(tmp_path):
+    """A trained-looking cell of a tiny black-canvas image set: dataset file, model.pt, train.json."""
+    import json
+
+    from largelr.data import load_dataset, save_dataset
+    from largelr.models import build_model, save_checkpoint
+
+    generator = torch.Generator().manual_seed(0)
+
+    def split(n):
+        x = torch.zeros(n, 3, 16, 16)
+        for i in range(n):  # a coloured bar on black, at one of three places
+            x[i, :, 4:12, 3 * (i % 3) + 3 : 3 * (i % 3) + 6] = torch.rand(3, 1, 1, generator=generator)
+        y = torch.arange(n) % 2
+        return {"x": x, "y": y, "b": (torch.arange(n) // 2) % 2}
+
+    dataset = {"name": "bars", "train": split(8), "test": split(12), "num_classes": 2, "num_bias": 2,
+               "input_shape": [3, 16, 16], "spurious_mask": None, "core_mask": None, "params": {},
+               "normalization": {"mean": 0.0, "std": 1.0}}
+    save_dataset(dataset, tmp_path / "bars.pt")
+    dataset = load_dataset(tmp_path / "bars.pt")  # inputs as stored, i.e. as the analyses see them
+    torch.manual_seed(0)
+    model = build_model("cnn", [3, 16, 16], 2, {"width": 0.05})
+    cell_dir = tmp_path / "cell"
+    save_checkpoint(model, {"name": "cnn", "input_shape": [3, 16, 16], "num_classes": 2, "params": {"width": 0.05}},
+                    cell_dir / "model.pt")
+    cell = {"study": "s", "dataset": "bars", "model": "cnn", "knob": "lr", "value": 0.1, "seed": 0}
+    (cell_dir / "train.json").write_text(json.dumps({"cell": cell, "summary": {"diverged": False}}))
+    return dataset, cell_dir
+
+
+SMALL_ANALYSIS = {"kappas": [0.0, 0.5], "prune_methods": ["structured"], "represent_samples": 12,
+                  "attribute_samples": 6, "ig_steps": 4, "segmenter_input_size": 64}
+
+
+def analyze(tmp_path, cell_dir, settings, data="bars.pt"):
+    import json
+
+    from largelr.cli import main
+
+    main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / data), "--device", "cpu",
+          "--kind", "colored_digits", "--steps", "attribute", "--settings", json.dumps(SMALL_ANALYSIS | settings)])
+    import pandas as pd
+
+    return pd.read_parquet(cell_dir / "attribute.parquet")
+
+
+def test_analyze_cli_with_a_tiny_smp_checkpoint_end_to_end(tmp_path):
+    from largelr.attribute import integrated_gradients, region_share
+    from largelr.data import sample_indices
+    from largelr.models import load_checkpoint
+
+    dataset, cell_dir = fabricated_cell(tmp_path)
+    save_smp_checkpoint(tiny_smp_deeplabv3(), "resnet18", 2, tmp_path / "segmenter.pt")
+    table = analyze(tmp_path, cell_dir, {"background": "smp", "segmenter_checkpoint": str(tmp_path / "segmenter.pt")})
+    assert len(table) == 1 and table.loc[0, "study"] == "s"
+    # the same numbers, worked out here from the pieces: IG maps, segmenter masks, oracle = black pixels
+    idx = sample_indices(12, 6, seed=0)
+    x, y = dataset["test"]["x"][idx], dataset["test"]["y"][idx]
+    masks = background_masks(load_smp_segmenter(tmp_path / "segmenter.pt"), x, input_size=64)
+    maps, _ = integrated_gradients(load_checkpoint(cell_dir / "model.pt"), x, y, n_steps=4)
+    assert table.loc[0, "background_share"] == pytest.approx(region_share(maps, masks[:, None]).nanmean().item())
+    oracle = x.amax(1) == 0
+    assert table.loc[0, "background_iou"] == pytest.approx(int((masks & oracle).sum()) / int((masks | oracle).sum()))
+
+
+def test_analyze_cli_with_oracle_masks(tmp_path):
+    import math
+
+    from largelr.attribute import integrated_gradients
+    from largelr.data import sample_indices
+    from largelr.models import load_checkpoint
+
+    dataset, cell_dir = fabricated_cell(tmp_path)
+    table = analyze(tmp_path, cell_dir, {"background": "oracle", "ig_baseline": "mean"})
+    idx = sample_indices(12, 6, seed=0)
+    x, y = dataset["test"]["x"][idx], dataset["test"]["y"][idx]
+    maps, _ = integrated_gradients(load_checkpoint(cell_dir / "model.pt"), x, y, n_steps=4, baseline=x.mean(0))
+    # by construction the bar (rows 4-11, 3 columns from 3 * (i % 3) + 3) is the object, the rest background
+    magnitude = maps.abs().double()
+    shares = []
+    for row, i in enumerate(idx.tolist()):
+        bar = magnitude[row, :, 4:12, 3 * (i % 3) + 3 : 3 * (i % 3) + 6].sum()
+        shares.append(1 - bar / magnitude[row].sum())
+    assert table.loc[0, "background_share"] == pytest.approx(sum(shares).item() / len(shares))
+    assert 0.0 < table.loc[0, "background_share"] < 1.0
+    assert math.isnan(table.loc[0, "background_iou"])  # no segmenter to compare
+
+
+def test_missing_segmenter_fails_before_data_and_model_are_read(tmp_path):
+    _, cell_dir = fabricated_cell(tmp_path)
+    with pytest.raises(SystemExit, match="segmenter checkpoint not found"):
+        # the dataset path does not exist either: the segmenter check comes first
+        analyze(tmp_path, cell_dir, {"background": "smp", "segmenter_checkpoint": str(tmp_path / "none.pt")},
+                data="absent.pt")
+
+
+def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells(tmp_path):
+    import json
+    import math
+
+    import pandas as pd
+
+    from largelr.cli import main
+
+    _, cell_dir = fabricated_cell(tmp_path)
+    columns = {}
+    for diverged in (False, True):
+        record = json.loads((cell_dir / "train.json").read_text())
+        record["summary"]["diverged"] = diverged
+        (cell_dir / "train.json").write_text(json.dumps(record))
+        main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / "bars.pt"), "--device", "cpu",
+              "--kind", "colored_digits", "--settings", json.dumps(SMALL_ANALYSIS | {"ig_baseline": "mean"})])
+        tables = {name: pd.read_parquet(cell_dir / f"{name}.parquet") for name in ("prune", "represent", "attribute")}
+        columns[diverged] = {name: list(table.columns) for name, table in tables.items()}
+        if not diverged:
+            prune = tables["prune"]
+            assert prune["kappa"].tolist() == [0.0, 0.5] and (prune["metric"] == "accuracy").all()
+            # floor(0.5 * units) per layer: at most half of the weights, and nearly half
+            assert prune.loc[0, "retention"] == 1.0 and 0.49 < prune.loc[1, "pruned_fraction"] <= 0.5
+            # background: auto on a black-canvas kind is the oracle (with the mean baseline)
+            assert 0.0 < tables["attribute"].loc[0, "background_share"] < 1.0
+        else:
+            assert tables["prune"]["retention"].isna().all()
+            assert math.isnan(tables["attribute"].loc[0, "background_share"])
+    assert columns[False] == columns[True]
+    assert {"pruned_fraction", "worst_group_acc", "retention"} <= set(columns[False]["prune"])
+
+
+def test_extra_pruning_curves_use_the_fixed_subset_and_structured_the_whole_test_set(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from largelr.cli import main
+
+    _, cell_dir = fabricated_cell(tmp_path)
+    settings = SMALL_ANALYSIS | {"prune_methods": ["magnitude", "structured"], "prune_extra_samples": 5}
+    main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / "bars.pt"), "--device", "cpu",
+          "--steps", "prune", "--settings", json.dumps(settings)])
+    prune = pd.read_parquet(cell_dir / "prune.parquet")
+    assert prune["method"].tolist() == ["magnitude"] * 2 + ["structured"] * 2  # the settings' order
+    assert prune["test_inputs"].tolist() == [5, 5, 12, 12]

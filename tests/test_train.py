@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,9 +12,18 @@ import torch.nn.functional as F
 
 from conftest import toy_spec
 from largelr.models import build_model
-from largelr.train import Preempted, focal_loss, group_accuracies, train_cell
+from largelr.train import Preempted, focal_loss, group_accuracies, lr_factor, train_cell
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # As `largelr train` runs by default (--threads 1); tiny ops lose time to thread syncs otherwise.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def quiet(_line: str) -> None:
@@ -189,3 +199,289 @@ def test_train_command_preempted_by_sigterm_exits_nonzero_and_resumes(toy_datase
     assert rerun.returncode == 0 and "ignoring checkpoint" in rerun.stdout
     assert json.loads((out / "train.json").read_text())["summary"]["steps"] == step + 50
     assert not (out / "checkpoint.pt").exists()
+
+
+# --- variants added with the full engine ---------------------------------------------------
+
+
+def same_weights(model_a, model_b) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
+
+
+def test_asam_with_vanishing_rho_gives_the_sgd_weights(toy_dataset):
+    sgd, _, _ = fixed_run(toy_dataset)
+    tiny, _, _ = fixed_run(toy_dataset, asam_rho=1e-9)
+    asam, _, _ = fixed_run(toy_dataset, asam_rho=0.5)
+    for a, b in zip(sgd.parameters(), tiny.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(sgd.parameters(), asam.parameters()))
+
+
+def test_one_asam_step_on_a_linear_model_matches_a_hand_computed_update(toy_dataset):
+    rho, eta, lr = 0.3, 0.01, 0.5
+    train = toy_dataset["train"]
+    n = len(train["y"])
+    spec = toy_spec(batch_size=n, max_steps=1, eval_every=1, asam_rho=rho, asam_eta=eta, lr=lr)
+    spec["model_params"] = {"depth": 0, "width": 1}  # FCN without hidden layers: logits = x W^T
+    model, _, _ = train_cell(spec, toy_dataset, CPU, log=quiet)
+    torch.manual_seed(spec["seed"])
+    w = build_model("fcn", [6], 2, spec["model_params"]).head.weight.detach().double()
+    x, onehot = train["x"].double(), F.one_hot(train["y"], 2).double()
+
+    def mean_ce_gradient(weights):  # d/dW mean CE = (softmax(x W^T) - onehot)^T x / n
+        return (torch.softmax(x @ weights.T, dim=1) - onehot).T @ x / n
+
+    g = mean_ce_gradient(w)
+    scale = w.abs() + eta
+    eps = rho * scale**2 * g / (scale * g).norm()
+    expected = w - lr * mean_ce_gradient(w + eps)
+    assert torch.allclose(model.head.weight.double(), expected, atol=1e-6)
+    assert not torch.allclose(expected, w - lr * g, atol=1e-4)  # the check can tell ASAM from SGD
+
+
+def test_wsd_schedule_warms_up_holds_and_decays_to_zero():
+    settings = {"lr_schedule": "wsd", "max_steps": 100, "warmup_steps": 10, "wsd_decay_fraction": 0.2}
+    factor = lr_factor(settings)
+    # warmup: (s + 1) / 10; stable 1; decay over the last 20 steps: (100 - s) / 20
+    expected = {0: 0.1, 4: 0.5, 9: 1.0, 10: 1.0, 50: 1.0, 80: 1.0, 81: 0.95, 90: 0.5, 99: 0.05, 100: 0.0}
+    assert {s: factor(s) for s in expected} == pytest.approx(expected)
+    no_decay = lr_factor(settings | {"wsd_decay_fraction": 0.0, "warmup_steps": 0})
+    assert no_decay(0) == no_decay(99) == 1.0
+
+
+def test_wsd_rates_reach_the_history(toy_dataset):
+    _, history, _ = fixed_run(toy_dataset, lr_schedule="wsd", warmup_steps=4, wsd_decay_fraction=0.25)
+    # max_steps 40: decay over the last 10 steps; history row i is step i + 1
+    assert history["lr"].iloc[[0, 3, 20, 30, 39]].tolist() == pytest.approx([0.025, 0.1, 0.1, 0.1, 0.01])
+
+
+def full_train_ce(model, dataset) -> float:
+    with torch.no_grad():
+        return F.cross_entropy(model.eval()(dataset["train"]["x"]), dataset["train"]["y"]).item()
+
+
+def test_stop_train_ce_replaces_the_accuracy_target(toy_dataset):
+    _, _, by_accuracy = train_cell(toy_spec(lr=0.5, max_steps=2000), toy_dataset, CPU, log=quiet)
+    loose_model, _, loose = train_cell(toy_spec(lr=0.5, max_steps=2000, stop_train_ce=0.05), toy_dataset, CPU, log=quiet)
+    tight_model, _, tight = train_cell(toy_spec(lr=0.5, max_steps=2000, stop_train_ce=1e-3), toy_dataset, CPU, log=quiet)
+    assert loose["stopped_by"] == tight["stopped_by"] == "stop_train_ce"
+    assert by_accuracy["steps"] < tight["steps"] and loose["steps"] < tight["steps"] < 2000
+    assert full_train_ce(loose_model, toy_dataset) < 0.05 and full_train_ce(tight_model, toy_dataset) < 1e-3
+    assert abs(tight["train_ce"] - full_train_ce(tight_model, toy_dataset)) < 1e-6
+    # one evaluation earlier the CE was not yet below the threshold
+    _, _, before = train_cell(toy_spec(lr=0.5, max_steps=tight["steps"] - 10, stop_train_ce=1e-3), toy_dataset, CPU, log=quiet)
+    assert before["stopped_by"] == "max_steps" and before["train_ce"] >= 1e-3
+
+
+def val_accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return (model.eval()(x).argmax(1) == y).float().mean().item()
+
+
+def noisy_dataset():
+    # Label noise in train makes later weights memorize it, so the best val evaluation is not the last.
+    from conftest import make_dataset
+
+    dataset = make_dataset(n_train=200, n_test=64, seed=1)
+    generator = torch.Generator().manual_seed(0)
+    flip = torch.rand(200, generator=generator) < 0.3
+    dataset["train"]["y"] = torch.where(flip, 1 - dataset["train"]["y"], dataset["train"]["y"])
+    dataset["train"]["x"][:, 1:5] *= 3  # room to memorize
+    return dataset
+
+
+def test_validation_selection_returns_the_weights_of_the_best_evaluation():
+    dataset = noisy_dataset()
+    spec = toy_spec(lr=0.2, max_steps=300, eval_every=10, target_train_acc=1.1, select_on_val=True, val_fraction=0.25)
+    spec["model_params"] = {"depth": 2, "width": 64}
+    model, _, summary = train_cell(spec, dataset, CPU, log=quiet)
+    assert summary["val_source"].startswith("held-out") and summary["best_step"] % 10 == 0
+    # independent hold-out: the same seeded permutation, its first quarter
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(spec["seed"]))
+    held = order[:50]
+    x_val, y_val = dataset["train"]["x"][held], dataset["train"]["y"][held]
+    assert val_accuracy(model, x_val, y_val) == summary["val_acc"]
+    # rerunning up to best_step (deterministic) gives exactly the returned weights
+    until_best = toy_spec(**(spec["train"] | {"max_steps": summary["best_step"], "select_on_val": False}))
+    until_best["model_params"] = spec["model_params"]
+    plain = toy_spec(**(spec["train"] | {"select_on_val": False}))
+    plain["model_params"] = spec["model_params"]
+    # without selection nothing is held out, so these reruns get the reduced training set directly
+    reduced = dict(dataset, train={k: v[order[50:].sort().values] for k, v in dataset["train"].items()})
+    best_model, _, _ = train_cell(until_best, reduced, CPU, log=quiet)
+    last_model, _, _ = train_cell(plain, reduced, CPU, log=quiet)
+    assert same_weights(model, best_model)
+    assert summary["best_step"] < 300  # the noise made later weights worse on val
+    assert not same_weights(model, last_model)
+    assert val_accuracy(last_model, x_val, y_val) < summary["val_acc"]
+
+
+def test_validation_selection_uses_the_dataset_val_split_when_there_is_one(toy_dataset):
+    from conftest import make_dataset
+
+    dataset = dict(toy_dataset, val=make_dataset(n_train=20, seed=7)["train"])
+    model, _, summary = fixed_run(dataset, select_on_val=True)
+    assert summary["val_source"] == "val split"
+    assert val_accuracy(model, dataset["val"]["x"], dataset["val"]["y"]) == summary["val_acc"]
+
+
+class CollapsingFCN(torch.nn.Module):
+    """Wraps an FCN and zeroes its weights after 25 training forwards: a bias-free ReLU net at
+    zero outputs logits 0 (argmax = class 0, chance accuracy) with zero gradients and finite loss."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == 26:
+                with torch.no_grad():
+                    for p in self.inner.parameters():
+                        p.zero_()
+        return self.inner(x)
+
+
+def test_accuracy_collapse_is_recorded_as_divergence_through_the_cli(toy_dataset, tmp_path, monkeypatch):
+    import largelr.train
+    from largelr.cli import main
+    from largelr.data import save_dataset
+
+    original = largelr.train.build_model
+    monkeypatch.setattr(largelr.train, "build_model", lambda **spec: CollapsingFCN(original(**spec)))
+    save_dataset(toy_dataset, tmp_path / "toy.pt")
+    spec = toy_spec(target_train_acc=1.1, max_steps=200, collapse_patience=3)
+    main(["train", "--spec", json.dumps(spec), "--data", str(tmp_path / "toy.pt"), "--out-dir", str(tmp_path / "cell"),
+          "--device", "cpu"])  # returns: no SystemExit, i.e. exit status 0
+    summary = json.loads((tmp_path / "cell" / "train.json").read_text())["summary"]
+    # fit by step 20; zeroed in step 26; at chance at evaluations 30, 40, 50 -> stopped at 50
+    assert summary["diverged"] and summary["stopped_by"] == "diverged" and summary["diverged_reason"] == "collapse"
+    assert summary["diverged_step"] == 30 and summary["steps"] == 50
+
+
+def test_nonfinite_divergence_names_its_reason(toy_dataset):
+    _, _, summary = train_cell(toy_spec(lr=1e12, max_steps=50), toy_dataset, CPU, log=quiet)
+    assert summary["diverged_reason"] == "nonfinite"
+
+
+def test_history_every_thins_the_history_and_keeps_the_recorded_values(toy_dataset):
+    _, full, _ = fixed_run(toy_dataset)
+    _, thin, _ = fixed_run(toy_dataset, history_every=7)
+    # every 7th step plus every evaluation (every 10th step, and the last)
+    assert thin["step"].tolist() == [7, 10, 14, 20, 21, 28, 30, 35, 40]
+    assert thin.reset_index(drop=True).equals(full[full["step"].isin(thin["step"])].reset_index(drop=True))
+
+
+def test_attribution_share_is_recorded_at_its_interval(toy_dataset):
+    from captum.attr import IntegratedGradients
+
+    model, history, _ = fixed_run(toy_dataset, attribution_every=20)
+    shares = history.set_index("step")["spurious_share"]
+    assert shares.notna().sum() == 2 and shares.loc[[20, 40]].notna().all()
+    # last record: the final model on all 64 train samples, spurious feature = the last column
+    x, y = toy_dataset["train"]["x"], toy_dataset["train"]["y"]
+    attributions = IntegratedGradients(model.eval()).attribute(x, torch.zeros_like(x), target=y, n_steps=20,
+                                                               method="gausslegendre").abs()
+    expected = (attributions[:, -1] / attributions.sum(1)).mean().item()
+    assert shares.loc[40] == pytest.approx(expected, rel=1e-5)
+
+
+def test_resume_keeps_the_new_state(toy_dataset, tmp_path):
+    spec = toy_spec(target_train_acc=1.1, max_steps=60, select_on_val=True, history_every=3, asam_rho=0.1,
+                    lr_schedule="wsd", warmup_steps=5)
+    reference_model, reference_history, reference = train_cell(spec, toy_dataset, CPU, log=quiet)
+
+    def preempt_at_step_30(line: str) -> None:
+        if line.startswith("step     30"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Preempted):
+        train_cell(spec, toy_dataset, CPU, log=preempt_at_step_30, checkpoint=checkpoint, checkpoint_every=1000)
+    model, history, summary = train_cell(spec, toy_dataset, CPU, log=quiet, checkpoint=checkpoint)
+    assert summary["resumed_from_step"] == 30 and history.equals(reference_history)
+    assert same_weights(model, reference_model)
+    assert (summary["best_step"], summary["val_acc"]) == (reference["best_step"], reference["val_acc"])
+
+
+def test_psgd_kron_trains_deterministically(toy_dataset):
+    pytest.importorskip("heavyball")
+    model_a, history_a, _ = fixed_run(toy_dataset, optimizer="psgd_kron", lr=0.01, max_steps=20)
+    model_b, history_b, _ = fixed_run(toy_dataset, optimizer="psgd_kron", lr=0.01, max_steps=20)
+    _, sgd, _ = fixed_run(toy_dataset, lr=0.01, max_steps=20)
+    assert history_a.equals(history_b) and same_weights(model_a, model_b)
+    assert history_a["loss"].iloc[-1] < history_a["loss"].iloc[0] and not history_a["loss"].equals(sgd["loss"])
+
+
+def test_bf16_autocast_key_is_honoured_on_cpu(toy_dataset):
+    _, plain, off = fixed_run(toy_dataset, amp="off")
+    _, history, summary = fixed_run(toy_dataset, amp="bf16")
+    assert off["amp"] == "off" and summary["amp"] == "bf16"
+    assert history["loss"].notna().all() and not history["logit_norm"].equals(plain["logit_norm"])
+    _, _, auto = fixed_run(toy_dataset)  # auto: bf16 only for ResNet/WRN/Swin on CUDA
+    assert auto["amp"] == "off"
+
+
+@pytest.mark.parametrize("key,value,hint", [("lr_schedule", "linear", "allowed: ['constant'"),
+                                            ("history_every", 0, ">= 1"), ("asam_rho", -1.0, ">= 0")])
+def test_bad_train_settings_name_the_key_and_what_is_allowed(toy_dataset, key, value, hint):
+    with pytest.raises(ValueError, match=rf"train setting {key} = .*{re.escape(hint)}"):
+        fixed_run(toy_dataset, **{key: value})
+
+
+def test_lazy_image_dataset_trains_like_the_same_images_in_memory(tmp_path):
+    from largelr.natural import LazyImageDataset, build_waterbirds
+    from test_natural import write_waterbirds
+
+    write_waterbirds(tmp_path)
+    lazy = build_waterbirds({"image_size": 8}, tmp_path, seed=0)
+    in_memory = {key: value for key, value in lazy.items() if key not in ("lazy", "root")}
+    for split in ("train", "val", "test"):
+        images = LazyImageDataset(lazy, split)
+        in_memory[split] = {"x": torch.stack([images[i][0] for i in range(len(images))]),
+                            "y": lazy[split]["y"], "b": lazy[split]["b"]}
+    spec = toy_spec(batch_size=3, max_steps=12, eval_every=4, target_train_acc=1.1, num_workers=0)
+    spec["model_params"] = {"depth": 1, "width": 8}
+    model_memory, history_memory, summary_memory = train_cell(spec, in_memory, CPU, log=quiet)
+    model_lazy, history_lazy, summary_lazy = train_cell(spec, lazy, CPU, log=quiet)
+    with_workers = toy_spec(**(spec["train"] | {"num_workers": 2}))
+    with_workers["model_params"] = spec["model_params"]
+    model_workers, history_workers, _ = train_cell(with_workers, lazy, CPU, log=quiet)
+    assert history_lazy.equals(history_memory) and history_workers.equals(history_memory)
+    assert same_weights(model_lazy, model_memory) and same_weights(model_workers, model_memory)
+    assert summary_lazy["test_acc"] == summary_memory["test_acc"]
+
+
+def test_batch_order_drops_a_single_sample_last_batch_only():
+    from largelr.train import BatchOrder
+
+    order = BatchOrder(201, 100, seed=0)
+    epoch = [order.next() for _ in range(2)]
+    assert [len(batch) for batch in epoch] == [100, 100] and len(torch.cat(epoch).unique()) == 200
+    assert len(order.next()) == 100  # the next epoch starts; the left-out sample was not served alone
+    partial = BatchOrder(202, 100, seed=0)
+    assert [len(partial.next()) for _ in range(3)] == [100, 100, 2]
+
+
+def test_lazy_image_dataset_resumes_in_the_same_batch_order(tmp_path):
+    from largelr.natural import build_waterbirds
+    from test_natural import write_waterbirds
+
+    write_waterbirds(tmp_path)
+    lazy = build_waterbirds({"image_size": 8}, tmp_path, seed=0)  # 4 training images
+    # batches of 2 and an evaluation every 3 steps: preempted in the middle of the second epoch
+    spec = toy_spec(batch_size=2, max_steps=12, eval_every=3, target_train_acc=1.1, num_workers=1, momentum=0.9)
+    spec["model_params"] = {"depth": 1, "width": 8}
+    reference_model, reference_history, _ = train_cell(spec, lazy, CPU, log=quiet)
+
+    def preempt_at_step_3(line: str) -> None:
+        if line.startswith("step      3"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Preempted):
+        train_cell(spec, lazy, CPU, log=preempt_at_step_3, checkpoint=checkpoint)
+    model, history, summary = train_cell(spec, lazy, CPU, log=quiet, checkpoint=checkpoint)
+    assert summary["resumed_from_step"] == 3 and history.equals(reference_history)
+    assert same_weights(model, reference_model)

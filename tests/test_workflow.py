@@ -1,4 +1,7 @@
-"""End to end: the real Snakemake workflow on the `smoke` study, in a temporary copy."""
+"""End to end: the real Snakemake workflow on the `smoke` study, in a temporary copy.
+
+The copy's config marks `smoke` as a Table 1 study with hi/lo maps and adds a tiny
+intervention study, so that its default target builds every table and figure family."""
 
 from __future__ import annotations
 
@@ -29,19 +32,40 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=1800)
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("workflow")
+def copy_workflow(work: Path) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "profiles"):
+    for name in ("workflow", "profiles", "envs"):
         shutil.copytree(ROOT / name, work / name)
     return work
 
 
 @pytest.fixture(scope="module")
-def smoke_run(workdir) -> Path:
-    run = snakemake(workdir, "smoke")
+def workdir(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+def paper_shaped_smoke(config: dict) -> dict:
+    """`smoke` as a Table 1 study with hi/lo maps, plus a tiny Table 2 study; both the default target."""
+    smoke = config["studies"]["smoke"]
+    smoke["paper"] = "table1"
+    smoke["analysis"] = smoke.get("analysis", {}) | {"hilo": True}
+    config["studies"]["smoke_momentum"] = {
+        "description": "tiny intervention", "paper": "table2", "knob": "momentum", "seeds": [0, 1],
+        "values": [0.5, 0.9], "train": smoke["train"] | {"lr": 0.05}, "analysis": smoke["analysis"] | {"hilo": False},
+        "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}],
+    }
+    config["default_studies"] = ["smoke", "smoke_momentum"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("paper_smoke"))
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    (workdir / "config.yaml").write_text(yaml.safe_dump(paper_shaped_smoke(config), sort_keys=False))
+    run = snakemake(workdir)  # the default target
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir
 
@@ -60,7 +84,8 @@ def test_dry_run_schedules_one_job_per_cell_and_step(workdir):
             counts[parts[0]] = int(parts[1])
     n_datasets = len({d for b in smoke["grid"] for d in b["datasets"]})
     assert counts == {"data": n_datasets, "train": n_cells, "analyze": n_cells, "aggregate": 1,
-                      "figure": n_pairs, "card": n_datasets, "smoke": 1, "total": counts["total"]}
+                      "figure": n_pairs, "pruning_figure": n_pairs, "dynamics_figure": n_pairs,
+                      "mechanism_figure": 1, "card": n_datasets, "smoke": 1, "total": counts["total"]}
 
 
 def test_smoke_study_writes_cells_table_and_figures(smoke_run):
@@ -98,7 +123,7 @@ def test_table1_matches_a_recomputation_from_cells(smoke_run):
 
 
 def test_second_run_has_nothing_to_do(smoke_run):
-    run = snakemake(smoke_run, "smoke", "--dry-run")
+    run = snakemake(smoke_run, "--dry-run")
     assert run.returncode == 0
     assert "Nothing to be done" in run.stdout + run.stderr
 
@@ -158,3 +183,110 @@ def test_prunability_is_the_mean_structured_retention_and_every_curve_is_kept(sm
         assert row["prunability"] == pytest.approx(structured, nan_ok=True)
         assert row["prunability_magnitude_global"] == pytest.approx(
             prune[prune["method"] == "magnitude_global"]["retention"].mean(), nan_ok=True)
+
+
+STUDY_FAMILIES = ["cells.parquet", "prune_curves.parquet", "dynamics.parquet"]
+TABLE_FAMILIES = ["table1", "stats", "mechanism"]
+
+
+def test_default_target_builds_every_table_and_figure_family(smoke_run):
+    results = smoke_run / "results"
+    for name in STUDY_FAMILIES:
+        assert (results / "smoke" / name).stat().st_size > 0
+    for study in ("smoke", "smoke_momentum"):
+        for table in TABLE_FAMILIES:
+            assert len(pd.read_parquet(results / f"tables/{study}_{table}.parquet")) > 0
+            assert (results / f"tables/{study}_{table}.md").read_text().startswith(f"# {study}")
+    for name in ("tables/table1", "tables/table2", "compare_paper"):
+        assert len(pd.read_parquet(results / f"{name}.parquet")) > 0
+        assert "| --- |" not in (results / f"{name}.md").read_text() and "|---|" in (results / f"{name}.md").read_text()
+    cells = pd.read_parquet(results / "smoke/cells.parquet")
+    stems = [f"smoke/{d}-{m}{kind}" for d, m in set(zip(cells["dataset"], cells["model"]))
+             for kind in ("", ".pruning", ".dynamics", ".hilo")]
+    stems += ["smoke/mechanism", "smoke_momentum/mechanism", "interventions-tiny_parity-fcn"]
+    for stem in stems:
+        assert (results / f"figures/{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert (results / f"figures/{stem}.pdf").read_bytes()[:5] == b"%PDF-", stem
+
+
+def t_half_width(std: float, n: int) -> float:
+    from scipy.stats import t
+
+    return t.ppf(0.975, n - 1) * std / n**0.5
+
+
+def test_seed_statistics_match_a_groupby_of_cells(smoke_run):
+    cells = pd.read_parquet(smoke_run / "results/smoke/cells.parquet")
+    stats = pd.read_parquet(smoke_run / "results/tables/smoke_stats.parquet")
+    for metric in ("test_acc", "prunability", "csi", "max_bc_loss_ratio"):
+        grouped = cells.groupby(["dataset", "model", "value"])[metric]
+        expected = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(), "n": grouped.count()})
+        ours = stats[stats["metric"] == metric].set_index(["dataset", "model", "value"])
+        assert len(ours) == len(expected)
+        for key, row in expected.iterrows():
+            assert ours.loc[key, "mean"] == pytest.approx(row["mean"], nan_ok=True)
+            assert ours.loc[key, "std"] == pytest.approx(row["std"], nan_ok=True)
+            assert ours.loc[key, "n"] == row["n"]
+            if row["n"] > 1:
+                half = t_half_width(row["std"], row["n"])
+                assert ours.loc[key, "ci_high"] == pytest.approx(row["mean"] + half)
+
+
+def test_table2_and_mechanism_match_a_recomputation_from_cells(smoke_run):
+    results = smoke_run / "results"
+    lr = pd.read_parquet(results / "smoke/cells.parquet")
+    momentum = pd.read_parquet(results / "smoke_momentum/cells.parquet")
+    table2 = pd.read_parquet(results / "tables/table2.parquet").set_index(["knob", "variable"])
+    assert set(zip(table2["dataset"], table2["model"])) == {("tiny_parity", "fcn")}
+    for knob, cells in (("lr", lr), ("momentum", momentum)):
+        usable = cells[cells["in_range"] & (cells["dataset"] == "tiny_parity") & (cells["model"] == "fcn")]
+        for variable in ("test_acc", "prunability", "csi"):
+            means = usable.groupby("value")[variable].mean()
+            assert table2.loc[(knob, variable), "min"] == pytest.approx(means.min())
+            assert table2.loc[(knob, variable), "max"] == pytest.approx(means.max())
+        assert table2.loc[(knob, knob), "max"] == usable["value"].max()
+    mechanism = pd.read_parquet(results / "tables/smoke_mechanism.parquet").set_index(["dataset", "model"])
+    for (dataset, model), pair in lr[lr["in_range"]].groupby(["dataset", "model"]):
+        r = pair[["max_bc_loss_ratio", "test_acc"]].corr().iloc[0, 1]
+        assert mechanism.loc[(dataset, model), "pearson_r"] == pytest.approx(r, nan_ok=True)
+    table1 = pd.read_parquet(results / "tables/table1.parquet")
+    smoke_table1 = pd.read_parquet(results / "tables/smoke_table1.parquet")
+    pd.testing.assert_frame_equal(table1, smoke_table1)  # the only Table 1 study
+    compare = pd.read_parquet(results / "compare_paper.parquet")
+    assert compare["ours_min"].isna().all()  # no reference row is a tiny dataset
+    assert compare["paper_min"].notna().all()
+
+
+def test_report_bundles_the_figures_with_captions(smoke_run):
+    run = snakemake(smoke_run, "--report", "results/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (smoke_run / "results/report.html").stat().st_size > 100_000
+
+
+def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tmp_path):
+    work = copy_workflow(tmp_path / "work")
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    tiny = {"knob": "lr", "seeds": [0], "values": [0.1], "paper": "table1",
+            "train": {"batch_size": 100, "eval_every": 10, "max_steps": 10},
+            "analysis": {"represent_samples": 50, "attribute_samples": 4, "ig_steps": 4,
+                         "prune_methods": ["structured"]}}
+    config["studies"] = {
+        "needs_mnist": tiny | {"grid": [{"datasets": ["colored_mnist"], "models": ["fcn"]}]},
+        "tiny_ok": tiny | {"grid": [{"datasets": ["tiny_parity"], "models": ["fcn"],
+                                     "model_params": {"fcn": {"depth": 1, "width": 8}}}]},
+    }
+    config["default_studies"] = ["needs_mnist", "tiny_ok"]
+    config["data_root"] = str(tmp_path / "empty")
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--keep-going")
+    assert run.returncode != 0  # the missing dataset's data job fails, loudly
+    output = run.stdout + run.stderr
+    block = output.index("largelr: data missing")
+    assert block < output.index("Building DAG")
+    assert "needs_mnist: cannot run, missing colored_mnist" in output
+    assert "train-images-idx3-ubyte" in output and str(tmp_path / "empty") in output
+    assert "tiny_ok" not in output[block:output.index("Building DAG")]
+    table = pd.read_parquet(work / "results/tables/table1.parquet")
+    assert set(table["study"]) == {"tiny_ok"}  # the paper table uses the studies whose data is present
+    assert (work / "results/figures/tiny_ok/tiny_parity-fcn.png").exists()
+    assert not (work / "results/needs_mnist").exists()

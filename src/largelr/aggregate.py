@@ -1,6 +1,8 @@
-"""Cells -> tables: one row per cell, the usable LR range, and the paper's Table 1.
+"""Cells -> tables: one row per cell, the usable LR range, the paper's Tables 1 and 2,
+seed statistics, the mechanism correlation and the comparison with the paper's numbers.
 
-Seeds are averaged before any min/max across knob values, as in the paper.
+Seeds are averaged before any min/max across knob values, as in the paper. Every
+Parquet table gets a Markdown rendering beside it.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
-from largelr.io import CELL_KEYS
+from largelr.io import CELL_KEYS, atomic_path, write_parquet
 
 PAIR_KEYS = ["study", "dataset", "model", "knob"]
 # Paper Table 1 columns -> our cell columns.
@@ -21,6 +24,7 @@ TABLE1_VARIABLES = {
     "activation_compressibility": "compressibility",
     "csi": "csi",
     "class_separation": "class_sep",
+    "worst_group_acc": "test_worst_group_acc",  # what the paper reports for CelebA / Waterbirds
 }
 ACCURACY_DROP = 0.25  # a value whose test accuracy falls >25% below the best ends the LR range
 
@@ -90,14 +94,194 @@ def seed_means(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def table1(cells: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 1, tidy: per (dataset, model) and variable, min and max across knob values."""
-    columns = list(TABLE1_VARIABLES.values())
+    return minmax_table(cells, TABLE1_VARIABLES)
+
+
+# --- seed statistics, paper tables, comparison with the paper ------------------------------
+
+CONFIDENCE = 0.95
+# Table 2 compares interventions on these variables (the knob's own range is a row too).
+TABLE2_VARIABLES = {"test_acc": "test_acc", "prunability": "prunability", "csi": "csi"}
+# Columns of cells.parquet that are settings or bookkeeping, not per-seed results.
+NOT_METRICS = {"value", "seed", "in_range", "diverged", "diverged_step", "resumed_from_step"}
+# Most points of one cell's history kept for the training-dynamics figure.
+DYNAMICS_POINTS = 400
+
+# The paper's Table 1 (min, max across the usable LR range), as listed in PAPER.md.
+# Test accuracy is a fraction here (the paper prints percent); for CelebA the paper
+# reports worst-group accuracy, hence the `worst_group_acc` variable on that row.
+PAPER_TABLE1: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    ("colored_mnist", "fcn"): {"lr": (0.001, 0.5), "test_acc": (0.727, 0.761), "prunability": (0.935, 0.968),
+                               "activation_compressibility": (0.285, 0.389), "csi": (0.243, 0.381),
+                               "class_separation": (0.291, 0.387)},
+    ("colored_mnist", "cnn"): {"lr": (0.01, 0.35), "test_acc": (0.882, 0.915), "prunability": (0.532, 0.931),
+                               "activation_compressibility": (0.372, 0.643), "csi": (0.302, 0.576),
+                               "class_separation": (0.376, 0.692)},
+    ("colored_mnist", "resnet18"): {"lr": (0.001, 0.25), "test_acc": (0.683, 0.915), "prunability": (0.252, 0.771),
+                                    "activation_compressibility": (0.381, 0.527), "csi": (0.380, 0.630),
+                                    "class_separation": (0.212, 0.635)},
+    ("colored_mnist", "resnet50"): {"lr": (0.001, 0.1), "test_acc": (0.557, 0.864), "prunability": (0.284, 0.489),
+                                    "activation_compressibility": (0.334, 0.524), "csi": (0.198, 0.458),
+                                    "class_separation": (0.070, 0.509)},
+    ("mnist_cifar", "cnn"): {"lr": (0.001, 0.2), "test_acc": (0.245, 0.417), "prunability": (0.326, 0.902),
+                             "activation_compressibility": (0.173, 0.513), "csi": (0.079, 0.225),
+                             "class_separation": (0.049, 0.149)},
+    ("mnist_cifar", "resnet18"): {"lr": (0.001, 0.25), "test_acc": (0.262, 0.475), "prunability": (0.311, 0.737),
+                                  "activation_compressibility": (0.294, 0.343), "csi": (0.225, 0.371),
+                                  "class_separation": (0.115, 0.255)},
+    ("corrupted_cifar10", "cnn"): {"lr": (0.001, 0.1), "test_acc": (0.436, 0.485), "prunability": (0.390, 0.861),
+                                   "activation_compressibility": (0.189, 0.341), "csi": (0.144, 0.387),
+                                   "class_separation": (0.140, 0.329)},
+    ("corrupted_cifar10", "resnet18"): {"lr": (0.001, 0.5), "test_acc": (0.352, 0.478),
+                                        "prunability": (0.267, 0.803), "activation_compressibility": (0.382, 0.634),
+                                        "csi": (0.266, 0.393), "class_separation": (0.115, 0.205)},
+    ("celeba", "swin_t"): {"lr": (1e-7, 1e-4), "worst_group_acc": (0.409, 0.482), "prunability": (0.344, 0.609),
+                           "activation_compressibility": (0.265, 0.584), "csi": (0.122, 0.305),
+                           "class_separation": (0.060, 0.164)},
+}
+
+
+def metric_columns(cells: pd.DataFrame) -> list[str]:
+    """Numeric per-cell results (accuracies, analyses, steps, ...), in column order."""
+    return [c for c in cells.columns if c not in NOT_METRICS and c not in PAIR_KEYS
+            and pd.api.types.is_numeric_dtype(cells[c]) and not pd.api.types.is_bool_dtype(cells[c])]
+
+
+def seed_statistics(cells: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Long table: mean, sd and a t-interval over seeds per (study, dataset, model, knob, value, metric).
+
+    Every knob value is listed; ``in_range`` says whether all its cells are in the usable
+    range. NaN results (diverged cells) are left out of n; n = 1 gives no interval.
+    """
+    long = cells.melt(id_vars=PAIR_KEYS + ["value", "seed", "in_range"], value_vars=metric_columns(cells),
+                      var_name="metric", value_name="result")
+    keys = PAIR_KEYS + ["value", "metric"]
+    grouped = long.groupby(keys, sort=True)
+    stats = grouped["result"].agg(n="count", mean="mean", std="std").reset_index()
+    stats["in_range"] = grouped["in_range"].all().to_numpy()
+    half = scipy.stats.t.ppf(0.5 + confidence / 2, stats["n"] - 1) * stats["std"] / np.sqrt(stats["n"])
+    half = half.where(stats["n"] > 1)
+    stats["ci_low"], stats["ci_high"] = stats["mean"] - half, stats["mean"] + half
+    return stats.astype({"n": "int64", "value": "float64"})
+
+
+def minmax_table(cells: pd.DataFrame, variables: dict[str, str]) -> pd.DataFrame:
+    """Per (study, dataset, model, knob): min and max of seed means across usable knob values."""
+    columns = [c for c in dict.fromkeys(variables.values()) if c in cells]
     means = seed_means(cells, columns)
+    usable = cells[cells["in_range"]]
     rows = []
     for keys, pair in means.groupby(PAIR_KEYS):
-        n_seeds = int(cells[cells["in_range"]].set_index(PAIR_KEYS).loc[keys, "seed"].nunique())
+        n_seeds = int(usable.set_index(PAIR_KEYS).loc[[keys], "seed"].nunique())
         base = dict(zip(PAIR_KEYS, keys)) | {"n_values": len(pair), "n_seeds": n_seeds}
         rows.append(base | {"variable": keys[3], "min": pair["value"].min(), "max": pair["value"].max()})
-        for variable, column in TABLE1_VARIABLES.items():
-            rows.append(base | {"variable": variable, "min": pair[column].min(), "max": pair[column].max()})
+        for variable, column in variables.items():
+            lowest, highest = (pair[column].min(), pair[column].max()) if column in pair else (np.nan, np.nan)
+            rows.append(base | {"variable": variable, "min": lowest, "max": highest})
     frame = pd.DataFrame(rows, columns=PAIR_KEYS + ["variable", "min", "max", "n_values", "n_seeds"])
     return frame.astype({"min": "float64", "max": "float64", "n_values": "int64", "n_seeds": "int64"})
+
+
+def table2(cells: pd.DataFrame, intervention_studies: list[str]) -> pd.DataFrame:
+    """Paper Table 2: per (dataset, model) of the intervention studies and per knob, min/max of
+    test accuracy, prunability and CSI; the lr rows come from any other study sweeping lr
+    over the same (dataset, model)."""
+    pairs = set(zip(*(cells.loc[cells["study"].isin(intervention_studies), k] for k in ("dataset", "model"))))
+    in_pairs = np.array([(d, m) in pairs for d, m in zip(cells["dataset"], cells["model"])], dtype=bool)
+    chosen = cells[in_pairs & (cells["study"].isin(intervention_studies) | (cells["knob"] == "lr")).to_numpy()]
+    return minmax_table(chosen, TABLE2_VARIABLES)
+
+
+def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """Our Table 1 min/max beside the paper's (PAPER_TABLE1), with ours - paper; one row per
+    reference entry, ours NaN where that (dataset, model) was not run."""
+    ours = table.set_index(["dataset", "model", "variable"])
+    rows = []
+    for (dataset, model), reference in PAPER_TABLE1.items():
+        for variable, (paper_min, paper_max) in reference.items():
+            key = (dataset, model, variable)
+            found = ours.loc[[key]].iloc[0] if key in ours.index else None
+            our_min = float(found["min"]) if found is not None else np.nan
+            our_max = float(found["max"]) if found is not None else np.nan
+            rows.append({"dataset": dataset, "model": model, "variable": variable,
+                         "study": found["study"] if found is not None else None,
+                         "paper_min": paper_min, "paper_max": paper_max, "ours_min": our_min, "ours_max": our_max,
+                         "diff_min": our_min - paper_min, "diff_max": our_max - paper_max})
+    return pd.DataFrame(rows)
+
+
+def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Pearson r between max BC loss ratio and test accuracy across usable cells, per
+    (study, dataset, model, knob) and pooled per study (dataset = model = 'all')."""
+    usable = cells[cells["in_range"]].dropna(subset=["max_bc_loss_ratio", "test_acc"])
+    groups = [(keys, frame) for keys, frame in usable.groupby(PAIR_KEYS)]
+    groups += [((study, "all", "all", "all"), frame) for study, frame in usable.groupby("study")]
+    rows = []
+    for keys, frame in groups:
+        x, y = frame["max_bc_loss_ratio"].to_numpy(), frame["test_acc"].to_numpy()
+        enough = len(frame) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+        r, p = scipy.stats.pearsonr(x, y) if enough else (np.nan, np.nan)
+        slope, intercept = np.polyfit(x, y, 1) if enough else (np.nan, np.nan)
+        rows.append(dict(zip(PAIR_KEYS, keys)) | {"n_cells": len(frame), "pearson_r": float(r), "p_value": float(p),
+                                                   "slope": float(slope), "intercept": float(intercept)})
+    columns = PAIR_KEYS + ["n_cells", "pearson_r", "p_value", "slope", "intercept"]
+    return pd.DataFrame(rows, columns=columns).astype({"n_cells": "int64"})
+
+
+def prune_curves(train_jsons: list[str | Path]) -> pd.DataFrame:
+    """Every cell's pruning curves (prune.parquet rows, cell keys included) in one table."""
+    return pd.concat([pd.read_parquet(Path(path).parent / "prune.parquet") for path in train_jsons],
+                     ignore_index=True)
+
+
+def dynamics(train_jsons: list[str | Path], points: int = DYNAMICS_POINTS) -> pd.DataFrame:
+    """Every cell's history thinned to at most ``points`` evenly spaced steps (last step kept)."""
+    frames = []
+    for path in train_jsons:
+        history = pd.read_parquet(Path(path).parent / "history.parquet")
+        if len(history) > points:
+            keep = np.unique(np.linspace(0, len(history) - 1, points).round().astype(int))
+            history = history.iloc[keep]
+        frames.append(history)
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- Markdown renderings ------------------------------------------------------------------
+
+
+def format_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown(frame: pd.DataFrame, title: str = "") -> str:
+    """A GitHub Markdown table of ``frame`` (floats to 4 significant digits, NaN blank)."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return (f"# {title}\n\n" if title else "") + "\n".join([header, rule, *body]) + "\n"
+
+
+def paper_shape(table: pd.DataFrame, knob_label: str | None = None) -> pd.DataFrame:
+    """A min/max table (tidy) as the paper prints it: one row per (study, dataset, model, knob),
+    one 'min – max' column per variable; with ``knob_label`` every knob's own range shares
+    that one column (Table 2, where each row sweeps a different knob)."""
+    if knob_label is not None:
+        table = table.assign(variable=table["variable"].where(table["variable"] != table["knob"], knob_label))
+    text = table.assign(range=[f"{format_cell(lo)} – {format_cell(hi)}" for lo, hi in zip(table["min"], table["max"])])
+    order = list(dict.fromkeys(text["variable"]))
+    wide = text.pivot_table(index=PAIR_KEYS + ["n_seeds"], columns="variable", values="range", aggfunc="first",
+                            sort=False)
+    wide = wide.reindex(columns=[v for v in order if v in wide.columns]).reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, title: str, rendering: pd.DataFrame | None = None) -> None:
+    """Write ``frame`` as Parquet and its Markdown rendering beside it (same name, .md)."""
+    write_parquet(frame, path)
+    with atomic_path(Path(path).with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(frame if rendering is None else rendering, title))

@@ -4,7 +4,9 @@ Each reader returns ``(x_train, y_train, x_test, y_test)``: uint8 images ``[N, C
 and int64 labels. Files are checked for structure (header, keys, shapes, dtypes, label range)
 before use; anything missing or malformed raises :class:`DataMissingError` naming the file,
 what is wrong and how to obtain the right one. Nothing is downloaded unless ``download`` is
-true, in which case torchvision's own download (which verifies the archives) is used.
+true and files are missing, in which case torchvision's own download (which verifies the
+archives' md5) is used and announced on stderr; a failed download is a DataMissingError too.
+``missing_mnist``/``missing_cifar`` check file existence only, cheaply, for workflow parse time.
 
 Layouts:
 
@@ -22,8 +24,11 @@ counts (60000 train, 10000 test) of 28x28 images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,22 +102,37 @@ def how_to_obtain(dataset: str, directory: Path) -> str:
     )
 
 
-def require_paths(dataset: str, directory: Path, names: list[str], advice: str) -> None:
-    """Raise DataMissingError unless every name (a trailing "/" marks a folder) exists in directory."""
+def missing_paths_message(dataset: str, directory: Path, names: list[str], advice: str) -> str | None:
+    """None if every name (a trailing "/" marks a folder) exists in directory, else what is missing and how to fix it.
+
+    Only checks existence, so it is cheap enough to run for every dataset when a workflow is parsed.
+    """
 
     def present(name: str) -> bool:
         path = directory / name.rstrip("/")
         return path.is_dir() if name.endswith("/") else path.is_file()
 
     missing = [name for name in names if not present(name)]
-    if missing:
+    if not missing:
+        return None
+    return f"{dataset} not found: expected {', '.join(names)} in {directory} (missing: {', '.join(missing)}). {advice}"
+
+
+def announce_download(dataset: str, directory: Path) -> None:
+    """Downloads are never silent: say what is fetched and where it goes."""
+    print(f"downloading {dataset} into {directory} (the dataset sets `download: true`)", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def download_errors_explained(dataset: str, directory: Path) -> Iterator[None]:
+    """Turn a failed download (no network, bad archive) into DataMissingError with the manual route."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
         raise DataMissingError(
-            f"{dataset} not found: expected {', '.join(names)} in {directory} (missing: {', '.join(missing)}). {advice}"
-        )
-
-
-def require_files(dataset: str, directory: Path, names: list[str]) -> None:
-    require_paths(dataset, directory, names, how_to_obtain(dataset, directory))
+            f"downloading {dataset} into {directory} failed ({type(error).__name__}: {error}). Copy the files of "
+            f"torchvision's {dataset} release (extracted) into {directory} instead, then rerun."
+        ) from error
 
 
 def corrupt_file(dataset: str, path: Path, problem: str) -> DataMissingError:
@@ -181,13 +201,24 @@ def load_mnist_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     return dataset.data[:, None], labels
 
 
+def missing_mnist(root: Path) -> str | None:
+    """None if the four MNIST idx files exist under root, else the clear message (existence only)."""
+    raw = root / "MNIST" / "raw"
+    names = [name for split in ("train", "test") for name in MNIST_FILES[split]]
+    return missing_paths_message("MNIST", raw, names, how_to_obtain("MNIST", raw))
+
+
 def load_mnist(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
     """MNIST train/test as uint8 ``[N, 1, 28, 28]`` images and int64 labels."""
     root = Path(data_root).absolute()
-    if download:
-        torchvision_datasets().MNIST(root=str(root), train=True, download=True)
     raw = root / "MNIST" / "raw"
-    require_files("MNIST", raw, [name for split in ("train", "test") for name in MNIST_FILES[split]])
+    if download and missing_mnist(root) is not None:
+        announce_download("MNIST", raw)
+        with download_errors_explained("MNIST", raw):
+            torchvision_datasets().MNIST(root=str(root), train=True, download=True)
+    message = missing_mnist(root)
+    if message is not None:
+        raise DataMissingError(message)
     for split in ("train", "test"):
         check_mnist_split(raw, split, verify_checksums)
     return (*load_mnist_split(root, "train"), *load_mnist_split(root, "test"))
@@ -233,14 +264,37 @@ def read_cifar_files(dataset: str, directory: Path, names: list[str], layout: di
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
+def missing_cifar(dataset: str, root: Path) -> str | None:
+    """None if every file of CIFAR ``dataset`` exists under root, else the clear message (existence only)."""
+    layout = CIFAR_LAYOUTS[dataset]
+    directory = root / layout["folder"]
+    return missing_paths_message(dataset, directory, layout["train"] + layout["test"], how_to_obtain(dataset, directory))
+
+
+def download_cifar(dataset: str, root: Path) -> None:
+    """torchvision's download of the official archive (md5-checked) into root, extracted there.
+
+    The archive is fetched with torchvision.datasets.utils.download_and_extract_archive rather than
+    the CIFAR classes, which re-check every extracted file's md5 and so cannot be tested offline.
+    """
+    from torchvision.datasets import utils  # imported on use: slow import
+
+    release = getattr(torchvision_datasets(), CIFAR_LAYOUTS[dataset]["torchvision_class"])
+    announce_download(dataset, root / CIFAR_LAYOUTS[dataset]["folder"])
+    with download_errors_explained(dataset, root / CIFAR_LAYOUTS[dataset]["folder"]):
+        utils.download_and_extract_archive(release.url, str(root), filename=release.filename, md5=release.tgz_md5)
+
+
 def load_cifar(dataset: str, data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
     """CIFAR-10 or CIFAR-100 (``dataset`` a key of CIFAR_LAYOUTS) as uint8 ``[N, 3, 32, 32]``."""
     layout = CIFAR_LAYOUTS[dataset]
     root = Path(data_root).absolute()
-    if download:
-        getattr(torchvision_datasets(), layout["torchvision_class"])(root=str(root), train=False, download=True)
     directory = root / layout["folder"]
-    require_files(dataset, directory, layout["train"] + layout["test"])
+    if download and missing_cifar(dataset, root) is not None:
+        download_cifar(dataset, root)
+    message = missing_cifar(dataset, root)
+    if message is not None:
+        raise DataMissingError(message)
     if verify_checksums:
         for name in layout["train"] + layout["test"]:
             check_md5(dataset, directory / name, layout["md5"][name])

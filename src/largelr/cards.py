@@ -37,6 +37,8 @@ Group = tuple[int, int]
 
 def split_summary(split: dict[str, Any], num_bias: int) -> dict[str, Any]:
     y, b = split["y"], split["b"]
+    if "g" in split and not torch.equal(split["g"], y * num_bias + b):
+        raise ValueError(f"stored group ids g disagree with y * num_bias + b (num_bias={num_bias}); rebuild the dataset")
     return {
         "size": len(y),
         # JSON has no NaN: an empty split has no rho.
@@ -56,7 +58,8 @@ def card_summary(dataset: dict[str, Any]) -> dict[str, Any]:
         "lazy": bool(dataset.get("lazy", False)),
         "has_spurious_mask": dataset.get("spurious_mask") is not None,
         "has_core_mask": dataset.get("core_mask") is not None,
-        "splits": {name: split_summary(dataset[name], dataset["num_bias"]) for name in SPLITS if name in dataset},
+        # Group counts are keyed by (y, b); a group's id is y * num_bias + b, as stored per sample in `g`.
+    "splits": {name: split_summary(dataset[name], dataset["num_bias"]) for name in SPLITS if name in dataset},
     }
 
 

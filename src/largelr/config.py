@@ -17,32 +17,57 @@ from largelr.data import DATASET_DEFAULTS, DATASETS
 from largelr.models import MODELS
 
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "sgd",  # sgd | adam | adamw (Adam betas 0.9, 0.999)
+    "optimizer": "sgd",  # sgd | adam | adamw (Adam betas 0.9, 0.999) | psgd_kron (heavyball.PSGDKron)
     "lr": 0.1,
     "momentum": 0.0,  # sgd only
     "weight_decay": 0.0,  # L2 for sgd/adam (gradient += wd * w); decoupled for adamw
     "l1": 0.0,  # loss += l1 * sum |w| over all parameters
     "loss": "ce",  # ce | focal
     "focal_gamma": 0.0,
-    "lr_schedule": "constant",  # constant | step (x lr_step_factor from lr_step_at on) | cosine (to 0 at max_steps)
+    "asam_rho": 0.0,  # adaptive SAM (Kwon et al. 2021) neighbourhood radius; 0 = off
+    "asam_eta": 0.01,  # ASAM's T_w = |w| + asam_eta (elementwise)
+    # constant | step (x lr_step_factor from lr_step_at on) | cosine (to 0 at max_steps)
+    # | wsd (linear warmup over warmup_steps, constant, linear decay to 0 over the last
+    #   wsd_decay_fraction of max_steps)
+    "lr_schedule": "constant",
     "lr_step_at": 1000,
     "lr_step_factor": 0.1,
+    "warmup_steps": 0,
+    "wsd_decay_fraction": 0.2,
     "batch_size": 100,
     "max_steps": 3000,
-    "eval_every": 100,
+    "eval_every": 100,  # steps between full-training-set evaluations (stopping, divergence, val)
     "target_train_acc": 1.0,
+    "stop_train_ce": 0.0,  # >0: stop once the full-training-set CE is below it (replaces target_train_acc)
+    "select_on_val": False,  # return the weights of the evaluation with the best val accuracy
+    "val_fraction": 0.1,  # held out of train (seeded) for select_on_val when the dataset has no "val" split
+    "collapse_patience": 3,  # evaluations at chance accuracy, after having learned, that count as divergence
+    "history_every": 1,  # record the per-step statistics every k steps
+    "attribution_every": 0,  # steps between IG spurious-share records on 64 train samples; 0 = off
+    "amp": "auto",  # auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off
+    "channels_last": True,  # conv models on CUDA only
+    "compile": False,  # torch.compile the model
+    "num_workers": 4,  # DataLoader workers for lazy (image-file) datasets
 }
 CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw"),
+    "optimizer": ("sgd", "adam", "adamw", "psgd_kron"),
     "loss": ("ce", "focal"),
-    "lr_schedule": ("constant", "step", "cosine"),
+    "lr_schedule": ("constant", "step", "cosine", "wsd"),
+    "amp": ("auto", "bf16", "off"),
+    "select_on_val": (False, True),
+    "channels_last": (False, True),
+    "compile": (False, True),
 }
-KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma")
+KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma", "asam_rho")
 
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "kappas": [round(0.1 * i, 1) for i in range(10)],
-    # structured = FCN input columns / CNN (out, in) kernels; the others are extra curves
+    # structured = input columns of every Linear, (out, in) kernels of every Conv2d (FCN, CNN,
+    # ResNets, Swin alike); the others are extra curves. Worst-group metric on celeba/waterbirds.
     "prune_methods": ["structured", "column", "magnitude", "magnitude_global"],
+    # the structured curve uses the whole test set; the other methods' curves a fixed seeded
+    # subset of this many test inputs (0 = all), which keeps analyses < 10% of training
+    "prune_extra_samples": 2000,
     "represent_samples": 1000,
     "compress_q": 2.0,
     "compress_kappa": 0.1,
@@ -50,9 +75,28 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "attribute_samples": 200,
     "ig_steps": 20,
     "ig_method": "gausslegendre",
+    # zero (all-black input) | mean (mean of the attributed inputs); black pixels get exactly zero
+    # IG attribution from a zero baseline, so the oracle background share needs "mean"
+    "ig_baseline": "zero",
     "ig_internal_batch_size": 1000,
     "ig_target": "true",
     "deeplift": False,  # also DeepLift core/spurious shares, as a check on IG
+    "eval_batch_size": 1000,  # inputs per forward pass in pruning curves and hi/lo predictions
+    # Background mask for background_share: auto (= oracle where the construction knows its
+    # background and ig_baseline is not zero, else none) | none | oracle |
+    # deeplabv3_mobilenet_v3_large | deeplabv3_resnet50 (torchvision COCO/VOC weights, read
+    # from the torch hub cache only) | smp (a trained smp DeepLabV3 at segmenter_checkpoint)
+    "background": "auto",
+    "segmenter_checkpoint": "",  # file from largelr.segment.save_smp_checkpoint, for background: smp
+    "segmenter_input_size": 512,  # square side the images are resized to for the segmenter
+    # Hi/lo maps: samples right in > hilo_high_threshold of high-lr models and < hilo_low_threshold
+    # of low-lr models; hilo_low/hilo_high default to the pair's smallest/largest value.
+    "hilo": False,
+    "hilo_low": None,
+    "hilo_high": None,
+    "hilo_high_threshold": 0.75,
+    "hilo_low_threshold": 0.25,
+    "hilo_max_samples": 16,
 }
 
 

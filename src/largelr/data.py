@@ -5,16 +5,22 @@ the fraction of BC samples. Training sets have small ``rho``; test sets are unbi
 balanced. A dataset is a plain dict of tensors and python scalars so that ``torch.load`` with
 ``weights_only=True`` can read it back:
 
-``name``, ``train``/``test`` (each ``{"x", "y", "b"}``), ``num_classes``, ``num_bias``,
+``name``, ``train``/``test`` (and ``val`` where the source has one), each ``{"x", "y", "b",
+"g"}`` with ``g = y * num_bias + b`` the (y, b) group id; ``num_classes``, ``num_bias``,
 ``input_shape``, ``spurious_mask`` and ``core_mask`` (bool tensors of ``input_shape`` marking
-where each feature lives in the input, or None), ``params`` (construction parameters used,
-with ``seed`` and the realized ``rho`` of each split).
+where each feature lives in the input, or None), ``normalization``, ``params`` (construction
+parameters used, with ``seed`` and the realized ``rho`` of each split). Lazily read natural sets
+(:mod:`largelr.natural`) hold image paths instead of ``x``. On disk, ``x`` is stored compactly
+(uint8, int8 or float16; see ``encode_inputs``); :func:`load_dataset` returns float32.
 
 Constructions on real image sets (``colored_mnist``, ``double_mnist``, ``mnist_cifar``,
-``corrupted_cifar10``) read their bases with :mod:`largelr.bases` from ``data_root``; their
-``download`` parameter lets torchvision fetch missing files and ``verify_checksums`` checks the
-files against the official release. The digits-based demo sets and the MNIST sets share one
-construction, applied to a different base.
+``corrupted_cifar10``) and the plain ``cifar10``/``cifar100`` read their bases with
+:mod:`largelr.bases` from ``data_root``; their ``download`` parameter lets torchvision fetch
+missing files and ``verify_checksums`` checks the files against the official release. A
+construction takes any compatible base: ``base`` (``digits`` or ``mnist``) for the colored and
+double constructions, ``digit_base`` for the digit half of ``mnist_cifar``; ``colored_digits``
+is ``colored_mnist`` with ``base: digits``. :func:`missing_data` tells, from file existence
+alone, whether a dataset can be built.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from largelr.bases import Base, load_cifar10, load_mnist
+from largelr.bases import Base, load_cifar10, load_cifar100, load_mnist, missing_cifar, missing_mnist
 from largelr.corruptions import CORRUPTION_NAMES, corrupt
 from largelr.io import atomic_torch_save
-from largelr.natural import NATURAL_DATASETS, NATURAL_DEFAULTS
+from largelr.natural import NATURAL_DATASETS, NATURAL_DEFAULTS, NATURAL_MISSING
 
 Split = dict[str, torch.Tensor]
 
@@ -59,17 +65,30 @@ STAR_INNER_RATIO = 0.4
 MOON_CUT_OFFSET = 0.5  # centre of the cut-out disk, in units of the moon radius
 MOON_CUT_RADIUS = 0.8  # radius of the cut-out disk, in units of the moon radius
 
+# How files under data_root are fetched and checked (see largelr.bases); ignored for the digits base.
+FILE_OPTIONS = {"download": False, "verify_checksums": True}
+COLORED = {"rho_train": 0.025, "color_noise_std": 0.005}
+DOUBLE = {"rho_train": 0.025, "core_brightness": 0.5, "spurious_brightness": 1.0}
+
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "parity": {"core_bits": 12, "spurious_bits": 4, "n_train": 10000, "n_test": 10000, "rho_train": 0.1, "rho_test": 0.5},
     "moon_star": {"image_size": 32, "n_train": 4000, "n_test": 2000, "rho_train": 0.1, "rho_test": 0.5},
-    "colored_digits": {"rho_train": 0.025, "color_noise_std": 0.005},
-    "double_digits": {"rho_train": 0.025, "core_brightness": 0.5, "spurious_brightness": 1.0},
-    "colored_mnist": {"rho_train": 0.025, "color_noise_std": 0.005, "download": False, "verify_checksums": True},
-    "double_mnist": {"rho_train": 0.025, "core_brightness": 0.5, "spurious_brightness": 1.0, "download": False, "verify_checksums": True},
-    "mnist_cifar": {"rho_train": 0.1, "download": False, "verify_checksums": True},
-    "corrupted_cifar10": {"rho_train": 0.1, "severity": 4, "download": False, "verify_checksums": True},
+    # A construction takes any compatible base: `base` (gray digits) and `digit_base` choose it.
+    "colored_digits": {**COLORED, "base": "digits", **FILE_OPTIONS},
+    "double_digits": {**DOUBLE, "base": "digits", **FILE_OPTIONS},
+    "colored_mnist": {**COLORED, "base": "mnist", **FILE_OPTIONS},
+    "double_mnist": {**DOUBLE, "base": "mnist", **FILE_OPTIONS},
+    "mnist_cifar": {"rho_train": 0.1, "digit_base": "mnist", **FILE_OPTIONS},
+    "corrupted_cifar10": {"rho_train": 0.1, "severity": 4, **FILE_OPTIONS},
+    # Plain class-labelled sets: no spurious feature, so b = y (rho 0, one group per class).
+    "cifar10": {**FILE_OPTIONS},
+    "cifar100": {**FILE_OPTIONS},
     **NATURAL_DEFAULTS,  # celeba, waterbirds, imagenet: read lazily (largelr.natural)
 }
+
+# Gray-digit bases the colored, double and dominoes constructions accept.
+GRAY_BASES = ("digits", "mnist")
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {"base": GRAY_BASES, "digit_base": GRAY_BASES}
 
 # Smallest allowed value of each numeric parameter (rho values are also capped at 1).
 PARAM_MINIMA: dict[str, float] = {
@@ -85,7 +104,7 @@ PARAM_MAXIMA: dict[str, float] = {"severity": 5}
 
 
 def group_ids(y: torch.Tensor, b: torch.Tensor, num_bias: int) -> torch.Tensor:
-    """One id per (class, bias) group: ``y * num_bias + b``."""
+    """One id per (class, bias) group: ``y * num_bias + b`` (stored per sample as ``g``)."""
     return y * num_bias + b
 
 
@@ -296,12 +315,21 @@ def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) 
     return assemble(name, train, test, 10, 10, None, None, params, seed)
 
 
+def load_gray_base(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
+    """Gray digits in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline) or ``mnist`` (data_root)."""
+    if base == "digits":
+        return load_digits_base()
+    if base == "mnist":
+        return load_mnist_unit(data_root, params)
+    raise ValueError(f"dataset parameter base={base!r}: allowed {list(GRAY_BASES)}")
+
+
 def build_colored_digits(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    return colored_from_base("colored_digits", load_digits_base(), params, seed)
+    return colored_from_base("colored_digits", load_gray_base(params["base"], data_root, params), params, seed)
 
 
 def build_colored_mnist(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    return colored_from_base("colored_mnist", load_mnist_unit(data_root, params), params, seed)
+    return colored_from_base("colored_mnist", load_gray_base(params["base"], data_root, params), params, seed)
 
 
 def pick_images_with_labels(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -340,11 +368,11 @@ def double_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -
 
 
 def build_double_digits(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    return double_from_base("double_digits", load_digits_base(), params, seed)
+    return double_from_base("double_digits", load_gray_base(params["base"], data_root, params), params, seed)
 
 
 def build_double_mnist(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    return double_from_base("double_mnist", load_mnist_unit(data_root, params), params, seed)
+    return double_from_base("double_mnist", load_gray_base(params["base"], data_root, params), params, seed)
 
 
 # --- real image bases: MNIST, CIFAR-10 -----------------------------------------------------
@@ -398,7 +426,8 @@ def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], see
 
 
 def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    return mnist_cifar_from_bases(load_mnist_unit(data_root, params), load_cifar10_unit(data_root, params), params, seed)
+    digits = load_gray_base(params["digit_base"], data_root, params)
+    return mnist_cifar_from_bases(digits, load_cifar10_unit(data_root, params), params, seed)
 
 
 def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, severity: int, seed: int, split: str) -> torch.Tensor:
@@ -424,6 +453,30 @@ def build_corrupted_cifar10(params: dict[str, Any], data_root: str | Path, seed:
     return corrupted_cifar10_from_base(load_cifar10_unit(data_root, params), params, seed)
 
 
+# --- plain class-labelled sets: CIFAR-10, CIFAR-100 ------------------------------------------
+
+
+def plain_from_base(name: str, base: Base, num_classes: int, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Images and class labels as released; no known spurious feature, so b = y (rho 0).
+
+    b = y keeps every reader's (y, b) bookkeeping valid (one group per class; BA accuracy is
+    plain accuracy). Only attribution-based spurious measures apply. The official splits are
+    used, so ``seed`` is only recorded.
+    """
+    x_train, y_train, x_test, y_test = base
+    train, test = {"x": x_train, "y": y_train, "b": y_train.clone()}, {"x": x_test, "y": y_test, "b": y_test.clone()}
+    return assemble(name, train, test, num_classes, num_classes, None, None, params, seed)
+
+
+def build_cifar10(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return plain_from_base("cifar10", load_cifar10_unit(data_root, params), 10, params, seed)
+
+
+def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    base = unit_range(load_cifar100(data_root, params["download"], params["verify_checksums"]))
+    return plain_from_base("cifar100", base, 100, params, seed)
+
+
 # --- registry, assembly, files ------------------------------------------------------------
 
 DATASETS: dict[str, Callable[[dict[str, Any], str | Path, int], dict[str, Any]]] = {
@@ -435,6 +488,8 @@ DATASETS: dict[str, Callable[[dict[str, Any], str | Path, int], dict[str, Any]]]
     "double_mnist": build_double_mnist,
     "mnist_cifar": build_mnist_cifar,
     "corrupted_cifar10": build_corrupted_cifar10,
+    "cifar10": build_cifar10,
+    "cifar100": build_cifar100,
     **NATURAL_DATASETS,
 }
 
@@ -448,13 +503,17 @@ def split_generator(seed: int, stream: str, *indices: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def with_group_ids(split: Split, num_bias: int) -> Split:
+    return {**split, "g": group_ids(split["y"], split["b"], num_bias)}
+
+
 def assemble(name: str, train: Split, test: Split, num_classes: int, num_bias: int, spurious_mask: torch.Tensor | None,
              core_mask: torch.Tensor | None, params: dict[str, Any], seed: int) -> dict[str, Any]:
     recorded = {**params, "seed": seed, "realized_rho_train": realized_rho(train), "realized_rho_test": realized_rho(test)}
     return {
         "name": name,
-        "train": train,
-        "test": test,
+        "train": with_group_ids(train, num_bias),
+        "test": with_group_ids(test, num_bias),
         "num_classes": num_classes,
         "num_bias": num_bias,
         "input_shape": list(train["x"].shape[1:]),
@@ -476,6 +535,8 @@ def check_value(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ValueError(f"dataset parameter {key}={value!r}: expected a string")
+        if key in PARAM_CHOICES and value not in PARAM_CHOICES[key]:
+            raise ValueError(f"dataset parameter {key}={value!r}: allowed {list(PARAM_CHOICES[key])}")
         return value
     if isinstance(default, bool):  # before the numeric cases: bool is an int subclass
         if not isinstance(value, bool):
@@ -514,10 +575,119 @@ def sample_indices(n_total: int, n_samples: int, seed: int) -> torch.Tensor:
     return torch.randperm(n_total, generator=generator)[: min(n_samples, n_total)].sort().values
 
 
+# --- storage: compact on disk, float32 in memory ------------------------------------------
+#
+# Inputs are stored in the smallest dtype that keeps them as the construction made them, and
+# load_dataset returns float32 again. Per split, ``x`` holds the stored tensor and ``x_divisor``
+# (a float) the scale: in memory ``x = stored.float() / x_divisor``.
+#   uint8, divisor 255: pixels on the 1/255 grid (MNIST, CIFAR and their stackings, moon-star),
+#       decoded bit for bit as the construction computed them (it also divides by 255);
+#   int8, divisor 1: small integers (parity's +-1 bits), exact;
+#   float16, divisor 1: other pixels in [0, 1] (colour noise, brightness factors, corruptions,
+#       bilinear upsampling), absolute error <= 2**-12, 1/16 of a gray level;
+#   float32: anything else, as is.
+
+GRAY_LEVELS = 255.0
+GRID_CHUNK = 1024  # samples per step of the grid check
+
+
+def encode_inputs(x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(stored tensor, divisor) for float inputs; see the table above."""
+    if x.dtype != torch.float32 or x.numel() == 0:
+        return x, 1.0
+    low, high = x.min().item(), x.max().item()
+    if 0.0 <= low and high <= 1.0:
+        levels = gray_levels(x)
+        return (levels, GRAY_LEVELS) if levels is not None else (x.to(torch.float16), 1.0)
+    if -128.0 <= low and high <= 127.0:
+        integers = x.to(torch.int8)
+        if torch.equal(integers.float(), x):
+            return integers, 1.0
+    return x, 1.0
+
+
+def gray_levels(x: torch.Tensor) -> torch.Tensor | None:
+    """round(x * 255) as uint8 if dividing it by 255 gives x back bit for bit, else None.
+
+    Works in chunks of samples: no full-size float temporaries, and off-grid data (most of it)
+    stops at the first chunk.
+    """
+    levels = torch.empty(x.shape, dtype=torch.uint8)
+    for start in range(0, len(x), GRID_CHUNK):
+        chunk = x[start:start + GRID_CHUNK]
+        rounded = torch.round(chunk * GRAY_LEVELS)
+        if not torch.equal(rounded / GRAY_LEVELS, chunk):
+            return None
+        levels[start:start + GRID_CHUNK] = rounded.to(torch.uint8)
+    return levels
+
+
+def decode_inputs(stored: torch.Tensor, divisor: float) -> torch.Tensor:
+    decoded = stored.float()  # a no-op for float32
+    return decoded if divisor == 1.0 else decoded.div_(divisor)  # in place: one full-size tensor, not two
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
 def save_dataset(dataset: dict[str, Any], path: str | Path) -> None:
-    """Write atomically: a temporary file in the target directory, then a rename."""
-    atomic_torch_save(dataset, path)
+    """Write atomically (temporary file, then rename), inputs in their compact dtype, with group ids."""
+    stored = dict(dataset)
+    for split in SPLIT_NAMES:
+        if split not in dataset:
+            continue
+        part = dict(dataset[split])
+        if "g" not in part:
+            part["g"] = group_ids(part["y"], part["b"], dataset["num_bias"])
+        if "x" in part:
+            part["x"], part["x_divisor"] = encode_inputs(part["x"])
+        stored[split] = part
+    atomic_torch_save(stored, path)
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The dataset dict with float32 inputs, as built (see the storage table above)."""
+    dataset = torch.load(path, map_location="cpu", weights_only=True)
+    for split in SPLIT_NAMES:
+        part = dataset.get(split)
+        if part is not None and "x" in part:
+            part["x"] = decode_inputs(part["x"], part.pop("x_divisor", 1.0))
+    return dataset
+
+
+# --- data availability --------------------------------------------------------------------
+
+
+# Bases read from data_root besides the `base` / `digit_base` parameter, per kind.
+FIXED_BASES: dict[str, tuple[str, ...]] = {
+    "mnist_cifar": ("cifar10",), "corrupted_cifar10": ("cifar10",), "cifar10": ("cifar10",), "cifar100": ("cifar100",),
+}
+
+
+def missing_base(base: str, root: Path) -> str | None:
+    if base == "digits":  # bundled with scikit-learn
+        return None
+    if base == "mnist":
+        return missing_mnist(root)
+    return missing_cifar({"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[base], root)
+
+
+def missing_data(kind: str, params: dict[str, Any], data_root: str) -> str | None:
+    """None when dataset ``kind`` can be built from ``data_root``, else a message saying which files
+    are expected under which path and how to obtain them.
+
+    Checks that files exist, nothing more (it runs for every dataset whenever the workflow is
+    parsed); the data job itself checks structure and checksums. Synthetic sets and sets on the
+    digits base always return None, and so does a base with ``download: true`` (the data job
+    fetches it).
+    """
+    if kind not in DATASET_DEFAULTS:
+        raise ValueError(f"unknown dataset kind {kind!r}; allowed: {sorted(DATASET_DEFAULTS)}")
+    merged = merge_params(kind, params)  # a bad key or value fails here, naming it
+    if kind in NATURAL_MISSING:
+        return NATURAL_MISSING[kind](merged, data_root)
+    if merged.get("download"):
+        return None
+    bases = [merged[key] for key in ("base", "digit_base") if key in merged] + list(FIXED_BASES.get(kind, ()))
+    messages = [message for base in bases if (message := missing_base(base, Path(data_root).absolute())) is not None]
+    return " ".join(messages) or None

@@ -1,18 +1,23 @@
-"""The paper's normalized multi-variable figure: every variable against the knob.
+"""The paper's figures, one seaborn style: normalized multi-variable plots, the
+intervention grid (Fig. 6), pruning curves (Figs 20/21), max BC loss ratio vs accuracy
+(Fig. 12), training dynamics (Fig. 13) and low/high learning-rate attribution maps (Fig. 8).
 
-Each variable is min-max normalized over its seed means within the (dataset, model)
+Normalized plots scale each variable by the min and max of its seed means within the
 sweep, so trends of quantities with different units share one [0, 1] axis; the legend
-keeps the raw min and max behind each normalized curve. Seeds appear as mean +- sd.
+keeps the raw min and max behind each curve. Every figure names its study and seed count.
+Each figure is written to every path given (format from the suffix: .png, .pdf).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -21,6 +26,7 @@ from largelr.io import atomic_path
 
 FIGURE_VARIABLES = {
     "test_acc": "unbiased test acc.",
+    "test_worst_group_acc": "worst-group test acc.",
     "prunability": "prunability",
     "compressibility": "act. compressibility",
     "csi": "class selectivity (CSI)",
@@ -28,6 +34,25 @@ FIGURE_VARIABLES = {
     "spurious_share": "spurious attribution share",
     "max_bc_loss_ratio": "max BC loss ratio",
 }
+# The intervention grid compares the Table 2 variables.
+INTERVENTION_VARIABLES = ("test_acc", "prunability", "csi")
+STYLE = {"style": "whitegrid", "context": "paper"}
+DPI = 130
+
+
+def use_style() -> None:
+    sns.set_theme(**STYLE)
+
+
+def save_figure(fig: plt.Figure, paths: Sequence[str | Path]) -> None:
+    """Write ``fig`` atomically to each path, in the format its suffix names."""
+    for path in paths:
+        suffix = Path(path).suffix.lstrip(".").lower()
+        if suffix not in ("png", "pdf", "svg"):
+            raise ValueError(f"figure path {path}: suffix .{suffix} is not allowed; use .png, .pdf or .svg")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=suffix, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
 
 
 def normalize_per_variable(long: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:
@@ -40,63 +65,243 @@ def normalize_per_variable(long: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, 
         bounds[variable] = (low, high)
         span = high - low
         scaled.append((rows["raw"] - low) / span if span > 0 else rows["raw"] * 0 + 0.5)
-    long = long.assign(normalized=pd.concat(scaled).reindex(long.index))
+    long = long.assign(normalized=pd.concat(scaled).reindex(long.index) if scaled else [])
     return long, bounds
 
 
-def to_long(pair_cells: pd.DataFrame) -> pd.DataFrame:
-    present = [c for c in FIGURE_VARIABLES if c in pair_cells and pair_cells[c].notna().any()]
+def to_long(pair_cells: pd.DataFrame, variables: Sequence[str] = tuple(FIGURE_VARIABLES)) -> pd.DataFrame:
+    present = [c for c in variables if c in pair_cells and pair_cells[c].notna().any()]
     long = pair_cells.melt(id_vars=["value", "seed"], value_vars=present, var_name="variable", value_name="raw")
     return long.dropna(subset=["raw"]).reset_index(drop=True)
 
 
-def normalized_figure(pair_cells: pd.DataFrame, path: str | Path) -> None:
-    """One (dataset, model) sweep, usable-range cells only, written as PNG atomically."""
-    usable = pair_cells[pair_cells["in_range"]]
-    study, dataset, model, knob = (usable[k].iloc[0] for k in PAIR_KEYS)
-    long, bounds = normalize_per_variable(to_long(usable))
-    long["variable"] = [
-        f"{FIGURE_VARIABLES[v]}  [{bounds[v][0]:.3g}, {bounds[v][1]:.3g}]" for v in long["variable"]
-    ]
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    sns.lineplot(data=long, x="value", y="normalized", hue="variable", style="variable",
-                 markers=True, dashes=False, errorbar="sd", err_kws={"alpha": 0.12}, ax=ax)
-    if usable["value"].min() > 0:
+def knob_axis(ax: plt.Axes, values: Sequence[float], knob: str) -> None:
+    if min(values) > 0:
         ax.set_xscale("log")
-    values = sorted(usable["value"].unique())
-    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.set_xticks(values, [f"{v:g}" for v in values], rotation=45 if len(values) > 5 else 0)
     ax.minorticks_off()
-    n_seeds = usable["seed"].nunique()
-    excluded = len(pair_cells) - len(usable)
-    note = f", {excluded} cells past the usable range left out" if excluded else ""
-    ax.set(xlabel=knob, ylabel="normalized value (per variable)", ylim=(-0.1, 1.1),
-           title=f"{study}: {dataset} × {model}, {n_seeds} seeds (mean ± sd){note}")
-    ax.legend(title="variable  [raw min, max]", fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    ax.set_xlabel(knob)
 
 
-def pair_figure(cells: pd.DataFrame, dataset: str, model: str, path: str | Path) -> None:
-    pair = cells[(cells["dataset"] == dataset) & (cells["model"] == model)]
+def normalized_lines(ax: plt.Axes, cells: pd.DataFrame, variables: Sequence[str], legend_title: str) -> None:
+    """Every variable against the knob, normalized; legend entries carry the raw [min, max]."""
+    long, bounds = normalize_per_variable(to_long(cells, variables))
+    long["variable"] = [f"{FIGURE_VARIABLES[v]}  [{bounds[v][0]:.3g}, {bounds[v][1]:.3g}]" for v in long["variable"]]
+    sns.lineplot(data=long, x="value", y="normalized", hue="variable", style="variable", markers=True,
+                 dashes=False, errorbar="sd", err_kws={"alpha": 0.12}, ax=ax)
+    knob_axis(ax, sorted(cells["value"].unique()), cells["knob"].iloc[0])
+    ax.set(ylabel="normalized value (per variable)", ylim=(-0.1, 1.1))
+    ax.legend(title=legend_title, fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
+def excluded_note(pair_cells: pd.DataFrame) -> str:
+    excluded = int((~pair_cells["in_range"]).sum())
+    return f", {excluded} cells past the usable range left out" if excluded else ""
+
+
+def normalized_figure(pair_cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
+    """One (dataset, model) sweep, usable-range cells only."""
+    usable = pair_cells[pair_cells["in_range"]]
+    study, dataset, model, _ = (usable[k].iloc[0] for k in PAIR_KEYS)
+    use_style()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    normalized_lines(ax, usable, list(FIGURE_VARIABLES), "variable  [raw min, max]")
+    ax.set_title(f"{study}: {dataset} × {model}, {usable['seed'].nunique()} seeds (mean ± sd){excluded_note(pair_cells)}")
+    save_figure(fig, paths)
+    return fig
+
+
+def select_pair(frame: pd.DataFrame, dataset: str, model: str, what: str) -> pd.DataFrame:
+    pair = frame[(frame["dataset"] == dataset) & (frame["model"] == model)]
     if pair.empty:
-        raise ValueError(f"no cells for dataset {dataset!r} x model {model!r}; present: "
-                         f"{sorted(set(zip(cells['dataset'], cells['model'])))}")
+        raise ValueError(f"no {what} for dataset {dataset!r} x model {model!r}; present: "
+                         f"{sorted(set(zip(frame['dataset'], frame['model'])))}")
+    return pair
+
+
+def pair_figure(cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
+    pair = select_pair(cells, dataset, model, "cells")
     if pair["in_range"].any():
-        normalized_figure(pair, path)
-    else:
-        placeholder_figure(pair, path)
+        return normalized_figure(pair, paths)
+    return placeholder_figure(f"{dataset} × {model}: no cell in the usable range (all diverged)", paths)
 
 
-def placeholder_figure(pair_cells: pd.DataFrame, path: str | Path) -> None:
-    """Every cell diverged: say so in the figure rather than leave a missing file."""
+def placeholder_figure(message: str, paths: Sequence[str | Path]) -> plt.Figure:
+    """Nothing to draw: say so in the figure rather than leave a missing file."""
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
-    ax.text(0.5, 0.5, f"{pair_cells['dataset'].iloc[0]} × {pair_cells['model'].iloc[0]}: "
-            "no cell in the usable range (all diverged)", ha="center", va="center", wrap=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    save_figure(fig, paths)
+    return fig
 
+
+def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
+    """Fig. 6: one panel per intervention (study), test acc., prunability and CSI against the
+    knob, each normalized within its panel; the lr panel comes first."""
+    pair = select_pair(cells, dataset, model, "intervention cells")
+    usable = pair[pair["in_range"]]
+    panels = sorted(usable.groupby(["study", "knob"]).groups, key=lambda sk: (sk[1] != "lr", sk[0]))
+    if not panels:
+        return placeholder_figure(f"{dataset} × {model}: no intervention cell in the usable range", paths)
+    use_style()
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
+    for ax, (study, knob) in zip(axes.flat, panels):
+        panel = usable[(usable["study"] == study) & (usable["knob"] == knob)]
+        normalized_lines(ax, panel, INTERVENTION_VARIABLES, "[raw min, max]")
+        ax.legend(title="[raw min, max]", fontsize=6, title_fontsize=6, loc="best")
+        ax.set_title(f"{study} ({knob}), {panel['seed'].nunique()} seeds", fontsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"Interventions: {dataset} × {model} (mean ± sd over seeds, each variable normalized per panel)")
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
+def pruning_figure(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
+                   paths: Sequence[str | Path]) -> plt.Figure:
+    """Figs 20/21: retention Acc(pruned by κ)/Acc against κ, one line per knob value, one panel
+    per pruning method; usable-range cells only."""
+    pair = select_pair(curves, dataset, model, "pruning curves")
+    pair_cells = select_pair(cells, dataset, model, "cells")
+    keys = ["value", "seed"]
+    pair = pair.merge(pair_cells.loc[pair_cells["in_range"], keys], on=keys).dropna(subset=["retention"])
+    if pair.empty:
+        return placeholder_figure(f"{dataset} × {model}: no pruning curve in the usable range", paths)
+    study, knob = pair["study"].iloc[0], pair["knob"].iloc[0]
+    methods = list(dict.fromkeys(pair["method"]))
+    use_style()
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
+    palette = sns.color_palette("viridis", n_colors=pair["value"].nunique())
+    for ax, method in zip(axes.flat, methods):
+        curve = pair[pair["method"] == method].assign(**{knob: lambda f: f["value"].map("{:g}".format)})
+        order = [f"{v:g}" for v in sorted(pair["value"].unique())]
+        sns.lineplot(data=curve, x="kappa", y="retention", hue=knob, hue_order=order, palette=palette,
+                     marker="o", errorbar="sd", err_kws={"alpha": 0.1}, ax=ax)
+        ax.set(title=f"{method} pruning", xlabel="pruned fraction κ", ylabel="retention Acc(κ)/Acc(0)")
+        ax.legend(title=knob, fontsize=7, title_fontsize=8)
+    fig.suptitle(f"{study}: {dataset} × {model}, {pair['seed'].nunique()} seeds (mean ± sd){excluded_note(pair_cells)}")
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
+def dynamics_figure(history: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
+                    paths: Sequence[str | Path]) -> plt.Figure:
+    """Fig. 13: BC loss ratio (and the spurious attribution share when the history has it)
+    over training steps, one line per knob value, mean over seeds; usable-range cells only."""
+    pair = select_pair(history, dataset, model, "training history")
+    usable = select_pair(cells, dataset, model, "cells")
+    pair = pair.merge(usable.loc[usable["in_range"], ["value", "seed"]], on=["value", "seed"])
+    panels = [c for c in ("bc_loss_ratio", "spurious_share") if c in pair and pair[c].notna().any()]
+    if pair.empty or not panels:
+        return placeholder_figure(f"{dataset} × {model}: no training history in the usable range", paths)
+    study, knob = pair["study"].iloc[0], pair["knob"].iloc[0]
+    order = [f"{v:g}" for v in sorted(pair["value"].unique())]
+    pair = pair.assign(**{knob: pair["value"].map("{:g}".format)})
+    use_style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    labels = {"bc_loss_ratio": "BC loss ratio (share of batch CE)", "spurious_share": "spurious attribution share"}
+    for ax, column in zip(axes.flat, panels):
+        sns.lineplot(data=pair.dropna(subset=[column]), x="step", y=column, hue=knob, hue_order=order,
+                     palette="viridis", errorbar=None, linewidth=0.9, ax=ax)
+        ax.set(ylabel=labels[column], xlabel="training step")
+        ax.legend(title=knob, fontsize=7, title_fontsize=8)
+    fig.suptitle(f"{study}: {dataset} × {model}, training dynamics, mean of {pair['seed'].nunique()} seeds")
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
+def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
+    """Fig. 12: max BC loss ratio against test accuracy, one point per usable cell, one panel
+    per (dataset, model), with the least-squares line and Pearson r of the mechanism table."""
+    usable = cells[cells["in_range"]].dropna(subset=["max_bc_loss_ratio", "test_acc"])
+    if usable.empty:
+        return placeholder_figure("no usable cell with a BC loss ratio", paths)
+    study = usable["study"].iloc[0]
+    pairs = list(dict.fromkeys(zip(usable["dataset"], usable["model"])))
+    columns = min(3, len(pairs))
+    rows = -(-len(pairs) // columns)
+    use_style()
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    stats = mechanism.set_index(["dataset", "model"])
+    for ax, (dataset, model) in zip(axes.flat, pairs):
+        pair = usable[(usable["dataset"] == dataset) & (usable["model"] == model)]
+        knob = pair["knob"].iloc[0]
+        sns.scatterplot(data=pair.assign(**{knob: pair["value"].map("{:g}".format)}), x="max_bc_loss_ratio",
+                        y="test_acc", hue=knob, palette="viridis", ax=ax)
+        row = stats.loc[(dataset, model)]
+        row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
+        if np.isfinite(row["slope"]):
+            xs = np.linspace(pair["max_bc_loss_ratio"].min(), pair["max_bc_loss_ratio"].max(), 2)
+            ax.plot(xs, row["intercept"] + row["slope"] * xs, color="black", linewidth=1)
+        ax.set(title=f"{dataset} × {model}: r = {row['pearson_r']:.2f} (n = {int(row['n_cells'])})",
+               xlabel="max BC loss ratio in training", ylabel="unbiased test acc.")
+        ax.legend(title=knob, fontsize=6, title_fontsize=7)
+    for ax in axes.flat[len(pairs):]:
+        ax.axis("off")
+    fig.suptitle(f"{study}: max BC loss ratio vs test accuracy, {usable['seed'].nunique()} seeds, one point per cell")
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
+def displayable(image: np.ndarray) -> np.ndarray:
+    """Model input -> an image in [0, 1] (min-max per input): [C, H, W] -> [H, W, 3] or [H, W];
+    a flat feature vector (parity) -> one row of pixels."""
+    span = image.max() - image.min()
+    scaled = (image - image.min()) / span if span > 0 else image * 0
+    if scaled.ndim == 1:
+        return scaled[None, :]
+    if scaled.ndim == 3:
+        return scaled[0] if scaled.shape[0] == 1 else np.moveaxis(scaled[:3], 0, -1)
+    return scaled
+
+
+def attribution_heat(attribution: np.ndarray) -> np.ndarray:
+    """|attribution| summed over channels ([C, H, W] -> [H, W]); flat vectors become one row."""
+    heat = np.abs(attribution)
+    return heat.sum(0) if heat.ndim == 3 else np.atleast_2d(heat)
+
+
+def hilo_figure(npz_path: str | Path, study: str, dataset: str, model: str, n_seeds: int,
+                paths: Sequence[str | Path], max_samples: int = 8) -> plt.Figure:
+    """Fig. 8: test images that high-lr models get right and low-lr models get wrong, with the
+    mean |IG| attribution map of each group of seeds (channels summed, each map scaled by
+    its own max, printed in the panel)."""
+    with np.load(npz_path) as data:
+        arrays = {k: data[k] for k in data.files}
+    required = {"images", "labels", "indices", "maps_low", "maps_high", "correct_low", "correct_high",
+                "lr_low", "lr_high"}
+    if missing := required - set(arrays):
+        raise ValueError(f"{npz_path}: arrays {sorted(missing)} are missing; expected {sorted(required)}")
+    n = min(max_samples, len(arrays["labels"]))
+    lr_low, lr_high = float(arrays["lr_low"]), float(arrays["lr_high"])
+    title = f"{study}: {dataset} × {model}, lr {lr_low:g} vs {lr_high:g}, {n_seeds} seeds per lr"
+    if n == 0:
+        return placeholder_figure(f"{title}: no test sample is right for >75% of high-lr and <25% of low-lr models",
+                                  paths)
+    use_style()
+    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.2 * n + 0.3), squeeze=False, layout="constrained")
+    for row in range(n):
+        image, label, index = arrays["images"][row], int(arrays["labels"][row]), int(arrays["indices"][row])
+        axes[row, 0].imshow(displayable(image), cmap="gray", aspect="auto" if image.ndim == 1 else None)
+        axes[row, 0].set_title(f"test #{index}, label {label}", fontsize=7)
+        for column, group in ((1, "low"), (2, "high")):
+            heat = attribution_heat(arrays[f"maps_{group}"][row])
+            peak = float(heat.max())
+            axes[row, column].imshow(heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1,
+                                     aspect="auto" if image.ndim == 1 else None)
+            lr = lr_low if group == "low" else lr_high
+            right = float(arrays[f"correct_{group}"][row])
+            axes[row, column].set_title(f"lr {lr:g}: {right:.0%} right, max |IG| {peak:.2g}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    fig.suptitle(title, fontsize=8)
+    save_figure(fig, paths)
+    return fig

@@ -82,7 +82,137 @@ class VGGLike(nn.Module):
         return [m.weight for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-MODELS: dict[str, type[nn.Module]] = {"fcn": FCN, "cnn": VGGLike}
+# Inputs no larger than this on either side get the CIFAR-style stem (see TorchvisionResNet).
+SMALL_INPUT_MAX_SIDE = 64
+
+
+def conv_and_linear_weights(model: nn.Module) -> list[nn.Parameter]:
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+class TorchvisionResNet(nn.Module):
+    """A torchvision ResNet (random init) adapted to the input's size and channel count.
+
+    Stem rule: inputs whose sides are both at most ``SMALL_INPUT_MAX_SIDE`` pixels
+    (28x28, 32x32, 64x32, 28x56) get a 3x3 stride-1 first conv and no stem max-pool, as
+    is usual for CIFAR-sized images; the 7x7 stride-2 stem would shrink a 28x28 image
+    to 7x7 before the first block. Larger inputs keep torchvision's stem. The first
+    conv takes the input's channel count (1 or 3); the classifier is ``head``.
+    """
+
+    builder = "resnet18"
+
+    def __init__(self, input_shape: list[int], num_classes: int):
+        super().__init__()
+        import torchvision.models  # imported on use: slow import
+
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} needs image inputs [C, H, W], got input_shape {input_shape}; "
+                             "use the fcn model for flat inputs")
+        channels, height, width = input_shape
+        net = getattr(torchvision.models, self.builder)(weights=None)
+        if max(height, width) <= SMALL_INPUT_MAX_SIDE:
+            net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        else:
+            net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # torchvision's init
+        self.head = nn.Linear(net.fc.in_features, num_classes)
+        net.fc = nn.Identity()
+        self.body = net
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled output of the last block (post-ReLU), [N, d]."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def prunable(self) -> list[nn.Parameter]:
+        return conv_and_linear_weights(self)
+
+
+class ResNet18(TorchvisionResNet):
+    """torchvision ResNet-18, adapted as in :class:`TorchvisionResNet`."""
+
+    builder = "resnet18"
+
+
+class ResNet50(TorchvisionResNet):
+    """torchvision ResNet-50, adapted as in :class:`TorchvisionResNet`."""
+
+    builder = "resnet50"
+
+
+class WideResNet101(TorchvisionResNet):
+    """torchvision Wide ResNet-101-2, adapted as in :class:`TorchvisionResNet`."""
+
+    builder = "wide_resnet101_2"
+
+
+class SwinT(nn.Module):
+    """torchvision Swin-T, by default with its ImageNet-1k weights, and a new ``head``.
+
+    The weights are read only from the torch hub cache (never downloaded here, so cluster
+    jobs without internet behave the same as laptops). A 1-channel input uses the patch
+    embedding summed over RGB, which equals feeding the grey image as three equal channels.
+    ``features(x)`` is the pooled output of the final LayerNorm (Swin's penultimate values;
+    it has no ReLU before the classifier).
+    """
+
+    def __init__(self, input_shape: list[int], num_classes: int, pretrained: bool = True):
+        super().__init__()
+        import torchvision.models  # imported on use: slow import
+
+        if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+            raise ValueError(f"swin_t needs image inputs [C, H, W] with 1 or 3 channels, got input_shape {input_shape}")
+        net = torchvision.models.swin_t(weights=None)
+        if pretrained:
+            net.load_state_dict(torch.load(swin_t_weights_path(), map_location="cpu", weights_only=True))
+        if input_shape[0] == 1:
+            rgb = net.features[0][0]
+            grey = nn.Conv2d(1, rgb.out_channels, rgb.kernel_size, rgb.stride, bias=True)
+            with torch.no_grad():
+                grey.weight.copy_(rgb.weight.sum(1, keepdim=True))
+                grey.bias.copy_(rgb.bias)
+            net.features[0][0] = grey
+        self.head = nn.Linear(net.head.in_features, num_classes)
+        net.head = nn.Identity()
+        self.body = net
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def prunable(self) -> list[nn.Parameter]:
+        return conv_and_linear_weights(self)
+
+
+def swin_t_weights_path() -> Path:
+    """The cached ImageNet-1k Swin-T weights, or FileNotFoundError saying how to get them."""
+    from torchvision.models import Swin_T_Weights
+
+    url = Swin_T_Weights.IMAGENET1K_V1.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"swin_t: pretrained ImageNet-1k weights not found at {path}. Download them once on a machine with "
+            f"internet (python -c \"import torchvision; torchvision.models.swin_t(weights='IMAGENET1K_V1')\", or fetch "
+            f"{url} into that folder; TORCH_HOME moves it), or set model_params: {{swin_t: {{pretrained: false}}}}."
+        )
+    return path
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "fcn": FCN,
+    "cnn": VGGLike,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+    "wrn101_2": WideResNet101,
+    "swin_t": SwinT,
+}
 
 
 def build_model(name: str, input_shape: list[int], num_classes: int, params: dict[str, Any]) -> nn.Module:

@@ -4,9 +4,11 @@ These sets are too large to hold as one tensor, so a builder returns the usual d
 (see :mod:`largelr.data`) whose splits hold relative image paths instead of ``x``:
 ``{"paths": list[str], "y": int64, "b": int64}``, plus top-level ``lazy=True``, ``root``
 (absolute image root the paths are relative to), ``image_size`` and ``normalization``
-(ImageNet mean/std). Only str lists, tensors and python scalars are stored, so the dict
-round-trips through ``torch.save``/``torch.load(weights_only=True)``.
-:class:`LazyImageDataset` reads one split's images on demand.
+(ImageNet mean/std); each split also holds the group id ``g = y * num_bias + b``. Only str
+lists, tensors and python scalars are stored, so the dict round-trips through
+``torch.save``/``torch.load(weights_only=True)``. :class:`LazyImageDataset` reads one split's
+images on demand: decoded by torchvision.io (PIL for formats it does not read), resized and
+cropped on tensors.
 
 Expected layouts under ``data_root`` (torchvision's / the original releases'):
 
@@ -20,7 +22,8 @@ Expected layouts under ``data_root`` (torchvision's / the original releases'):
 
 The splits are the official ones, so ``seed`` is only recorded in ``params``.
 
-Checks: missing files or folders raise :class:`DataMissingError`; malformed files raise
+Checks: missing files or folders raise :class:`DataMissingError` (``missing_celeba`` etc. give
+the same message from file existence alone, for workflow parse time); malformed files raise
 ``ValueError`` naming the file. Listed images are checked for existence only at
 ``IMAGES_CHECKED`` evenly spaced positions per split: stat-ing ~200k files on a network disk
 takes minutes, and a partial copy almost always misses whole ranges, which the spread catches.
@@ -28,6 +31,7 @@ takes minutes, and a partial copy almost always misses whole ranges, which the s
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,10 +40,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from largelr.bases import DataMissingError, require_paths
+from largelr.bases import DataMissingError, missing_paths_message
 from torch.utils.data import Dataset
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+# Known and accepted: see decode_rgb.
+TORCHVISION_IO_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 IMAGES_CHECKED = 5  # per split; see the module docstring
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}  # CelebA partition and Waterbirds split codes
 
@@ -51,10 +57,11 @@ WATERBIRDS_METADATA = "metadata.csv"
 WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
 IMAGENET_FOLDER = "imagenet"
 
+# `download` exists so that `download: true` gets a clear answer (there is no download for these).
 NATURAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "celeba": {"target_attribute": "Blond_Hair", "spurious_attribute": "Male", "image_size": 224},
-    "waterbirds": {"folder": "waterbird_complete95_forest2water2", "image_size": 224},
-    "imagenet": {"image_size": 224},
+    "celeba": {"target_attribute": "Blond_Hair", "spurious_attribute": "Male", "image_size": 224, "download": False},
+    "waterbirds": {"folder": "waterbird_complete95_forest2water2", "image_size": 224, "download": False},
+    "imagenet": {"image_size": 224, "download": False},
 }
 
 LazySplit = dict[str, Any]
@@ -99,6 +106,20 @@ def check_unique(names: pd.Series, path: Path) -> None:
         raise ValueError(f"{path}: image {duplicated.iloc[0]!r} is listed more than once")
 
 
+def raise_if_missing(message: str | None) -> None:
+    if message is not None:
+        raise DataMissingError(message)
+
+
+def no_download(dataset: str, params: dict[str, Any], message: str | None) -> str | None:
+    """``message``, completed with why ``download: true`` cannot help, when it is set."""
+    if not params.get("download"):
+        return message
+    refusal = (f"{dataset} cannot be downloaded by this pipeline (its release needs a manual download or "
+               f"accepting terms of use); set `download: false` and place the files as described.")
+    return f"{message} {refusal}" if message else None
+
+
 def lazy_split(paths: list[str], y: np.ndarray, b: np.ndarray) -> LazySplit:
     return {"paths": list(paths), "y": torch.as_tensor(y, dtype=torch.int64), "b": torch.as_tensor(b, dtype=torch.int64)}
 
@@ -116,6 +137,8 @@ def assemble_lazy(name: str, splits: dict[str, LazySplit], num_classes: int, num
     """The dataset dict of :mod:`largelr.data`, with lazy splits and the fields to read them."""
     size = params["image_size"]
     rhos = {f"realized_rho_{split}": (part["y"] != part["b"]).double().mean().item() for split, part in splits.items()}
+    # Group id per sample, y * num_bias + b, as for the in-memory sets.
+    splits = {split: {**part, "g": part["y"] * num_bias + part["b"]} for split, part in splits.items()}
     return {
         "name": name,
         **splits,
@@ -183,13 +206,20 @@ def attribute_column(names: list[str], attribute: str, path: Path) -> int:
     return names.index(attribute) + 1
 
 
+def missing_celeba(params: dict[str, Any], data_root: str | Path) -> str | None:
+    """None if CelebA's listings and image folder exist under data_root, else what to put where."""
+    directory = Path(data_root).expanduser().resolve() / CELEBA_FOLDER
+    return no_download("CelebA", params, missing_paths_message(
+        "CelebA", directory, [CELEBA_ATTRIBUTES, CELEBA_PARTITION, f"{CELEBA_IMAGES}/"],
+        f"Place the official CelebA files there ({CELEBA_ATTRIBUTES}, {CELEBA_PARTITION}, "
+        f"and the aligned JPEGs in {CELEBA_IMAGES}/)."))
+
+
 def build_celeba(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     """y = target attribute present, b = spurious attribute present, official splits."""
     params = {**NATURAL_DEFAULTS["celeba"], **params}
     directory = Path(data_root).expanduser().resolve() / CELEBA_FOLDER
-    require_paths("CelebA", directory, [CELEBA_ATTRIBUTES, CELEBA_PARTITION, f"{CELEBA_IMAGES}/"],
-                  f"Place the official CelebA files there ({CELEBA_ATTRIBUTES}, {CELEBA_PARTITION}, "
-                  f"and the aligned JPEGs in {CELEBA_IMAGES}/).")
+    raise_if_missing(missing_celeba(params, data_root))
     attributes_path = directory / CELEBA_ATTRIBUTES
     names, table = read_celeba_attributes(attributes_path)
     y = (table[attribute_column(names, params["target_attribute"], attributes_path)] == 1).to_numpy(dtype=np.int64)
@@ -205,13 +235,20 @@ def build_celeba(params: dict[str, Any], data_root: str | Path, seed: int) -> di
 # --- Waterbirds ---------------------------------------------------------------------------
 
 
+def missing_waterbirds(params: dict[str, Any], data_root: str | Path) -> str | None:
+    """None if the Waterbirds metadata.csv exists under data_root/folder, else what to put where."""
+    directory = Path(data_root).expanduser().resolve() / params["folder"]
+    return no_download("Waterbirds", params, missing_paths_message(
+        "Waterbirds", directory, [WATERBIRDS_METADATA],
+        f"Place the group-DRO Waterbirds release there ({WATERBIRDS_METADATA} and the image "
+        f"folders it lists), or set the dataset's `folder` parameter to the folder that holds it."))
+
+
 def build_waterbirds(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     """y = bird type (0 land, 1 water), b = place (0 land, 1 water), splits from metadata.csv."""
     params = {**NATURAL_DEFAULTS["waterbirds"], **params}
     directory = Path(data_root).expanduser().resolve() / params["folder"]
-    require_paths("Waterbirds", directory, [WATERBIRDS_METADATA],
-                  f"Place the group-DRO Waterbirds release there ({WATERBIRDS_METADATA} and the image folders it "
-                  f"lists), or set the dataset's `folder` parameter to the folder that holds it.")
+    raise_if_missing(missing_waterbirds(params, data_root))
     path = directory / WATERBIRDS_METADATA
     table = read_table(path, dtype={"img_filename": str})
     missing = [column for column in WATERBIRDS_COLUMNS if column not in table.columns]
@@ -257,11 +294,17 @@ def image_folder_split(root: Path, split: str, class_to_idx: dict[str, int]) -> 
     return lazy_split([Path(path).relative_to(root).as_posix() for path, _ in samples], labels, labels)
 
 
+def missing_imagenet(params: dict[str, Any], data_root: str | Path) -> str | None:
+    """None if imagenet/train/ and imagenet/val/ exist under data_root, else what to put where."""
+    return no_download("ImageNet", params, missing_paths_message(
+        "ImageNet", Path(data_root).expanduser().resolve() / IMAGENET_FOLDER, ["train/", "val/"], IMAGENET_ADVICE))
+
+
 def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     """Classes = sorted train class folders; the official val set serves as the test split."""
     params = {**NATURAL_DEFAULTS["imagenet"], **params}
     root = Path(data_root).expanduser().resolve() / IMAGENET_FOLDER
-    require_paths("ImageNet", root, ["train/", "val/"], IMAGENET_ADVICE)
+    raise_if_missing(missing_imagenet(params, data_root))
     classes, class_to_idx = class_folders(root / "train")
     val_classes, _ = class_folders(root / "val")
     if val_classes != classes:
@@ -276,24 +319,54 @@ NATURAL_DATASETS: dict[str, Callable[[dict[str, Any], str | Path, int], dict[str
     "waterbirds": build_waterbirds,
     "imagenet": build_imagenet,
 }
+NATURAL_MISSING: dict[str, Callable[[dict[str, Any], str | Path], str | None]] = {
+    "celeba": missing_celeba,
+    "waterbirds": missing_waterbirds,
+    "imagenet": missing_imagenet,
+}
 
 
 # --- reading images -----------------------------------------------------------------------
 
 
-def load_image(path: Path, image_size: int, normalization: dict[str, list[float]]) -> torch.Tensor:
-    """RGB image, shorter side resized to image_size (bilinear), centre-cropped, normalized: [3, S, S].
-
-    Decoding goes through PIL only (not torchvision.io.decode_image) so that training, cards and
-    tests share one code path and any format PIL reads (grayscale, CMYK, PNG) becomes RGB the same way.
-    """
+def decode_rgb_pil(path: Path) -> torch.Tensor:
+    """uint8 [3, H, W] RGB via PIL, which reads every format (BMP, TIFF, CMYK JPEG, palette PNG ...)."""
     with Image.open(path) as image:
-        rgb = image.convert("RGB")
+        pixels = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+def decode_rgb(path: Path) -> torch.Tensor:
+    """uint8 [3, H, W] RGB: torchvision.io's decoders on the file bytes (JPEG, PNG, GIF, WebP), PIL otherwise.
+
+    With resizing on tensors it reads 1.06-1.16x as many JPEGs per second as PIL decoding and
+    resizing (``python benchmarks/data_build.py`` measures both); both decode JPEG with libjpeg,
+    and grayscale files become RGB by replicating the gray channel in either. torchvision 0.29 deprecates
+    its image decoders in favour of TorchCodec; if a later torchvision drops them, PIL takes over.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_image, read_file  # imported on use: slow import
+    except ImportError:
+        return decode_rgb_pil(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=TORCHVISION_IO_DEPRECATION, category=DeprecationWarning)
+            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except RuntimeError:  # a format or colour space torchvision.io does not decode
+        return decode_rgb_pil(path)
+
+
+def resize_and_normalize(pixels: torch.Tensor, image_size: int, normalization: dict[str, list[float]]) -> torch.Tensor:
+    """uint8 [3, H, W] -> shorter side image_size (bilinear, antialiased like PIL), centre crop, normalized float32."""
     import torchvision.transforms.functional as TF  # imported on use: slow import
 
-    cropped = TF.center_crop(TF.resize(rgb, image_size), image_size)
-    pixels = TF.pil_to_tensor(cropped).float() / 255
-    return TF.normalize(pixels, normalization["mean"], normalization["std"])
+    cropped = TF.center_crop(TF.resize(pixels, image_size, antialias=True), image_size)
+    return TF.normalize(cropped.float() / 255, normalization["mean"], normalization["std"])
+
+
+def load_image(path: Path, image_size: int, normalization: dict[str, list[float]]) -> torch.Tensor:
+    """RGB image, shorter side resized to image_size (bilinear), centre-cropped, normalized: [3, S, S]."""
+    return resize_and_normalize(decode_rgb(path), image_size, normalization)
 
 
 class LazyImageDataset(Dataset):

@@ -62,19 +62,24 @@ def _class_indicator(labels: torch.Tensor, num_labels: int | None) -> torch.Tens
 
 
 def selectivity_per_neuron(
-    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7
+    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7, what: str = "label"
 ) -> torch.Tensor:
     """Class-selectivity index of each neuron (column of z), shape [d].
 
     CSI_j = rho_max * (pi_max - pi_-max) / (pi_max + pi_-max + eps), where pi_max is the
     largest class-conditional mean, pi_-max the mean of the other classes' means and
     rho_max the fraction of the top class's samples on which the neuron is active.
+    ``what`` names the labels in errors ("class", "bias"). Fewer than two groups: ValueError.
     """
     z = _as_float64(z).cpu()
     indicator = _class_indicator(labels, num_labels)
     num_classes = indicator.shape[1]
     if num_classes < 2:
-        raise ValueError("selectivity needs samples of at least two classes")
+        raise ValueError(
+            f"selectivity needs samples of at least two {what} groups, but all {len(z)} samples are in "
+            f"{what} group {labels.flatten()[:1].tolist()}; analyse a sample that covers several groups "
+            "(an unbiased test set, or more represent_samples)"
+        )
     counts = indicator.sum(dim=0, keepdim=True).T  # [K, 1]
     class_means = indicator.T @ z / counts
     active_rates = indicator.T @ (z > 0).to(torch.float64) / counts
@@ -85,10 +90,10 @@ def selectivity_per_neuron(
 
 
 def selectivity_index(
-    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7
+    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7, what: str = "label"
 ) -> float:
     """Mean selectivity over neurons: CSI with class labels, BSI with bias labels."""
-    return float(selectivity_per_neuron(z, labels, num_labels, eps).mean())
+    return float(selectivity_per_neuron(z, labels, num_labels, eps, what).mean())
 
 
 def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> float:
@@ -120,8 +125,8 @@ def summarize(
         "compressibility": compressibility(z, q=q, kappa=kappa),
         "sparsity": sparsity(z),
         "pq_index": pq_index(z),
-        "csi": selectivity_index(z, y, eps=eps),
-        "bsi": selectivity_index(z, b, eps=eps),
+        "csi": selectivity_index(z, y, eps=eps, what="class"),
+        "bsi": selectivity_index(z, b, eps=eps, what="bias"),
         "class_sep": class_separation(z, y),
         "bias_sep": class_separation(z, b),
     }

@@ -1,12 +1,17 @@
-"""Background masks from a DeepLabV3 segmenter, for the background attribution share.
+"""Background masks for the background attribution share: DeepLabV3 segmenters and oracles.
 
 A segmenter here is any nn.Module mapping ImageNet-normalized [N, 3, H, W] images to
-class logits [N, classes, H, W]. Two sources, neither of which downloads anything:
+class logits [N, classes, H, W]; background is class 0. Sources, none of which downloads:
 
-- torchvision's DeepLabV3-ResNet50 (COCO with VOC labels, class 0 = background), only
-  when its weights file is already in the torch hub cache;
+- torchvision's DeepLabV3 with COCO_WITH_VOC_LABELS_V1 weights (``deeplabv3_resnet50``, or
+  the ~17x cheaper ``deeplabv3_mobilenet_v3_large``), only when the weights file is already
+  in the torch hub cache;
 - a segmentation_models_pytorch DeepLabV3 saved with ``save_smp_checkpoint`` as
-  {"encoder_name", "classes", "state_dict"}.
+  {"encoder_name", "classes", "state_dict"} (smp ships no trained DeepLabV3 weights).
+
+Oracle masks come from the construction: in the kinds of ``ORACLE_KINDS`` the object
+(digit strokes, moon or star) is drawn on an exactly black canvas, so background = the
+pixels that are black in every channel. Other kinds have no known background.
 """
 
 from __future__ import annotations
@@ -42,27 +47,46 @@ class _OutputLogits(nn.Module):
         return self.model(x)["out"]
 
 
-def torchvision_weights_path() -> Path:
-    """Where torch hub keeps DeepLabV3-ResNet50 (COCO_WITH_VOC_LABELS_V1) weights."""
-    from torchvision.models.segmentation import DeepLabV3_ResNet50_Weights
+TORCHVISION_SEGMENTERS = ("deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
+SEGMENTERS = (*TORCHVISION_SEGMENTERS, "smp")
+# Kinds drawn on a black canvas (see the module docstring); values at or below this are background.
+ORACLE_KINDS = ("colored_digits", "colored_mnist", "double_digits", "double_mnist", "moon_star")
+ORACLE_DARK_LEVEL = 0.5 / 255  # half an 8-bit grey level: tolerates float noise, not a faint stroke
 
-    filename = Path(urlparse(DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.url).path).name
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+def _torchvision_builder(name: str):
+    """(builder, COCO_WITH_VOC_LABELS_V1 weights) of a torchvision segmenter name."""
+    from torchvision.models import segmentation
+
+    if name not in TORCHVISION_SEGMENTERS:
+        raise ValueError(f"segmenter {name!r} is not known; allowed: {list(TORCHVISION_SEGMENTERS)}")
+    weights = {
+        "deeplabv3_resnet50": segmentation.DeepLabV3_ResNet50_Weights,
+        "deeplabv3_mobilenet_v3_large": segmentation.DeepLabV3_MobileNet_V3_Large_Weights,
+    }[name].COCO_WITH_VOC_LABELS_V1
+    return getattr(segmentation, name), weights
 
 
-def load_torchvision_segmenter(device: torch.device | str = "cpu") -> nn.Module:
-    """torchvision's DeepLabV3-ResNet50 in eval mode; raises SegmenterMissingError if not cached."""
-    from torchvision.models.segmentation import DeepLabV3_ResNet50_Weights, deeplabv3_resnet50
+def torchvision_weights_path(name: str = "deeplabv3_resnet50") -> Path:
+    """Where torch hub keeps the COCO_WITH_VOC_LABELS_V1 weights of torchvision segmenter ``name``."""
+    _, weights = _torchvision_builder(name)
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
 
-    path = torchvision_weights_path()
+
+def load_torchvision_segmenter(device: torch.device | str = "cpu", name: str = "deeplabv3_resnet50") -> nn.Module:
+    """torchvision segmenter ``name`` in eval mode; raises SegmenterMissingError if not cached."""
+    builder, weights = _torchvision_builder(name)
+    path = torchvision_weights_path(name)
     # checked before construction: with a missing file torchvision would download it
     if not path.is_file():
         raise SegmenterMissingError(
-            f"DeepLabV3-ResNet50 weights not found at {path} (nothing is downloaded). Copy "
-            f"{DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.url} there, or set an smp "
-            "checkpoint path in the config (a file written by largelr.segment.save_smp_checkpoint)."
+            f"{name} weights not found at {path} (nothing is downloaded). On a machine with internet run "
+            f"`python -c \"import torchvision; torchvision.models.segmentation.{name}(weights='COCO_WITH_VOC_LABELS_V1')\"` "
+            f"(or download {weights.url}) and copy the file there, keeping its name (TORCH_HOME moves the hub "
+            "directory); or set analysis `background: smp` with `segmenter_checkpoint` (a file written by "
+            "largelr.segment.save_smp_checkpoint), or `background: none`."
         )
-    model = deeplabv3_resnet50(weights=DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1, weights_backbone=None)
+    model = builder(weights=weights, weights_backbone=None)
     return _OutputLogits(model).to(device).eval()
 
 
@@ -81,7 +105,11 @@ def load_smp_segmenter(checkpoint_path: str | Path, device: torch.device | str =
     """Rebuild an smp DeepLabV3 from a ``save_smp_checkpoint`` file, in eval mode."""
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
-        raise SegmenterMissingError(f"smp segmenter checkpoint not found at {checkpoint_path}")
+        raise SegmenterMissingError(
+            f"smp segmenter checkpoint not found at {checkpoint_path}. Set analysis `segmenter_checkpoint` to a "
+            "trained segmentation_models_pytorch DeepLabV3 saved with largelr.segment.save_smp_checkpoint "
+            "(background = class 0), or choose another `background`."
+        )
     payload = torch.load(checkpoint_path, map_location=device, weights_only=True)
     model = _build_smp_deeplabv3(payload["encoder_name"], payload["classes"])
     model.load_state_dict(payload["state_dict"])
@@ -134,3 +162,27 @@ def mask_agreement(predicted: torch.Tensor, oracle: torch.Tensor) -> float:
     if union == 0:
         return 1.0
     return int((predicted & oracle).sum()) / union
+
+
+def load_segmenter(background: str, checkpoint: str | Path = "", device: torch.device | str = "cpu") -> nn.Module:
+    """The segmenter a ``background`` setting names; SegmenterMissingError when it is not available."""
+    if background == "smp":
+        if not checkpoint:
+            raise SegmenterMissingError(
+                "analysis `background: smp` needs `segmenter_checkpoint`: the path of a trained "
+                "segmentation_models_pytorch DeepLabV3 saved with largelr.segment.save_smp_checkpoint."
+            )
+        return load_smp_segmenter(checkpoint, device)
+    if background in TORCHVISION_SEGMENTERS:
+        return load_torchvision_segmenter(device, background)
+    raise ValueError(f"segmenter {background!r} is not known; allowed: {list(SEGMENTERS)}")
+
+
+def oracle_background_masks(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Bool [N, H, W] background of [N, C, H, W] images of a construction in ORACLE_KINDS (as stored, unnormalized)."""
+    if kind not in ORACLE_KINDS:
+        raise ValueError(
+            f"dataset kind {kind!r} has no oracle background mask; kinds with one: {list(ORACLE_KINDS)}. "
+            f"Set analysis `background` to a segmenter ({list(SEGMENTERS)}) or to none."
+        )
+    return images.amax(dim=1) <= ORACLE_DARK_LEVEL

@@ -2,6 +2,7 @@
 # attributions. One job writes all three tables: each job pays a fixed start-up
 # (interpreter, torch, dataset, model) that is larger than the demo-sized analyses
 # themselves, so one job per cell instead of three (see README, "Measured").
+# Then, per (study, dataset, model), the hi/lo learning-rate attribution maps.
 
 
 rule analyze:
@@ -17,13 +18,43 @@ rule analyze:
         f"results/logs/analyze/{CELL_ID}.log",
     benchmark:
         f"results/benchmarks/analyze/{CELL_ID}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
     threads: 1
     resources:
         gpu=1 if DEVICE.startswith("cuda") else 0,
     params:
         settings=analysis_settings,
         cell_dir=lambda wc, input: os.path.dirname(input.summary),
+        kind=lambda wc: study_config.dataset_kind(config, wc.dataset),
         device=DEVICE,
     shell:
-        "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
+        "largelr analyze --cell-dir {params.cell_dir} --data {input.data} --kind {params.kind}"
         " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule hilo:
+    input:
+        data=rules.data.output[0],
+        low=lambda wc: hilo_models(wc, 0),
+        high=lambda wc: hilo_models(wc, 1),
+    output:
+        "results/{study}/hilo/{dataset}-{model}.npz",
+    log:
+        "results/logs/hilo/{study}/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/hilo/{study}/{dataset}-{model}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
+    threads: 1
+    resources:
+        gpu=1 if DEVICE.startswith("cuda") else 0,
+    params:
+        settings=analysis_settings,
+        lr_low=lambda wc: hilo_values(wc)[0],
+        lr_high=lambda wc: hilo_values(wc)[1],
+        device=DEVICE,
+    shell:
+        "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
+        " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
+        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"

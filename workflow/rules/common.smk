@@ -1,63 +1,221 @@
-# Grid -> cells, paths and small accessors shared by every rule.
+# Grid -> cells, paths, data availability and the targets every study feeds.
+import functools
 import json
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 
 from largelr import config as study_config
+from largelr.data import missing_data
 
 try:
     study_config.validate_config(config)
 except study_config.ConfigError as error:
     raise WorkflowError(str(error))
 
-# Studies the default target builds; later issues grow this to every paper study.
+# Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
+DATA_ROOT = config.get("data_root", "data")
 CELL = "results/{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
 CELL_ID = "{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
+STUDY_TABLES = ("table1", "stats", "mechanism")
 
 
 wildcard_constraints:
     study=r"[A-Za-z0-9_]+",
     dataset=r"[A-Za-z0-9_]+",
     model=r"[A-Za-z0-9_]+",
-    knob=r"[A-Za-z_]+",
+    knob=r"[A-Za-z0-9_]+",
     value=r"[-+0-9.eE]+",
     seed=r"\d+",
 
 
-def cell_files(study, filename):
-    return [
-        f"results/{cell.path}/{filename}"
-        for cell in study_config.study_cells(config, study)
-    ]
+# Input functions run once per job: cache the grid expansion (thousands of jobs).
+@functools.cache
+def cells_of(study):
+    return tuple(study_config.study_cells(config, study))
 
 
-def study_pairs(study):
-    return list(
-        dict.fromkeys(
-            (c.dataset, c.model) for c in study_config.study_cells(config, study)
-        )
+@functools.cache
+def missing_reason(dataset):
+    """None when the dataset can be built here, else what is missing and how to get it."""
+    if str(config.get("check_data", True)).lower() == "false":
+        return None
+    return missing_data(
+        study_config.dataset_kind(config, dataset),
+        study_config.dataset_params(config, dataset),
+        DATA_ROOT,
     )
 
 
+@functools.cache
+def study_pairs(study):
+    """(dataset, model) pairs of the study whose data is present."""
+    pairs = dict.fromkeys((c.dataset, c.model) for c in cells_of(study))
+    return [(d, m) for d, m in pairs if missing_reason(d) is None]
+
+
+def cell_files(study, filename):
+    available = set(study_pairs(study))
+    return [
+        f"results/{cell.path}/{filename}"
+        for cell in cells_of(study)
+        if (cell.dataset, cell.model) in available
+    ]
+
+
+def studies_of(family):
+    """Default studies feeding one paper output (`paper:` in config.yaml) with data present."""
+    return [
+        s
+        for s in DEFAULT_STUDIES
+        if config["studies"][s].get("paper") == family and study_pairs(s)
+    ]
+
+
+def cells_tables(studies):
+    return [f"results/{study}/cells.parquet" for study in studies]
+
+
+def intervention_pairs():
+    return list(dict.fromkeys(p for s in studies_of("table2") for p in study_pairs(s)))
+
+
+def hilo_pairs(study):
+    if not study_config.analysis_settings(config, study).get("hilo"):
+        return []
+    return study_pairs(study)
+
+
+def hilo_values(wildcards):
+    """(low, high) knob values of a pair as path text: hilo_low/hilo_high, else the smallest/largest."""
+    settings = study_config.analysis_settings(config, wildcards.study)
+    values = sorted(
+        {
+            cell.value
+            for cell in study_config.study_cells(config, wildcards.study)
+            if (cell.dataset, cell.model) == (wildcards.dataset, wildcards.model)
+        },
+        key=float,
+    )
+    chosen = []
+    for key, default in (("hilo_low", values[0]), ("hilo_high", values[-1])):
+        value = settings[key]
+        text = default if value is None else study_config.format_value(value)
+        if text not in values:
+            raise WorkflowError(
+                f"config.yaml: analysis {key} = {value!r} (study {wildcards.study}) is not a value of "
+                f"({wildcards.dataset}, {wildcards.model}); allowed: {values}. Fix it in config.yaml."
+            )
+        chosen.append(text)
+    return chosen
+
+
+def hilo_models(wildcards, which):
+    """model.pt of every seed at the pair's low (which=0) or high (which=1) value."""
+    value = hilo_values(wildcards)[which]
+    return [
+        f"results/{cell.path}/model.pt"
+        for cell in study_config.study_cells(config, wildcards.study)
+        if (cell.dataset, cell.model, cell.value)
+        == (wildcards.dataset, wildcards.model, value)
+    ]
+
+
+CELL_OUTPUTS = ("train.json", "prune.parquet", "represent.parquet", "attribute.parquet")
+
+
+def both_formats(stem):
+    return [f"{stem}.png", f"{stem}.pdf"]
+
+
 def study_targets(studies):
+    """Every output of the given studies. Cards of datasets whose data is missing stay
+    targets, so their `data` job fails with the expected files (see report_missing_data).
+    """
     targets = []
     for study in studies:
-        targets += [
-            f"results/{study}/cells.parquet",
-            f"results/tables/{study}_table1.parquet",
-        ]
-        targets += [
-            f"results/figures/{study}/{d}-{m}.png" for d, m in study_pairs(study)
-        ]
         targets += [
             f"results/data/{dataset}.{ext}"
             for dataset in study_config.study_datasets(config, study)
             for ext in ("json", "png")
         ]
+        pairs = study_pairs(study)
+        if not pairs:
+            continue
+        # The cells themselves too: a deleted cell is rebuilt even when the study's
+        # tables are newer than what is left.
+        for filename in CELL_OUTPUTS:
+            targets += cell_files(study, filename)
+        targets.append(f"results/{study}/cells.parquet")
+        targets += [
+            f"results/tables/{study}_{t}.{e}"
+            for t in STUDY_TABLES
+            for e in ("parquet", "md")
+        ]
+        targets += both_formats(f"results/figures/{study}/mechanism")
+        for dataset, model in pairs:
+            stem = f"results/figures/{study}/{dataset}-{model}"
+            for kind in ("", ".pruning", ".dynamics"):
+                targets += both_formats(stem + kind)
+        for dataset, model in hilo_pairs(study):
+            targets += both_formats(f"results/figures/{study}/{dataset}-{model}.hilo")
     return targets
+
+
+def paper_targets():
+    """Cross-study outputs: Tables 1 and 2, the comparison with the paper, the Fig. 6 grids."""
+    targets = []
+    if studies_of("table1"):
+        targets += [f"results/tables/table1.{e}" for e in ("parquet", "md")]
+        targets += [f"results/compare_paper.{e}" for e in ("parquet", "md")]
+    if studies_of("table2"):
+        targets += [f"results/tables/table2.{e}" for e in ("parquet", "md")]
+        for dataset, model in intervention_pairs():
+            targets += both_formats(f"results/figures/interventions-{dataset}-{model}")
+    return targets
+
+
+def requested_studies():
+    """Studies this run builds: named as targets, under a results/ path, else the default ones."""
+    targets = getattr(getattr(workflow, "dag_settings", None), "targets", None) or ()
+    named = []
+    for target in targets:
+        parts = str(target).split("/")
+        for study in config["studies"]:
+            if target == study or (
+                parts[0] == "results" and len(parts) > 1 and parts[1] == study
+            ):
+                named.append(study)
+    return list(dict.fromkeys(named)) if named else list(DEFAULT_STUDIES)
+
+
+def report_missing_data(studies):
+    """One block, before anything is scheduled: each study that cannot run (fully or in
+    part) because data is missing, then each missing dataset with the files it needs."""
+    absent = {}
+    lines = []
+    for study in studies:
+        datasets = study_config.study_datasets(config, study)
+        missing = [d for d in datasets if missing_reason(d) is not None]
+        if missing:
+            part = "cannot run" if not study_pairs(study) else "runs in part"
+            lines.append(f"  {study}: {part}, missing {', '.join(missing)}")
+            absent.update(dict.fromkeys(missing))
+    if lines:
+        header = f"largelr: data missing under data_root={DATA_ROOT!r}. Studies that cannot run (fully or in part):"
+        footer = (
+            "  Their `data` jobs fail with these messages; the other studies are built (add\n"
+            "  --keep-going so the failures do not stop them); the paper tables use only studies\n"
+            "  whose data is present. Missing datasets:"
+        )
+        reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
+        print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
+
+
+report_missing_data(requested_studies())
 
 
 def train_spec(wildcards):

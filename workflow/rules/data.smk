@@ -8,6 +8,8 @@ rule data:
         "results/logs/data/{dataset}.log",
     benchmark:
         "results/benchmarks/data/{dataset}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
     params:
         kind=lambda wc: study_config.dataset_kind(config, wc.dataset),
         construction=lambda wc: json.dumps(
@@ -30,6 +32,8 @@ rule card:
         "results/logs/card/{dataset}.log",
     benchmark:
         "results/benchmarks/card/{dataset}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
     shell:
         "largelr card --data {input} --json {output.json} --png {output.png} > {log} 2>&1"
 

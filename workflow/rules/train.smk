@@ -12,6 +12,8 @@ rule train:
         f"results/logs/train/{CELL_ID}.log",
     benchmark:
         f"results/benchmarks/train/{CELL_ID}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
     threads: 1
     resources:
         gpu=1 if DEVICE.startswith("cuda") else 0,

@@ -1,0 +1,169 @@
+"""config.yaml declares the paper's studies, and the full workflow's DAG has exactly the jobs
+its grids imply (counted here from the YAML, independently of largelr.config)."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from largelr.aggregate import PAPER_TABLE1
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERVENTION_KNOBS = {"batch_size", "momentum", "l1", "weight_decay", "focal_gamma", "asam_rho"}
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def studies(config, paper):
+    return {name: spec for name, spec in config["studies"].items() if spec.get("paper") == paper}
+
+
+def blocks(spec):
+    """(dataset, model, values) for every pair of a study."""
+    for block in spec["grid"]:
+        for dataset in block["datasets"]:
+            for model in block["models"]:
+                yield dataset, model, block.get("values", spec.get("values"))
+
+
+def kind(config, dataset):
+    return config["datasets"].get(dataset, {}).get("kind", dataset)
+
+
+def test_default_target_is_every_paper_study(config):
+    paper = {name for name, spec in config["studies"].items() if "paper" in spec}
+    assert set(config["default_studies"]) == paper
+    assert {"demo", "smoke"}.isdisjoint(paper)
+    assert all(spec.get("description") for spec in config["studies"].values())
+
+
+def test_table1_studies_cover_the_papers_dataset_model_grid(config):
+    pairs = {(kind(config, d), m) for spec in studies(config, "table1").values() for d, m, _ in blocks(spec)}
+    semi = {"colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10"}
+    expected = {("parity", "fcn"), ("moon_star", "fcn")}
+    expected |= {(d, m) for d in semi for m in ("fcn", "cnn", "resnet18", "resnet50", "wrn101_2")}
+    expected |= {("celeba", "swin_t"), ("waterbirds", "swin_t"), ("cifar10", "resnet18"), ("cifar100", "resnet18"),
+                 ("imagenet", "resnet18")}
+    assert pairs == expected
+
+
+def test_lr_grids_are_log_spaced_with_enough_values_and_seeds_and_span_the_papers_ranges(config):
+    for name, spec in studies(config, "table1").items():
+        assert spec["knob"] == "lr" and len(spec["seeds"]) >= 3, name
+        for dataset, model, values in blocks(spec):
+            assert len(values) >= 6, (name, dataset, model)
+            ratios = [b / a for a, b in zip(values, values[1:])]
+            assert all(1.3 <= r <= 4 for r in ratios), (name, values)  # increasing, roughly even in log
+            reference = PAPER_TABLE1.get((dataset, model))
+            if reference:
+                low, high = reference["lr"]
+                assert values[0] <= low * 1.0001 and values[-1] >= high * 0.9999, (name, dataset, model, values)
+
+
+def test_hilo_studies_have_ten_seeds_and_cifar10_draws_the_maps(config):
+    hilo = {name for name, spec in config["studies"].items() if spec.get("analysis", {}).get("hilo")}
+    assert "lr_cifar10" in hilo
+    assert all(len(config["studies"][name]["seeds"]) >= 10 for name in hilo)
+
+
+def test_interventions_sweep_every_knob_of_table2_on_the_papers_pairs(config):
+    table2 = studies(config, "table2")
+    assert {spec["knob"] for spec in table2.values()} == INTERVENTION_KNOBS
+    high_lr_l2 = [spec for spec in table2.values() if spec["knob"] == "weight_decay" and spec["train"]["lr"] >= 0.1]
+    assert len(high_lr_l2) == 1
+    expected = {("colored_mnist", "resnet18"), ("mnist_cifar", "resnet18"), ("double_mnist", "resnet18"),
+                ("colored_mnist", "resnet50")}
+    for name, spec in table2.items():
+        assert {(d, m) for d, m, _ in blocks(spec)} == expected, name
+        assert len(spec["seeds"]) >= 3
+    focal = next(spec for spec in table2.values() if spec["knob"] == "focal_gamma")
+    assert focal["train"]["loss"] == "focal"
+
+
+def test_variants_and_fcn_widths_follow_the_paper(config):
+    variants = studies(config, "variant")
+    trains = [spec["train"] for spec in variants.values()]
+    assert any(t["optimizer"] == "adam" for t in trains)
+    assert any(t.get("lr_schedule") == "step" and t["lr_step_at"] == 1000 and t["lr_step_factor"] == 0.1
+               for t in trains)
+    assert any(t.get("stop_train_ce") == 1e-5 for t in trains)
+    assert any(t["optimizer"] == "psgd_kron" and t["lr_schedule"] == "wsd" and t["warmup_steps"] > 0 for t in trains)
+    cifar100 = [t for name, t in zip(variants, trains) if "cifar100" in name]
+    assert cifar100 and cifar100[0]["optimizer"] == "adamw" and cifar100[0]["lr_schedule"] == "cosine"
+    assert cifar100[0]["weight_decay"] > 0 and cifar100[0]["select_on_val"] is True
+    for spec in studies(config, "table1").values():
+        for block in spec["grid"]:
+            fcn = block.get("model_params", {}).get("fcn")
+            for dataset in block["datasets"] if fcn else []:
+                base = kind(config, dataset)
+                if base in ("mnist_cifar", "corrupted_cifar10"):
+                    assert fcn == {"depth": 2, "width": 2048}
+                    assert config["datasets"][dataset]["rho_train"] == 0.25
+                elif base in ("colored_mnist", "double_mnist"):
+                    assert fcn == {"depth": 2, "width": 1024}
+
+
+def expected_jobs(config) -> Counter:
+    """Jobs per rule of the default target, from the YAML alone (every dataset present)."""
+    jobs = Counter(all=1)
+    datasets, intervention_pairs = set(), set()
+    for name in config["default_studies"]:
+        spec = config["studies"][name]
+        pairs = set()
+        for dataset, model, values in blocks(spec):
+            jobs["train"] += len(values) * len(spec["seeds"])
+            pairs.add((dataset, model))
+            datasets.add(dataset)
+        jobs["aggregate"] += 1
+        jobs["mechanism_figure"] += 1
+        for rule in ("figure", "pruning_figure", "dynamics_figure"):
+            jobs[rule] += len(pairs)
+        if spec.get("analysis", {}).get("hilo"):
+            jobs["hilo"] += len(pairs)
+            jobs["hilo_figure"] += len(pairs)
+        if spec.get("paper") == "table2":
+            intervention_pairs |= pairs
+    jobs["analyze"] = jobs["train"]
+    jobs["data"] = jobs["card"] = len(datasets)
+    jobs["paper_table1"] = jobs["paper_table2"] = 1
+    jobs["intervention_figure"] = len(intervention_pairs)
+    return jobs
+
+
+def test_full_dry_run_schedules_the_grid_sizes_and_builds_the_dag_quickly(config, tmp_path):
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("workflow", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--dry-run", "--quiet", "rules",
+                          "--config", "check_data=false"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = Counter()
+    for line in run.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])  # the table is printed twice; same numbers
+    assert counts == expected_jobs(config)
+    # CPU seconds, not wall: on a shared machine wall time measures the neighbours' load.
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(f"full dry run: {sum(counts.values())} jobs, {cpu:.1f} s CPU, {wall:.1f} s wall")
+    assert cpu <= 20, f"DAG of the full config took {cpu:.1f} s of CPU (wall {wall:.1f} s)"
+    assert math.isfinite(wall)
