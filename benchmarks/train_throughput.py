@@ -4,9 +4,10 @@ Both arms train the same model (FCN, VGG11-like CNN, ResNet-18) on the same rand
 colored-MNIST-shaped data (28x28x3, 10 classes) with SGD at batch size 100 for a fixed
 number of steps. The engine arm runs ``largelr.train.train_cell`` (data on the device,
 batches indexed there, per-step history) and reads its training-only rate (evaluation
-time excluded); the baseline arm is the usual loop: a Dataset converting one uint8
-image at a time to a float tensor, ``DataLoader(shuffle=True, batch_size=100)``,
-``zero_grad / backward / step``. The arms alternate for ``--rounds`` rounds and the best
+time excluded); the baseline arm is the usual torchvision loop: a Dataset that, like
+torchvision's MNIST/CIFAR classes, turns one stored uint8 image at a time into a PIL
+image and applies ``transforms.Compose([ToTensor(), Normalize(...)])``,
+``DataLoader(shuffle=True, batch_size=100)``, ``zero_grad / backward / step``. The arms alternate for ``--rounds`` rounds and the best
 round of each is reported, which damps noise from other processes on the machine.
 
     python benchmarks/train_throughput.py --device cpu --steps 50
@@ -33,17 +34,22 @@ BATCH = 100
 
 
 class UInt8Images(Dataset):
-    """HWC uint8 images converted per sample, as torchvision's ToTensor does."""
+    """HWC uint8 images served the way torchvision's dataset classes serve them:
+    a PIL image per sample, then the usual ToTensor + Normalize transform."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray):
+        from torchvision import transforms
+
         self.images, self.labels = images, labels
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float().div(255)
-        return image, int(self.labels[index])
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index], mode="RGB")), int(self.labels[index])
 
 
 def synchronize(device: torch.device) -> None:

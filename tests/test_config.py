@@ -87,3 +87,19 @@ def test_schema_accepts_the_paper_families_and_check_data_and_rejects_others(con
         edit(bad)
         with pytest.raises(WorkflowError):
             validate(bad, schema)
+
+
+@pytest.mark.parametrize(("key", "value"), [("background", "segformer"), ("ig_baseline", "blur"),
+                                            ("ig_target", "argmax"), ("ig_method", "simpson")])
+def test_analysis_choices_are_checked_at_parse_time(key, value):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["studies"]["smoke"]["analysis"][key] = value
+    with pytest.raises(ConfigError, match=rf"studies\.smoke\.analysis\.{key} = '{value}'.*allowed"):
+        validate_config(config)
+
+
+def test_smp_background_needs_a_checkpoint():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["studies"]["smoke"]["analysis"]["background"] = "smp"
+    with pytest.raises(ConfigError, match="segmenter_checkpoint"):
+        validate_config(config)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from largelr.config import study_cells
-from test_workflow import ROOT, snakemake
+from test_workflow import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,7 @@ def smoke_grid(workdir: Path) -> tuple[dict, int]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("incremental")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "profiles", "envs"):
-        shutil.copytree(ROOT / name, work / name)
-    return work
+    return copy_workflow(tmp_path_factory.mktemp("incremental"))
 
 
 @pytest.fixture(scope="module")

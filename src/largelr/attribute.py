@@ -19,13 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from largelr.config import ANALYSIS_CHOICES
 from largelr.data import sample_indices
 
 # ``background`` analysis settings; "auto" means "oracle" where the kind has one, else "none".
-BACKGROUND_CHOICES = ("auto", "none", "oracle", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "smp")
+BACKGROUND_CHOICES = ANALYSIS_CHOICES["background"]
 SEGMENTER_CHOICES = BACKGROUND_CHOICES[3:]
 # ``ig_baseline``: the all-zero input, or the mean of the attributed inputs (one image for all).
-BASELINE_CHOICES = ("zero", "mean")
+BASELINE_CHOICES = ANALYSIS_CHOICES["ig_baseline"]
 
 
 def ig_baseline(x: torch.Tensor, choice: str) -> torch.Tensor | None:

@@ -79,7 +79,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     # IG attribution from a zero baseline, so the oracle background share needs "mean"
     "ig_baseline": "zero",
     "ig_internal_batch_size": 1000,
-    "ig_target": "true",
+    "ig_target": "true",  # true (the label) | predicted (the model's class)
     "deeplift": False,  # also DeepLift core/spurious shares, as a check on IG
     "eval_batch_size": 1000,  # inputs per forward pass in pruning curves and hi/lo predictions
     # Background mask for background_share: auto (= oracle where the construction knows its
@@ -97,6 +97,15 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "hilo_high_threshold": 0.75,
     "hilo_low_threshold": 0.25,
     "hilo_max_samples": 16,
+}
+
+ANALYSIS_CHOICES = {
+    "background": ("auto", "none", "oracle", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "smp"),
+    "ig_baseline": ("zero", "mean"),
+    "ig_target": ("true", "predicted"),
+    "ig_method": ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"),
+    "deeplift": (False, True),
+    "hilo": (False, True),
 }
 
 
@@ -197,6 +206,13 @@ def validate_config(config: dict[str, Any]) -> None:
             _fail(f"{where}.knob", knob, f"allowed: {list(KNOBS)}")
         _check_keys(spec.get("train", {}), TRAIN_DEFAULTS, f"{where}.train")
         _check_keys(spec.get("analysis", {}), ANALYSIS_DEFAULTS, f"{where}.analysis")
+        analysis = analysis_settings(config, study)
+        for key, allowed in ANALYSIS_CHOICES.items():
+            if analysis[key] not in allowed:
+                _fail(f"{where}.analysis.{key}", analysis[key], f"allowed: {list(allowed)}")
+        if analysis["background"] == "smp" and not analysis["segmenter_checkpoint"]:
+            _fail(f"{where}.analysis.segmenter_checkpoint", "", "background: smp needs the path of a "
+                  "segmentation-models-pytorch DeepLabV3 checkpoint (largelr.segment.save_smp_checkpoint)")
         for dataset, model in pair_blocks(config, study):
             settings = train_settings(config, study, dataset, model)
             for key, allowed in CHOICES.items():

@@ -90,7 +90,23 @@ def conv_and_linear_weights(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-class TorchvisionResNet(nn.Module):
+class BodyAndHead(nn.Module):
+    """A torchvision network as ``body`` (classifier removed) and a new linear ``head``."""
+
+    body: nn.Module
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def prunable(self) -> list[nn.Parameter]:
+        return conv_and_linear_weights(self)
+
+
+class TorchvisionResNet(BodyAndHead):
     """A torchvision ResNet (random init) adapted to the input's size and channel count.
 
     Stem rule: inputs whose sides are both at most ``SMALL_INPUT_MAX_SIDE`` pixels
@@ -98,6 +114,7 @@ class TorchvisionResNet(nn.Module):
     is usual for CIFAR-sized images; the 7x7 stride-2 stem would shrink a 28x28 image
     to 7x7 before the first block. Larger inputs keep torchvision's stem. The first
     conv takes the input's channel count (1 or 3); the classifier is ``head``.
+    ``features(x)`` is the global-average-pooled output of the last block (post-ReLU).
     """
 
     builder = "resnet18"
@@ -121,16 +138,6 @@ class TorchvisionResNet(nn.Module):
         net.fc = nn.Identity()
         self.body = net
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Global-average-pooled output of the last block (post-ReLU), [N, d]."""
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def prunable(self) -> list[nn.Parameter]:
-        return conv_and_linear_weights(self)
-
 
 class ResNet18(TorchvisionResNet):
     """torchvision ResNet-18, adapted as in :class:`TorchvisionResNet`."""
@@ -150,7 +157,7 @@ class WideResNet101(TorchvisionResNet):
     builder = "wide_resnet101_2"
 
 
-class SwinT(nn.Module):
+class SwinT(BodyAndHead):
     """torchvision Swin-T, by default with its ImageNet-1k weights, and a new ``head``.
 
     The weights are read only from the torch hub cache (never downloaded here, so cluster
@@ -179,15 +186,6 @@ class SwinT(nn.Module):
         self.head = nn.Linear(net.head.in_features, num_classes)
         net.head = nn.Identity()
         self.body = net
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def prunable(self) -> list[nn.Parameter]:
-        return conv_and_linear_weights(self)
 
 
 def swin_t_weights_path() -> Path:
