@@ -160,14 +160,21 @@ def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequ
     return fig
 
 
+def usable_rows(frame: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
+                what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pair's rows of ``frame`` from cells in the usable range, and the pair's cells."""
+    pair_cells = select_pair(cells, dataset, model, "cells")
+    keys = ["value", "seed"]
+    rows = select_pair(frame, dataset, model, what).merge(pair_cells.loc[pair_cells["in_range"], keys], on=keys)
+    return rows, pair_cells
+
+
 def pruning_figure(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
                    paths: Sequence[str | Path]) -> plt.Figure:
     """Figs 20/21: retention Acc(pruned by κ)/Acc against κ, one line per knob value, one panel
     per pruning method; usable-range cells only."""
-    pair = select_pair(curves, dataset, model, "pruning curves")
-    pair_cells = select_pair(cells, dataset, model, "cells")
-    keys = ["value", "seed"]
-    pair = pair.merge(pair_cells.loc[pair_cells["in_range"], keys], on=keys).dropna(subset=["retention"])
+    pair, pair_cells = usable_rows(curves, cells, dataset, model, "pruning curves")
+    pair = pair.dropna(subset=["retention"])
     if pair.empty:
         return placeholder_figure(f"{dataset} × {model}: no pruning curve in the usable range", paths)
     study, knob = pair["study"].iloc[0], pair["knob"].iloc[0]
@@ -192,9 +199,7 @@ def dynamics_figure(history: pd.DataFrame, cells: pd.DataFrame, dataset: str, mo
                     paths: Sequence[str | Path]) -> plt.Figure:
     """Fig. 13: BC loss ratio (and the spurious attribution share when the history has it)
     over training steps, one line per knob value, mean over seeds; usable-range cells only."""
-    pair = select_pair(history, dataset, model, "training history")
-    usable = select_pair(cells, dataset, model, "cells")
-    pair = pair.merge(usable.loc[usable["in_range"], ["value", "seed"]], on=["value", "seed"])
+    pair, _ = usable_rows(history, cells, dataset, model, "training history")
     panels = [c for c in ("bc_loss_ratio", "spurious_share") if c in pair and pair[c].notna().any()]
     if pair.empty or not panels:
         return placeholder_figure(f"{dataset} × {model}: no training history in the usable range", paths)
