@@ -72,7 +72,8 @@ def test_first_step_statistics_match_an_independent_computation(toy_dataset):
     train = toy_dataset["train"]
     losses = F.cross_entropy(reference(train["x"]), train["y"], reduction="none").detach()
     conflicting = train["y"] != train["b"]
-    assert history["loss"].iloc[0] == torch.tensor(losses.mean().item()).float().item()
+    # float32 sums in another order (batch shuffled, other SIMD width): compare with a tolerance
+    assert history["loss"].iloc[0] == pytest.approx(losses.mean().item(), rel=1e-6)
     assert abs(history["bc_loss_ratio"].iloc[0] - (losses[conflicting].sum() / losses.sum()).item()) < 1e-6
     logits = reference(train["x"]).detach()
     assert abs(history["logit_norm"].iloc[0] - logits.norm(dim=1).mean().item()) < 1e-5
