@@ -10,7 +10,7 @@ forward passes over ``--train-set-size`` inputs). Both are extrapolations, not a
 run; the fraction is printed with and without the evaluations.
 
 Analyses: the real ``prune``, ``represent`` and ``attribute`` tables with the default
-analysis settings (``ANALYSIS_DEFAULTS``, overridable with ``--settings``) on the same device.
+analysis settings (``AnalysisSettings`` defaults, overridable with ``--settings``) on the same device.
 On a CPU the full sizes take long, so ``--measure-test-size`` / ``--measure-attribute-samples``
 may run them on fewer samples; their times are then scaled linearly to the full sizes (which
 also scales the fixed mask-ranking cost of pruning: an overestimate). Everything extrapolated
@@ -28,8 +28,8 @@ import time
 
 import torch
 
-from largelr.cli import attribute_table, prune_table, represent_table
-from largelr.config import ANALYSIS_DEFAULTS, TRAIN_DEFAULTS
+from largelr.analyses import attribute, prune, represent
+from largelr.config import TRAIN_DEFAULTS, AnalysisSettings
 from largelr.io import resolve_device
 from largelr.train import train_cell
 
@@ -42,7 +42,8 @@ def random_dataset(n_train: int, n_test: int, seed: int = 0) -> dict:
         return {"x": torch.rand(n, 3, 28, 28, generator=generator), "y": torch.randint(0, 10, (n,), generator=generator),
                 "b": torch.randint(0, 10, (n,), generator=generator)}
 
-    return {"name": "random_digits", "train": split(n_train), "test": split(n_test), "num_classes": 10, "num_bias": 10,
+    return {"name": "random_digits", "kind": "random_digits", "traits": {"worst_group": False, "oracle_background": False},
+            "train": split(n_train), "test": split(n_test), "num_classes": 10, "num_bias": 10,
             "input_shape": [3, 28, 28], "spurious_mask": None, "core_mask": None, "params": {},
             "normalization": {"mean": 0.0, "std": 1.0}}
 
@@ -94,7 +95,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    settings = {**ANALYSIS_DEFAULTS, **args.settings}
+    settings = AnalysisSettings(args.settings)
     print(f"device {device}, {args.threads} CPU threads; ResNet18 on random 3x28x28 data, 10 classes")
 
     measure_test = args.measure_test_size or args.test_size
@@ -119,7 +120,6 @@ def main() -> None:
     evaluations = per_input * args.train_set_size * (args.train_steps // args.eval_every)
     print(f"evaluations: {args.train_steps // args.eval_every} x {args.train_set_size} inputs at "
           f"{per_input * 1e3:.2f} ms/input -> {evaluations:.1f} s (EXTRAPOLATED)")
-    kind = "random_digits"
     rows = []
     methods = settings["prune_methods"]
     extras = [m for m in methods if m != "structured"]
@@ -128,16 +128,15 @@ def main() -> None:
     for name, group, full, measured in (("prune", ["structured"], args.test_size, measure_test),
                                         ("prune extra", extras, extra_full, extra_measured)):
         if group and group[0] in methods:
-            seconds = timed(prune_table, model, dataset, {**settings, "prune_methods": group}, device, kind)
+            seconds = timed(prune.run, model, dataset, settings.replace(prune_methods=group), device)
             rows.append((name, seconds, full / measured,
                          f"{'+'.join(group)} x {len(settings['kappas'])} kappas on {full} test inputs"))
-    represent_s = timed(represent_table, model, dataset, settings, device, kind)
+    represent_s = timed(represent.run, model, dataset, settings, device)
     represent_scale = settings["represent_samples"] / min(settings["represent_samples"], measure_test)
     rows.append(("represent", represent_s, represent_scale,
                  f"{min(settings['represent_samples'], measure_test)} inputs"))
     attribute_samples = args.measure_attribute_samples or settings["attribute_samples"]
-    attribute_settings = {**settings, "attribute_samples": attribute_samples}
-    attribute_s = timed(attribute_table, model, dataset, attribute_settings, device, kind)
+    attribute_s = timed(attribute.run, model, dataset, settings.replace(attribute_samples=attribute_samples), device)
     rows.append(("attribute", attribute_s, settings["attribute_samples"] / attribute_samples,
                  f"IG {settings['ig_method']} x {settings['ig_steps']} steps on {attribute_samples} inputs"))
 

@@ -23,6 +23,8 @@ def make_dataset(n_train: int = 64, n_test: int = 32, dim: int = 6, seed: int = 
     mask[-1] = True
     return {
         "name": "toy",
+        "kind": "toy",
+        "traits": {"worst_group": False, "oracle_background": False},
         "train": split(n_train, conflicting=4),
         "test": split(n_test, conflicting=n_test // 2),
         "num_classes": 2,

@@ -4,19 +4,26 @@ import pytest
 import torch
 from torch import nn
 
-from largelr.attribute import (
+from largelr.analyses.attribute import (
     attribution_entropy,
     background_columns,
-    resolve_background,
-    unnormalized,
     deeplift,
     integrated_gradients,
     region_share,
-    sample_indices,
-    summarize,
+    resolve_background,
+    run,
+    unnormalized,
 )
-from largelr.config import ANALYSIS_DEFAULTS
+from largelr.config import AnalysisSettings
+from largelr.evaluate import sample_indices
 from largelr.models import build_model
+
+ANALYSIS_DEFAULTS = dict(AnalysisSettings())
+
+
+def summarize(model, dataset, settings, device, segmenter=None) -> dict:
+    """The attribute table's one row, as a dict."""
+    return run(model, dataset, AnalysisSettings(settings), device, segmenter=segmenter).iloc[0].to_dict()
 
 
 def test_region_share_by_hand():
@@ -98,7 +105,7 @@ def test_summarize_without_the_deeplift_key_keeps_its_outputs(toy_dataset):
     assert math.isnan(result["background_share"]) and math.isnan(result["background_iou"])
     with pytest.raises(ValueError, match="needs image inputs"):
         summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8, "background": "smp"},
-                  torch.device("cpu"), kind="toy", segmenter=nn.Identity())
+                  torch.device("cpu"), segmenter=nn.Identity())
 
 
 def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
@@ -112,16 +119,32 @@ def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
     assert math.isnan(result["deeplift_spurious_share"]) and math.isnan(result["deeplift_core_share"])
 
 
-def test_background_resolution_per_kind():
-    assert resolve_background("auto", "colored_digits", "mean") == "oracle"
-    assert resolve_background("auto", "moon_star", "mean") == "oracle"
-    assert resolve_background("auto", "cifar10", "mean") == "none"
-    assert resolve_background("oracle", "colored_digits", "zero") == "oracle"  # asked for explicitly
-    assert resolve_background("deeplabv3_resnet50", "cifar10") == "deeplabv3_resnet50"
-    with pytest.raises(ValueError, match="mnist_cifar.*no known background"):
-        resolve_background("oracle", "mnist_cifar")
+def test_background_resolution_follows_the_dataset_trait():
+    assert resolve_background("auto", True, "mean") == "oracle"
+    assert resolve_background("auto", False, "mean") == "none"
+    assert resolve_background("oracle", True, "zero") == "oracle"  # asked for explicitly
+    assert resolve_background("deeplabv3_resnet50", False) == "deeplabv3_resnet50"
+    with pytest.raises(ValueError, match="no known background"):
+        resolve_background("oracle", False)
     with pytest.raises(ValueError, match="allowed"):
-        resolve_background("grabcut", "cifar10")
+        resolve_background("grabcut", False)
+
+
+def test_black_canvas_kinds_carry_the_oracle_trait_under_any_config_name():
+    from largelr.datasets import KINDS, build_dataset
+
+    assert {name for name, kind in KINDS.items() if kind.oracle_background} == {
+        "colored_digits", "colored_mnist", "double_digits", "double_mnist", "moon_star"}
+    # a config name other than the kind (tiny_moon_star in config.yaml) keeps the kind's traits
+    dataset = build_dataset("moon_star", {"image_size": 16, "n_train": 20, "n_test": 20}, "unused", 0,
+                            name="tiny_moon_star")
+    assert dataset["name"] == "tiny_moon_star" and dataset["kind"] == "moon_star"
+    assert dataset["traits"]["oracle_background"]
+    torch.manual_seed(0)
+    model = build_model("cnn", dataset["input_shape"], 2, {"width": 0.05})
+    result = summarize(model, dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 4, "ig_steps": 4,
+                                                            "ig_baseline": "mean"}, torch.device("cpu"))
+    assert 0.0 < result["background_share"] < 1.0  # auto = the oracle: measured, not NaN
 
 
 def stroke_images() -> torch.Tensor:
@@ -135,23 +158,23 @@ def stroke_images() -> torch.Tensor:
 def test_oracle_background_share_by_hand():
     images = stroke_images()
     uniform = torch.ones_like(images)
-    result = background_columns(uniform, images, "colored_digits", "oracle", None, input_size=32)
+    result = background_columns(uniform, images, True, "oracle", None, input_size=32)
     # uniform attribution: share = background pixels / all pixels = (14/16 + 15/16) / 2
     assert result["background_share"] == pytest.approx((14 / 16 + 15 / 16) / 2)
     assert math.isnan(result["background_iou"])
     on_strokes = images.clone()  # attribution exactly on the strokes: nothing on the background
-    assert background_columns(on_strokes, images, "double_digits", "oracle", None, 32)["background_share"] == 0.0
+    assert background_columns(on_strokes, images, True, "oracle", None, 32)["background_share"] == 0.0
     # a colour channel that is zero inside a stroke does not make the stroke background
     only_blue = torch.zeros_like(images)
     only_blue[0, 2, 1, 1] = 5.0
     only_blue[1, 2] = 1.0
-    assert background_columns(only_blue, images, "colored_mnist", "oracle", None, 32)["background_share"] == pytest.approx(
+    assert background_columns(only_blue, images, True, "oracle", None, 32)["background_share"] == pytest.approx(
         (0.0 + 15 / 16) / 2)
 
 
 def test_no_background_source_gives_nan_columns():
     images = stroke_images()
-    result = background_columns(torch.ones_like(images), images, "cifar10", "none", None, 32)
+    result = background_columns(torch.ones_like(images), images, False, "none", None, 32)
     assert math.isnan(result["background_share"]) and math.isnan(result["background_iou"])
 
 
@@ -164,7 +187,7 @@ def test_unnormalized_undoes_per_channel_and_scalar_normalization():
 
 
 def test_zero_baseline_gives_black_pixels_no_attribution_and_the_mean_baseline_does():
-    from largelr.attribute import ig_baseline
+    from largelr.analyses.attribute import ig_baseline
 
     torch.manual_seed(0)
     model = build_model("cnn", [3, 4, 4], 2, {"width": 0.05})
@@ -187,5 +210,5 @@ def test_zero_baseline_gives_black_pixels_no_attribution_and_the_mean_baseline_d
 
 
 def test_auto_background_needs_a_non_zero_baseline_for_the_oracle():
-    assert resolve_background("auto", "colored_digits", "zero") == "none"
-    assert resolve_background("auto", "colored_digits", "mean") == "oracle"
+    assert resolve_background("auto", True, "zero") == "none"
+    assert resolve_background("auto", True, "mean") == "oracle"

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from largelr.cards import MAX_GROUPS_SHOWN, groups_to_show, write_card
-from largelr.data import build_dataset
-from largelr.natural import build_waterbirds
+from largelr.datasets.cards import MAX_GROUPS_SHOWN, groups_to_show, write_card
+from largelr.datasets import build_dataset
+from largelr.datasets.natural import build_waterbirds
 from test_natural import write_waterbirds
 
 

@@ -13,22 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from largelr.bases import DataMissingError
-from largelr.corruptions import CORRUPTION_NAMES, corrupt
-from largelr.data import (
-    DATASET_DEFAULTS,
-    DATASETS,
-    PALETTE,
-    build_dataset,
-    colored_from_base,
-    double_from_base,
-    group_ids,
-    load_dataset,
-    load_digits_base,
-    missing_data,
-    save_dataset,
-    split_generator,
-)
+from largelr.datasets.bases import DataMissingError
+from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt
+from largelr.checks import defaults
+from largelr.datasets import KINDS, build_dataset, load_dataset, missing_data, save_dataset
+from largelr.datasets.bases import load_digits_base
+from largelr.datasets.constructions import PALETTE, colored_from_base, double_from_base
+from largelr.datasets.kind import group_ids, split_generator
+
+DEFAULTS = {name: defaults(kind.params) for name, kind in KINDS.items()}
 from test_bases import write_cifar10, write_cifar100, write_mnist
 from test_natural import write_celeba, write_imagenet, write_waterbirds
 
@@ -62,20 +55,20 @@ def build(data_root: Path, mnist: dict, cifar: dict):
 
 
 def test_registry_and_defaults() -> None:
-    assert set(NEW) <= set(DATASETS)
-    assert {name: DATASET_DEFAULTS[name]["rho_train"] for name in NEW} == {
+    assert set(NEW) <= set(KINDS)
+    assert {name: DEFAULTS[name]["rho_train"] for name in NEW} == {
         "colored_mnist": 0.025, "double_mnist": 0.025, "mnist_cifar": 0.1, "corrupted_cifar10": 0.1,
     }
     for name in NEW:
-        assert DATASET_DEFAULTS[name]["download"] is False and DATASET_DEFAULTS[name]["verify_checksums"] is True
-    assert DATASET_DEFAULTS["corrupted_cifar10"]["severity"] == 4
+        assert DEFAULTS[name]["download"] is False and DEFAULTS[name]["verify_checksums"] is True
+    assert DEFAULTS["corrupted_cifar10"]["severity"] == 4
 
 
 @pytest.mark.parametrize("name, n_train", [("colored_mnist", 60), ("double_mnist", 60), ("mnist_cifar", 50), ("corrupted_cifar10", 50)])
 @pytest.mark.parametrize("rho", [None, 0.2])
 def test_exact_train_rho_and_recorded_params(build, name: str, n_train: int, rho: float | None) -> None:
     ds = build(name) if rho is None else build(name, rho_train=rho)
-    rho = DATASET_DEFAULTS[name]["rho_train"] if rho is None else rho
+    rho = DEFAULTS[name]["rho_train"] if rho is None else rho
     train, test = ds["train"], ds["test"]
     assert int((train["y"] != train["b"]).sum()) == round(rho * n_train)
     assert ds["params"]["realized_rho_train"] == pytest.approx(round(rho * n_train) / n_train)
@@ -232,7 +225,7 @@ def random_base(n_train: int, n_test: int, seed: int = 0) -> tuple[torch.Tensor,
 
 
 def test_test_bias_is_independent_of_label() -> None:
-    ds = colored_from_base("colored_mnist", random_base(100, 20000), DATASET_DEFAULTS["colored_mnist"], 0)
+    ds = colored_from_base("colored_mnist", random_base(100, 20000), DEFAULTS["colored_mnist"], 0)
     test = ds["test"]
     counts = torch.bincount(group_ids(test["y"], test["b"], 10), minlength=100).float()
     assert (counts - 200).abs().max() < 80  # 200 per (class, bias) group, std about 14
@@ -246,7 +239,7 @@ def test_mnist_sized_set_materializes_fast(tmp_path: Path, construct, name: str)
     torch.set_num_threads(2)
     try:
         start = time.perf_counter()
-        ds = construct(name, base, DATASET_DEFAULTS[name], 0)
+        ds = construct(name, base, DEFAULTS[name], 0)
         save_dataset(ds, tmp_path / "set.pt")
         loaded = load_dataset(tmp_path / "set.pt")
         elapsed = time.perf_counter() - start
@@ -259,11 +252,11 @@ def test_mnist_sized_set_materializes_fast(tmp_path: Path, construct, name: str)
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"severity": 6}, r"severity=6.*\[1, 5\]"),
-        ({"severity": 0}, r"severity=0"),
-        ({"severity": 2.5}, r"severity=2.5.*int"),
-        ({"download": "yes"}, r"download='yes'.*true or false"),
-        ({"verify_checksums": 1}, r"verify_checksums=1.*true or false"),
+        ({"severity": 6}, r"severity = 6.*\[1, 5\]"),
+        ({"severity": 0}, r"severity = 0"),
+        ({"severity": 2.5}, r"severity = 2.5.*whole number"),
+        ({"download": "yes"}, r"download = 'yes'.*true or false"),
+        ({"verify_checksums": 1}, r"verify_checksums = 1.*true or false"),
     ],
 )
 def test_bad_params_are_rejected(data_root: Path, params: dict, message: str) -> None:

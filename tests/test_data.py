@@ -7,20 +7,11 @@ import math
 import pytest
 import torch
 
-from largelr.data import (
-    DATASETS,
-    PALETTE,
-    assign_bias,
-    build_dataset,
-    draw_moons,
-    draw_stars,
-    group_ids,
-    load_dataset,
-    load_digits_base,
-    missing_data,
-    save_dataset,
-    unbiased_bias,
-)
+from largelr.datasets import KINDS, build_dataset, load_dataset, missing_data, save_dataset
+from largelr.datasets.bases import load_digits_base
+from largelr.datasets.constructions import PALETTE
+from largelr.datasets.kind import assign_bias, group_ids, unbiased_bias
+from largelr.datasets.synthetic import draw_moons, draw_stars
 
 SMALL = {
     "parity": {"core_bits": 6, "spurious_bits": 3, "n_train": 401, "n_test": 300},
@@ -60,7 +51,7 @@ def digits_base() -> tuple[torch.Tensor, ...]:
 
 
 def test_registry_names() -> None:
-    assert {"parity", "moon_star", "colored_digits", "double_digits"} <= set(DATASETS)
+    assert {"parity", "moon_star", "colored_digits", "double_digits"} <= set(KINDS)
 
 
 def test_group_ids() -> None:
@@ -347,7 +338,7 @@ def test_digits_constructions_take_the_mnist_base_by_parameter(tmp_path) -> None
     with pytest.raises(FileNotFoundError, match=rf"MNIST not found: .*{tmp_path}"):
         build_dataset("colored_digits", {"base": "mnist"}, tmp_path, 0)
     assert "MNIST" in missing_data("colored_digits", {"base": "mnist"}, str(tmp_path))
-    with pytest.raises(ValueError, match=r"base='cifar10': allowed \['digits', 'mnist'\]"):
+    with pytest.raises(ValueError, match=r"base = 'cifar10': allowed: one of \['digits', 'mnist'\]"):
         build_dataset("double_digits", {"base": "cifar10"}, tmp_path, 0)
 
 

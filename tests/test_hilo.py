@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from largelr.attribute import integrated_gradients, select_hilo
+from largelr.analyses.attribute import integrated_gradients
+from largelr.analyses.hilo import select_hilo
 from largelr.cli import main
-from largelr.data import load_dataset, save_dataset
+from largelr.datasets import load_dataset, save_dataset
 from largelr.models import build_model, load_checkpoint, save_checkpoint
 
 

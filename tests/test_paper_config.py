@@ -128,16 +128,13 @@ def expected_jobs(config) -> Counter:
             pairs.add((dataset, model))
             datasets.add(dataset)
         jobs["aggregate"] += 1
-        jobs["mechanism_figure"] += 1
-        for rule in ("figure", "pruning_figure", "dynamics_figure"):
-            jobs[rule] += len(pairs)
+        jobs[f"figures_{name}"] += 1  # one job draws all of the study's figures
         if spec.get("analysis", {}).get("hilo"):
             jobs["hilo"] += len(pairs)
-            jobs["hilo_figure"] += len(pairs)
         if spec.get("paper") == "table2":
             intervention_pairs |= pairs
     jobs["analyze"] = jobs["train"]
-    jobs["data"] = jobs["card"] = len(datasets)
+    jobs["data"] = len(datasets)  # the data job writes the card too
     jobs["paper_table1"] = jobs["paper_table2"] = 1
     jobs["intervention_figure"] = len(intervention_pairs)
     return jobs
@@ -164,6 +161,17 @@ def test_full_dry_run_schedules_the_grid_sizes_and_builds_the_dag_quickly(config
     assert counts == expected_jobs(config)
     # CPU seconds, not wall: on a shared machine wall time measures the neighbours' load.
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    print(f"full dry run: {sum(counts.values())} jobs, {cpu:.1f} s CPU, {wall:.1f} s wall")
-    assert cpu <= 20, f"DAG of the full config took {cpu:.1f} s of CPU (wall {wall:.1f} s)"
+    # The budget is 20 s on a machine that imports torch in 1.4 s CPU; slower machines get
+    # proportionally more (the same DAG took 10-14 s on one such machine, 20 s on one twice as slow).
+    budget = 20 * max(1.0, torch_import_cpu_seconds() / 1.4)
+    print(f"full dry run: {sum(counts.values())} jobs, {cpu:.1f} s CPU (budget {budget:.1f} s), {wall:.1f} s wall")
+    assert cpu <= budget, f"DAG of the full config took {cpu:.1f} s of CPU (wall {wall:.1f} s, budget {budget:.1f} s)"
     assert math.isfinite(wall)
+
+
+def torch_import_cpu_seconds() -> float:
+    """CPU seconds this machine needs to import torch: the yardstick of the DAG-time budget."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", "import torch"], check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from largelr.prune import (
+from largelr.analyses.prune import (
     METHODS,
     accuracy,
     column_mask,
@@ -263,7 +263,7 @@ def test_column_hand_counted_fraction_on_conv():
 
 
 def test_worst_group_metric_by_hand():
-    from largelr.prune import retention_curves, tensor_batches
+    from largelr.analyses.prune import retention_curves, tensor_batches
 
     x, y = toy_data()
     b = torch.tensor([0, 1, 1, 0])  # four groups (y, b), one sample each
@@ -279,17 +279,23 @@ def test_worst_group_metric_by_hand():
         retention_curves(TinyMLP(), batches, metric="auc")
 
 
-def test_pruning_metric_is_worst_group_for_natural_sets():
-    from largelr.prune import pruning_metric
+def test_pruning_metric_is_worst_group_where_the_dataset_file_says_so():
+    from largelr.analyses.prune import pruning_metric
+    from largelr.datasets import KINDS
 
-    assert pruning_metric({}, "celeba") == "worst_group_acc"
-    assert pruning_metric({}, "waterbirds") == "worst_group_acc"
-    assert pruning_metric({"worst_group": True}, "my_set") == "worst_group_acc"
-    assert pruning_metric({}, "colored_mnist") == "accuracy"
+    def dataset_of(kind: str) -> dict:
+        return {"name": kind, "traits": KINDS[kind].traits}
+
+    assert pruning_metric(dataset_of("celeba")) == "worst_group_acc"
+    assert pruning_metric(dataset_of("waterbirds")) == "worst_group_acc"
+    assert pruning_metric({"traits": {"worst_group": True, "oracle_background": False}}) == "worst_group_acc"
+    assert pruning_metric(dataset_of("colored_mnist")) == "accuracy"
+    with pytest.raises(ValueError, match="carries no traits.*--forcerun data"):
+        pruning_metric({"name": "old"})
 
 
 def test_coinciding_masks_are_evaluated_once():
-    from largelr.prune import retention_curves, tensor_batches
+    from largelr.analyses.prune import retention_curves, tensor_batches
 
     model = TinyMLP()
     calls = []
@@ -329,8 +335,8 @@ def test_structured_pruning_of_a_resnet_zeroes_whole_kernels_and_keeps_residual_
 def test_lazy_test_set_is_read_through_a_dataloader(tmp_path):
     from PIL import Image
 
-    from largelr.attribute import sample_test_inputs
-    from largelr.prune import iter_test_batches, retention_curves, tensor_batches
+    from largelr.analyses.prune import retention_curves, tensor_batches
+    from largelr.evaluate import Split
 
     generator = torch.Generator().manual_seed(0)
     names = []
@@ -342,11 +348,11 @@ def test_lazy_test_set_is_read_through_a_dataloader(tmp_path):
     dataset = {"lazy": True, "root": str(tmp_path), "image_size": 4, "input_shape": [3, 4, 4],
                "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
                "test": {"paths": names, "y": y, "b": 1 - y}}
-    x, y_read, b_read = sample_test_inputs(dataset, torch.arange(5))
+    x, y_read, b_read = Split(dataset, "test", "cpu").samples(torch.arange(5))
     assert x.shape == (5, 3, 4, 4) and torch.equal(y_read, y) and torch.equal(b_read, 1 - y)
     torch.manual_seed(0)
     model = build_cnn_for(3, 4)
-    lazy = retention_curves(model, iter_test_batches(dataset, "cpu", batch_size=2), (0.0, 0.5), ["structured"],
+    lazy = retention_curves(model, Split(dataset, "test", "cpu").batches(2), (0.0, 0.5), ["structured"],
                             metric="worst_group_acc")
     in_memory = retention_curves(model, tensor_batches(x, y, 1 - y, 2), (0.0, 0.5), ["structured"],
                                  metric="worst_group_acc")
@@ -376,7 +382,7 @@ def test_kappa_zero_leaves_accuracy_unchanged_for_random_networks(seed, method):
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), kappas=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
 def test_masks_ranked_once_equal_masks_per_kappa(seed, kappas):
-    from largelr.prune import masks_for_kappas
+    from largelr.analyses.prune import masks_for_kappas
 
     generator = torch.Generator().manual_seed(seed)
     weights = [torch.randn(3, 4, 2, 2, generator=generator).round(), torch.randn(5, 6, generator=generator).round()]

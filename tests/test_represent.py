@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from largelr.represent import (
+from largelr.analyses.represent import (
     class_separation,
     compressibility,
     pq_index,

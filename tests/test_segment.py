@@ -2,9 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from largelr.attribute import region_share
-from largelr.segment import (
-    ORACLE_KINDS,
+from largelr.analyses.attribute import region_share
+from largelr.analyses.segment import (
     SegmenterMissingError,
     background_masks,
     load_segmenter,
@@ -100,21 +99,18 @@ def test_mask_agreement_of_identical_and_complementary_masks():
     assert mask_agreement(torch.tensor([1, 1, 0, 0]), torch.tensor([0, 1, 1, 0])) == pytest.approx(1 / 3)
 
 
-def test_oracle_masks_are_the_black_pixels_of_known_kinds():
+def test_oracle_masks_are_the_black_pixels():
     images = torch.zeros(1, 3, 2, 3)
     images[0, 1, 0, 0] = 0.7  # green stroke pixel
     images[0, 2, 1, 2] = 1e-4  # below half a grey level: still background
-    assert oracle_background_masks(images, "colored_digits").tolist() == [[[False, True, True], [True, True, True]]]
-    assert "moon_star" in ORACLE_KINDS and "mnist_cifar" not in ORACLE_KINDS
-    with pytest.raises(ValueError, match="no oracle background"):
-        oracle_background_masks(images, "corrupted_cifar10")
+    assert oracle_background_masks(images).tolist() == [[[False, True, True], [True, True, True]]]
 
 
 def fabricated_cell(tmp_path):
     """A trained-looking cell of a tiny black-canvas image set: dataset file, model.pt, train.json."""
     import json
 
-    from largelr.data import load_dataset, save_dataset
+    from largelr.datasets import load_dataset, save_dataset
     from largelr.models import build_model, save_checkpoint
 
     generator = torch.Generator().manual_seed(0)
@@ -126,7 +122,9 @@ def fabricated_cell(tmp_path):
         y = torch.arange(n) % 2
         return {"x": x, "y": y, "b": (torch.arange(n) // 2) % 2}
 
-    dataset = {"name": "bars", "train": split(8), "test": split(12), "num_classes": 2, "num_bias": 2,
+    # drawn on black, so the file says it has an oracle background (as colored/double digits do)
+    dataset = {"name": "bars", "kind": "bars", "traits": {"worst_group": False, "oracle_background": True},
+               "train": split(8), "test": split(12), "num_classes": 2, "num_bias": 2,
                "input_shape": [3, 16, 16], "spurious_mask": None, "core_mask": None, "params": {},
                "normalization": {"mean": 0.0, "std": 1.0}}
     save_dataset(dataset, tmp_path / "bars.pt")
@@ -151,15 +149,15 @@ def analyze(tmp_path, cell_dir, settings, data="bars.pt"):
     from largelr.cli import main
 
     main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / data), "--device", "cpu",
-          "--kind", "colored_digits", "--steps", "attribute", "--settings", json.dumps(SMALL_ANALYSIS | settings)])
+          "--steps", "attribute", "--settings", json.dumps(SMALL_ANALYSIS | settings)])
     import pandas as pd
 
     return pd.read_parquet(cell_dir / "attribute.parquet")
 
 
 def test_analyze_cli_with_a_tiny_smp_checkpoint_end_to_end(tmp_path):
-    from largelr.attribute import integrated_gradients, region_share
-    from largelr.data import sample_indices
+    from largelr.analyses.attribute import integrated_gradients, region_share
+    from largelr.evaluate import sample_indices
     from largelr.models import load_checkpoint
 
     dataset, cell_dir = fabricated_cell(tmp_path)
@@ -179,8 +177,8 @@ def test_analyze_cli_with_a_tiny_smp_checkpoint_end_to_end(tmp_path):
 def test_analyze_cli_with_oracle_masks(tmp_path):
     import math
 
-    from largelr.attribute import integrated_gradients
-    from largelr.data import sample_indices
+    from largelr.analyses.attribute import integrated_gradients
+    from largelr.evaluate import sample_indices
     from largelr.models import load_checkpoint
 
     dataset, cell_dir = fabricated_cell(tmp_path)
@@ -222,7 +220,7 @@ def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells
         record["summary"]["diverged"] = diverged
         (cell_dir / "train.json").write_text(json.dumps(record))
         main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / "bars.pt"), "--device", "cpu",
-              "--kind", "colored_digits", "--settings", json.dumps(SMALL_ANALYSIS | {"ig_baseline": "mean"})])
+              "--settings", json.dumps(SMALL_ANALYSIS | {"ig_baseline": "mean"})])
         tables = {name: pd.read_parquet(cell_dir / f"{name}.parquet") for name in ("prune", "represent", "attribute")}
         columns[diverged] = {name: list(table.columns) for name, table in tables.items()}
         if not diverged:
@@ -230,7 +228,7 @@ def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells
             assert prune["kappa"].tolist() == [0.0, 0.5] and (prune["metric"] == "accuracy").all()
             # floor(0.5 * units) per layer: at most half of the weights, and nearly half
             assert prune.loc[0, "retention"] == 1.0 and 0.49 < prune.loc[1, "pruned_fraction"] <= 0.5
-            # background: auto on a black-canvas kind is the oracle (with the mean baseline)
+            # background: auto on a black-canvas dataset is the oracle (with the mean baseline)
             assert 0.0 < tables["attribute"].loc[0, "background_share"] < 1.0
         else:
             assert tables["prune"]["retention"].isna().all()

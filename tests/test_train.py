@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from conftest import toy_spec
 from largelr.models import build_model
-from largelr.train import Preempted, focal_loss, group_accuracies, lr_factor, train_cell
+from largelr.evaluate import group_accuracies
+from largelr.train import Preempted, focal_loss, lr_factor, train_cell
 
 CPU = torch.device("cpu")
 
@@ -178,7 +179,7 @@ def test_a_checkpoint_of_other_settings_is_ignored(toy_dataset, tmp_path):
 
 
 def test_train_command_preempted_by_sigterm_exits_nonzero_and_resumes(toy_dataset, tmp_path):
-    from largelr.data import save_dataset
+    from largelr.datasets import save_dataset
 
     save_dataset(toy_dataset, tmp_path / "toy.pt")
     out = tmp_path / "cell"
@@ -347,7 +348,7 @@ class CollapsingFCN(torch.nn.Module):
 def test_accuracy_collapse_is_recorded_as_divergence_through_the_cli(toy_dataset, tmp_path, monkeypatch):
     import largelr.train
     from largelr.cli import main
-    from largelr.data import save_dataset
+    from largelr.datasets import save_dataset
 
     original = largelr.train.build_model
     monkeypatch.setattr(largelr.train, "build_model", lambda **spec: CollapsingFCN(original(**spec)))
@@ -424,15 +425,15 @@ def test_bf16_autocast_key_is_honoured_on_cpu(toy_dataset):
     assert auto["amp"] == "off"
 
 
-@pytest.mark.parametrize("key,value,hint", [("lr_schedule", "linear", "allowed: ['constant'"),
+@pytest.mark.parametrize("key,value,hint", [("lr_schedule", "linear", "allowed: one of ['constant'"),
                                             ("history_every", 0, ">= 1"), ("asam_rho", -1.0, ">= 0")])
 def test_bad_train_settings_name_the_key_and_what_is_allowed(toy_dataset, key, value, hint):
-    with pytest.raises(ValueError, match=rf"train setting {key} = .*{re.escape(hint)}"):
+    with pytest.raises(ValueError, match=rf"train\.{key} = .*{re.escape(hint)}"):
         fixed_run(toy_dataset, **{key: value})
 
 
 def test_lazy_image_dataset_trains_like_the_same_images_in_memory(tmp_path):
-    from largelr.natural import LazyImageDataset, build_waterbirds
+    from largelr.datasets.natural import LazyImageDataset, build_waterbirds
     from test_natural import write_waterbirds
 
     write_waterbirds(tmp_path)
@@ -466,7 +467,7 @@ def test_batch_order_drops_a_single_sample_last_batch_only():
 
 
 def test_lazy_image_dataset_resumes_in_the_same_batch_order(tmp_path):
-    from largelr.natural import build_waterbirds
+    from largelr.datasets.natural import build_waterbirds
     from test_natural import write_waterbirds
 
     write_waterbirds(tmp_path)

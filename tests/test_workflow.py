@@ -84,8 +84,7 @@ def test_dry_run_schedules_one_job_per_cell_and_step(workdir):
             counts[parts[0]] = int(parts[1])
     n_datasets = len({d for b in smoke["grid"] for d in b["datasets"]})
     assert counts == {"data": n_datasets, "train": n_cells, "analyze": n_cells, "aggregate": 1,
-                      "figure": n_pairs, "pruning_figure": n_pairs, "dynamics_figure": n_pairs,
-                      "mechanism_figure": 1, "card": n_datasets, "smoke": 1, "total": counts["total"]}
+                      "figures_smoke": 1, "smoke": 1, "total": counts["total"]}
 
 
 def test_smoke_study_writes_cells_table_and_figures(smoke_run):

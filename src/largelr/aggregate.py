@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from largelr.io import CELL_KEYS, atomic_path, write_parquet
+from largelr.analyses import ANALYSES, cell_columns
+from largelr.config import ANALYSIS_FILES, TRAIN_FILES
+from largelr.io import CELL_KEYS, PROVENANCE_KEYS, atomic_path, write_parquet
 
 PAIR_KEYS = ["study", "dataset", "model", "knob"]
 # Paper Table 1 columns -> our cell columns.
@@ -35,6 +37,10 @@ def max_bc_loss_ratio(history: pd.DataFrame) -> float:
     return float(ratios.max()) if ratios.notna().any() else float("nan")
 
 
+# Columns every cell table carries besides its results: the cell's keys and provenance.
+BOOKKEEPING = {*CELL_KEYS, *PROVENANCE_KEYS}
+
+
 def read_cell(train_json: str | Path) -> dict:
     """Gather one cell's outputs (train.json and its sibling Parquet files) into one flat row."""
     cell_dir = Path(train_json).parent
@@ -42,15 +48,11 @@ def read_cell(train_json: str | Path) -> dict:
     row = {key: record["cell"][key] for key in CELL_KEYS}
     row.update({k: v for k, v in record["summary"].items() if not isinstance(v, dict)})
     row.update(record["provenance"])
-    row["max_bc_loss_ratio"] = max_bc_loss_ratio(pd.read_parquet(cell_dir / "history.parquet"))
-    prune = pd.read_parquet(cell_dir / "prune.parquet")
-    for method, curve in prune.groupby("method"):
-        row[f"prunability_{method}"] = float(curve["retention"].mean())
-    # The paper's prunability is the structured one (FCN nodes, CNN kernels).
-    row["prunability"] = row.get("prunability_structured", float("nan"))
-    for name in ("represent", "attribute"):
-        frame = pd.read_parquet(cell_dir / f"{name}.parquet")
-        row.update(frame.drop(columns=[c for c in frame.columns if c in row]).iloc[0].to_dict())
+    row["max_bc_loss_ratio"] = max_bc_loss_ratio(pd.read_parquet(cell_dir / TRAIN_FILES["history"]))
+    for name in ANALYSES:
+        table = pd.read_parquet(cell_dir / ANALYSIS_FILES[name])
+        results = table.drop(columns=[c for c in table.columns if c in BOOKKEEPING])
+        row.update({k: v for k, v in cell_columns(name, results).items() if k not in row})
     return row
 
 
@@ -230,7 +232,7 @@ def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 def prune_curves(train_jsons: list[str | Path]) -> pd.DataFrame:
     """Every cell's pruning curves (prune.parquet rows, cell keys included) in one table."""
-    return pd.concat([pd.read_parquet(Path(path).parent / "prune.parquet") for path in train_jsons],
+    return pd.concat([pd.read_parquet(Path(path).parent / ANALYSIS_FILES["prune"]) for path in train_jsons],
                      ignore_index=True)
 
 
@@ -238,7 +240,7 @@ def dynamics(train_jsons: list[str | Path], points: int = DYNAMICS_POINTS) -> pd
     """Every cell's history thinned to at most ``points`` evenly spaced steps (last step kept)."""
     frames = []
     for path in train_jsons:
-        history = pd.read_parquet(Path(path).parent / "history.parquet")
+        history = pd.read_parquet(Path(path).parent / TRAIN_FILES["history"])
         if len(history) > points:
             keep = np.unique(np.linspace(0, len(history) - 1, points).round().astype(int))
             history = history.iloc[keep]
@@ -285,3 +287,44 @@ def write_table(frame: pd.DataFrame, path: str | Path, title: str, rendering: pd
     write_parquet(frame, path)
     with atomic_path(Path(path).with_suffix(".md")) as tmp:
         tmp.write_text(markdown(frame if rendering is None else rendering, title))
+
+
+# --- the aggregation jobs -----------------------------------------------------------------
+
+
+def aggregate_study(train_jsons: list[str], out_cells: str, out_table1: str, out_stats: str, out_mechanism: str,
+                    out_curves: str, out_dynamics: str) -> None:
+    """One study's cells -> cells.parquet, its Table 1 / statistics / mechanism tables and figure inputs."""
+    cells = build_cells(train_jsons)
+    write_parquet(cells, out_cells)
+    study = cells["study"].iloc[0]
+    minmax = table1(cells)
+    write_table(minmax, out_table1, f"{study}: min and max over the usable range (Table 1 shape)", paper_shape(minmax))
+    write_table(seed_statistics(cells), out_stats, f"{study}: mean, sd and 95% t-interval over seeds")
+    correlations = mechanism_table(cells)
+    write_table(correlations, out_mechanism, f"{study}: Pearson r, max BC loss ratio vs test accuracy")
+    write_parquet(prune_curves(train_jsons), out_curves)
+    write_parquet(dynamics(train_jsons), out_dynamics)
+    print(f"{len(cells)} cells ({int((~cells['in_range']).sum())} outside the usable range) -> {out_cells}")
+    print(minmax.to_string(index=False))
+    print(correlations.to_string(index=False))
+
+
+def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
+    """Table 1 over the Table 1 studies, and the comparison with the paper's reference rows."""
+    cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
+    table = table1(cells)
+    write_table(table, out, "Table 1: min and max over the usable learning-rate range", paper_shape(table))
+    compare = compare_with_paper(table)
+    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)")
+    print(compare.to_string(index=False))
+
+
+def write_table2(intervention_files: list[str], lr_files: list[str], out: str) -> None:
+    """Table 2: the intervention studies, with the lr rows of the Table 1 studies of the same pairs."""
+    interventions = pd.concat([pd.read_parquet(path) for path in intervention_files], ignore_index=True)
+    cells = pd.concat([interventions, *[pd.read_parquet(path) for path in lr_files]], ignore_index=True)
+    table = table2(cells, sorted(interventions["study"].unique()))
+    write_table(table, out, "Table 2: interventions, min and max over each knob's range",
+                paper_shape(table, knob_label="knob values"))
+    print(table.to_string(index=False))

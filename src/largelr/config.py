@@ -1,116 +1,160 @@
-"""Study grids: validate config.yaml and expand studies into cells.
+"""Settings, study grids and the cell's files: everything config.yaml can say, checked once.
 
 A study sweeps one knob (a training setting such as ``lr``) over values, for every
-(dataset, model) pair of its grid and every seed. A cell is one such combination and
-the unit of work. The Snakefile calls these functions at parse time, so a bad config
-fails before anything is scheduled, naming the key, the value and what is allowed.
+(dataset, model) pair of its grid and every seed. A cell is one such combination and the
+unit of work. Every key config.yaml may hold is declared here (training and analysis
+settings) or by its owner (dataset parameters by the dataset kind, model parameters by the
+model) as a :class:`~largelr.checks.Setting`; :func:`validate_config` checks every value
+against those declarations when the Snakefile is parsed and reports all problems at once,
+each with its key path, the value, what is allowed and how to fix it.
 """
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from largelr.data import DATASET_DEFAULTS, DATASETS
+from largelr.analyses import ANALYSES
+from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES
+from largelr.analyses.prune import METHODS as PRUNE_METHODS
+from largelr.checks import Setting, Settings, SettingError, check_section, defaults
+from largelr.datasets import KINDS
+from largelr.io import CELL_KEYS  # noqa: F401  (the cell's keys, re-exported beside its files)
 from largelr.models import MODELS
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "sgd",  # sgd | adam | adamw (Adam betas 0.9, 0.999) | psgd_kron (heavyball.PSGDKron)
-    "lr": 0.1,
-    "momentum": 0.0,  # sgd only
-    "weight_decay": 0.0,  # L2 for sgd/adam (gradient += wd * w); decoupled for adamw
-    "l1": 0.0,  # loss += l1 * sum |w| over all parameters
-    "loss": "ce",  # ce | focal
-    "focal_gamma": 0.0,
-    "asam_rho": 0.0,  # adaptive SAM (Kwon et al. 2021) neighbourhood radius; 0 = off
-    "asam_eta": 0.01,  # ASAM's T_w = |w| + asam_eta (elementwise)
-    # constant | step (x lr_step_factor from lr_step_at on) | cosine (to 0 at max_steps)
-    # | wsd (linear warmup over warmup_steps, constant, linear decay to 0 over the last
-    #   wsd_decay_fraction of max_steps)
-    "lr_schedule": "constant",
-    "lr_step_at": 1000,
-    "lr_step_factor": 0.1,
-    "warmup_steps": 0,
-    "wsd_decay_fraction": 0.2,
-    "batch_size": 100,
-    "max_steps": 3000,
-    "eval_every": 100,  # steps between full-training-set evaluations (stopping, divergence, val)
-    "target_train_acc": 1.0,
-    "stop_train_ce": 0.0,  # >0: stop once the full-training-set CE is below it (replaces target_train_acc)
-    "select_on_val": False,  # return the weights of the evaluation with the best val accuracy
-    "val_fraction": 0.1,  # held out of train (seeded) for select_on_val when the dataset has no "val" split
-    "collapse_patience": 3,  # evaluations at chance accuracy, after having learned, that count as divergence
-    "history_every": 1,  # record the per-step statistics every k steps
-    "attribution_every": 0,  # steps between IG spurious-share records on 64 train samples; 0 = off
-    "amp": "auto",  # auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off
-    "channels_last": True,  # conv models on CUDA only
-    "compile": False,  # torch.compile the model
-    "num_workers": 4,  # DataLoader workers for lazy (image-file) datasets
+IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+
+# --- training ----------------------------------------------------------------------------
+
+TRAIN_KEYS: dict[str, Setting] = {
+    "optimizer": Setting("sgd", "sgd | adam | adamw (betas 0.9, 0.999) | psgd_kron (heavyball.PSGDKron)", type=str,
+                         choices=("sgd", "adam", "adamw", "psgd_kron")),
+    "lr": Setting(0.1, "learning rate (the base rate of the schedule)", above=0.0),
+    "momentum": Setting(0.0, "SGD momentum (sgd only)", minimum=0.0, below=1.0),
+    "weight_decay": Setting(0.0, "L2: gradient += wd * w for sgd/adam; decoupled for adamw", minimum=0.0),
+    "l1": Setting(0.0, "loss += l1 * sum |w| over all parameters", minimum=0.0),
+    "loss": Setting("ce", "ce | focal", type=str, choices=("ce", "focal")),
+    "focal_gamma": Setting(0.0, "focal loss exponent (0 = cross-entropy)", minimum=0.0),
+    "asam_rho": Setting(0.0, "adaptive SAM neighbourhood radius (Kwon et al. 2021); 0 = off", minimum=0.0),
+    "asam_eta": Setting(0.01, "ASAM's T_w = |w| + asam_eta (elementwise)", minimum=0.0),
+    "lr_schedule": Setting("constant", "constant | step (x lr_step_factor from lr_step_at on) | cosine (to 0 at "
+                           "max_steps) | wsd (warmup, stable, linear decay)", type=str,
+                           choices=("constant", "step", "cosine", "wsd")),
+    "lr_step_at": Setting(1000, "step schedule: the step from which the rate is multiplied", type=int, minimum=0),
+    "lr_step_factor": Setting(0.1, "step schedule: the multiplier", minimum=0.0),
+    "warmup_steps": Setting(0, "wsd: linear warmup steps", type=int, minimum=0),
+    "wsd_decay_fraction": Setting(0.2, "wsd: fraction of max_steps decayed linearly to 0 at the end",
+                                  minimum=0.0, maximum=1.0),
+    "batch_size": Setting(100, "samples per step", type=int, minimum=1),
+    "max_steps": Setting(3000, "step cap", type=int, minimum=1),
+    "eval_every": Setting(100, "steps between full-training-set evaluations (stopping, divergence, val)",
+                          type=int, minimum=1),
+    "target_train_acc": Setting(1.0, "stop once the full training set is fit to this accuracy (> 1: never)",
+                                minimum=0.0),
+    "stop_train_ce": Setting(0.0, "> 0: stop once the full-training-set CE is below it (replaces target_train_acc)",
+                             minimum=0.0),
+    "select_on_val": Setting(False, "return the weights of the evaluation with the best val accuracy", type=bool),
+    "val_fraction": Setting(0.1, "held out of train (seeded) for select_on_val when the dataset has no val split",
+                            above=0.0, below=1.0),
+    "collapse_patience": Setting(3, "evaluations at chance accuracy, after having learned, that count as "
+                                 "divergence; 0 = off", type=int, minimum=0),
+    "history_every": Setting(1, "record the per-step statistics every k steps", type=int, minimum=1),
+    "attribution_every": Setting(0, "steps between IG spurious-share records on 64 train samples; 0 = off",
+                                 type=int, minimum=0),
+    "amp": Setting("auto", "auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off", type=str,
+                   choices=("auto", "bf16", "off")),
+    "channels_last": Setting(True, "channels-last memory format (conv models on CUDA only)", type=bool),
+    "compile": Setting(False, "torch.compile the model", type=bool),
+    "num_workers": Setting(4, "DataLoader workers for lazy (image-file) datasets", type=int, minimum=0),
 }
-CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw", "psgd_kron"),
-    "loss": ("ce", "focal"),
-    "lr_schedule": ("constant", "step", "cosine", "wsd"),
-    "amp": ("auto", "bf16", "off"),
-    "select_on_val": (False, True),
-    "channels_last": (False, True),
-    "compile": (False, True),
-}
+# Training settings a study may sweep; each value is checked against the key's Setting.
 KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma", "asam_rho")
 
-ANALYSIS_DEFAULTS: dict[str, Any] = {
-    "kappas": [round(0.1 * i, 1) for i in range(10)],
-    # structured = input columns of every Linear, (out, in) kernels of every Conv2d (FCN, CNN,
-    # ResNets, Swin alike); the others are extra curves. Worst-group metric on celeba/waterbirds.
-    "prune_methods": ["structured", "column", "magnitude", "magnitude_global"],
-    # the structured curve uses the whole test set; the other methods' curves a fixed seeded
-    # subset of this many test inputs (0 = all), which keeps analyses < 10% of training
-    "prune_extra_samples": 2000,
-    "represent_samples": 1000,
-    "compress_q": 2.0,
-    "compress_kappa": 0.1,
-    "csi_eps": 1e-7,
-    "attribute_samples": 200,
-    "ig_steps": 20,
-    "ig_method": "gausslegendre",
-    # zero (all-black input) | mean (mean of the attributed inputs); black pixels get exactly zero
-    # IG attribution from a zero baseline, so the oracle background share needs "mean"
-    "ig_baseline": "zero",
-    "ig_internal_batch_size": 1000,
-    "ig_target": "true",  # true (the label) | predicted (the model's class)
-    "deeplift": False,  # also DeepLift core/spurious shares, as a check on IG
-    "eval_batch_size": 1000,  # inputs per forward pass in pruning curves and hi/lo predictions
-    # Background mask for background_share: auto (= oracle where the construction knows its
-    # background and ig_baseline is not zero, else none) | none | oracle |
-    # deeplabv3_mobilenet_v3_large | deeplabv3_resnet50 (torchvision COCO/VOC weights, read
-    # from the torch hub cache only) | smp (a trained smp DeepLabV3 at segmenter_checkpoint)
-    "background": "auto",
-    "segmenter_checkpoint": "",  # file from largelr.segment.save_smp_checkpoint, for background: smp
-    "segmenter_input_size": 512,  # square side the images are resized to for the segmenter
-    # Hi/lo maps: samples right in > hilo_high_threshold of high-lr models and < hilo_low_threshold
-    # of low-lr models; hilo_low/hilo_high default to the pair's smallest/largest value.
-    "hilo": False,
-    "hilo_low": None,
-    "hilo_high": None,
-    "hilo_high_threshold": 0.75,
-    "hilo_low_threshold": 0.25,
-    "hilo_max_samples": 16,
+
+class TrainSettings(Settings):
+    """A cell's training settings, typed and checked (see ``TRAIN_KEYS``)."""
+
+    KEYS = TRAIN_KEYS
+
+
+# --- analyses ----------------------------------------------------------------------------
+
+
+def fraction(default: float, doc: str) -> Setting:
+    return Setting(default, doc, minimum=0.0, maximum=1.0)
+
+
+ANALYSIS_KEYS: dict[str, Setting] = {
+    # pruning (largelr.analyses.prune)
+    "kappas": Setting([round(0.1 * i, 1) for i in range(10)], "pruned fractions of each curve", type=list,
+                      items=fraction(0.0, "a pruned fraction"), min_items=1),
+    "prune_methods": Setting(["structured", "column", "magnitude", "magnitude_global"],
+                             "pruning curves to compute; structured is the paper's prunability", type=list,
+                             items=Setting("structured", type=str, choices=PRUNE_METHODS), min_items=1),
+    "prune_extra_samples": Setting(2000, "test inputs of the non-structured curves (0 = all)", type=int, minimum=0),
+    "eval_batch_size": Setting(1000, "inputs per forward pass in pruning curves and hi/lo predictions",
+                               type=int, minimum=1),
+    # representations (largelr.analyses.represent)
+    "represent_samples": Setting(1000, "seeded test inputs of the representation statistics", type=int, minimum=1),
+    "compress_q": Setting(2.0, "q of the (q, kappa)-compressibility", above=0.0),
+    "compress_kappa": Setting(0.1, "kappa of the (q, kappa)-compressibility", above=0.0, maximum=1.0),
+    "csi_eps": Setting(1e-7, "epsilon in the class-selectivity denominator", minimum=0.0),
+    # attributions (largelr.analyses.attribute)
+    "attribute_samples": Setting(200, "seeded test inputs of the attribution measures", type=int, minimum=1),
+    "ig_steps": Setting(20, "Integrated Gradients steps", type=int, minimum=1),
+    "ig_method": Setting("gausslegendre", "IG quadrature (captum)", type=str, choices=IG_METHODS),
+    "ig_baseline": Setting("zero", "zero (all-black input) | mean (mean of the attributed inputs)", type=str,
+                           choices=BASELINE_CHOICES),
+    "ig_internal_batch_size": Setting(1000, "IG inputs per forward pass", type=int, minimum=1),
+    "ig_target": Setting("true", "true (the label) | predicted (the model's class)", type=str,
+                         choices=("true", "predicted")),
+    "deeplift": Setting(False, "also DeepLift core/spurious shares, as a check on IG", type=bool),
+    "background": Setting("auto", "background mask of background_share: auto (oracle where the dataset has one "
+                          "and ig_baseline is not zero, else none) | none | oracle | a DeepLabV3 segmenter",
+                          type=str, choices=BACKGROUND_CHOICES),
+    "segmenter_checkpoint": Setting("", "file from largelr.analyses.segment.save_smp_checkpoint (background: smp)",
+                                    type=str),
+    "segmenter_input_size": Setting(512, "square side the images are resized to for the segmenter",
+                                    type=int, minimum=8),
+    # hi/lo maps (largelr.analyses.hilo)
+    "hilo": Setting(False, "build the hi/lo learning-rate attribution maps of every pair", type=bool),
+    "hilo_low": Setting(None, "the low value (default: the pair's smallest)", above=0.0, nullable=True),
+    "hilo_high": Setting(None, "the high value (default: the pair's largest)", above=0.0, nullable=True),
+    "hilo_high_threshold": fraction(0.75, "samples right in more than this fraction of high-value models"),
+    "hilo_low_threshold": fraction(0.25, "and in fewer than this fraction of low-value models"),
+    "hilo_max_samples": Setting(16, "most samples kept", type=int, minimum=1),
 }
 
-ANALYSIS_CHOICES = {
-    "background": ("auto", "none", "oracle", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "smp"),
-    "ig_baseline": ("zero", "mean"),
-    "ig_target": ("true", "predicted"),
-    "ig_method": ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"),
-    "deeplift": (False, True),
-    "hilo": (False, True),
-}
+
+class AnalysisSettings(Settings):
+    """A study's analysis settings, typed and checked (see ``ANALYSIS_KEYS``)."""
+
+    KEYS = ANALYSIS_KEYS
+
+
+# Backwards-readable views of the defaults.
+TRAIN_DEFAULTS: dict[str, Any] = defaults(TRAIN_KEYS)
+ANALYSIS_DEFAULTS: dict[str, Any] = defaults(ANALYSIS_KEYS)
+
+# --- cells and their files ---------------------------------------------------------------
+
+CELL_DIR = "results/{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
+CELL_ID = "{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
+# Every file of a cell: the rules declare these as outputs, the readers open them by the same names.
+TRAIN_FILES = {"model": "model.pt", "history": "history.parquet", "summary": "train.json"}
+ANALYSIS_FILES = {name: f"{name}.parquet" for name in ANALYSES}
+CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
+# A study's figures: file stem per family, under results/figures/{study}/, each in every format.
+FIGURE_FILES = {"normalized": "{dataset}-{model}", "pruning": "{dataset}-{model}.pruning",
+                "dynamics": "{dataset}-{model}.dynamics", "mechanism": "mechanism", "hilo": "{dataset}-{model}.hilo"}
+FIGURE_FORMATS = ("png", "pdf")
+# Names Snakemake already uses for rules: a study of that name would clash with them.
+RULE_NAMES = ("all", "data", "card", "train", "analyze", "hilo", "aggregate", "figures", "paper_tables")
 
 
 class ConfigError(ValueError):
-    """A config value that cannot be used; the message says which key and what to do."""
+    """Config values that cannot be used; the message says which keys and what to do."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +168,11 @@ class Cell:
 
     @property
     def path(self) -> str:
-        return f"{self.study}/{self.dataset}/{self.model}/{self.knob}={self.value}/seed={self.seed}"
+        return CELL_ID.format(**self.__dict__)
+
+    def file(self, name: str) -> str:
+        """Path of the cell's file ``name`` (a key of CELL_FILES)."""
+        return f"{CELL_DIR.format(**self.__dict__)}/{CELL_FILES[name]}"
 
 
 def format_value(value: float) -> str:
@@ -135,14 +183,7 @@ def format_value(value: float) -> str:
     return repr(number)
 
 
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"config.yaml: {key} = {value!r} is not allowed; {allowed}. Fix it in config.yaml (or --config).")
-
-
-def _check_keys(section: dict[str, Any], allowed: dict[str, Any] | tuple[str, ...], where: str) -> None:
-    for key in section:
-        if key not in allowed:
-            _fail(f"{where}.{key}", section[key], f"allowed keys: {sorted(allowed)}")
+# --- reading the config ------------------------------------------------------------------
 
 
 def dataset_kind(config: dict[str, Any], name: str) -> str:
@@ -166,7 +207,8 @@ def pair_blocks(config: dict[str, Any], study: str) -> dict[tuple[str, str], dic
     for block in config["studies"][study]["grid"]:
         for pair in itertools.product(block["datasets"], block["models"]):
             if pair in pairs:
-                _fail(f"studies.{study}.grid", list(pair), "each (dataset, model) pair may appear in one block only")
+                raise ConfigError(f"studies.{study}.grid: the pair {list(pair)} appears in two blocks; allowed: each "
+                                  "(dataset, model) pair in one block only")
             pairs[pair] = block
     return pairs
 
@@ -184,64 +226,6 @@ def model_params(config: dict[str, Any], study: str, dataset: str, model: str) -
     return dict(pair_blocks(config, study)[(dataset, model)].get("model_params", {}).get(model, {}))
 
 
-def model_param_names(model: str) -> tuple[str, ...]:
-    signature = inspect.signature(MODELS[model].__init__)
-    return tuple(name for name in signature.parameters if name not in ("self", "input_shape", "num_classes"))
-
-
-def validate_config(config: dict[str, Any]) -> None:
-    """Semantic checks the JSON schema cannot express; raises ConfigError."""
-    for study in config.get("default_studies", []):
-        if study not in config["studies"]:
-            _fail("default_studies", study, f"allowed: studies defined in config.yaml, {sorted(config['studies'])}")
-    for name, entry in config.get("datasets", {}).items():
-        kind = entry.get("kind", name)
-        if kind not in DATASETS:
-            _fail(f"datasets.{name}.kind", kind, f"allowed: {sorted(DATASETS)}")
-        _check_keys(dataset_params(config, name), DATASET_DEFAULTS.get(kind, {}), f"datasets.{name}")
-    for study, spec in config["studies"].items():
-        where = f"studies.{study}"
-        knob = spec["knob"]
-        if knob not in KNOBS:
-            _fail(f"{where}.knob", knob, f"allowed: {list(KNOBS)}")
-        _check_keys(spec.get("train", {}), TRAIN_DEFAULTS, f"{where}.train")
-        _check_keys(spec.get("analysis", {}), ANALYSIS_DEFAULTS, f"{where}.analysis")
-        analysis = analysis_settings(config, study)
-        for key, allowed in ANALYSIS_CHOICES.items():
-            if analysis[key] not in allowed:
-                _fail(f"{where}.analysis.{key}", analysis[key], f"allowed: {list(allowed)}")
-        if analysis["background"] == "smp" and not analysis["segmenter_checkpoint"]:
-            _fail(f"{where}.analysis.segmenter_checkpoint", "", "background: smp needs the path of a "
-                  "segmentation-models-pytorch DeepLabV3 checkpoint (largelr.segment.save_smp_checkpoint)")
-        for dataset, model in pair_blocks(config, study):
-            settings = train_settings(config, study, dataset, model)
-            for key, allowed in CHOICES.items():
-                if settings[key] not in allowed:
-                    _fail(f"{where}.train.{key}", settings[key], f"allowed: {list(allowed)}")
-        for block in [spec, *spec["grid"]]:
-            texts = [format_value(v) for v in block.get("values", [])]
-            if len(set(texts)) != len(texts):
-                _fail(f"{where}.values", block["values"], "values must be distinct")
-            _check_keys(block.get("train", {}), TRAIN_DEFAULTS, f"{where}.grid.train")
-        if "values" not in spec and not all("values" in block for block in spec["grid"]):
-            _fail(f"{where}.values", None, "give `values` for the study or for every grid block")
-        pair_blocks(config, study)
-        if len(set(spec["seeds"])) != len(spec["seeds"]):
-            _fail(f"{where}.seeds", spec["seeds"], "seeds must be distinct")
-        for block in spec["grid"]:
-            for dataset in block["datasets"]:
-                if dataset_kind(config, dataset) not in DATASETS:
-                    _fail(f"{where}.grid.datasets", dataset, f"define it under `datasets:` or use one of {sorted(DATASETS)}")
-            for model in block["models"]:
-                if model not in MODELS:
-                    _fail(f"{where}.grid.models", model, f"allowed: {sorted(MODELS)}")
-            for model, params in block.get("model_params", {}).items():
-                if model not in block["models"]:
-                    _fail(f"{where}.grid.model_params", model, f"allowed: parameters for a model of this block, {block['models']}")
-                if model in MODELS:
-                    _check_keys(params, model_param_names(model), f"{where}.grid.model_params.{model}")
-
-
 def study_cells(config: dict[str, Any], study: str) -> list[Cell]:
     spec = config["studies"][study]
     return [
@@ -256,12 +240,119 @@ def study_datasets(config: dict[str, Any], study: str) -> list[str]:
 
 
 def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob: str, value: str, seed: int) -> dict[str, Any]:
-    """Everything the train step needs for one cell, with the knob's value applied."""
+    """Everything the train step needs for one cell, with the knob's value applied (in its type)."""
     train = train_settings(config, study, dataset, model)
-    default = TRAIN_DEFAULTS[knob]
-    train[knob] = type(default)(float(value)) if isinstance(default, (int, float)) else value
+    train[knob] = TRAIN_KEYS[knob].check(float(value))
     return {
         "study": study, "dataset": dataset, "model": model, "knob": knob,
         "value": float(value), "seed": int(seed),
         "train": train, "model_params": model_params(config, study, dataset, model),
     }
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Check every name and value of config.yaml; raises ConfigError listing every problem."""
+    errors = [*_top_level_errors(config), *_dataset_errors(config)]
+    for study in config.get("studies", {}):
+        errors += _study_errors(config, study)
+    if errors:
+        listed = "\n".join(f"  - {error}" for error in errors)
+        raise ConfigError(f"config.yaml: {len(errors)} problem{'s' if len(errors) > 1 else ''} "
+                          f"(fix them in config.yaml or --config):\n{listed}")
+
+
+def _top_level_errors(config: dict[str, Any]) -> list[str]:
+    studies = config.get("studies", {})
+    errors = [f"default_studies: {study!r} is not a study; allowed: studies defined in config.yaml, {sorted(studies)}"
+              for study in config.get("default_studies", []) if study not in studies]
+    errors += [f"studies.{study}: the name is taken by a rule of the workflow; allowed: any name but "
+               f"{list(RULE_NAMES)}. Rename the study" for study in studies if study in RULE_NAMES]
+    errors += check_section(config.get("analysis", {}) or {}, ANALYSIS_KEYS, "analysis")[1]
+    return errors
+
+
+def _dataset_errors(config: dict[str, Any]) -> list[str]:
+    errors = []
+    for name, entry in (config.get("datasets") or {}).items():
+        kind = (entry or {}).get("kind", name)
+        if kind not in KINDS:
+            errors.append(f"datasets.{name}.kind = {kind!r}: unknown kind; allowed: {sorted(KINDS)}")
+            continue
+        errors += KINDS[kind].check_params(dataset_params(config, name), f"datasets.{name}")[1]
+    return errors
+
+
+def _study_errors(config: dict[str, Any], study: str) -> list[str]:
+    spec, where = config["studies"][study], f"studies.{study}"
+    knob = spec["knob"]
+    errors = [] if knob in KNOBS else [f"{where}.knob = {knob!r}: not a knob; allowed: {list(KNOBS)}"]
+    errors += check_section(spec.get("train", {}), TRAIN_KEYS, f"{where}.train")[1]
+    errors += _analysis_errors(config, study)
+    if len(set(spec["seeds"])) != len(spec["seeds"]):
+        errors.append(f"{where}.seeds = {spec['seeds']}: a seed is repeated; allowed: distinct seeds")
+    if "values" not in spec and not all("values" in block for block in spec["grid"]):
+        errors.append(f"{where}.values: missing; allowed: give `values` for the study or for every grid block")
+    try:
+        pairs = pair_blocks(config, study)
+    except ConfigError as error:
+        return errors + [str(error)]
+    for position, block in enumerate(spec["grid"]):
+        errors += _block_errors(config, study, block, f"{where}.grid[{position}]")
+    for values, at in [(spec.get("values"), f"{where}.values")] + [
+            (block.get("values"), f"{where}.grid[{i}].values") for i, block in enumerate(spec["grid"])]:
+        errors += _knob_value_errors(knob, values, at) if knob in KNOBS and values is not None else []
+    if not errors:
+        for dataset, model in pairs:
+            _, bad = check_section(train_settings(config, study, dataset, model), TRAIN_KEYS, f"{where}.train")
+            errors += bad
+    return errors
+
+
+def _analysis_errors(config: dict[str, Any], study: str) -> list[str]:
+    where = f"studies.{study}.analysis"
+    errors = check_section(config["studies"][study].get("analysis", {}), ANALYSIS_KEYS, where)[1]
+    if errors:
+        return errors
+    try:
+        settings = AnalysisSettings(analysis_settings(config, study))
+    except SettingError:
+        return []  # reported with the top-level analysis block
+    if settings.background == "smp" and not settings.segmenter_checkpoint:
+        errors.append(f"{where}.segmenter_checkpoint = '': background: smp needs the path of a segmentation-models-"
+                      "pytorch DeepLabV3 checkpoint (largelr.analyses.segment.save_smp_checkpoint); allowed: a file path")
+    return errors
+
+
+def _block_errors(config: dict[str, Any], study: str, block: dict[str, Any], where: str) -> list[str]:
+    errors = check_section(block.get("train", {}), TRAIN_KEYS, f"{where}.train")[1]
+    for dataset in block["datasets"]:
+        if dataset_kind(config, dataset) not in KINDS:
+            errors.append(f"{where}.datasets: {dataset!r} is not a dataset; allowed: define it under `datasets:` "
+                          f"or use one of {sorted(KINDS)}")
+    for model in block["models"]:
+        if model not in MODELS:
+            errors.append(f"{where}.models: {model!r} is not a model; allowed: {sorted(MODELS)}")
+    for model, params in block.get("model_params", {}).items():
+        if model not in block["models"]:
+            errors.append(f"{where}.model_params.{model}: not a model of this block; allowed: parameters for "
+                          f"{block['models']}")
+        elif model in MODELS:
+            errors += check_section(params or {}, MODELS[model].PARAMS, f"{where}.model_params.{model}")[1]
+    return errors
+
+
+def _knob_value_errors(knob: str, values: list[Any], where: str) -> list[str]:
+    """Each value must be a legal value of the knob's setting, distinct in its path text."""
+    errors = []
+    for value in values:
+        try:
+            TRAIN_KEYS[knob].check(value)
+        except SettingError as error:
+            errors.append(f"{where}: {value!r} is not a value of knob {knob}: {error}")
+    texts = [format_value(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(set(texts)) != len(texts):
+        errors.append(f"{where} = {values}: two values have the same path text; allowed: distinct values")
+    return errors

@@ -310,3 +310,58 @@ def hilo_figure(npz_path: str | Path, study: str, dataset: str, model: str, n_se
     fig.suptitle(title, fontsize=8)
     save_figure(fig, paths)
     return fig
+
+
+# --- one job draws a study's figures ---------------------------------------------------------
+
+# Each family: (needs, drawn per (dataset, model) pair?). File stems: largelr.config.FIGURE_FILES.
+FAMILIES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "normalized": (("cells",), True),
+    "pruning": (("cells", "curves"), True),
+    "dynamics": (("cells", "dynamics"), True),
+    "mechanism": (("cells", "mechanism"), False),
+    "hilo": (("hilo",), True),
+}
+
+
+def figure_paths(out_dir: str | Path, family: str, formats: Sequence[str], **names: str) -> list[Path]:
+    from largelr.config import FIGURE_FILES
+
+    stem = FIGURE_FILES[family].format(**names)
+    return [Path(out_dir) / f"{stem}.{suffix}" for suffix in formats]
+
+
+def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str, curves: str | None = None,
+                       dynamics: str | None = None, mechanism: str | None = None, hilo: Sequence[str] = (),
+                       formats: Sequence[str] = ("png", "pdf")) -> None:
+    """Every figure of the named families for one study, from its aggregate files; one process."""
+    frames = {"cells": pd.read_parquet(cells)}
+    for name, path in (("curves", curves), ("dynamics", dynamics), ("mechanism", mechanism)):
+        if any(name in FAMILIES[family][0] for family in families):
+            if path is None:
+                raise SystemExit(f"largelr figures: --{name} is required for {list(families)}")
+            frames[name] = pd.read_parquet(path)
+    table = frames["cells"]
+    pairs = list(dict.fromkeys(zip(table["dataset"], table["model"])))
+    for family in families:
+        if family == "mechanism":
+            mechanism_figure(table, frames["mechanism"], figure_paths(out_dir, family, formats))
+        elif family == "hilo":
+            for npz in hilo:
+                dataset, model = Path(npz).stem.split("-", 1)
+                seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
+                hilo_figure(npz, table["study"].iloc[0], dataset, model, seeds,
+                            figure_paths(out_dir, family, formats, dataset=dataset, model=model))
+        else:
+            draw = {"normalized": lambda d, m, paths: pair_figure(table, d, m, paths),
+                    "pruning": lambda d, m, paths: pruning_figure(frames["curves"], table, d, m, paths),
+                    "dynamics": lambda d, m, paths: dynamics_figure(frames["dynamics"], table, d, m, paths)}[family]
+            for dataset, model in pairs:
+                draw(dataset, model, figure_paths(out_dir, family, formats, dataset=dataset, model=model))
+        print(f"drew {family} for {len(pairs)} pairs -> {out_dir}")
+
+
+def draw_intervention_figure(cells_files: Sequence[str], dataset: str, model: str, paths: Sequence[str]) -> None:
+    cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
+    intervention_grid(cells, dataset, model, paths)
+    print(f"wrote {' '.join(map(str, paths))}")

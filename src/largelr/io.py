@@ -24,22 +24,30 @@ import largelr
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 CELL_KEYS = ["study", "dataset", "model", "knob", "value", "seed"]
+PROVENANCE_KEYS = ("largelr_version", "git_revision", "torch_version", "device")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only.
+
+    The temporary file has the final file's name, inside a fresh hidden folder beside it:
+    writers that record their file's name (torch.save names the zip's root folder after it)
+    then write the same bytes on every run.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = folder / path.name
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give outputs the usual mode
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # give outputs the usual mode
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -71,12 +79,8 @@ def git_revision() -> str:
 
 
 def provenance(device: torch.device | str) -> dict[str, str]:
-    return {
-        "largelr_version": largelr.__version__,
-        "git_revision": git_revision(),
-        "torch_version": torch.__version__,
-        "device": str(device),
-    }
+    values = (largelr.__version__, git_revision(), torch.__version__, str(device))
+    return dict(zip(PROVENANCE_KEYS, values))
 
 
 def with_cell_keys(frame: pd.DataFrame, cell: dict[str, Any], device: torch.device | str) -> pd.DataFrame:

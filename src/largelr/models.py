@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from largelr.checks import Setting
 from largelr.io import atomic_torch_save
 
 # VGG11's layer plan: channel counts and "M" for max-pool.
@@ -22,6 +23,9 @@ VGG11_PLAN: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512,
 
 class FCN(nn.Module):
     """Fully connected ReLU network without biases (the paper's FCN)."""
+
+    PARAMS = {"depth": Setting(3, "hidden layers", type=int, minimum=1),
+              "width": Setting(200, "units per hidden layer", type=int, minimum=1)}
 
     def __init__(self, input_shape: list[int], num_classes: int, depth: int = 3, width: int = 200):
         super().__init__()
@@ -49,6 +53,8 @@ class VGGLike(nn.Module):
     ``width`` scales VGG11's channel counts (1.0 = 64..512). A max-pool is skipped
     once the feature map is 1 pixel wide, so 28x28 and 64x32 inputs keep every conv.
     """
+
+    PARAMS = {"width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0)}
 
     def __init__(self, input_shape: list[int], num_classes: int, width: float = 1.0):
         super().__init__()
@@ -118,6 +124,7 @@ class TorchvisionResNet(BodyAndHead):
     """
 
     builder = "resnet18"
+    PARAMS: dict[str, Setting] = {}
 
     def __init__(self, input_shape: list[int], num_classes: int):
         super().__init__()
@@ -166,6 +173,8 @@ class SwinT(BodyAndHead):
     ``features(x)`` is the pooled output of the final LayerNorm (Swin's penultimate values;
     it has no ReLU before the classifier).
     """
+
+    PARAMS = {"pretrained": Setting(True, "start from the ImageNet-1k weights in the torch hub cache", type=bool)}
 
     def __init__(self, input_shape: list[int], num_classes: int, pretrained: bool = True):
         super().__init__()

@@ -1,14 +1,13 @@
-# Cells -> each study's tables and figures, then the paper's cross-study tables.
+# Cells -> each study's tables, then one job per study draws all of its figures; then the
+# paper's cross-study tables and the intervention grids.
 
 
 rule aggregate:
     input:
-        summaries=lambda wc: cell_files(wc.study, "train.json"),
-        histories=lambda wc: cell_files(wc.study, "history.parquet"),
+        summaries=lambda wc: cell_files(wc.study, "summary"),
+        histories=lambda wc: cell_files(wc.study, "history"),
         analyses=lambda wc: [
-            path
-            for table in ("prune", "represent", "attribute")
-            for path in cell_files(wc.study, f"{table}.parquet")
+            p for name in ANALYSIS_FILES for p in cell_files(wc.study, name)
         ],
     output:
         cells="results/{study}/cells.parquet",
@@ -32,112 +31,36 @@ rule aggregate:
         " --out-curves {output.curves} --out-dynamics {output.dynamics} > {log} 2>&1"
 
 
-rule figure:
-    input:
-        cells=rules.aggregate.output.cells,
-    output:
-        png=report(
-            "results/figures/{study}/{dataset}-{model}.png",
-            caption="../report/normalized.rst",
-            category="{study}",
-            subcategory="normalized",
-        ),
-        pdf="results/figures/{study}/{dataset}-{model}.pdf",
-    log:
-        "results/logs/figure/{study}/{dataset}-{model}.log",
-    benchmark:
-        "results/benchmarks/figure/{study}/{dataset}-{model}.tsv"
-    conda:
-        "../../envs/largelr.yaml"
-    shell:
-        "largelr figure --kind normalized --cells {input.cells} --dataset {wildcards.dataset}"
-        " --model {wildcards.model} --out {output} > {log} 2>&1"
+# One figures job per study (rule figures_<study>): every family, every pair, one process.
+for _study in config["studies"]:
+    if not study_pairs(_study):
+        continue
 
-
-rule pruning_figure:
-    input:
-        cells=rules.aggregate.output.cells,
-        curves=rules.aggregate.output.curves,
-    output:
-        png=report(
-            "results/figures/{study}/{dataset}-{model}.pruning.png",
-            caption="../report/pruning.rst",
-            category="{study}",
-            subcategory="pruning curves",
-        ),
-        pdf="results/figures/{study}/{dataset}-{model}.pruning.pdf",
-    log:
-        "results/logs/figure/{study}/{dataset}-{model}.pruning.log",
-    conda:
-        "../../envs/largelr.yaml"
-    shell:
-        "largelr figure --kind pruning --cells {input.cells} --curves {input.curves}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
-
-
-rule dynamics_figure:
-    input:
-        cells=rules.aggregate.output.cells,
-        history=rules.aggregate.output.dynamics,
-    output:
-        png=report(
-            "results/figures/{study}/{dataset}-{model}.dynamics.png",
-            caption="../report/dynamics.rst",
-            category="{study}",
-            subcategory="training dynamics",
-        ),
-        pdf="results/figures/{study}/{dataset}-{model}.dynamics.pdf",
-    log:
-        "results/logs/figure/{study}/{dataset}-{model}.dynamics.log",
-    conda:
-        "../../envs/largelr.yaml"
-    shell:
-        "largelr figure --kind dynamics --cells {input.cells} --history {input.history}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
-
-
-rule mechanism_figure:
-    input:
-        cells=rules.aggregate.output.cells,
-        mechanism=rules.aggregate.output.mechanism,
-    output:
-        png=report(
-            "results/figures/{study}/mechanism.png",
-            caption="../report/mechanism.rst",
-            category="{study}",
-            subcategory="mechanism",
-        ),
-        pdf="results/figures/{study}/mechanism.pdf",
-    log:
-        "results/logs/figure/{study}/mechanism.log",
-    conda:
-        "../../envs/largelr.yaml"
-    shell:
-        "largelr figure --kind mechanism --cells {input.cells} --mechanism {input.mechanism}"
-        " --out {output} > {log} 2>&1"
-
-
-rule hilo_figure:
-    input:
-        hilo="results/{study}/hilo/{dataset}-{model}.npz",
-    output:
-        png=report(
-            "results/figures/{study}/{dataset}-{model}.hilo.png",
-            caption="../report/hilo.rst",
-            category="{study}",
-            subcategory="attribution maps",
-        ),
-        pdf="results/figures/{study}/{dataset}-{model}.hilo.pdf",
-    log:
-        "results/logs/figure/{study}/{dataset}-{model}.hilo.log",
-    conda:
-        "../../envs/largelr.yaml"
-    params:
-        n_seeds=lambda wc: len(config["studies"][wc.study]["seeds"]),
-    shell:
-        "largelr figure --kind hilo --hilo {input.hilo} --study {wildcards.study}"
-        " --n-seeds {params.n_seeds} --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --out {output} > {log} 2>&1"
+    rule:
+        name:
+            f"figures_{_study}"
+        input:
+            cells=f"results/{_study}/cells.parquet",
+            curves=f"results/{_study}/prune_curves.parquet",
+            dynamics=f"results/{_study}/dynamics.parquet",
+            mechanism=f"results/tables/{_study}_mechanism.parquet",
+            hilo=[f"results/{_study}/hilo/{d}-{m}.npz" for d, m in hilo_pairs(_study)],
+        output:
+            study_figures(_study),
+        log:
+            f"results/logs/figures/{_study}.log",
+        benchmark:
+            f"results/benchmarks/figures/{_study}.tsv"
+        localrule: True
+        conda:
+            "../../envs/largelr.yaml"
+        params:
+            families=" ".join(study_families(_study)),
+            out_dir=f"results/figures/{_study}",
+        shell:
+            "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
+            " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
+            " --hilo {input.hilo} > {log} 2>&1"
 
 
 rule paper_table1:
@@ -150,6 +73,8 @@ rule paper_table1:
         compare_md="results/compare_paper.md",
     log:
         "results/logs/paper_tables/table1.log",
+    benchmark:
+        "results/benchmarks/paper_tables/table1.tsv"
     conda:
         "../../envs/largelr.yaml"
     shell:
@@ -166,6 +91,8 @@ rule paper_table2:
         table_md="results/tables/table2.md",
     log:
         "results/logs/paper_tables/table2.log",
+    benchmark:
+        "results/benchmarks/paper_tables/table2.tsv"
     conda:
         "../../envs/largelr.yaml"
     shell:
@@ -186,20 +113,17 @@ rule intervention_figure:
         pdf="results/figures/interventions-{dataset}-{model}.pdf",
     log:
         "results/logs/figure/interventions-{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/figure/interventions-{dataset}-{model}.tsv"
     conda:
         "../../envs/largelr.yaml"
     shell:
-        "largelr figure --kind interventions --cells {input.interventions} {input.lr_grids}"
+        "largelr intervention-figure --cells {input.interventions} {input.lr_grids}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
 
 
 localrules:
     aggregate,
-    figure,
-    pruning_figure,
-    dynamics_figure,
-    mechanism_figure,
-    hilo_figure,
     paper_table1,
     paper_table2,
     intervention_figure,

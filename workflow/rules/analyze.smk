@@ -7,13 +7,11 @@
 
 rule analyze:
     input:
-        data=rules.data.output[0],
+        data=rules.data.output.data,
         model=rules.train.output.model,
         summary=rules.train.output.summary,
     output:
-        prune=f"{CELL}/prune.parquet",
-        represent=f"{CELL}/represent.parquet",
-        attribute=f"{CELL}/attribute.parquet",
+        **cell_outputs(ANALYSIS_FILES),
     log:
         f"results/logs/analyze/{CELL_ID}.log",
     benchmark:
@@ -25,17 +23,16 @@ rule analyze:
         gpu=1 if DEVICE.startswith("cuda") else 0,
     params:
         settings=analysis_settings,
-        cell_dir=lambda wc, input: os.path.dirname(input.summary),
-        kind=lambda wc: study_config.dataset_kind(config, wc.dataset),
+        cell_dir=CELL_DIR,
         device=DEVICE,
     shell:
-        "largelr analyze --cell-dir {params.cell_dir} --data {input.data} --kind {params.kind}"
+        "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
         " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule hilo:
     input:
-        data=rules.data.output[0],
+        data=rules.data.output.data,
         low=lambda wc: hilo_models(wc, 0),
         high=lambda wc: hilo_models(wc, 1),
     output:

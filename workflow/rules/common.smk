@@ -1,13 +1,21 @@
 # Grid -> cells, paths, data availability and the targets every study feeds.
 import functools
 import json
-import os
 import sys
 
 from snakemake.exceptions import WorkflowError
 
 from largelr import config as study_config
-from largelr.data import missing_data
+from largelr.config import (
+    ANALYSIS_FILES,
+    CELL_DIR,
+    CELL_FILES,
+    CELL_ID,
+    FIGURE_FILES,
+    FIGURE_FORMATS,
+    TRAIN_FILES,
+)
+from largelr.datasets import missing_data
 
 try:
     study_config.validate_config(config)
@@ -18,9 +26,15 @@ except study_config.ConfigError as error:
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
-CELL = "results/{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
-CELL_ID = "{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
 STUDY_TABLES = ("table1", "stats", "mechanism")
+# Report captions per figure family (workflow/report/).
+FIGURE_CAPTIONS = {
+    "normalized": "normalized",
+    "pruning": "pruning",
+    "dynamics": "dynamics",
+    "mechanism": "mechanism",
+    "hilo": "hilo",
+}
 
 
 wildcard_constraints:
@@ -30,6 +44,11 @@ wildcard_constraints:
     knob=r"[A-Za-z0-9_]+",
     value=r"[-+0-9.eE]+",
     seed=r"\d+",
+
+
+def cell_outputs(files):
+    """Named output patterns of a cell's files (a part of largelr.config.CELL_FILES)."""
+    return {name: f"{CELL_DIR}/{filename}" for name, filename in files.items()}
 
 
 # Input functions run once per job: cache the grid expansion (thousands of jobs).
@@ -57,10 +76,11 @@ def study_pairs(study):
     return [(d, m) for d, m in pairs if missing_reason(d) is None]
 
 
-def cell_files(study, filename):
+def cell_files(study, name):
+    """The file ``name`` (a key of CELL_FILES) of every cell of the study whose data is present."""
     available = set(study_pairs(study))
     return [
-        f"results/{cell.path}/{filename}"
+        cell.file(name)
         for cell in cells_of(study)
         if (cell.dataset, cell.model) in available
     ]
@@ -89,13 +109,43 @@ def hilo_pairs(study):
     return study_pairs(study)
 
 
+def study_families(study):
+    families = ["normalized", "pruning", "dynamics", "mechanism"]
+    return families + (["hilo"] if hilo_pairs(study) else [])
+
+
+def study_figures(study):
+    """Every figure file of the study, PNGs marked for the report with their family's caption."""
+    outputs = []
+    for family in study_families(study):
+        pattern = FIGURE_FILES[family]
+        pairs = hilo_pairs(study) if family == "hilo" else study_pairs(study)
+        stems = (
+            {pattern.format(dataset=d, model=m) for d, m in pairs}
+            if "{" in pattern
+            else {pattern}
+        )
+        for stem in sorted(stems):
+            for suffix in FIGURE_FORMATS:
+                path = f"results/figures/{study}/{stem}.{suffix}"
+                caption = f"../report/{FIGURE_CAPTIONS[family]}.rst"
+                if (
+                    suffix == "png"
+                ):  # the report shows the PNGs, with the family's caption
+                    path = report(
+                        path, caption=caption, category=study, subcategory=family
+                    )
+                outputs.append(path)
+    return outputs
+
+
 def hilo_values(wildcards):
     """(low, high) knob values of a pair as path text: hilo_low/hilo_high, else the smallest/largest."""
     settings = study_config.analysis_settings(config, wildcards.study)
     values = sorted(
         {
             cell.value
-            for cell in study_config.study_cells(config, wildcards.study)
+            for cell in cells_of(wildcards.study)
             if (cell.dataset, cell.model) == (wildcards.dataset, wildcards.model)
         },
         key=float,
@@ -117,18 +167,11 @@ def hilo_models(wildcards, which):
     """model.pt of every seed at the pair's low (which=0) or high (which=1) value."""
     value = hilo_values(wildcards)[which]
     return [
-        f"results/{cell.path}/model.pt"
-        for cell in study_config.study_cells(config, wildcards.study)
+        cell.file("model")
+        for cell in cells_of(wildcards.study)
         if (cell.dataset, cell.model, cell.value)
         == (wildcards.dataset, wildcards.model, value)
     ]
-
-
-CELL_OUTPUTS = ("train.json", "prune.parquet", "represent.parquet", "attribute.parquet")
-
-
-def both_formats(stem):
-    return [f"{stem}.png", f"{stem}.pdf"]
 
 
 def study_targets(studies):
@@ -142,26 +185,19 @@ def study_targets(studies):
             for dataset in study_config.study_datasets(config, study)
             for ext in ("json", "png")
         ]
-        pairs = study_pairs(study)
-        if not pairs:
+        if not study_pairs(study):
             continue
-        # The cells themselves too: a deleted cell is rebuilt even when the study's
-        # tables are newer than what is left.
-        for filename in CELL_OUTPUTS:
-            targets += cell_files(study, filename)
+        # Every file of every cell too: a deleted cell file is rebuilt even when the
+        # study's tables are newer than what is left.
+        for name in CELL_FILES:
+            targets += cell_files(study, name)
         targets.append(f"results/{study}/cells.parquet")
         targets += [
             f"results/tables/{study}_{t}.{e}"
             for t in STUDY_TABLES
             for e in ("parquet", "md")
         ]
-        targets += both_formats(f"results/figures/{study}/mechanism")
-        for dataset, model in pairs:
-            stem = f"results/figures/{study}/{dataset}-{model}"
-            for kind in ("", ".pruning", ".dynamics"):
-                targets += both_formats(stem + kind)
-        for dataset, model in hilo_pairs(study):
-            targets += both_formats(f"results/figures/{study}/{dataset}-{model}.hilo")
+        targets += [str(path) for path in study_figures(study)]
     return targets
 
 
@@ -174,7 +210,10 @@ def paper_targets():
     if studies_of("table2"):
         targets += [f"results/tables/table2.{e}" for e in ("parquet", "md")]
         for dataset, model in intervention_pairs():
-            targets += both_formats(f"results/figures/interventions-{dataset}-{model}")
+            targets += [
+                f"results/figures/interventions-{dataset}-{model}.{e}"
+                for e in FIGURE_FORMATS
+            ]
     return targets
 
 

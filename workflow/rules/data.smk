@@ -1,9 +1,12 @@
-# Datasets are built once and shared by every cell that trains on them.
+# Datasets are built once and shared by every cell that trains on them; the same job writes
+# the dataset's card (sizes, group counts, realized rho, a grid of samples per group).
 
 
 rule data:
     output:
-        "results/data/{dataset}.pt",
+        data="results/data/{dataset}.pt",
+        card_json="results/data/{dataset}.json",
+        card_png=report("results/data/{dataset}.png", category="datasets"),
     log:
         "results/logs/data/{dataset}.log",
     benchmark:
@@ -19,24 +22,5 @@ rule data:
         data_root=config.get("data_root", "data"),
     shell:
         "largelr data --name {wildcards.dataset} --kind {params.kind} --params {params.construction:q}"
-        " --seed {params.seed} --data-root {params.data_root:q} --out {output} > {log} 2>&1"
-
-
-rule card:
-    input:
-        rules.data.output[0],
-    output:
-        json="results/data/{dataset}.json",
-        png=report("results/data/{dataset}.png", category="datasets"),
-    log:
-        "results/logs/card/{dataset}.log",
-    benchmark:
-        "results/benchmarks/card/{dataset}.tsv"
-    conda:
-        "../../envs/largelr.yaml"
-    shell:
-        "largelr card --data {input} --json {output.json} --png {output.png} > {log} 2>&1"
-
-
-localrules:
-    card,
+        " --seed {params.seed} --data-root {params.data_root:q} --out {output.data}"
+        " --card-json {output.card_json} --card-png {output.card_png} > {log} 2>&1"

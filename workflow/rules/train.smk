@@ -3,11 +3,9 @@
 
 rule train:
     input:
-        data=rules.data.output[0],
+        data=rules.data.output.data,
     output:
-        model=f"{CELL}/model.pt",
-        history=f"{CELL}/history.parquet",
-        summary=f"{CELL}/train.json",
+        **cell_outputs(TRAIN_FILES),
     log:
         f"results/logs/train/{CELL_ID}.log",
     benchmark:
@@ -19,7 +17,7 @@ rule train:
         gpu=1 if DEVICE.startswith("cuda") else 0,
     params:
         spec=train_spec,
-        cell_dir=lambda wc, output: os.path.dirname(output.summary),
+        cell_dir=CELL_DIR,
         device=DEVICE,
     shell:
         "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"

@@ -1,7 +1,7 @@
 """Large natural datasets (CelebA, Waterbirds, ImageNet) as lazy indices of image files.
 
 These sets are too large to hold as one tensor, so a builder returns the usual dataset dict
-(see :mod:`largelr.data`) whose splits hold relative image paths instead of ``x``:
+(see :mod:`largelr.datasets.kind`) whose splits hold relative image paths instead of ``x``:
 ``{"paths": list[str], "y": int64, "b": int64}``, plus top-level ``lazy=True``, ``root``
 (absolute image root the paths are relative to), ``image_size`` and ``normalization``
 (ImageNet mean/std); each split also holds the group id ``g = y * num_bias + b``. Only str
@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 
-from largelr.bases import DataMissingError, missing_paths_message
 from torch.utils.data import Dataset
+
+from largelr.checks import Setting, defaults
+from largelr.datasets.bases import DataMissingError, missing_paths_message
+from largelr.datasets.kind import Kind
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 # Known and accepted: see decode_rgb.
@@ -57,12 +60,21 @@ WATERBIRDS_METADATA = "metadata.csv"
 WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
 IMAGENET_FOLDER = "imagenet"
 
+IMAGE_SIZE = Setting(224, "side of the square the images are resized and centre-cropped to", type=int, minimum=8)
 # `download` exists so that `download: true` gets a clear answer (there is no download for these).
-NATURAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "celeba": {"target_attribute": "Blond_Hair", "spurious_attribute": "Male", "image_size": 224, "download": False},
-    "waterbirds": {"folder": "waterbird_complete95_forest2water2", "image_size": 224, "download": False},
-    "imagenet": {"image_size": 224, "download": False},
+NO_DOWNLOAD = Setting(False, "not available for this set: it needs a manual download", type=bool)
+CELEBA_PARAMS = {
+    "target_attribute": Setting("Blond_Hair", "CelebA attribute that is the label y", type=str),
+    "spurious_attribute": Setting("Male", "CelebA attribute that is the bias label b", type=str),
+    "image_size": IMAGE_SIZE,
+    "download": NO_DOWNLOAD,
 }
+WATERBIRDS_PARAMS = {
+    "folder": Setting("waterbird_complete95_forest2water2", "folder under data_root holding metadata.csv", type=str),
+    "image_size": IMAGE_SIZE,
+    "download": NO_DOWNLOAD,
+}
+IMAGENET_PARAMS = {"image_size": IMAGE_SIZE, "download": NO_DOWNLOAD}
 
 LazySplit = dict[str, Any]
 
@@ -217,7 +229,7 @@ def missing_celeba(params: dict[str, Any], data_root: str | Path) -> str | None:
 
 def build_celeba(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     """y = target attribute present, b = spurious attribute present, official splits."""
-    params = {**NATURAL_DEFAULTS["celeba"], **params}
+    params = {**defaults(CELEBA_PARAMS), **params}
     directory = Path(data_root).expanduser().resolve() / CELEBA_FOLDER
     raise_if_missing(missing_celeba(params, data_root))
     attributes_path = directory / CELEBA_ATTRIBUTES
@@ -246,7 +258,7 @@ def missing_waterbirds(params: dict[str, Any], data_root: str | Path) -> str | N
 
 def build_waterbirds(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     """y = bird type (0 land, 1 water), b = place (0 land, 1 water), splits from metadata.csv."""
-    params = {**NATURAL_DEFAULTS["waterbirds"], **params}
+    params = {**defaults(WATERBIRDS_PARAMS), **params}
     directory = Path(data_root).expanduser().resolve() / params["folder"]
     raise_if_missing(missing_waterbirds(params, data_root))
     path = directory / WATERBIRDS_METADATA
@@ -302,7 +314,7 @@ def missing_imagenet(params: dict[str, Any], data_root: str | Path) -> str | Non
 
 def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     """Classes = sorted train class folders; the official val set serves as the test split."""
-    params = {**NATURAL_DEFAULTS["imagenet"], **params}
+    params = {**defaults(IMAGENET_PARAMS), **params}
     root = Path(data_root).expanduser().resolve() / IMAGENET_FOLDER
     raise_if_missing(missing_imagenet(params, data_root))
     classes, class_to_idx = class_folders(root / "train")
@@ -314,16 +326,13 @@ def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> 
     return assemble_lazy("imagenet", splits, len(classes), len(classes), root, params, seed)
 
 
-NATURAL_DATASETS: dict[str, Callable[[dict[str, Any], str | Path, int], dict[str, Any]]] = {
-    "celeba": build_celeba,
-    "waterbirds": build_waterbirds,
-    "imagenet": build_imagenet,
-}
-NATURAL_MISSING: dict[str, Callable[[dict[str, Any], str | Path], str | None]] = {
-    "celeba": missing_celeba,
-    "waterbirds": missing_waterbirds,
-    "imagenet": missing_imagenet,
-}
+KINDS = (
+    Kind("celeba", "CelebA faces: y = target_attribute, b = spurious_attribute, official splits (lazy)",
+         CELEBA_PARAMS, build_celeba, missing_celeba, worst_group=True),
+    Kind("waterbirds", "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
+         WATERBIRDS_PARAMS, build_waterbirds, missing_waterbirds, worst_group=True),
+    Kind("imagenet", "ImageNet ImageFolder trees, b = y (lazy)", IMAGENET_PARAMS, build_imagenet, missing_imagenet),
+)
 
 
 # --- reading images -----------------------------------------------------------------------

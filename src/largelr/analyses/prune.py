@@ -21,7 +21,8 @@ kernels or columns changes no tensor shape, so residual additions stay valid and
 need coupling across layers, unlike physically removing channels.
 
 Curves are measured on the whole unbiased test set; the metric whose retention is reported
-is plain accuracy, or worst-group accuracy for the natural sets (``WORST_GROUP_KINDS``).
+is plain accuracy, or worst-group accuracy where the dataset's traits say so (the natural
+sets, CelebA and Waterbirds).
 ``pruned_fraction`` is the fraction of prunable weights that are zero in the pruned model
 (already-zero weights included): the pruned-parameter ratio actually achieved.
 """
@@ -37,13 +38,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from largelr.train import group_accuracies, predict
+from largelr.evaluate import Split, group_accuracies, predict, sample_indices
 
+NAME = "prune"
 DEFAULT_KAPPAS: tuple[float, ...] = tuple(round(0.1 * step, 1) for step in range(10))
 METRICS = ("accuracy", "worst_group_acc")
-# Natural spurious-correlation sets: the paper reports worst-group accuracy for them.
-WORST_GROUP_KINDS = ("celeba", "waterbirds")
-CURVE_COLUMNS = ["method", "kappa", "accuracy", "worst_group_acc", "retention", "pruned_fraction", "metric", "test_inputs"]
+# The table: one row per (method, kappa).
+COLUMNS = {"method": "object", "kappa": "float64", "accuracy": "float64", "worst_group_acc": "float64",
+           "retention": "float64", "pruned_fraction": "float64", "metric": "object", "test_inputs": "int64"}
+CURVE_COLUMNS = list(COLUMNS)
 
 # Absorbs float noise such as 0.29 * 100 = 28.999999999999996 before flooring to a count.
 _COUNT_SLACK = 1e-9
@@ -212,9 +215,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return int(correct.sum()) / len(x)
 
 
-def pruning_metric(dataset: dict[str, Any], kind: str) -> str:
-    """worst_group_acc for the natural sets (or a dataset flagged ``worst_group``), else accuracy."""
-    return "worst_group_acc" if dataset.get("worst_group", False) or kind in WORST_GROUP_KINDS else "accuracy"
+def pruning_metric(dataset: dict[str, Any]) -> str:
+    """worst_group_acc where the dataset's traits ask for it (the natural sets), else accuracy."""
+    from largelr.datasets import traits
+
+    return "worst_group_acc" if traits(dataset)["worst_group"] else "accuracy"
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -225,32 +230,6 @@ def tensor_batches(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None, bat
             for i in range(0, len(x), batch_size)]
 
 
-def iter_test_batches(dataset: dict[str, Any], device: torch.device | str, batch_size: int, num_workers: int = 0) -> Iterable[Batch]:
-    """(x, y, b) batches of the whole test set: slices of tensors moved to ``device`` once, or a
-    DataLoader reading the images of a lazy dataset."""
-    test = dataset["test"]
-    if dataset.get("lazy", False):
-        from torch.utils.data import DataLoader
-
-        from largelr.natural import LazyImageDataset
-
-        return DataLoader(LazyImageDataset(dataset, "test"), batch_size=batch_size, num_workers=num_workers,
-                          pin_memory=torch.device(device).type == "cuda")
-    return tensor_batches(test["x"].to(device), test["y"], test["b"], batch_size)
-
-
-def restrict_test_split(dataset: dict[str, Any], indices: torch.Tensor) -> dict[str, Any]:
-    """The dataset with its test split cut to ``indices`` (image paths for lazy sets)."""
-    test = {key: [value[int(i)] for i in indices] if isinstance(value, list) else value[indices]
-            for key, value in dataset["test"].items()}
-    return {**dataset, "test": test}
-
-
-def predict_test_set(model: nn.Module, dataset: dict[str, Any], device: torch.device | str, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted classes [N] (CPU) of the whole test set, in eval mode."""
-    return torch.cat([predict(model, x.to(device), batch_size).cpu() for x, _, _ in iter_test_batches(dataset, device, batch_size)])
-
-
 def _metric_values(pred: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None) -> dict[str, float]:
     accuracy_value = (pred == y).double().mean().item()
     worst = math.nan if b is None else group_accuracies(pred, y, b)["worst_group_acc"]
@@ -259,6 +238,59 @@ def _metric_values(pred: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None) 
 
 def _same_masks(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _distinct_variants(originals: list[torch.Tensor], kappas: Sequence[float], methods: Sequence[str],
+                       ) -> tuple[list[list[torch.Tensor] | None], dict[tuple[str, float], int], list[float]]:
+    """The pruned variants to evaluate, each once: (masks per variant, variant of each (method, kappa),
+    zero fraction per variant). Variant 0 is the unpruned model (no masks)."""
+    float_kappas = [float(k) for k in kappas]
+    all_masks = {method: dict(zip(float_kappas, masks_for_kappas(originals, float_kappas, method))) for method in methods}
+    variants: list[list[torch.Tensor] | None] = [None]
+    fractions = [_zero_fraction(originals)]
+    variants_at: dict[float, list[int]] = {}  # only same-kappa variants can coincide (up to rare rounding)
+    variant_of: dict[tuple[str, float], int] = {}
+    for method in methods:
+        for kappa in float_kappas:
+            masks = all_masks[method][kappa]
+            if all(bool(m.all()) for m in masks):
+                variant_of[(method, kappa)] = 0
+                continue
+            twin = next((i for i in variants_at.get(kappa, []) if _same_masks(masks, variants[i])), None)
+            if twin is None:
+                variants.append(masks)
+                fractions.append(_zero_fraction([w * m for w, m in zip(originals, masks)]))
+                twin = len(variants) - 1
+                variants_at.setdefault(kappa, []).append(twin)
+            variant_of[(method, kappa)] = twin
+    return variants, variant_of, fractions
+
+
+def _predict_variants(model: nn.Module, batches: Iterable[Batch], variants: list[list[torch.Tensor] | None],
+                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """Predictions of every variant over every batch (each batch read once), labels and bias labels."""
+    weights = model.prunable()
+    originals = [w.detach().clone() for w in weights]
+    predictions: list[list[torch.Tensor]] = [[] for _ in variants]
+    ys, bs = [], []
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for x, y, b in batches:
+            x = x.to(device)
+            ys.append(y.cpu())
+            bs.append(None if b is None else b.cpu())
+            for index, masks in enumerate(variants):
+                for weight, original, mask in zip(weights, originals, masks or [None] * len(weights)):
+                    weight.copy_(original if mask is None else original * mask)
+                predictions[index].append(model(x).argmax(1).cpu())
+    finally:
+        for weight, original in zip(weights, originals):
+            weight.copy_(original)
+        model.train(was_training)
+    b_all = None if any(b is None for b in bs) else torch.cat(bs)
+    return [torch.cat(pred) for pred in predictions], torch.cat(ys), b_all
 
 
 @torch.no_grad()
@@ -278,58 +310,19 @@ def retention_curves(
     """
     if metric not in METRICS:
         raise ValueError(f"pruning metric {metric!r} is not known; allowed: {list(METRICS)}")
-    weights = model.prunable()
-    originals = [w.detach().clone() for w in weights]
-    configs = [(method, float(kappa)) for method in methods for kappa in kappas]
-    unique_masks: list[list[torch.Tensor]] = []  # variant i + 1; variant 0 is the unpruned model
-    variants_at: dict[float, list[int]] = {}  # only same-kappa variants can coincide (up to rare rounding)
-    variant_of: dict[tuple[str, float], int] = {}
-    fractions: list[float] = [_zero_fraction(originals)]
-    float_kappas = [float(k) for k in kappas]
-    all_masks = {method: dict(zip(float_kappas, masks_for_kappas(originals, float_kappas, method))) for method in methods}
-    for method, kappa in configs:
-        masks = all_masks[method][kappa]
-        if all(bool(m.all()) for m in masks):
-            variant_of[(method, kappa)] = 0
-            continue
-        twin = next((i for i in variants_at.get(kappa, []) if _same_masks(masks, unique_masks[i - 1])), None)
-        if twin is None:
-            unique_masks.append(masks)
-            fractions.append(_zero_fraction([w * m for w, m in zip(originals, masks)]))
-            twin = len(unique_masks)
-            variants_at.setdefault(kappa, []).append(twin)
-        variant_of[(method, kappa)] = twin
-    # unique_masks holds variants 1..; slot 0 (unpruned) needs no mask
-    variants: list[list[torch.Tensor] | None] = [None, *unique_masks]
-    predictions: list[list[torch.Tensor]] = [[] for _ in variants]
-    ys, bs = [], []
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        for x, y, b in batches:
-            x = x.to(device)
-            ys.append(y.cpu())
-            bs.append(None if b is None else b.cpu())
-            for index, masks in enumerate(variants):
-                for weight, original, mask in zip(weights, originals, masks or [None] * len(weights)):
-                    weight.copy_(original if mask is None else original * mask)
-                predictions[index].append(model(x).argmax(1).cpu())
-    finally:
-        for weight, original in zip(weights, originals):
-            weight.copy_(original)
-        model.train(was_training)
-    y_all = torch.cat(ys)
-    b_all = None if any(b is None for b in bs) else torch.cat(bs)
-    values = [_metric_values(torch.cat(pred), y_all, b_all) for pred in predictions]
+    originals = [w.detach().clone() for w in model.prunable()]
+    variants, variant_of, fractions = _distinct_variants(originals, kappas, methods)
+    predictions, y_all, b_all = _predict_variants(model, batches, variants)
+    values = [_metric_values(pred, y_all, b_all) for pred in predictions]
     base = values[0][metric]
     rows = []
-    for method, kappa in configs:
-        index = variant_of[(method, kappa)]
-        row = {"method": method, "kappa": kappa, **values[index], "pruned_fraction": fractions[index], "metric": metric,
-               "test_inputs": len(y_all)}
-        row["retention"] = row[metric] / base if base > 0 else math.nan
-        rows.append(row)
+    for method in methods:
+        for kappa in (float(k) for k in kappas):
+            index = variant_of[(method, kappa)]
+            row = {"method": method, "kappa": kappa, **values[index], "pruned_fraction": fractions[index],
+                   "metric": metric, "test_inputs": len(y_all)}
+            row["retention"] = row[metric] / base if base > 0 else math.nan
+            rows.append(row)
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
@@ -350,3 +343,42 @@ def retention_curve(
 def prunability(curve_df: pd.DataFrame) -> float:
     """Mean retention over the curve's kappas (the paper's prunability)."""
     return float(curve_df["retention"].mean())
+
+
+# --- the analysis: one cell's prune.parquet --------------------------------------------------
+
+
+def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device) -> pd.DataFrame:
+    """Every pruning curve of the settings' ``prune_methods``; the paper's structured curve on the
+    whole test set, the extra curves on a fixed seeded subset of ``prune_extra_samples`` inputs."""
+    kappas = [float(k) for k in settings["kappas"]]
+    metric = pruning_metric(dataset)
+    methods = list(settings["prune_methods"])
+    n_test = len(dataset["test"]["y"])
+    extra_samples = settings["prune_extra_samples"] or n_test
+    groups = [["structured"] if "structured" in methods else [], [m for m in methods if m != "structured"]]
+    curves = []
+    for group, samples in zip(groups, (n_test, extra_samples)):
+        if not group:
+            continue
+        indices = None if samples >= n_test else sample_indices(n_test, samples, seed=0)
+        split = Split(dataset, "test", device, indices)
+        curves.append(retention_curves(model, split.batches(settings["eval_batch_size"]), kappas, group, metric))
+    table = pd.concat(curves, ignore_index=True)
+    return table.set_index("method").loc[methods].reset_index()  # in the settings' order
+
+
+def diverged(settings) -> pd.DataFrame:
+    """The table of a diverged cell: every (method, kappa) row, NaN results."""
+    rows = [{"method": method, "kappa": float(k), "test_inputs": 0}
+            for method in settings["prune_methods"] for k in settings["kappas"]]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS).astype(
+        {column: dtype for column, dtype in COLUMNS.items() if dtype != "object"})
+
+
+def cell_columns(table: pd.DataFrame) -> dict[str, float]:
+    """What a cell's row in cells.parquet takes from this table: prunability per method (mean
+    retention over kappa) and ``prunability``, the paper's (structured) one."""
+    row = {f"prunability_{method}": float(curve["retention"].mean()) for method, curve in table.groupby("method")}
+    row["prunability"] = row.get("prunability_structured", math.nan)
+    return row

@@ -9,9 +9,9 @@ class logits [N, classes, H, W]; background is class 0. Sources, none of which d
 - a segmentation_models_pytorch DeepLabV3 saved with ``save_smp_checkpoint`` as
   {"encoder_name", "classes", "state_dict"} (smp ships no trained DeepLabV3 weights).
 
-Oracle masks come from the construction: in the kinds of ``ORACLE_KINDS`` the object
-(digit strokes, moon or star) is drawn on an exactly black canvas, so background = the
-pixels that are black in every channel. Other kinds have no known background.
+Oracle masks come from the construction: in datasets with the ``oracle_background`` trait
+the object (digit strokes, moon or star) is drawn on an exactly black canvas, so background
+= the pixels that are black in every channel. Other datasets have no known background.
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ class _OutputLogits(nn.Module):
 
 TORCHVISION_SEGMENTERS = ("deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 SEGMENTERS = (*TORCHVISION_SEGMENTERS, "smp")
-# Kinds drawn on a black canvas (see the module docstring); values at or below this are background.
-ORACLE_KINDS = ("colored_digits", "colored_mnist", "double_digits", "double_mnist", "moon_star")
+# Oracle backgrounds (see the module docstring): values at or below this are background.
 ORACLE_DARK_LEVEL = 0.5 / 255  # half an 8-bit grey level: tolerates float noise, not a faint stroke
 
 
@@ -84,7 +83,7 @@ def load_torchvision_segmenter(device: torch.device | str = "cpu", name: str = "
             f"`python -c \"import torchvision; torchvision.models.segmentation.{name}(weights='COCO_WITH_VOC_LABELS_V1')\"` "
             f"(or download {weights.url}) and copy the file there, keeping its name (TORCH_HOME moves the hub "
             "directory); or set analysis `background: smp` with `segmenter_checkpoint` (a file written by "
-            "largelr.segment.save_smp_checkpoint), or `background: none`."
+            "largelr.analyses.segment.save_smp_checkpoint), or `background: none`."
         )
     model = builder(weights=weights, weights_backbone=None)
     return _OutputLogits(model).to(device).eval()
@@ -107,7 +106,7 @@ def load_smp_segmenter(checkpoint_path: str | Path, device: torch.device | str =
     if not checkpoint_path.is_file():
         raise SegmenterMissingError(
             f"smp segmenter checkpoint not found at {checkpoint_path}. Set analysis `segmenter_checkpoint` to a "
-            "trained segmentation_models_pytorch DeepLabV3 saved with largelr.segment.save_smp_checkpoint "
+            "trained segmentation_models_pytorch DeepLabV3 saved with largelr.analyses.segment.save_smp_checkpoint "
             "(background = class 0), or choose another `background`."
         )
     payload = torch.load(checkpoint_path, map_location=device, weights_only=True)
@@ -170,7 +169,7 @@ def load_segmenter(background: str, checkpoint: str | Path = "", device: torch.d
         if not checkpoint:
             raise SegmenterMissingError(
                 "analysis `background: smp` needs `segmenter_checkpoint`: the path of a trained "
-                "segmentation_models_pytorch DeepLabV3 saved with largelr.segment.save_smp_checkpoint."
+                "segmentation_models_pytorch DeepLabV3 saved with largelr.analyses.segment.save_smp_checkpoint."
             )
         return load_smp_segmenter(checkpoint, device)
     if background in TORCHVISION_SEGMENTERS:
@@ -178,11 +177,6 @@ def load_segmenter(background: str, checkpoint: str | Path = "", device: torch.d
     raise ValueError(f"segmenter {background!r} is not known; allowed: {list(SEGMENTERS)}")
 
 
-def oracle_background_masks(images: torch.Tensor, kind: str) -> torch.Tensor:
-    """Bool [N, H, W] background of [N, C, H, W] images of a construction in ORACLE_KINDS (as stored, unnormalized)."""
-    if kind not in ORACLE_KINDS:
-        raise ValueError(
-            f"dataset kind {kind!r} has no oracle background mask; kinds with one: {list(ORACLE_KINDS)}. "
-            f"Set analysis `background` to a segmenter ({list(SEGMENTERS)}) or to none."
-        )
+def oracle_background_masks(images: torch.Tensor) -> torch.Tensor:
+    """Bool [N, H, W] background of [N, C, H, W] images drawn on a black canvas (as stored, unnormalized)."""
     return images.amax(dim=1) <= ORACLE_DARK_LEVEL

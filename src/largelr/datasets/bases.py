@@ -1,4 +1,5 @@
-"""Readers of the base image datasets in torchvision's on-disk formats under a data root.
+"""Base image sets: readers of torchvision's on-disk formats under a data root, and the
+bundled scikit-learn digits.
 
 Each reader returns ``(x_train, y_train, x_test, y_test)``: uint8 images ``[N, C, H, W]``
 and int64 labels. Files are checked for structure (header, keys, shapes, dtypes, label range)
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def torchvision_datasets():
@@ -308,3 +310,70 @@ def load_cifar10(data_root: str | Path, download: bool = False, verify_checksums
 
 def load_cifar100(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
     return load_cifar("CIFAR-100", data_root, download, verify_checksums)
+
+
+# --- scikit-learn's digits: a gray-digit base that needs no files ----------------------------
+
+DIGITS_SIZE = 28
+DIGITS_TEST_FRACTION = 0.3
+# Fixed so that every seed of every digits-based set shares one base train/test split.
+DIGITS_SPLIT_SEED = 12345
+# Gray-digit bases the colored, double and dominoes constructions accept.
+GRAY_BASES = ("digits", "mnist")
+
+
+def stratified_test_indices(y: torch.Tensor, test_fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Sorted indices of a test split holding round(test_fraction * n_c) samples of each class c."""
+    chosen = []
+    for label in torch.unique(y):
+        members = torch.nonzero(y == label).flatten()
+        order = torch.randperm(len(members), generator=generator)
+        chosen.append(members[order[: round(test_fraction * len(members))]])
+    return torch.cat(chosen).sort().values
+
+
+def load_digits_base() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits in [0, 1], upsampled to 28x28, split the same way for every seed.
+
+    Returns (x_train [N, 1, 28, 28], y_train, x_test, y_test).
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    small = torch.from_numpy(digits.images.astype(np.float32) / 16.0)[:, None]
+    x = F.interpolate(small, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    is_test = torch.zeros(len(y), dtype=torch.bool)
+    is_test[stratified_test_indices(y, DIGITS_TEST_FRACTION, torch.Generator().manual_seed(DIGITS_SPLIT_SEED))] = True
+    return x[~is_test], y[~is_test], x[is_test], y[is_test]
+
+
+def unit_range(base: Base) -> Base:
+    """uint8 images as float32 in [0, 1]; labels unchanged."""
+    x_train, y_train, x_test, y_test = base
+    return x_train.float() / 255, y_train, x_test.float() / 255, y_test
+
+
+def load_mnist_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
+    return unit_range(load_mnist(data_root, params["download"], params["verify_checksums"]))
+
+
+def load_cifar10_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
+    return unit_range(load_cifar10(data_root, params["download"], params["verify_checksums"]))
+
+
+def load_gray_base(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
+    """Gray digits in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline) or ``mnist`` (data_root)."""
+    if base == "digits":
+        return load_digits_base()
+    if base == "mnist":
+        return load_mnist_unit(data_root, params)
+    raise ValueError(f"dataset parameter base={base!r}: allowed {list(GRAY_BASES)}")
+
+
+def missing_base(base: str, root: Path) -> str | None:
+    if base == "digits":  # bundled with scikit-learn
+        return None
+    if base == "mnist":
+        return missing_mnist(root)
+    return missing_cifar({"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[base], root)

@@ -1,14 +1,24 @@
 """Representation statistics of penultimate features ``z`` [N, d].
 
 Every statistic is computed per row (sample) or per column (neuron) and averaged,
-in float64 so that hand-checkable values come out exact.
+in float64 so that hand-checkable values come out exact. The analysis (:func:`run`) takes
+``represent_samples`` seeded test inputs, as the paper's "1000 randomly sampled input from
+the test set".
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import pandas as pd
 import torch
+from torch import nn
+
+from largelr.evaluate import test_sample
+
+NAME = "represent"
+COLUMNS = {name: "float64" for name in ("compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep")}
 
 # Absorbs float noise such as 0.1 * 30 = 3.0000000000000004 before rounding to a count.
 _COUNT_SLACK = 1e-9
@@ -130,3 +140,25 @@ def summarize(
         "class_sep": class_separation(z, y),
         "bias_sep": class_separation(z, b),
     }
+
+
+# --- the analysis: one cell's represent.parquet -----------------------------------------------
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``model.features`` of x in eval mode, batched, on the CPU."""
+    device = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model.features(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
+def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device) -> pd.DataFrame:
+    x, y, b = test_sample(dataset, settings["represent_samples"], "cpu")
+    z = penultimate_features(model, x, settings["eval_batch_size"])
+    metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"])
+    return pd.DataFrame([metrics])
+
+
+def cell_columns(table: pd.DataFrame) -> dict[str, float]:
+    return table.iloc[0].to_dict()

@@ -3,7 +3,7 @@
 The PNG shows the training split, one row per (y, b) group. Images ([C, H, W], 1 or 3
 channels) are drawn as pictures; vectors ([D], e.g. parity's ±1 bits) as heatmap strips, one
 line per sample, with the spurious columns outlined. Lazy natural datasets are read through
-:class:`largelr.natural.LazyImageDataset` and un-normalized for display. Both files are
+:class:`largelr.datasets.natural.LazyImageDataset` and un-normalized for display. Both files are
 written atomically.
 """
 
@@ -20,8 +20,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from largelr.datasets.natural import LazyImageDataset, group_counts
 from largelr.io import atomic_path, write_json
-from largelr.natural import LazyImageDataset, group_counts
 
 SPLITS = ("train", "val", "test")
 SHOWN_SPLIT = "train"

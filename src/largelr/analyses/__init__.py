@@ -1,0 +1,71 @@
+"""Analyses of one trained cell, one module each, one table each.
+
+Every analysis module declares ``NAME``, ``COLUMNS`` (its table's columns and dtypes) and
+``run(model, dataset, settings, device, **resources) -> DataFrame``; optionally ``setup(settings,
+device) -> resources`` (loaded before any data, so a missing file fails at once),
+``diverged(settings)`` (the table of a diverged cell; default: one NaN row of ``COLUMNS``) and
+``cell_columns(table)`` (what the cell's row of cells.parquet takes from the table).
+
+Adding a metric to an analysis: compute it in that module's ``run`` and list it in its
+``COLUMNS``. Adding an analysis: a module with those names, listed in ``ANALYSES``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import torch
+
+from largelr.analyses import attribute, prune, represent
+
+ANALYSES: dict[str, ModuleType] = {module.NAME: module for module in (prune, represent, attribute)}
+
+
+def diverged_table(module: ModuleType, settings) -> pd.DataFrame:
+    """A diverged cell has no meaningful analyses: the same columns, NaN values."""
+    if hasattr(module, "diverged"):
+        return module.diverged(settings)
+    return pd.DataFrame([dict.fromkeys(module.COLUMNS, math.nan)]).astype(module.COLUMNS)
+
+
+def cell_columns(name: str, table: pd.DataFrame) -> dict[str, Any]:
+    """The cells.parquet columns that analysis ``name`` contributes, from its table (keys dropped)."""
+    module = ANALYSES[name]
+    if hasattr(module, "cell_columns"):
+        return module.cell_columns(table)
+    return table.iloc[0].to_dict()
+
+
+def analyze_cell(summary_path: str | Path, model_path: str | Path, data_path: str | Path, settings,
+                 device: torch.device, steps: Sequence[str], write: Callable[[str, pd.DataFrame], None],
+                 log: Callable[[str], None] = print) -> None:
+    """Run the analyses ``steps`` on one trained cell and hand each table to ``write(name, table)``.
+
+    A diverged cell (per its train.json at ``summary_path``) gets NaN tables without loading its
+    model. Resources (a segmenter) are set up before the dataset and model are read.
+    """
+    from largelr.datasets import load_dataset
+    from largelr.models import load_checkpoint
+
+    record = json.loads(Path(summary_path).read_text())
+    modules = {name: ANALYSES[name] for name in steps}
+    if record["summary"]["diverged"]:
+        for name, module in modules.items():
+            write(name, diverged_table(module, settings))
+        return
+    resources = {name: module.setup(settings, device) if hasattr(module, "setup") else {}
+                 for name, module in modules.items()}
+    model = load_checkpoint(model_path, device)
+    dataset = load_dataset(data_path)
+    for name, module in modules.items():
+        started = time.perf_counter()
+        table = module.run(model, dataset, settings, device, **resources[name])
+        write(name, table)
+        log(f"{name} ({time.perf_counter() - started:.2f} s):\n{table.to_string(index=False)}")

@@ -1,0 +1,66 @@
+"""Datasets with a core feature (label ``y``) and a spurious feature (bias label ``b``).
+
+One :class:`~largelr.datasets.kind.Kind` record per kind of dataset, in the module that
+builds it: :mod:`.synthetic` (parity, moon-star), :mod:`.constructions` (Colored / Double
+MNIST, MNIST-CIFAR, Corrupted CIFAR-10, plain CIFAR), :mod:`.natural` (CelebA, Waterbirds,
+ImageNet). A record holds the parameters with their defaults and allowed values, the builder,
+the files it needs and the traits (worst-group reporting, oracle background) that
+:func:`build_dataset` writes into the dataset file. Adding a kind: a record in a module listed
+in ``KIND_MODULES``, then a `datasets:` entry in config.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from largelr.checks import SettingError
+from largelr.datasets import constructions, natural, synthetic
+from largelr.datasets.bases import DataMissingError
+from largelr.datasets.kind import Kind
+from largelr.datasets.storage import SPLIT_NAMES, load_dataset, save_dataset
+
+KIND_MODULES = (synthetic, constructions, natural)
+KINDS: dict[str, Kind] = {kind.name: kind for module in KIND_MODULES for kind in module.KINDS}
+
+__all__ = ["KINDS", "SPLIT_NAMES", "DataMissingError", "Kind", "build_dataset", "get_kind", "load_dataset",
+           "missing_data", "save_dataset", "traits"]
+
+
+def get_kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise ValueError(f"unknown dataset kind {name!r}; allowed: {sorted(KINDS)}")
+    return KINDS[name]
+
+
+def build_dataset(kind: str, params: dict[str, Any], data_root: str | Path, seed: int, name: str | None = None) -> dict[str, Any]:
+    """Build a dataset of ``kind`` from its defaults overridden by ``params``, deterministically in
+    ``seed``; the result carries its config ``name`` (default: the kind), ``kind`` and ``traits``."""
+    record = get_kind(kind)
+    try:
+        merged = record.merged_params(params)
+    except SettingError as error:
+        raise ValueError(str(error)) from None
+    dataset = record.build(merged, Path(data_root), seed)
+    dataset.update(name=name or kind, kind=kind, traits=record.traits)
+    return dataset
+
+
+def missing_data(kind: str, params: dict[str, Any], data_root: str | Path) -> str | None:
+    """None when a dataset of ``kind`` can be built from ``data_root``, else a message saying which
+    files are expected under which path and how to obtain them.
+
+    Checks that files exist, nothing more (it runs for every requested dataset whenever the
+    workflow is parsed); the data job itself checks structure and checksums.
+    """
+    record = get_kind(kind)
+    return record.missing(record.merged_params(params), Path(data_root))
+
+
+def traits(dataset: dict[str, Any]) -> dict[str, bool]:
+    """The traits a dataset file carries (see :class:`Kind`); a clear error for files written before them."""
+    if "traits" not in dataset:
+        raise ValueError(
+            f"dataset {dataset.get('name')!r} carries no traits (worst_group, oracle_background): its file was "
+            "written by an older largelr. Rebuild it: snakemake --forcerun data <target>.")
+    return dataset["traits"]

@@ -1,0 +1,272 @@
+"""Constructions on image bases, and the plain class-labelled sets.
+
+* ``colored_mnist`` / ``colored_digits``: digit strokes coloured by ``palette[b]`` plus noise
+  (Nam et al. 2020, "Learning from Failure").
+* ``double_mnist`` / ``double_digits``: the core digit on the left (dim), a digit of class b
+  on the right (bright, spurious).
+* ``mnist_cifar``: an MNIST digit of class b stacked above a CIFAR-10 image of class y
+  (Shah et al. 2020's dominoes, 10 classes).
+* ``corrupted_cifar10``: CIFAR-10 under corruption type b (LfF's Corrupted CIFAR-10).
+* ``cifar10`` / ``cifar100``: as released, b = y.
+
+Each takes any compatible base: ``base`` (``digits`` or ``mnist``) for the colored and double
+constructions, ``digit_base`` for the digit half of ``mnist_cifar``; ``colored_digits`` is
+``colored_mnist`` with ``base: digits``. Bases are read by :mod:`largelr.datasets.bases`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from largelr.checks import Setting
+from largelr.datasets.bases import (
+    GRAY_BASES,
+    Base,
+    load_cifar10_unit,
+    load_cifar100,
+    load_gray_base,
+    missing_base,
+    unit_range,
+)
+from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt
+from largelr.datasets.kind import (
+    FILE_PARAMS,
+    Kind,
+    Split,
+    assemble,
+    assign_bias,
+    rho,
+    split_generator,
+    unbiased_bias,
+)
+
+
+# Clearly distinct RGB colours in [0, 1]; palette[b] colours the strokes of bias group b.
+PALETTE = torch.tensor(
+    [
+        [1.0, 0.0, 0.0],  # red
+        [0.0, 1.0, 0.0],  # green
+        [0.0, 0.0, 1.0],  # blue
+        [1.0, 1.0, 0.0],  # yellow
+        [1.0, 0.0, 1.0],  # magenta
+        [0.0, 1.0, 1.0],  # cyan
+        [1.0, 0.5, 0.0],  # orange
+        [0.5, 0.0, 1.0],  # violet
+        [1.0, 1.0, 1.0],  # white
+        [0.0, 0.5, 0.5],  # teal
+    ]
+)
+
+
+def ten_class_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Biased train labels (exact-count rule) and unbiased test labels over 10 classes."""
+    b_train = assign_bias(y_train, rho_train, 10, split_generator(seed, "train"))
+    b_test = unbiased_bias(len(y_test), 10, split_generator(seed, "test"))
+    return b_train, b_test
+
+
+def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+    """Colour the strokes of [N, 1, H, W] gray images by ``palette[b]`` plus per-sample noise.
+
+    Background (gray 0) stays black; output is [N, 3, H, W] (Colored MNIST of Nam et al. 2020).
+    """
+    noise = noise_std * torch.randn(len(b), palette.shape[1], generator=generator)
+    colours = (palette[b] + noise).clamp(0.0, 1.0)
+    return gray_images * colours[:, :, None, None]
+
+
+def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Gray digits [N, 1, H, W] in [0, 1] whose stroke colour is the bias."""
+    x_train, y_train, x_test, y_test = base
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    # Colour noise has its own streams so that it does not shift the bias draws.
+    noise = params["color_noise_std"]
+    train = {"x": colorize(x_train, b_train, PALETTE, noise, split_generator(seed, "train-colour")), "y": y_train, "b": b_train}
+    test = {"x": colorize(x_test, b_test, PALETTE, noise, split_generator(seed, "test-colour")), "y": y_test, "b": b_test}
+    return assemble(name, train, test, 10, 10, None, None, params, seed)
+
+
+def pick_images_with_labels(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each entry of ``wanted``, a uniformly random image from ``images`` with that label."""
+    picks = torch.empty(len(wanted), dtype=torch.long)
+    for label in torch.unique(wanted):
+        candidates = torch.nonzero(labels == label).flatten()
+        if len(candidates) == 0:
+            raise ValueError(f"no image with label {label.item()} to pick from")
+        slots = torch.nonzero(wanted == label).flatten()
+        picks[slots] = candidates[torch.randint(0, len(candidates), (len(slots),), generator=generator)]
+    return images[picks]
+
+
+def place_side_by_side(left: torch.Tensor, right: torch.Tensor, core_brightness: float, spurious_brightness: float) -> torch.Tensor:
+    """Concatenate [N, C, H, W] images along width, each half scaled by its brightness."""
+    return torch.cat([core_brightness * left, spurious_brightness * right], dim=-1)
+
+
+def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: dict[str, Any], generator: torch.Generator) -> Split:
+    right = pick_images_with_labels(images, y, b, generator)
+    x = place_side_by_side(images, right, params["core_brightness"], params["spurious_brightness"])
+    return {"x": x, "y": y, "b": b}
+
+
+def double_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Own digit (label) on the left, a digit of class b (bias) on the right."""
+    x_train, y_train, x_test, y_test = base
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    train = double_digits_split(x_train, y_train, b_train, params, split_generator(seed, "train-pick"))
+    test = double_digits_split(x_test, y_test, b_test, params, split_generator(seed, "test-pick"))
+    channels, height, width = x_train.shape[1:]
+    spurious_mask = torch.zeros(channels, height, 2 * width, dtype=torch.bool)
+    spurious_mask[..., width:] = True
+    return assemble(name, train, test, 10, 10, spurious_mask, ~spurious_mask, params, seed)
+
+
+def top_bottom_mask(channels: int, half_height: int, width: int) -> torch.Tensor:
+    """Bool mask of shape [C, 2 * half_height, W], True on the top half."""
+    mask = torch.zeros(channels, 2 * half_height, width, dtype=torch.bool)
+    mask[:, :half_height] = True
+    return mask
+
+
+def stack_above(digits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Gray digits [N, 1, h, w], zero-padded to the images' size and copied to their channels,
+    stacked above images [N, C, H, W]: [N, C, 2H, W] (Shah et al.'s dominoes)."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = height - digits.shape[-2], width - digits.shape[-1]
+    padded = F.pad(digits, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return torch.cat([padded.expand(-1, images.shape[1], -1, -1), images], dim=-2)
+
+
+def dominoes_split(digits: torch.Tensor, digit_labels: torch.Tensor, images: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
+                   generator: torch.Generator) -> Split:
+    tops = pick_images_with_labels(digits, digit_labels, b, generator)
+    return {"x": stack_above(tops, images), "y": y, "b": b}
+
+
+def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """CIFAR-10 object (label) below an MNIST digit of class b (bias), drawn from the same split."""
+    digits_train, digit_labels_train, digits_test, digit_labels_test = mnist
+    x_train, y_train, x_test, y_test = cifar
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    train = dominoes_split(digits_train, digit_labels_train, x_train, y_train, b_train, split_generator(seed, "train-pick"))
+    test = dominoes_split(digits_test, digit_labels_test, x_test, y_test, b_test, split_generator(seed, "test-pick"))
+    spurious_mask = top_bottom_mask(*x_train.shape[1:])
+    return assemble("mnist_cifar", train, test, 10, 10, spurious_mask, ~spurious_mask, params, seed)
+
+
+def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    digits = load_gray_base(params["digit_base"], data_root, params)
+    return mnist_cifar_from_bases(digits, load_cifar10_unit(data_root, params), params, seed)
+
+
+def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, severity: int, seed: int, split: str) -> torch.Tensor:
+    """Images with b = k get corruption CORRUPTION_NAMES[k], from generator (seed, split-corrupt, k)."""
+    corrupted = images.clone()
+    for kind, name in enumerate(CORRUPTION_NAMES):
+        members = torch.nonzero(b == kind).flatten()
+        corrupted[members] = corrupt(images[members], name, severity, split_generator(seed, f"{split}-corrupt", kind))
+    return corrupted
+
+
+def corrupted_cifar10_from_base(cifar: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """CIFAR-10 object (label) under corruption type b (bias), LfF's Corrupted CIFAR-10."""
+    x_train, y_train, x_test, y_test = cifar
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    severity = params["severity"]
+    train = {"x": corrupt_by_bias(x_train, b_train, severity, seed, "train"), "y": y_train, "b": b_train}
+    test = {"x": corrupt_by_bias(x_test, b_test, severity, seed, "test"), "y": y_test, "b": b_test}
+    return assemble("corrupted_cifar10", train, test, 10, len(CORRUPTION_NAMES), None, None, params, seed)
+
+
+def build_corrupted_cifar10(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return corrupted_cifar10_from_base(load_cifar10_unit(data_root, params), params, seed)
+
+
+def plain_from_base(name: str, base: Base, num_classes: int, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Images and class labels as released; no known spurious feature, so b = y (rho 0).
+
+    b = y keeps every reader's (y, b) bookkeeping valid (one group per class; BA accuracy is
+    plain accuracy). Only attribution-based spurious measures apply. The official splits are
+    used, so ``seed`` is only recorded.
+    """
+    x_train, y_train, x_test, y_test = base
+    train, test = {"x": x_train, "y": y_train, "b": y_train.clone()}, {"x": x_test, "y": y_test, "b": y_test.clone()}
+    return assemble(name, train, test, num_classes, num_classes, None, None, params, seed)
+
+
+def build_cifar10(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    return plain_from_base("cifar10", load_cifar10_unit(data_root, params), 10, params, seed)
+
+
+def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    base = unit_range(load_cifar100(data_root, params["download"], params["verify_checksums"]))
+    return plain_from_base("cifar100", base, 100, params, seed)
+
+
+# --- kind records ---------------------------------------------------------------------------
+
+
+def needs_bases(*fixed: str):
+    """A missing-files check for the bases a construction reads: its ``base``/``digit_base``
+    parameter (if any) and ``fixed`` ones; a base with ``download: true`` counts as present."""
+
+    def missing(params: dict[str, Any], data_root: Path) -> str | None:
+        if params.get("download"):
+            return None
+        bases = [params[key] for key in ("base", "digit_base") if key in params] + list(fixed)
+        messages = [m for base in bases if (m := missing_base(base, Path(data_root).absolute())) is not None]
+        return " ".join(messages) or None
+
+    return missing
+
+
+def gray_base(key: str, default: str) -> dict[str, Setting]:
+    return {key: Setting(default, "gray-digit base: digits (bundled, offline) or mnist", type=str, choices=GRAY_BASES)}
+
+
+COLORED = {
+    "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
+    "color_noise_std": Setting(0.005, "std of the Gaussian noise added to each sample's colour", minimum=0.0),
+}
+DOUBLE = {
+    "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
+    "core_brightness": Setting(0.5, "brightness factor of the left (core) digit", minimum=0.0),
+    "spurious_brightness": Setting(1.0, "brightness factor of the right (spurious) digit", minimum=0.0),
+}
+
+
+def colored_kind(name: str, base: str) -> Kind:
+    return Kind(name, "digit strokes coloured by the bias (palette[b] + noise)",
+                {**COLORED, **gray_base("base", base), **FILE_PARAMS},
+                lambda params, root, seed: colored_from_base(name, load_gray_base(params["base"], root, params), params, seed),
+                needs_bases(), oracle_background=True)
+
+
+def double_kind(name: str, base: str) -> Kind:
+    return Kind(name, "core digit left (dim), a digit of class b right (bright)",
+                {**DOUBLE, **gray_base("base", base), **FILE_PARAMS},
+                lambda params, root, seed: double_from_base(name, load_gray_base(params["base"], root, params), params, seed),
+                needs_bases(), oracle_background=True)
+
+
+KINDS = (
+    colored_kind("colored_digits", "digits"),
+    double_kind("double_digits", "digits"),
+    colored_kind("colored_mnist", "mnist"),
+    double_kind("double_mnist", "mnist"),
+    Kind("mnist_cifar", "MNIST digit of class b stacked above a CIFAR-10 image of class y",
+         {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"), **gray_base("digit_base", "mnist"),
+          **FILE_PARAMS},
+         build_mnist_cifar, needs_bases("cifar10")),
+    Kind("corrupted_cifar10", "CIFAR-10 under corruption type b (LfF type 0)",
+         {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
+          "severity": Setting(4, "corruption severity (CIFAR-10-C levels)", type=int, minimum=1, maximum=5),
+          **FILE_PARAMS},
+         build_corrupted_cifar10, needs_bases("cifar10")),
+    Kind("cifar10", "CIFAR-10 as released; b = y", dict(FILE_PARAMS), build_cifar10, needs_bases("cifar10")),
+    Kind("cifar100", "CIFAR-100 as released; b = y", dict(FILE_PARAMS), build_cifar100, needs_bases("cifar100")),
+)
