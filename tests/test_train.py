@@ -487,3 +487,52 @@ def test_lazy_image_dataset_resumes_in_the_same_batch_order(tmp_path):
     model, history, summary = train_cell(spec, lazy, CPU, log=quiet, checkpoint=checkpoint)
     assert summary["resumed_from_step"] == 3 and history.equals(reference_history)
     assert same_weights(model, reference_model)
+
+
+def test_a_cell_is_converged_only_when_its_fit_criterion_stopped_it(toy_dataset):
+    _, _, fit = train_cell(toy_spec(lr=0.5, max_steps=2000), toy_dataset, CPU, log=quiet)
+    assert fit["stopped_by"] == "target_train_acc" and fit["converged"] is True
+    _, _, capped = fixed_run(toy_dataset)  # target 1.1 is never reached: the step cap stops it
+    assert capped["stopped_by"] == "max_steps" and capped["converged"] is False
+    _, _, diverged = train_cell(toy_spec(lr=1e12, max_steps=50), toy_dataset, CPU, log=quiet)
+    assert diverged["converged"] is False
+
+
+def test_train_and_test_accuracy_are_logged_at_every_evaluation(toy_dataset):
+    model, history, summary = fixed_run(toy_dataset, eval_test=True)
+    at_evaluations = history.dropna(subset=["test_acc"])
+    assert at_evaluations["step"].tolist() == [10, 20, 30, 40]
+    assert history.dropna(subset=["train_acc"])["step"].tolist() == [10, 20, 30, 40]
+    # the last evaluation is the final model: its numbers, recomputed here from the model
+    test, train = toy_dataset["test"], toy_dataset["train"]
+    with torch.no_grad():
+        test_acc = (model.eval()(test["x"]).argmax(1) == test["y"]).double().mean().item()
+        train_acc = (model(train["x"]).argmax(1) == train["y"]).double().mean().item()
+    assert at_evaluations["test_acc"].iloc[-1] == pytest.approx(test_acc) == pytest.approx(summary["test_acc"])
+    assert history.dropna(subset=["train_acc"])["train_acc"].iloc[-1] == pytest.approx(train_acc)
+    _, plain, _ = fixed_run(toy_dataset)
+    assert plain["test_acc"].isna().all()  # off by default
+
+
+def test_a_trained_cell_saves_its_test_predictions(toy_dataset, tmp_path):
+    import pandas as pd
+
+    from largelr.datasets import save_dataset
+    from largelr.models import load_checkpoint
+    from largelr.train import train_and_save
+
+    save_dataset(toy_dataset, tmp_path / "toy.pt")
+    spec = toy_spec(target_train_acc=1.1)
+    train_and_save(spec, tmp_path / "toy.pt", tmp_path / "cell", CPU, log=quiet)
+    predictions = pd.read_parquet(tmp_path / "cell" / "predictions.parquet")
+    summary = json.loads((tmp_path / "cell" / "train.json").read_text())["summary"]
+    test = toy_dataset["test"]
+    assert predictions["index"].tolist() == list(range(len(test["y"])))
+    assert predictions["group"].tolist() == (test["y"] * 2 + test["b"]).tolist()
+    assert (predictions["pred"] == predictions["y"]).mean() == pytest.approx(summary["test_acc"])
+    # the true-class probability, recomputed from the saved model
+    with torch.no_grad():
+        probs = torch.softmax(load_checkpoint(tmp_path / "cell" / "model.pt")(test["x"]), 1)
+    expected = probs[range(len(test["y"])), test["y"]].double().numpy()
+    assert predictions["p_true"].to_numpy() == pytest.approx(expected, rel=1e-5)
+    assert set(predictions.columns) >= {"study", "dataset", "model", "knob", "value", "seed"}

@@ -59,6 +59,8 @@ TRAIN_KEYS: dict[str, Setting] = {
                             above=0.0, below=1.0),
     "collapse_patience": Setting(3, "evaluations at chance accuracy, after having learned, that count as "
                                  "divergence; 0 = off", type=int, minimum=0),
+    "eval_test": Setting(False, "also measure test accuracy at every evaluation (history column test_acc)",
+                         type=bool),
     "history_every": Setting(1, "record the per-step statistics every k steps", type=int, minimum=1),
     "attribution_every": Setting(0, "steps between IG spurious-share records on 64 train samples; 0 = off",
                                  type=int, minimum=0),
@@ -142,7 +144,8 @@ ANALYSIS_DEFAULTS: dict[str, Any] = defaults(ANALYSIS_KEYS)
 CELL_DIR = "results/{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
 CELL_ID = "{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
 # Every file of a cell: the rules declare these as outputs, the readers open them by the same names.
-TRAIN_FILES = {"model": "model.pt", "history": "history.parquet", "summary": "train.json"}
+TRAIN_FILES = {"model": "model.pt", "history": "history.parquet", "predictions": "predictions.parquet",
+               "summary": "train.json"}
 ANALYSIS_FILES = {name: f"{name}.parquet" for name in ANALYSES}
 CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
 # A study's figures: file stem per family, under results/figures/{study}/, each in every format.

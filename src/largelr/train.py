@@ -33,9 +33,12 @@ from largelr.models import build_model
 
 # Recorded every ``history_every`` steps and at every evaluation; "loss" is the
 # cross-entropy whatever the training loss. "lr" (the rate used at that step) is added
-# from the schedule and "spurious_share" (IG attribution share on the spurious region,
-# NaN except every ``attribution_every`` steps) beside it.
+# from the schedule, and beside it the series measured only at some steps (NaN elsewhere):
+# "spurious_share" (IG attribution share on the spurious region, every ``attribution_every``
+# steps), "train_acc" (the full training set, at every evaluation) and "test_acc" (the test
+# set, at every evaluation when ``eval_test`` is set).
 HISTORY_COLUMNS = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
+SPARSE_SERIES = ("spurious_share", "train_acc", "test_acc")
 ATTRIBUTION_SAMPLES = 64
 # Accuracy collapse: a run counts as having learned once its train accuracy reached
 # chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + CHANCE_MARGIN.
@@ -253,7 +256,7 @@ class History:
     def __init__(self, max_steps: int, device: torch.device):
         self.stats = torch.full((max_steps, len(HISTORY_COLUMNS) - 1), math.nan, device=device)
         self.recorded = torch.zeros(max_steps, dtype=torch.bool)
-        self.spurious_share = torch.full((max_steps,), math.nan, dtype=torch.float64)
+        self.sparse = {name: torch.full((max_steps,), math.nan, dtype=torch.float64) for name in SPARSE_SERIES}
 
     @torch.no_grad()
     def record(self, step: int, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
@@ -281,17 +284,24 @@ class History:
         history.insert(0, "step", (rows + 1).tolist())
         factor = lr_factor(settings)
         history["lr"] = [settings.lr * factor(s) for s in rows.tolist()]  # the rate used at each step
-        history["spurious_share"] = self.spurious_share[:step][rows].numpy()
+        for name, series in self.sparse.items():
+            history[name] = series[:step][rows].numpy()
         return history
+
+    def measured(self, step: int, name: str, value: float) -> None:
+        """A value of one of the SPARSE_SERIES at step ``step`` (1-based), which is then recorded."""
+        self.recorded[step - 1] = True
+        self.sparse[name][step - 1] = value
 
     def state_dict(self, step: int) -> dict[str, torch.Tensor]:
         return {"stats": self.stats[:step].cpu(), "recorded": self.recorded[:step].clone(),
-                "spurious_share": self.spurious_share[:step].clone()}
+                **{name: series[:step].clone() for name, series in self.sparse.items()}}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], step: int) -> None:
         self.stats[:step] = state["stats"].to(self.stats.device)
         self.recorded[:step] = state["recorded"]
-        self.spurious_share[:step] = state["spurious_share"]
+        for name, series in self.sparse.items():
+            series[:step] = state[name]
 
 
 class Stopping:
@@ -455,6 +465,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     model = model.to(memory_format=torch.channels_last) if precision.channels_last else model
     forward = torch.compile(model) if settings.compile else model
     train, val = cell_splits(dataset, settings, device, seed)
+    splits = {"train": train, "val": val, "test": Split(dataset, "test", device) if settings.eval_test else None}
     state = TrainState(model, settings, len(train), dataset["num_classes"], seed, device)
     probe = AttributionProbe(dataset, train, settings.attribution_every, seed, precision, log)
     resumed_from = state.resume(checkpoint, spec, log)
@@ -485,9 +496,8 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
                                  full=evaluation or state.step % settings.history_every == 0)
             if probe.due(state.step):
                 with clock.aside():
-                    state.history.recorded[state.step - 1] = True
-                    state.history.spurious_share[state.step - 1] = probe.share(model)
-            if evaluation and (stop := evaluate_and_decide(state, forward, train, val, precision, clock, log)):
+                    state.history.measured(state.step, "spurious_share", probe.share(model))
+            if evaluation and (stop := evaluate_and_decide(state, forward, splits, precision, clock, log)):
                 outcome = stop
                 break
     stream.close()
@@ -519,30 +529,34 @@ class Clock:
         return ((step - self.resumed_from) / seconds, self.images / seconds) if seconds > 0 else (math.nan, math.nan)
 
 
-def evaluate_and_decide(state: TrainState, forward: nn.Module, train: Split, val: Split | None, precision: Precision,
+def evaluate_and_decide(state: TrainState, forward: nn.Module, splits: dict[str, Split | None], precision: Precision,
                         clock: Clock, log: Callable[[str], None]) -> tuple[str, int | None] | None:
-    """At an evaluation: divergence check, full-train accuracy and CE, validation, stopping rules.
-
-    Returns (stopped_by or diverged reason, diverged step) to stop, else None.
-    """
-    step = state.step
-    if (first_bad := state.history.first_nonfinite_step(step)) is not None:
+    """At an evaluation: divergence check, full-train accuracy and CE, validation (and test with
+    ``eval_test``), stopping rules. Returns (stopped_by or diverged reason, diverged step) to stop, else None."""
+    step, history = state.step, state.history
+    if (first_bad := history.first_nonfinite_step(step)) is not None:
         return "nonfinite", first_bad
+
+    def accuracy(split: Split) -> tuple[float, float]:
+        pred, ce, _ = predictions_and_losses(forward, split, precision.autocast, precision.prepare)
+        return (pred == split.y).float().mean().item(), ce.mean().item()
+
     with clock.aside():
-        pred, ce, _ = predictions_and_losses(forward, train, precision.autocast, precision.prepare)
-        clock.train_acc, clock.train_ce = (pred == train.y).float().mean().item(), ce.mean().item()
-        if val is not None:
-            val_pred, _, _ = predictions_and_losses(forward, val, precision.autocast, precision.prepare)
-            val_acc = (val_pred == val.y).float().mean().item()
+        clock.train_acc, clock.train_ce = accuracy(splits["train"])
+        history.measured(step, "train_acc", clock.train_acc)
+        val_acc = accuracy(splits["val"])[0] if splits["val"] is not None else None
+        if splits["test"] is not None:
+            history.measured(step, "test_acc", accuracy(splits["test"])[0])
     steps_per_s, images_per_s = clock.rates(step)
-    log(f"step {step:>6}  loss {state.history.stats[step - 1, 0].item():.4f}  train acc {clock.train_acc:.4f}  "
+    log(f"step {step:>6}  loss {history.stats[step - 1, 0].item():.4f}  train acc {clock.train_acc:.4f}  "
         f"{steps_per_s:.1f} steps/s  {images_per_s:.0f} img/s")
-    if val is not None:
+    if val_acc is not None:
         state.stopping.keep_if_best(step, val_acc, state.model)
     return state.stopping.after_evaluation(step, clock.train_acc, clock.train_ce)
 
 
 DIVERGENCE_REASONS = ("nonfinite", "collapse")
+FIT_CRITERIA = ("target_train_acc", "stop_train_ce")
 
 
 def finish(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train: Split, outcome: tuple[str, int | None],
@@ -553,6 +567,8 @@ def finish(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train
     steps_per_s, images_per_s = clock.rates(state.step)
     summary: dict[str, Any] = {
         "steps": state.step, "stopped_by": stopped_by, "diverged": stopped_by == "diverged",
+        # fit to the paper's protocol: stopped by its fit criterion, not by the step cap or divergence
+        "converged": stopped_by in FIT_CRITERIA,
         "diverged_step": diverged_step, "diverged_reason": reason if stopped_by == "diverged" else None,
         "wall_s": time.perf_counter() - clock.started,
         "eval_s": clock.aside_s,  # part of wall_s spent evaluating (and attributing)
@@ -579,6 +595,21 @@ def finish(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train
     return summary
 
 
+def test_predictions(model: nn.Module, dataset: dict[str, Any], spec: dict[str, Any], device: torch.device,
+                     diverged: bool) -> pd.DataFrame:
+    """predictions.parquet: per test sample its index, y, b, group, predicted class and true-class
+    probability, so a new group metric needs no retraining. A diverged cell has no predictions
+    (pred -1, p_true NaN)."""
+    test = Split(dataset, "test", device)
+    frame = pd.DataFrame({"index": range(len(test)), "y": test.y.cpu().numpy(), "b": test.b.cpu().numpy(),
+                          "group": (test.y * dataset["num_bias"] + test.b).cpu().numpy()})
+    if diverged:
+        return frame.assign(pred=-1, p_true=math.nan)
+    precision = Precision(model, spec["model"], TrainSettings(spec["train"]), device)
+    pred, _, p_true = predictions_and_losses(model, test, precision.autocast, precision.prepare)
+    return frame.assign(pred=pred.cpu().numpy(), p_true=p_true.double().cpu().numpy())
+
+
 def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, device: torch.device,
                    checkpoint_every: int = 1000, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Train one cell and write its files (largelr.config.TRAIN_FILES) into ``out_dir``, train.json last.
@@ -600,6 +631,8 @@ def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, d
     cell = {key: spec[key] for key in CELL_KEYS}
     save_checkpoint(model, summary["model_spec"], out_dir / TRAIN_FILES["model"])
     write_parquet(with_cell_keys(history, cell, device), out_dir / TRAIN_FILES["history"])
+    predictions = test_predictions(model, dataset, spec, device, summary["diverged"])
+    write_parquet(with_cell_keys(predictions, cell, device), out_dir / TRAIN_FILES["predictions"])
     # train.json last: its presence marks the cell as trained.
     write_json({"cell": cell, "spec": spec, "summary": summary, "provenance": provenance(device)},
                out_dir / TRAIN_FILES["summary"])
