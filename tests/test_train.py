@@ -387,6 +387,9 @@ def test_attribution_share_is_recorded_at_its_interval(toy_dataset):
                                                                method="gausslegendre").abs()
     expected = (attributions[:, -1] / attributions.sum(1)).mean().item()
     assert shares.loc[40] == pytest.approx(expected, rel=1e-5)
+    # the toy's core mask is the rest of the input: the two shares add up to one; no noise mask, no share
+    core = history.set_index("step")["core_share"]
+    assert core.loc[40] == pytest.approx(1 - expected, rel=1e-5) and history["noise_share"].isna().all()
 
 
 def test_resume_keeps_the_new_state(toy_dataset, tmp_path):

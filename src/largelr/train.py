@@ -34,11 +34,11 @@ from largelr.models import build_model
 # Recorded every ``history_every`` steps and at every evaluation; "loss" is the
 # cross-entropy whatever the training loss. "lr" (the rate used at that step) is added
 # from the schedule, and beside it the series measured only at some steps (NaN elsewhere):
-# "spurious_share" (IG attribution share on the spurious region, every ``attribution_every``
-# steps), "train_acc" (the full training set, at every evaluation) and "test_acc" (the test
+# "spurious_share", "core_share", "noise_share" (IG attribution shares on the regions the
+# dataset masks, every ``attribution_every`` steps), "train_acc" (the full training set, at every evaluation) and "test_acc" (the test
 # set, at every evaluation when ``eval_test`` is set).
 HISTORY_COLUMNS = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
-SPARSE_SERIES = ("spurious_share", "train_acc", "test_acc")
+SPARSE_SERIES = ("spurious_share", "core_share", "noise_share", "train_acc", "test_acc")
 ATTRIBUTION_SAMPLES = 64
 # Accuracy collapse: a run counts as having learned once its train accuracy reached
 # chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + CHANCE_MARGIN.
@@ -417,13 +417,19 @@ def interrupt_flag() -> Iterator[dict[str, Any]]:
 # --- the loop -----------------------------------------------------------------------------
 
 
+REGIONS = ("spurious", "core", "noise")  # where a dataset's masks say its features live
+
+
 class AttributionProbe:
-    """IG share of |attribution| on the spurious region, for a fixed seeded sample of training inputs."""
+    """IG shares of |attribution| on each masked region (spurious, core, noise), for a fixed seeded
+    sample of training inputs: the course of feature use over training (Figs 3 right, 13)."""
 
     def __init__(self, dataset: dict[str, Any], train: Split, every: int, seed: int, precision: Precision,
                  log: Callable[[str], None]):
-        self.mask, self.every = dataset.get("spurious_mask"), every
-        if every and self.mask is None:
+        self.masks = {region: dataset[f"{region}_mask"] for region in REGIONS
+                      if dataset.get(f"{region}_mask") is not None}
+        self.every = every
+        if every and "spurious" not in self.masks:
             log(f"attribution_every = {every} ignored: dataset {dataset.get('name')!r} has no spurious_mask")
             self.every = 0
         if self.every:
@@ -433,7 +439,8 @@ class AttributionProbe:
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 
-    def share(self, model: nn.Module) -> float:
+    def shares(self, model: nn.Module) -> dict[str, float]:
+        """{region}_share -> mean share over the probe's inputs, for every region the dataset masks."""
         from largelr.analyses.attribute import integrated_gradients, region_share
 
         was_training = model.training
@@ -441,7 +448,8 @@ class AttributionProbe:
             attributions, _ = integrated_gradients(model, self.x, self.y)
         finally:
             model.train(was_training)  # integrated_gradients switches to eval mode
-        return float(region_share(attributions, self.mask).nanmean())
+        return {f"{region}_share": float(region_share(attributions, mask).nanmean())
+                for region, mask in self.masks.items()}
 
 
 def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.device, log: Callable[[str], None] = print,
@@ -496,7 +504,8 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
                                  full=evaluation or state.step % settings.history_every == 0)
             if probe.due(state.step):
                 with clock.aside():
-                    state.history.measured(state.step, "spurious_share", probe.share(model))
+                    for name, share in probe.shares(model).items():
+                        state.history.measured(state.step, name, share)
             if evaluation and (stop := evaluate_and_decide(state, forward, splits, precision, clock, log)):
                 outcome = stop
                 break
