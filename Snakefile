@@ -1,14 +1,35 @@
 # largelr: study grids -> cells -> analyses -> tables and figures.
 # Read top-down: config and its validation, the rules by stage, the targets.
-from snakemake.utils import min_version, validate
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from largelr.config import ConfigError, read_config_file, validate_config
 
 min_version("9.0")
+
+# Read every config file ourselves first: a YAML syntax error or a key given twice is
+# reported with its file, line and column (Snakemake says only "not valid YAML").
+try:
+    for _path in ("config.yaml", *workflow.overwrite_configfiles):
+        if Path(_path).exists():
+            read_config_file(_path)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Structure (the JSON schema), then every name and value against its Setting: all
+# problems at once, each with its key path, the value and what is allowed.
+try:
+    validate_config(
+        config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 include: "workflow/rules/common.smk"

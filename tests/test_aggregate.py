@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from largelr.aggregate import mark_usable_range, max_bc_loss_ratio, table1
+from largelr.aggregate import mark_included, mark_usable_range, max_bc_loss_ratio, table1
 
 
 def sweep(accs: dict[float, list[float]], diverged: dict[float, list[bool]] | None = None) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def test_small_accuracy_drop_stays_in_range():
 
 
 def test_table1_takes_min_and_max_of_seed_means_within_range():
-    cells = mark_usable_range(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.1, 0.1]}))
+    cells = mark_included(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.1, 0.1]}))
     table = table1(cells).set_index("variable")
     assert table.loc["lr", ["min", "max"]].tolist() == [0.01, 0.1]
     assert table.loc["test_acc", ["min", "max"]].tolist() == pytest.approx([0.6, 0.85])
@@ -59,7 +59,7 @@ from largelr.aggregate import (  # noqa: E402
 
 
 def test_seed_statistics_give_mean_sd_and_a_t_interval_worked_out_by_hand():
-    cells = mark_usable_range(sweep({0.01: [0.5, 0.6, 0.7], 0.1: [0.8, 0.8, 0.8]}))
+    cells = mark_included(sweep({0.01: [0.5, 0.6, 0.7], 0.1: [0.8, 0.8, 0.8]}))
     stats = seed_statistics(cells).set_index(["value", "metric"])
     row = stats.loc[(0.01, "test_acc")]
     # mean 0.6, sd 0.1 (ddof 1), t(0.975, 2) = 4.302653 -> half width 4.302653 * 0.1 / sqrt(3)
@@ -73,7 +73,7 @@ def test_seed_statistics_give_mean_sd_and_a_t_interval_worked_out_by_hand():
 
 
 def test_seed_statistics_leave_nan_out_of_n_and_give_no_interval_for_one_seed():
-    cells = mark_usable_range(sweep({0.01: [0.5, float("nan")], 0.1: [0.8, 0.9]}))
+    cells = mark_included(sweep({0.01: [0.5, float("nan")], 0.1: [0.8, 0.9]}))
     row = seed_statistics(cells).set_index(["value", "metric"]).loc[(0.01, "test_acc")]
     assert row["n"] == 1 and row["mean"] == 0.5 and np.isnan(row["ci_low"]) and np.isnan(row["std"])
 
@@ -83,9 +83,9 @@ def intervention(study: str, knob: str, accs: dict[float, list[float]]) -> pd.Da
 
 
 def test_table2_has_each_knob_of_the_intervention_pairs_and_the_lr_rows_of_the_same_pairs():
-    lr_grid = mark_usable_range(sweep({0.01: [0.5, 0.5], 0.1: [0.7, 0.9]}).assign(study="lr_grid"))
+    lr_grid = mark_included(sweep({0.01: [0.5, 0.5], 0.1: [0.7, 0.9]}).assign(study="lr_grid"))
     other_pair = lr_grid.assign(model="other")  # an lr sweep with no intervention: left out
-    momentum = mark_usable_range(intervention("momentum_study", "momentum", {0.5: [0.6, 0.6], 0.9: [0.4, 0.6]}))
+    momentum = mark_included(intervention("momentum_study", "momentum", {0.5: [0.6, 0.6], 0.9: [0.4, 0.6]}))
     table = table2(pd.concat([lr_grid, other_pair, momentum], ignore_index=True), ["momentum_study"])
     assert set(table["model"]) == {"m"}
     rows = table.set_index(["knob", "variable"])
@@ -109,7 +109,7 @@ def test_compare_with_paper_subtracts_the_reference_and_lists_every_reference_ro
 
 
 def test_mechanism_table_pearson_r_matches_numpy_and_pools_per_study():
-    cells = mark_usable_range(sweep({0.01: [0.5, 0.6], 0.1: [0.7, 0.9], 0.2: [0.8, 0.85]}))
+    cells = mark_included(sweep({0.01: [0.5, 0.6], 0.1: [0.7, 0.9], 0.2: [0.8, 0.85]}))
     cells["max_bc_loss_ratio"] = [0.1, 0.3, 0.2, 0.6, 0.5, 0.4]
     table = mechanism_table(cells).set_index("dataset")
     expected = np.corrcoef(cells["max_bc_loss_ratio"], cells["test_acc"])[0, 1]
@@ -121,7 +121,7 @@ def test_mechanism_table_pearson_r_matches_numpy_and_pools_per_study():
 
 
 def test_markdown_and_paper_shape_render_min_max_per_variable():
-    cells = mark_usable_range(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9]}))
+    cells = mark_included(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9]}))
     wide = paper_shape(table1(cells))
     assert wide.loc[0, "test_acc"] == "0.6 – 0.85" and wide.loc[0, "lr"] == "0.01 – 0.1"
     text = markdown(wide, "T")
@@ -134,3 +134,74 @@ def test_markdown_and_paper_shape_render_min_max_per_variable():
     shaped = paper_shape(two_knobs, knob_label="knob values").set_index("knob")
     assert shaped.loc["momentum", "knob values"] == shaped.loc["lr", "knob values"] == "0.01 – 0.1"
     assert "lr" not in shaped.columns and "momentum" not in shaped.columns
+
+
+def test_one_seed_losing_a_quarter_of_the_best_accuracy_ends_the_range_even_if_the_mean_does_not():
+    # best = 0.1 (mean 0.9); at 1.0 the mean 0.75 is above 0.75 * 0.9 = 0.675, but seed 1 (0.6) is below
+    cells = mark_usable_range(sweep({0.01: [0.8, 0.8], 0.1: [0.9, 0.9], 1.0: [0.9, 0.6]}))
+    assert cells.groupby("value")["in_range"].all().to_dict() == {0.01: True, 0.1: True, 1.0: False}
+
+
+def test_cells_that_did_not_converge_are_left_out_of_the_tables_and_counted():
+    from largelr.aggregate import left_out_note
+
+    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.85, 0.85]}).assign(converged=True, num_classes=2)
+    cells.loc[(cells["value"] == 0.01) & (cells["seed"] == 0), "converged"] = False  # stopped at the step cap
+    marked = mark_included(cells)
+    assert marked["left_out"].tolist() == ["not converged (stopped at the step cap)", "", "", "", "", ""]
+    table = table1(marked).set_index("variable")
+    # lr 0.01 keeps only seed 1 (0.7): test_acc seed means 0.7, 0.85, 0.85
+    assert table.loc["test_acc", ["min", "max"]].tolist() == pytest.approx([0.7, 0.85])
+    assert "d × m: 6 cells; left out: 1 not converged (stopped at the step cap)" in left_out_note(marked)
+
+
+def test_cells_within_a_few_points_of_chance_are_flagged():
+    cells = mark_included(sweep({0.01: [0.52, 0.56], 0.1: [0.9, 0.9]}).assign(converged=True, num_classes=2))
+    # chance 1/2, margin 0.05: 0.52 and 0.55 are near chance, 0.56 is not
+    assert cells["near_chance"].tolist() == [True, False, False, False]
+
+
+def test_trend_table_gives_the_spearman_rho_of_the_seed_means():
+    from largelr.aggregate import trend_summary, trend_table
+
+    # test_acc seed means 0.6, 0.85, 0.7 over three rates: ranks 1, 3, 2 -> rho = 1 - 6 * (0 + 1 + 1) / (3 * 8) = 0.5
+    cells = mark_included(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.7, 0.7]}))
+    trends = trend_table(cells).set_index("variable")
+    assert trends.loc["test_acc", "spearman_rho"] == pytest.approx(0.5)
+    assert trends.loc["test_acc", "trend"] == "↑" and trends.loc["test_acc", "paper"] == "↑"
+    # prunability = 10 * lr + seed rises with lr: rho = 1; class_sep = 1 - acc: rho = -0.5
+    assert trends.loc["prunability", "spearman_rho"] == pytest.approx(1.0)
+    assert trends.loc["class_sep", "spearman_rho"] == pytest.approx(-0.5) and trends.loc["class_sep", "trend"] == "↓"
+    assert trends.loc["compressibility", "trend"] == "?"  # constant: no rank correlation
+    assert trend_summary(trend_table(cells)).loc[0, "test_acc"] == "↑ +0.50"
+
+
+def test_table2_prints_the_batch_size_knob_as_one_over_b():
+    lr_grid = mark_included(sweep({0.01: [0.5, 0.5], 0.1: [0.7, 0.9]}).assign(study="lr_grid"))
+    batch = mark_included(intervention("batch_study", "batch_size", {3: [0.6, 0.6], 100: [0.4, 0.6]}))
+    rows = table2(pd.concat([lr_grid, batch], ignore_index=True), ["batch_study"]).set_index(["knob", "variable"])
+    assert rows.loc[("batch_size", "1/batch_size"), ["min", "max"]].tolist() == pytest.approx([0.01, 1 / 3])
+    shaped = paper_shape(table2(pd.concat([lr_grid, batch], ignore_index=True), ["batch_study"]),
+                         knob_label="knob values").set_index("knob")
+    assert shaped.loc["batch_size", "knob values"] == "0.01 – 0.3333"
+
+
+def test_summary_names_each_pairs_trends_and_the_cells_left_out():
+    from largelr.aggregate import summary_text
+
+    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.95, 0.95]}).assign(converged=True, num_classes=2)
+    cells.loc[0, "converged"] = False
+    text = summary_text(mark_included(cells))
+    assert text.startswith("Study s: trend of each variable over lr")
+    assert "the paper: test_acc ↑" in text
+    # test_acc seed means 0.7, 0.85, 0.95 rise monotonically: rho = 1; class_sep = 1 - acc falls: rho = -1
+    assert "↑ +1.00" in text and "↓ -1.00" in text and "1 not converged" in text
+
+
+def test_a_study_may_keep_capped_cells_and_choose_its_range_drop():
+    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.7, 0.7]}).assign(converged=False)
+    assert not mark_included(cells)["included"].any()  # the paper's rule: nothing converged, nothing in
+    kept = mark_included(cells, require_converged=False)
+    assert kept["included"].all()  # 1.0: 0.7 >= 0.75 * 0.85
+    strict = mark_included(cells, require_converged=False, drop=0.1)  # 0.7 < 0.9 * 0.85 = 0.765
+    assert strict.groupby("value")["included"].all().to_dict() == {0.01: True, 0.1: True, 1.0: False}

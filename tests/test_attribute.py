@@ -5,8 +5,10 @@ import torch
 from torch import nn
 
 from largelr.analyses.attribute import (
+    COLUMNS,
     attribution_entropy,
     background_columns,
+    background_notice,
     deeplift,
     integrated_gradients,
     region_share,
@@ -14,11 +16,27 @@ from largelr.analyses.attribute import (
     run,
     unnormalized,
 )
+from largelr.analyses.segment import torchvision_weights_path
 from largelr.config import AnalysisSettings
 from largelr.evaluate import sample_indices
 from largelr.models import build_model
 
 ANALYSIS_DEFAULTS = dict(AnalysisSettings())
+MOBILENET = "deeplabv3_mobilenet_v3_large"
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """A torch hub cache with no weights in it (TORCH_HOME moves the hub directory)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub"
+
+
+def cache(name: str) -> None:
+    """Put a stand-in weights file where the torch hub cache keeps segmenter ``name``'s weights."""
+    path = torchvision_weights_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"stand-in")
 
 
 def summarize(model, dataset, settings, device, segmenter=None) -> dict:
@@ -99,8 +117,12 @@ def test_deeplift_sums_to_the_output_difference_on_relu_networks():
 def test_summarize_without_the_deeplift_key_keeps_its_outputs(toy_dataset):
     model = build_model("fcn", toy_dataset["input_shape"], 2, {"depth": 2, "width": 8})
     result = summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8}, torch.device("cpu"))
-    assert list(result) == ["attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share",
-                            "background_share", "background_iou"]
+    assert list(result) == list(COLUMNS) == [
+        "attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share", "noise_share",
+        "background_share", "background_iou", "deeplift_spurious_share", "deeplift_core_share",
+        "deeplift_noise_share"]
+    assert math.isnan(result["noise_share"])  # the toy set has no noise mask
+    assert all(math.isnan(result[f"deeplift_{region}_share"]) for region in ("spurious", "core", "noise"))
     # a vector dataset has no background: auto resolves to none, the columns are NaN
     assert math.isnan(result["background_share"]) and math.isnan(result["background_iou"])
     with pytest.raises(ValueError, match="needs image inputs"):
@@ -114,12 +136,16 @@ def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
     result = summarize(model, toy_dataset, settings, torch.device("cpu"))
     # the toy masks split the input in two, so the shares of the two regions add up to one
     assert result["deeplift_spurious_share"] + result["deeplift_core_share"] == pytest.approx(1.0)
+    assert math.isnan(result["deeplift_noise_share"])
+    result = summarize(model, hand_masked_dataset(toy_dataset), settings, torch.device("cpu"))
+    shares = [result[f"deeplift_{region}_share"] for region in ("spurious", "core", "noise")]
+    assert sum(shares) == pytest.approx(1.0) and all(0 <= share <= 1 for share in shares)
     without_masks = {k: v for k, v in toy_dataset.items() if not k.endswith("_mask")}
     result = summarize(model, without_masks, settings, torch.device("cpu"))
     assert math.isnan(result["deeplift_spurious_share"]) and math.isnan(result["deeplift_core_share"])
 
 
-def test_background_resolution_follows_the_dataset_trait():
+def test_background_resolution_follows_the_dataset_trait(empty_hub):
     assert resolve_background("auto", True, "mean") == "oracle"
     assert resolve_background("auto", False, "mean") == "none"
     assert resolve_background("oracle", True, "zero") == "oracle"  # asked for explicitly
@@ -209,6 +235,129 @@ def test_zero_baseline_gives_black_pixels_no_attribution_and_the_mean_baseline_d
         ig_baseline(x, "blur")
 
 
-def test_auto_background_needs_a_non_zero_baseline_for_the_oracle():
+def test_auto_background_needs_a_non_zero_baseline_for_the_oracle(empty_hub):
     assert resolve_background("auto", True, "zero") == "none"
     assert resolve_background("auto", True, "mean") == "oracle"
+
+
+def test_auto_background_uses_the_auto_segmenter_where_its_weights_are_cached(empty_hub, tmp_path):
+    assert resolve_background("auto", False, "mean") == "none"  # nothing cached yet
+    cache(MOBILENET)
+    assert str(torchvision_weights_path(MOBILENET)).startswith(str(empty_hub))
+    assert resolve_background("auto", False, "mean") == MOBILENET  # natural images
+    assert resolve_background("auto", True, "zero") == MOBILENET  # black canvas, zero baseline: no oracle
+    assert resolve_background("auto", True, "mean") == "oracle"  # the oracle comes first
+    assert resolve_background("auto", False, "mean", image=False) == "none"  # flat inputs have no background
+    assert resolve_background("auto", False, "mean", auto_segmenter="none") == "none"
+    assert resolve_background("auto", False, "mean", auto_segmenter="deeplabv3_resnet50") == "none"  # not cached
+    checkpoint = tmp_path / "smp.pt"
+    assert resolve_background("auto", False, "mean", auto_segmenter="smp", checkpoint=str(checkpoint)) == "none"
+    checkpoint.write_bytes(b"stand-in")
+    assert resolve_background("auto", False, "mean", auto_segmenter="smp", checkpoint=str(checkpoint)) == "smp"
+    with pytest.raises(ValueError, match="auto_segmenter"):
+        resolve_background("auto", False, auto_segmenter="oracle")
+
+
+def hand_masked_dataset(toy_dataset: dict) -> dict:
+    """The toy set with hand-made regions: core = feature 0, noise = features 1-4, spurious = feature 5."""
+    core = torch.tensor([True, False, False, False, False, False])
+    spurious = torch.tensor([False, False, False, False, False, True])
+    return toy_dataset | {"core_mask": core, "spurious_mask": spurious, "noise_mask": ~(core | spurious)}
+
+
+def test_region_shares_of_a_linear_model_by_hand(toy_dataset):
+    dataset = hand_masked_dataset(toy_dataset)
+    torch.manual_seed(0)
+    model = nn.Linear(6, 2, bias=False)
+    settings = ANALYSIS_DEFAULTS | {"attribute_samples": 10, "deeplift": True}
+    result = summarize(model, dataset, settings, torch.device("cpu"))
+    # IG and DeepLift of a linear model from the zero baseline are both w[target] * x, exactly
+    x, y, _ = (dataset["test"][key][sample_indices(len(dataset["test"]["y"]), 10, seed=0)] for key in ("x", "y", "b"))
+    magnitude = (model.weight.detach()[y] * x).abs().double()
+    total = magnitude.sum(1)
+    expected = {"core": magnitude[:, 0] / total, "noise": magnitude[:, 1:5].sum(1) / total,
+                "spurious": magnitude[:, 5] / total}
+    for region, share in expected.items():
+        assert result[f"{region}_share"] == pytest.approx(share.mean().item(), rel=1e-5)
+        assert result[f"deeplift_{region}_share"] == pytest.approx(share.mean().item(), rel=1e-5)
+    assert result["core_share"] + result["noise_share"] + result["spurious_share"] == pytest.approx(1.0)
+
+
+def test_auto_loads_the_cached_segmenter_itself_and_measures_the_background(empty_hub, monkeypatch):
+    from largelr.analyses import segment
+
+    class AllBackground(nn.Module):
+        """A stand-in segmenter: class 0 (background) wins everywhere."""
+
+        def __init__(self):
+            super().__init__()
+            self.logits = nn.Parameter(torch.tensor([1.0, 0.0]))
+
+        def forward(self, x):
+            return self.logits.view(1, -1, 1, 1).expand(len(x), -1, *x.shape[-2:])
+
+    loaded = []
+    monkeypatch.setattr(segment, "load_segmenter", lambda name, checkpoint, device: loaded.append(name) or AllBackground())
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(8) % 2
+    split = {"x": torch.rand(8, 3, 6, 6, generator=generator), "y": y, "b": 1 - y}
+    dataset = {"name": "natural", "traits": {"worst_group": False, "oracle_background": False}, "test": split,
+               "input_shape": [3, 6, 6], "normalization": {"mean": 0.0, "std": 1.0}}
+    torch.manual_seed(0)
+    model = build_model("cnn", [3, 6, 6], 2, {"width": 0.05})
+    settings = ANALYSIS_DEFAULTS | {"attribute_samples": 4, "ig_steps": 4, "segmenter_input_size": 8}
+    assert math.isnan(summarize(model, dataset, settings, torch.device("cpu"))["background_share"])  # not cached
+    assert loaded == []
+    cache(MOBILENET)
+    result = summarize(model, dataset, settings, torch.device("cpu"))
+    assert loaded == [MOBILENET]
+    assert result["background_share"] == pytest.approx(1.0)  # every pixel is background
+    assert math.isnan(result["background_iou"])  # no oracle to compare with
+
+
+def study(background: str = "auto", datasets: dict | None = None, **settings) -> dict:
+    analysis = ANALYSIS_DEFAULTS | {"background": background} | settings
+    return {"analysis": analysis, "datasets": datasets if datasets is not None else {
+        "cifar10": {"oracle_background": False}, "parity": {"oracle_background": False, "image": False},
+        "colored_mnist": {"oracle_background": True}}}
+
+
+def test_background_notice_names_the_outputs_without_a_background_and_the_file(empty_hub):
+    studies = {"cifar": study(), "colored": study(ig_baseline="mean"), "off": study("none")}
+    notice = background_notice(studies)
+    path = torchvision_weights_path(MOBILENET)
+    # zero baseline: cifar10 and colored_mnist would use the segmenter; parity is flat; with the mean
+    # baseline colored_mnist has its oracle; background: none asks for nothing
+    assert "study cifar (cifar10, colored_mnist)" in notice and "study colored (cifar10)" in notice
+    assert "parity" not in notice and "study off" not in notice
+    assert str(path) in notice and "deeplabv3_mobilenet_v3_large-fc3c493d.pth" in notice
+    assert "COCO_WITH_VOC_LABELS_V1" in notice and "--forcerun analyze" in notice
+    assert notice.count("\n") == 1  # one line for the missing file, one on rerunning
+    cache(MOBILENET)
+    assert background_notice(studies) is None
+    assert background_notice({"flat": study(datasets={"parity": {"image": False}})}) is None
+
+
+def test_background_notice_for_explicit_segmenters_and_smp(empty_hub, tmp_path):
+    notice = background_notice({"natural": study("deeplabv3_resnet50")})
+    assert "study natural will stop" in notice and str(torchvision_weights_path("deeplabv3_resnet50")) in notice
+    missing = str(tmp_path / "seg.pt")
+    notice = background_notice({"custom": study(auto_segmenter="smp", segmenter_checkpoint=missing)})
+    assert "study custom (cifar10, colored_mnist)" in notice and missing in notice
+    (tmp_path / "seg.pt").write_bytes(b"stand-in")
+    assert background_notice({"custom": study(auto_segmenter="smp", segmenter_checkpoint=missing)}) is None
+    assert background_notice({"any": study(auto_segmenter="none")}) is None
+
+
+def test_deeplift_is_complete_on_resnet18():
+    torch.manual_seed(0)
+    model = build_model("resnet18", [3, 8, 8], 3, {})
+    model.train()(torch.randn(8, 3, 8, 8))  # BatchNorm statistics away from their init
+    x = torch.randn(4, 3, 8, 8)
+    target = torch.tensor([0, 1, 2, 0])
+    attributions = deeplift(model, x, target)
+    with torch.no_grad():
+        gap = model(x)[range(4), target] - model(torch.zeros_like(x))[range(4), target]
+    assert attributions.shape == x.shape
+    assert torch.allclose(attributions.flatten(1).sum(1), gap, atol=1e-4, rtol=1e-3)
+    assert not model.training

@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from largelr.datasets.cards import MAX_GROUPS_SHOWN, groups_to_show, write_card
+import matplotlib.pyplot as plt
+
+from largelr.datasets.cards import MAX_GROUPS_SHOWN, groups_to_show, sample_figure, write_card
 from largelr.datasets import build_dataset
 from largelr.datasets.natural import build_waterbirds
 from test_natural import write_waterbirds
@@ -67,7 +69,7 @@ def test_json_matches_counts_computed_by_hand(tmp_path):
     assert "val" not in card["splits"]
     assert (card["name"], card["num_classes"], card["num_bias"], card["input_shape"]) == ("hand", 2, 2, [3, 8, 8])
     assert card["params"] == {"rho_train": 0.4, "seed": 0}
-    assert (card["has_spurious_mask"], card["has_core_mask"], card["lazy"]) == (False, False, False)
+    assert (card["has_spurious_mask"], card["has_core_mask"], card["has_noise_mask"], card["lazy"]) == (False,) * 4
     assert_drawn(png)
 
 
@@ -77,13 +79,39 @@ def test_gray_and_normalized_images_are_drawn(tmp_path, channels, normalized):
     assert_drawn(png)
 
 
+def parity_set(noise_bits: int) -> dict:
+    return build_dataset("parity", {"core_bits": 6, "spurious_bits": 3, "noise_bits": noise_bits, "n_train": 200,
+                                    "n_test": 100}, "unused", 0)
+
+
 def test_vector_dataset_card(tmp_path):
-    parity = build_dataset("parity", {"core_bits": 6, "spurious_bits": 3, "n_train": 200, "n_test": 100}, "unused", 0)
+    parity = parity_set(noise_bits=4)
     card, png = write(parity, tmp_path, samples_per_group=5)
     for split in ("train", "test"):
         assert card["splits"][split] == {**expected_split(parity[split]), "rho": pytest.approx(expected_split(parity[split])["rho"])}
-    assert card["has_spurious_mask"] and card["has_core_mask"]
+    assert card["has_spurious_mask"] and card["has_core_mask"] and card["has_noise_mask"]
     assert_drawn(png)
+
+
+def outlines(figure) -> set[tuple[float, float, str]]:
+    """(first column, column count, line style) of every outlined column run in the strips."""
+    return {(patch.get_x() + 0.5, patch.get_width(), patch.get_linestyle()) for axes in figure.axes for patch in axes.patches}
+
+
+def test_vector_card_outlines_spurious_columns_solid_and_noise_columns_dashed():
+    """x = [6 core, 3 spurious, 4 noise]: columns 6-8 solid, 9-12 dashed, the core columns bare."""
+    figure = sample_figure(parity_set(noise_bits=4), samples_per_group=3, seed=0)
+    try:
+        assert outlines(figure) == {(6.0, 3, "solid"), (9.0, 4, "dashed")}
+        label = figure.axes[-1].get_xlabel()
+        assert "spurious columns outlined" in label and "noise columns dashed" in label
+    finally:
+        plt.close(figure)
+    figure = sample_figure(parity_set(noise_bits=0), samples_per_group=3, seed=0)
+    try:
+        assert outlines(figure) == {(6.0, 3, "solid")} and "noise" not in figure.axes[-1].get_xlabel()
+    finally:
+        plt.close(figure)
 
 
 def test_lazy_dataset_card(tmp_path):

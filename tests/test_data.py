@@ -14,7 +14,7 @@ from largelr.datasets.kind import assign_bias, group_ids, unbiased_bias
 from largelr.datasets.synthetic import draw_moons, draw_stars
 
 SMALL = {
-    "parity": {"core_bits": 6, "spurious_bits": 3, "n_train": 401, "n_test": 300},
+    "parity": {"core_bits": 6, "spurious_bits": 3, "noise_bits": 4, "n_train": 401, "n_test": 300},
     "moon_star": {"image_size": 24, "n_train": 201, "n_test": 100},
     "colored_digits": {},
     "double_digits": {},
@@ -89,27 +89,80 @@ def parity_from_product(bits: torch.Tensor) -> torch.Tensor:
 
 
 def test_parity_labels_and_bias_follow_the_bits(parity: dict) -> None:
-    core_bits = SMALL["parity"]["core_bits"]
+    """x = [6 core bits, 3 spurious bits, 4 noise bits]: y from the first block, b from the second."""
     for split in ("train", "test"):
         data = parity[split]
+        assert data["x"].shape == (len(data["y"]), 13)
         assert set(data["x"].unique().tolist()) <= {-1.0, 1.0}
-        assert torch.equal(data["y"], parity_from_product(data["x"][:, :core_bits]))
-        assert torch.equal(data["b"], parity_from_product(data["x"][:, core_bits:]))
+        assert torch.equal(data["y"], parity_from_product(data["x"][:, :6]))
+        assert torch.equal(data["b"], parity_from_product(data["x"][:, 6:9]))
     assert int((parity["train"]["y"] != parity["train"]["b"]).sum()) == round(0.1 * 401)
     assert int((parity["test"]["y"] != parity["test"]["b"]).sum()) == 150
     assert parity["params"]["realized_rho_test"] == 0.5
 
 
 def test_parity_masks_partition_features(parity: dict) -> None:
-    spurious, core = parity["spurious_mask"], parity["core_mask"]
-    assert parity["input_shape"] == [9] and list(spurious.shape) == [9]
-    assert spurious.tolist() == [False] * 6 + [True] * 3
-    assert torch.equal(core, ~spurious)
+    spurious, core, noise = parity["spurious_mask"], parity["core_mask"], parity["noise_mask"]
+    assert parity["input_shape"] == [13]
+    assert core.tolist() == [True] * 6 + [False] * 7
+    assert spurious.tolist() == [False] * 6 + [True] * 3 + [False] * 4
+    assert noise.tolist() == [False] * 9 + [True] * 4
+    assert core.dtype == spurious.dtype == noise.dtype == torch.bool
+
+
+def test_parity_without_noise_bits_has_no_noise_mask_and_the_same_other_bits(parity: dict) -> None:
+    """Noise bits come from their own stream: dropping them leaves the core and spurious bits as they were."""
+    plain = build("parity", rho_train=0.1, noise_bits=0)
+    assert plain["input_shape"] == [9] and plain["noise_mask"] is None
+    assert torch.equal(plain["core_mask"], ~plain["spurious_mask"])
+    for split in ("train", "test"):
+        assert torch.equal(plain[split]["x"], parity[split]["x"][:, :9])
+        assert torch.equal(plain[split]["b"], parity[split]["b"])
+
+
+def test_parity_noise_bits_are_uniform_and_independent_of_y_and_b() -> None:
+    """Within each (y, b) group every noise bit is +1 about half the time (4000 samples: std about 0.016
+    per group of 1000, and 0.05 for the BC groups of about 100 in training)."""
+    ds = build("parity", n_train=4000, n_test=4000, rho_train=0.1)
+    for split in ("train", "test"):
+        x, y, b = ds[split]["x"], ds[split]["y"], ds[split]["b"]
+        noise = x[:, 9:]
+        assert set(noise.unique().tolist()) == {-1.0, 1.0}
+        for group_y in (0, 1):
+            for group_b in (0, 1):
+                members = (y == group_y) & (b == group_b)
+                share = (noise[members] > 0).float().mean(dim=0)
+                assert (share - 0.5).abs().max() < 0.2 if members.sum() < 500 else (share - 0.5).abs().max() < 0.07
+        # nor do they copy each other or the other bits
+        correlations = torch.corrcoef(x.T).fill_diagonal_(0.0)[9:]
+        assert correlations.abs().max() < 0.1
+
+
+def test_config_parity_entry_has_the_three_regions_the_trial_chose() -> None:
+    """config.yaml's `parity` (lr_synthetic, demo): 7 core, 3 spurious, 6 noise bits, as the kind's defaults
+    (benchmarks/parity_trial.py); a small draw of it has x = [7 core | 3 spurious | 6 noise]."""
+    from pathlib import Path
+
+    import yaml
+
+    from largelr.config import dataset_params
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
+    entry = dataset_params(config, "parity")
+    defaults = {key: setting.default for key, setting in KINDS["parity"].params.items()}
+    assert {key: entry[key] for key in ("core_bits", "spurious_bits", "noise_bits")} == {
+        "core_bits": 7, "spurious_bits": 3, "noise_bits": 6}
+    assert {key: defaults[key] for key in ("core_bits", "spurious_bits", "noise_bits")} == {
+        "core_bits": 7, "spurious_bits": 3, "noise_bits": 6}
+    ds = build_dataset("parity", {**entry, "n_train": 50, "n_test": 50}, "unused", 0)
+    assert ds["input_shape"] == [16]
+    assert [int(ds[f"{region}_mask"].sum()) for region in ("core", "spurious", "noise")] == [7, 3, 6]
+    assert torch.equal(ds["train"]["y"], parity_from_product(ds["train"]["x"][:, :7]))
 
 
 def test_parity_spurious_bits_are_not_constant(parity: dict) -> None:
     # Each parity class has 4 spurious patterns of 3 bits; all should occur.
-    spurious = parity["train"]["x"][:, 6:]
+    spurious = parity["train"]["x"][:, 6:9]
     assert len(torch.unique(spurious, dim=0)) == 8
 
 

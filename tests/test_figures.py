@@ -20,7 +20,9 @@ def fake_cells(study="s", knob="lr", values=(0.01, 0.1, 1.0), seeds=(0, 1), in_r
                          "test_acc": 0.5 + 0.1 * i + 0.02 * seed, "prunability": 0.3 + 0.05 * i, "csi": 0.2,
                          "class_sep": 0.1 * (i + 1), "compressibility": 0.4, "max_bc_loss_ratio": 0.1 * i + 0.01 * seed,
                          "in_range": True if in_range is None else in_range[i]})
-    return pd.DataFrame(rows)
+    cells = pd.DataFrame(rows)
+    return cells.assign(included=cells["in_range"],
+                        left_out=np.where(cells["in_range"], "", "past the usable range"))
 
 
 def legend_texts(ax) -> list[str]:
@@ -46,7 +48,8 @@ def test_normalized_figure_states_study_seeds_and_raw_ranges_and_leaves_out_past
     fig = figures.pair_figure(cells, "d", "m", [tmp_path / "f.png", tmp_path / "f.pdf"])
     assert_written(tmp_path, "f")
     ax = fig.axes[0]
-    assert "s: d × m, 2 seeds" in ax.get_title() and "2 cells past the usable range left out" in ax.get_title()
+    assert ax.get_title().startswith("s: d × m") and "2 seeds, 4 of 6 cells" in ax.get_title()
+    assert "left out: 2 past the usable range" in ax.get_title()
     texts = legend_texts(ax)
     # test_acc seed means over the usable values: 0.51 and 0.61
     assert "unbiased test acc.  [0.51, 0.61]" in texts
@@ -75,9 +78,11 @@ def test_pruning_figure_draws_one_line_per_usable_value_and_panel_per_method(tmp
     fig = figures.pruning_figure(curves, cells, "d", "m", [tmp_path / "p.png", tmp_path / "p.pdf"])
     assert_written(tmp_path, "p")
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == ["structured pruning", "magnitude pruning"]
-    assert legend_texts(panels[0]) == ["0.01", "0.1"]  # lr 1.0 is past the usable range
-    assert "2 seeds" in fig._suptitle.get_text() and "2 cells past the usable range" in fig._suptitle.get_text()
+    assert [ax.get_title() for ax in panels] == ["structured: neurons / kernels (the paper's)",
+                                                 "magnitude: weights, per layer"]
+    # lr 1.0 is past the usable range; each value names the seed-mean accuracy its retention is relative to
+    assert legend_texts(panels[0]) == ["0.01 (acc 0.51)", "0.1 (acc 0.61)"]
+    assert "2 seeds" in fig._suptitle.get_text() and "2 past the usable range" in fig._suptitle.get_text()
 
 
 def test_dynamics_figure_adds_the_spurious_share_panel_only_when_recorded(tmp_path):
@@ -90,7 +95,7 @@ def test_dynamics_figure_adds_the_spurious_share_panel_only_when_recorded(tmp_pa
     fig = figures.dynamics_figure(history.assign(spurious_share=0.3), cells, "d", "m", [tmp_path / "h.png"])
     assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == [
         "BC loss ratio (share of batch CE)", "spurious attribution share"]
-    assert "mean of 2 seeds" in fig._suptitle.get_text()
+    assert "mean over seeds" in fig._suptitle.get_text() and "2 seeds, 6 of 6 cells" in fig._suptitle.get_text()
 
 
 def test_mechanism_figure_prints_the_pearson_r_of_the_cells(tmp_path):
@@ -147,3 +152,39 @@ def test_hilo_figure_draws_flat_inputs_as_one_row_of_pixels(tmp_path):
         peak = float(np.abs(data["maps_high"][1]).max())
     assert fig.axes[5].get_images()[0].get_array().shape == (1, 14)
     assert fig.axes[5].get_title() == f"lr 0.5: 90% right, max |IG| {peak:.2g}"
+
+
+def test_compressibility_figure_puts_every_prunability_and_activation_statistic_side_by_side(tmp_path):
+    cells = fake_cells(in_range=[True, True, False])
+    cells["prunability_structured"] = cells["prunability"]
+    cells["prunability_magnitude"] = 0.9 - 0.1 * cells["value"]
+    cells["sparsity"], cells["pq_index"] = 0.5 + 0.1 * cells["value"], 0.3
+    fig = figures.compressibility_figure(cells, "d", "m", [tmp_path / "c.png", tmp_path / "c.pdf"])
+    assert_written(tmp_path, "c")
+    texts = legend_texts(fig.axes[0])
+    # seed means over the two included values: prunability 0.3 and 0.35; sparsity 0.501 and 0.51
+    assert "prunability (structured)  [0.3, 0.35]" in texts and "act. sparsity  [0.501, 0.51]" in texts
+    assert any(t.startswith("prunability (magnitude)") for t in texts) and any(t.startswith("act. PQ-index") for t in texts)
+    assert "2 past the usable range" in fig.axes[0].get_title()
+
+
+def test_csi_core_figure_draws_one_point_per_included_cell_with_its_correlation(tmp_path):
+    cells = fake_cells(in_range=[True, True, False])
+    cells["core_share"] = [0.2, 0.3, 0.5, 0.6, 0.9, 0.9]
+    cells["csi"] = [0.1, 0.2, 0.3, 0.5, 0.0, 0.0]
+    fig = figures.csi_core_figure(cells, [tmp_path / "k.png", tmp_path / "k.pdf"])
+    assert_written(tmp_path, "k")
+    included = cells[cells["included"]]
+    r = np.corrcoef(included["core_share"], included["csi"])[0, 1]
+    assert fig.axes[0].get_title() == f"d × m: r = {r:.2f} (n = 4)"
+    assert len(fig.axes[0].collections[0].get_offsets()) == 4
+    fig = figures.csi_core_figure(cells.drop(columns="core_share"), [tmp_path / "none.png"])
+    assert "no included cell" in fig.axes[0].texts[0].get_text()
+
+
+def test_batch_size_sweeps_are_drawn_against_one_over_b(tmp_path):
+    cells = fake_cells(knob="batch_size", values=(10, 50, 100))
+    fig = figures.pair_figure(cells, "d", "m", [tmp_path / "b.png"])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "1 / batch size"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.02", "0.1"]

@@ -12,9 +12,14 @@ def test_fcn_shapes_and_interface(shape):
     assert model(x).shape == (5, 10)
     assert model.features(x).shape == (5, 20)
     assert (model.features(x) >= 0).all()  # post-ReLU
+    assert torch.equal(model.activations(x), model.features(x))
     weights = model.prunable()
     assert [tuple(w.shape) for w in weights][-1] == (10, 20) and len(weights) == 4
     assert not any(isinstance(m, nn.Linear) and m.bias is not None for m in model.modules())
+    # neurons of the three hidden layers, each read by the next layer (the last by the head)
+    units = model.prunable_units()
+    assert [u.weight for u in units] == weights[:3]
+    assert [u.outgoing for u in units] == [(w,) for w in weights[1:]]
 
 
 @pytest.mark.parametrize("shape,pools", [([1, 28, 28], 4), ([3, 32, 32], 5), ([1, 28, 56], 4), ([3, 64, 32], 5), ([1, 16, 16], 4)])
@@ -26,7 +31,9 @@ def test_vgg_like_keeps_all_eight_convs_and_pools_while_it_can(shape, pools):
     x = torch.randn(2, *shape)
     assert model(x).shape == (2, 10)
     assert model.features(x).shape == (2, 64)  # 512 * 0.125
+    assert torch.equal(model.activations(x), model.features(x)) and (model.activations(x) >= 0).all()
     assert len(model.prunable()) == 9  # 8 convs + the single linear classifier
+    assert [u.weight for u in model.prunable_units()] == [m.weight for m in convs]  # kernels; the head is none
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -68,8 +75,63 @@ def test_torchvision_models_interface_on_every_small_input(name):
         assert torch.allclose(model.head(z), logits, atol=1e-6)  # the features feed the head
         prunable = model.prunable()
         assert {id(p) for p in prunable} == matrix_weights(model) and len(prunable) == len(matrix_weights(model))
+        activations = model.activations(x)
+        assert (activations >= 0).all()  # post-activation values, for every model
         if name.startswith("resnet"):
-            assert (z >= 0).all()  # post-ReLU
+            assert (z >= 0).all() and torch.equal(activations, z)  # post-ReLU: the head's input itself
+        check_units(model)
+
+
+def check_units(model: nn.Module) -> None:
+    """Units lie in prunable(), never in the head, and cover every conv and (for Swin) every other linear."""
+    ids = {id(p) for p in model.prunable()}
+    units = model.prunable_units()
+    touched = [u.weight for u in units] + [w for u in units for w in u.outgoing]
+    assert all(id(w) in ids for w in touched) and all(u.weight is not model.head.weight for u in units)
+    assert {id(u.weight) for u in units} == ids - {id(model.head.weight)}
+
+
+def test_swin_activations_are_the_positive_part_of_the_last_mlp_activation_averaged_over_tokens():
+    torch.manual_seed(0)
+    model = build_model("swin_t", [3, 64, 64], 3, {"pretrained": False}).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # by hand: the last block's MLP input, its fc1 and GELU, positive part, token mean
+        tokens = model.body.features[:-1](x)
+        for block in model.body.features[-1][:-1]:
+            tokens = block(tokens)
+        last = model.body.features[-1][-1]
+        tokens = tokens + last.attn(last.norm1(tokens))
+        hidden = torch.nn.functional.gelu(last.mlp[0](last.norm2(tokens)))
+        assert hidden.shape == (2, 2, 2, 3072)  # 64 / 32: a 2 x 2 grid of tokens
+        expected = hidden.clamp_min(0).mean(dim=(1, 2))
+        assert torch.allclose(model.activations(x), expected, atol=1e-5)
+        assert torch.allclose(model.head(model.features(x)), model(x), atol=1e-6)
+    mlp = model.body.features[1][0].mlp
+    readers = {id(u.weight): u.outgoing for u in model.prunable_units()}
+    assert readers[id(mlp[0].weight)] == (mlp[3].weight,) and readers[id(mlp[3].weight)] == ()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_resnets_use_each_relu_module_once_and_compute_torchvision_s_function(name):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = build_model(name, [3, 16, 16], 5, {})
+    model.train()(torch.randn(8, 3, 16, 16))  # move BatchNorm statistics away from their init
+    model.eval()
+    calls: dict[int, int] = {}
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    for relu in relus:
+        relu.register_forward_hook(lambda module, args, output: calls.__setitem__(id(module), calls.get(id(module), 0) + 1))
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        ours = model.features(x)
+    assert sorted(calls.values()) == [1] * len(relus)  # every ReLU module used exactly once (DeepLift needs it)
+    reference = getattr(torchvision.models, name)(weights=None)  # torchvision's blocks, shared ReLUs
+    reference.conv1, reference.maxpool, reference.fc = model.body.conv1, nn.Identity(), nn.Identity()
+    reference.load_state_dict(model.body.state_dict(), strict=True)  # the same parameter names
+    with torch.no_grad():
+        assert torch.equal(reference.eval()(x), ours)
 
 
 def test_resnet_stem_rule_small_inputs_keep_full_resolution():
@@ -92,7 +154,9 @@ def test_wide_resnet_101_2_builds_once_with_the_interface():
     with torch.no_grad():
         z = model.features(x)
         assert z.shape == (1, 2048) and torch.allclose(model.head(z), model(x), atol=1e-5)
+        assert torch.equal(model.activations(x), z) and (z >= 0).all()
     assert {id(p) for p in model.prunable()} == matrix_weights(model)
+    check_units(model)
 
 
 @pytest.mark.parametrize("name,shape,params", [("resnet18", [3, 32, 32], {}), ("swin_t", [1, 28, 28], {"pretrained": False})])

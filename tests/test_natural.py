@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from largelr.checks import defaults
@@ -49,7 +50,9 @@ def write_celeba(root: Path, n: int = len(CELEBA_SPLITS)) -> dict:
     folder.mkdir(parents=True)
     names = [f"{i + 1:06d}.jpg" for i in range(n)]
     values = np.where(np.random.default_rng(0).random((n, 40)) < 0.5, -1, 1)
-    values[:, CELEBA_NAMES.index("Blond_Hair")] = [1, -1] * (n // 2)  # both classes in every split
+    # Both values of the two role attributes in every split, in different patterns (so y and b differ).
+    values[:, CELEBA_NAMES.index("Male")] = [1, -1] * (n // 2)
+    values[:, CELEBA_NAMES.index("Blond_Hair")] = [1, 1, -1, -1] * (n // 4)
     rows = [f"{name} " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, values)]
     (folder / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_NAMES) + " \n" + "\n".join(rows) + "\n")
     # The partition lists images in reverse order: the split must be matched by filename.
@@ -106,9 +109,10 @@ def celeba_params(**overrides) -> dict:
 
 
 def test_celeba_labels_and_splits_are_parsed_as_written(tmp_path):
+    """Defaults as the paper states them: core (y) = gender (Male), spurious (b) = hair colour (Blond_Hair)."""
     written = write_celeba(tmp_path)
     dataset = build_celeba(celeba_params(), tmp_path, seed=3)
-    target, spurious = CELEBA_NAMES.index("Blond_Hair"), CELEBA_NAMES.index("Male")
+    target, spurious = CELEBA_NAMES.index("Male"), CELEBA_NAMES.index("Blond_Hair")
     for code, split in ((0, "train"), (1, "val"), (2, "test")):
         rows = np.flatnonzero(written["splits"] == code)
         assert dataset[split]["paths"] == [written["names"][i] for i in rows]
@@ -120,6 +124,34 @@ def test_celeba_labels_and_splits_are_parsed_as_written(tmp_path):
     assert dataset["input_shape"] == [3, IMAGE_SIZE, IMAGE_SIZE]
     assert dataset["normalization"] == IMAGENET_NORMALIZATION
     assert dataset["params"]["seed"] == 3
+
+
+def test_celeba_default_labels_worked_out_from_the_written_file(tmp_path):
+    """Male alternates 1, -1 and Blond_Hair goes 1, 1, -1, -1 over the listed images; the train split holds
+    rows 0, 2, 4, 5, 8, 10 (CELEBA_SPLITS), so y = [1, 1, 1, 0, 1, 1] and b = [1, 0, 1, 1, 1, 0]."""
+    write_celeba(tmp_path)
+    dataset = build_celeba(celeba_params(), tmp_path, seed=0)
+    assert dataset["train"]["paths"] == ["000001.jpg", "000003.jpg", "000005.jpg", "000006.jpg", "000009.jpg", "000011.jpg"]
+    assert dataset["train"]["y"].tolist() == [1, 1, 1, 0, 1, 1]
+    assert dataset["train"]["b"].tolist() == [1, 0, 1, 1, 1, 0]
+    assert dataset["params"]["target_attribute"] == "Male" and dataset["params"]["spurious_attribute"] == "Blond_Hair"
+
+
+def test_config_keeps_the_common_benchmark_as_celeba_blond(tmp_path):
+    """config.yaml: `celeba` takes the paper's roles, `celeba_blond` the common benchmark's (y = Blond_Hair, b = Male)."""
+    from largelr.config import dataset_kind, dataset_params
+    from largelr.datasets import build_dataset
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
+    assert dataset_kind(config, "celeba") == dataset_kind(config, "celeba_blond") == "celeba"
+    write_celeba(tmp_path)
+    paper = build_dataset("celeba", {**dataset_params(config, "celeba"), "image_size": IMAGE_SIZE}, tmp_path, 0)
+    blond = build_dataset("celeba", {**dataset_params(config, "celeba_blond"), "image_size": IMAGE_SIZE}, tmp_path, 0,
+                          name="celeba_blond")
+    assert (paper["params"]["target_attribute"], paper["params"]["spurious_attribute"]) == ("Male", "Blond_Hair")
+    assert blond["name"] == "celeba_blond"
+    for split in ("train", "val", "test"):  # the roles swap, sample by sample
+        assert torch.equal(blond[split]["y"], paper[split]["b"]) and torch.equal(blond[split]["b"], paper[split]["y"])
 
 
 def test_celeba_attributes_are_parameters(tmp_path):

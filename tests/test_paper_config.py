@@ -60,29 +60,76 @@ def test_table1_studies_cover_the_papers_dataset_model_grid(config):
     assert pairs == expected
 
 
-def test_lr_grids_are_log_spaced_with_enough_values_and_seeds_and_span_the_papers_ranges(config):
+# PAPER.md, "Learning-rate ranges of every Table 1 row": (kind, model) -> (min, max).
+PAPER_LR_RANGES = {
+    ("parity", "fcn"): (0.01, 0.75), ("moon_star", "fcn"): (0.01, 0.75),
+    ("colored_mnist", "fcn"): (0.001, 0.5), ("colored_mnist", "cnn"): (0.01, 0.35),
+    ("colored_mnist", "resnet18"): (0.001, 0.25), ("colored_mnist", "resnet50"): (0.001, 0.1),
+    ("colored_mnist", "wrn101_2"): (0.001, 0.25),
+    ("double_mnist", "fcn"): (0.001, 0.5), ("double_mnist", "cnn"): (0.005, 0.4),
+    ("double_mnist", "resnet18"): (0.001, 0.1), ("double_mnist", "resnet50"): (0.001, 0.1),
+    ("double_mnist", "wrn101_2"): (0.001, 0.1),
+    ("mnist_cifar", "fcn"): (0.001, 0.01), ("mnist_cifar", "cnn"): (0.001, 0.2),
+    ("mnist_cifar", "resnet18"): (0.001, 0.25), ("mnist_cifar", "resnet50"): (0.005, 0.1),
+    ("mnist_cifar", "wrn101_2"): (0.005, 0.1),
+    ("corrupted_cifar10", "fcn"): (0.0001, 0.005), ("corrupted_cifar10", "cnn"): (0.001, 0.1),
+    ("corrupted_cifar10", "resnet18"): (0.001, 0.5), ("corrupted_cifar10", "resnet50"): (0.001, 0.1),
+    ("corrupted_cifar10", "wrn101_2"): (0.001, 0.25),
+    ("celeba", "swin_t"): (1e-7, 1e-4),
+}
+
+
+def test_lr_grids_are_log_spaced_and_cover_the_papers_range_plus_one_value_beyond(config):
+    covered = set()
     for name, spec in studies(config, "table1").items():
         assert spec["knob"] == "lr" and len(spec["seeds"]) >= 3, name
         for dataset, model, values in blocks(spec):
-            assert len(values) >= 6, (name, dataset, model)
+            assert len(values) >= 5, (name, dataset, model)
             ratios = [b / a for a, b in zip(values, values[1:])]
             assert all(1.3 <= r <= 4 for r in ratios), (name, values)  # increasing, roughly even in log
-            reference = PAPER_TABLE1.get((dataset, model))
+            reference = PAPER_LR_RANGES.get((kind(config, dataset), model))
             if reference:
-                low, high = reference["lr"]
-                assert values[0] <= low * 1.0001 and values[-1] >= high * 0.9999, (name, dataset, model, values)
+                low, high = reference
+                assert values[0] <= low * 1.0001, (name, dataset, model, values)
+                assert any(abs(v - high) <= high * 1e-4 for v in values), (name, dataset, model, values)
+                assert values[-1] > high * 1.0001, (name, dataset, model, values)  # one value beyond
+                covered.add((kind(config, dataset), model))
+    assert covered == set(PAPER_LR_RANGES)
 
 
-def test_hilo_studies_have_ten_seeds_and_cifar10_draws_the_maps(config):
+# PAPER.md, "Table 2 knob ranges": knob -> {kind: (min, max)} (the batch size as b, not 1/b).
+PAPER_KNOB_RANGES = {
+    "batch_size": dict.fromkeys(("colored_mnist", "mnist_cifar", "double_mnist"), (3, 100)),
+    "momentum": dict.fromkeys(("colored_mnist", "mnist_cifar", "double_mnist"), (0.1, 0.99)),
+    "l1": {"colored_mnist": (1e-5, 1e-3), "mnist_cifar": (1e-5, 1e-3), "double_mnist": (1e-6, 1e-3)},
+    "weight_decay": {"colored_mnist": (1e-4, 0.05), "double_mnist": (1e-4, 0.05), "mnist_cifar": (1e-4, 0.075)},
+    "focal_gamma": {"colored_mnist": (0.001, 25), "double_mnist": (0.001, 25), "mnist_cifar": (0.01, 25)},
+    "asam_rho": dict.fromkeys(("colored_mnist", "mnist_cifar", "double_mnist"), (0.01, 10)),
+}
+PAPER_HIGH_LR_L2 = {"colored_mnist": (1e-5, 1e-3), "double_mnist": (1e-5, 1e-3), "mnist_cifar": (1e-6, 1e-4)}
+
+
+def test_table2_knobs_span_the_papers_ranges(config):
+    for name, spec in studies(config, "table2").items():
+        high_lr = spec["knob"] == "weight_decay" and "high" in name
+        for dataset, model, values in blocks(spec):
+            if model != "resnet18":
+                continue  # Table 2 is ResNet18; ResNet50 x Colored MNIST is Fig. 19
+            low, high = (PAPER_HIGH_LR_L2 if high_lr else PAPER_KNOB_RANGES[spec["knob"]])[kind(config, dataset)]
+            assert min(values) <= low * 1.0001 and max(values) >= high * 0.9999, (name, dataset, values)
+
+
+def test_hilo_studies_have_ten_seeds_and_cifar10_and_cifar100_draw_the_maps(config):
     hilo = {name for name, spec in config["studies"].items() if spec.get("analysis", {}).get("hilo")}
-    assert "lr_cifar10" in hilo
+    assert {"lr_cifar10", "lr_cifar100"} <= hilo
     assert all(len(config["studies"][name]["seeds"]) >= 10 for name in hilo)
 
 
 def test_interventions_sweep_every_knob_of_table2_on_the_papers_pairs(config):
     table2 = studies(config, "table2")
     assert {spec["knob"] for spec in table2.values()} == INTERVENTION_KNOBS
-    high_lr_l2 = [spec for spec in table2.values() if spec["knob"] == "weight_decay" and spec["train"]["lr"] >= 0.1]
+    high_lr_l2 = [spec for spec in table2.values() if spec["knob"] == "weight_decay"
+                  and all(block.get("train", {}).get("lr", spec["train"]["lr"]) >= 0.1 for block in spec["grid"])]
     assert len(high_lr_l2) == 1
     expected = {("colored_mnist", "resnet18"), ("mnist_cifar", "resnet18"), ("double_mnist", "resnet18"),
                 ("colored_mnist", "resnet50")}
@@ -101,6 +148,11 @@ def test_variants_and_fcn_widths_follow_the_paper(config):
                for t in trains)
     assert any(t.get("stop_train_ce") == 1e-5 for t in trains)
     assert any(t["optimizer"] == "psgd_kron" and t["lr_schedule"] == "wsd" and t["warmup_steps"] > 0 for t in trains)
+    psgd = next(spec for spec in variants.values() if spec["train"]["optimizer"] == "psgd_kron")
+    assert {(kind(config, d), m) for d, m, _ in blocks(psgd)} == {("colored_mnist", "resnet50")}  # Fig. 28 top
+    cut = [spec for spec in variants.values() if spec["knob"] == "lr_step_at"]  # Fig. 28: the LR cut at step i
+    assert cut and cut[0]["train"]["lr_schedule"] == "step" and len(cut[0]["values"]) >= 5
+    assert any(t.get("eval_test") for t in trains)  # Fig. 24 bottom: test accuracy over training
     cifar100 = [t for name, t in zip(variants, trains) if "cifar100" in name]
     assert cifar100 and cifar100[0]["optimizer"] == "adamw" and cifar100[0]["lr_schedule"] == "cosine"
     assert cifar100[0]["weight_decay"] > 0 and cifar100[0]["select_on_val"] is True

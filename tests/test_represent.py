@@ -159,3 +159,69 @@ def test_selectivity_and_sparsity_ignore_positive_scaling(seed, scale):
     labels = torch.arange(len(z)) % 3
     assert selectivity_index(scale * z, labels, eps=0.0) == pytest.approx(selectivity_index(z, labels, eps=0.0))
     assert sparsity(scale * z) == sparsity(z)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=seeds, scale=scales, zero_fraction=st.floats(0.0, 0.9))
+def test_csi_of_non_negative_values_lies_in_zero_one(seed, scale, zero_fraction):
+    # the bound proved in selectivity_per_neuron's docstring, on values with many exact zeros
+    generator = torch.Generator().manual_seed(seed)
+    z = scale * torch.rand(30, 6, generator=generator, dtype=torch.float64)
+    z[torch.rand(30, 6, generator=generator) < zero_fraction] = 0.0
+    per_neuron = selectivity_per_neuron(z, torch.arange(30) % 3)
+    assert ((per_neuron >= 0) & (per_neuron <= 1)).all()
+
+
+def test_signed_values_can_push_csi_far_above_one():
+    # class means 1 and -0.9: (1 - (-0.9)) / (1 + (-0.9)) = 19, rho_max = 1 (class 0 is always > 0)
+    z = torch.tensor([[1.0], [1.0], [-0.9], [-0.9]], dtype=torch.float64)
+    assert selectivity_index(z, torch.tensor([0, 0, 1, 1]), eps=0.0) == pytest.approx(19.0)
+
+
+MODELS = [("fcn", [3, 8, 8], {"depth": 2, "width": 32}), ("cnn", [3, 8, 8], {"width": 0.125}),
+          ("resnet18", [3, 8, 8], {}), ("resnet50", [3, 8, 8], {}), ("wrn101_2", [3, 8, 8], {}),
+          ("swin_t", [3, 8, 8], {"pretrained": False})]
+
+
+@pytest.mark.parametrize("name, shape, params", MODELS, ids=[m[0] for m in MODELS])
+def test_every_model_gives_non_negative_activations_with_bounded_csi_and_some_sparsity(name, shape, params):
+    from largelr.analyses.represent import penultimate_activations
+    from largelr.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, shape, 4, params)
+    x = torch.randn(40, *shape, generator=torch.Generator().manual_seed(1))
+    z = penultimate_activations(model, x, batch_size=16)
+    assert z.dim() == 2 and len(z) == 40 and (z >= 0).all()
+    per_neuron = selectivity_per_neuron(z, torch.arange(40) % 4)
+    assert ((per_neuron >= 0) & (per_neuron <= 1)).all()
+    # 8x8 inputs leave a 1x1 last map (conv nets) or one token (Swin): the pooled values are the
+    # post-ReLU (positive-part) values themselves, and ReLU zeroes some of them
+    assert 0.0 < sparsity(z) < 1.0
+
+
+def test_run_summarizes_the_activations_not_the_head_input(toy_dataset):
+    from torch import nn
+
+    from largelr.analyses.represent import run
+    from largelr.config import AnalysisSettings
+    from largelr.evaluate import test_sample
+
+    class SignedHeadInput(nn.Module):
+        """features: the raw (signed) inputs; activations: their positive part."""
+
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(6, 2)
+
+        def features(self, x):
+            return x
+
+        def activations(self, x):
+            return x.clamp_min(0)
+
+    settings = AnalysisSettings({"represent_samples": 20})
+    table = run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"))
+    x, y, b = test_sample(toy_dataset, 20, "cpu")
+    expected = summarize(x.clamp_min(0), y, b)
+    assert table.iloc[0].to_dict() == pytest.approx(expected)

@@ -251,3 +251,54 @@ def test_extra_pruning_curves_use_the_fixed_subset_and_structured_the_whole_test
     prune = pd.read_parquet(cell_dir / "prune.parquet")
     assert prune["method"].tolist() == ["magnitude"] * 2 + ["structured"] * 2  # the settings' order
     assert prune["test_inputs"].tolist() == [5, 5, 12, 12]
+
+
+def test_the_weight_urls_are_torchvision_s():
+    from torchvision.models import segmentation
+
+    from largelr.analyses.segment import TORCHVISION_SEGMENTERS, TORCHVISION_WEIGHT_URLS
+
+    weights = {"deeplabv3_resnet50": segmentation.DeepLabV3_ResNet50_Weights,
+               "deeplabv3_mobilenet_v3_large": segmentation.DeepLabV3_MobileNet_V3_Large_Weights}
+    assert set(TORCHVISION_WEIGHT_URLS) == set(TORCHVISION_SEGMENTERS) == set(weights)
+    for name, enum in weights.items():
+        assert TORCHVISION_WEIGHT_URLS[name] == enum.COCO_WITH_VOC_LABELS_V1.url
+
+
+def test_segmenter_availability_is_file_existence(tmp_path, monkeypatch):
+    from largelr.analyses.segment import segmenter_available, torchvision_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert not segmenter_available("deeplabv3_mobilenet_v3_large")
+    path = torchvision_weights_path("deeplabv3_mobilenet_v3_large")
+    assert path == tmp_path / "hub" / "checkpoints" / "deeplabv3_mobilenet_v3_large-fc3c493d.pth"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not even weights: only existence is checked")
+    assert segmenter_available("deeplabv3_mobilenet_v3_large") and not segmenter_available("deeplabv3_resnet50")
+    assert not segmenter_available("smp", "") and not segmenter_available("smp", str(tmp_path / "absent.pt"))
+    assert segmenter_available("smp", str(path))
+
+
+def test_analyze_cli_with_auto_uses_the_cached_segmenter_on_a_black_canvas_with_the_zero_baseline(
+        tmp_path, monkeypatch):
+    from largelr.analyses import segment
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    dataset, cell_dir = fabricated_cell(tmp_path)
+    table = analyze(tmp_path, cell_dir, {})  # auto, zero baseline, nothing cached: no background
+    assert table["background_share"].isna().all() and table["background_iou"].isna().all()
+    path = segment.torchvision_weights_path("deeplabv3_mobilenet_v3_large")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"stand-in")
+    monkeypatch.setattr(segment, "load_segmenter", lambda name, checkpoint, device: ConstantSegmenter())
+    table = analyze(tmp_path, cell_dir, {})
+    # the stand-in calls every pixel background: share 1, IoU with the oracle = black pixels / all pixels
+    assert table.loc[0, "background_share"] == pytest.approx(1.0)
+    x = dataset["test"]["x"][sample_indices_of(12, 6)]
+    assert table.loc[0, "background_iou"] == pytest.approx(float((x.amax(1) == 0).double().mean()))
+
+
+def sample_indices_of(n: int, k: int) -> torch.Tensor:
+    from largelr.evaluate import sample_indices
+
+    return sample_indices(n, k, seed=0)

@@ -539,3 +539,57 @@ def test_a_trained_cell_saves_its_test_predictions(toy_dataset, tmp_path):
     expected = probs[range(len(test["y"])), test["y"]].double().numpy()
     assert predictions["p_true"].to_numpy() == pytest.approx(expected, rel=1e-5)
     assert set(predictions.columns) >= {"study", "dataset", "model", "knob", "value", "seed"}
+
+
+# --- interrupts and byte-identical outputs ---------------------------------------------------
+
+
+def test_train_command_interrupted_by_sigint_checkpoints_and_resumes_to_the_uninterrupted_result(toy_dataset,
+                                                                                                 tmp_path):
+    from largelr.datasets import save_dataset
+
+    save_dataset(toy_dataset, tmp_path / "toy.pt")
+    spec = toy_spec(target_train_acc=1.1, max_steps=2000, eval_every=100)
+
+    def command(out):
+        return [sys.executable, "-m", "largelr.cli", "train", "--spec", json.dumps(spec), "--data",
+                str(tmp_path / "toy.pt"), "--out-dir", str(out), "--device", "cpu", "--checkpoint-every", "100000"]
+
+    process = subprocess.Popen(command(tmp_path / "cell"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # wait until training is under way
+        if line.startswith("step"):
+            break
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and "preempted (SIGINT)" in stderr and "KeyboardInterrupt" not in stderr
+    assert (tmp_path / "cell" / "checkpoint.pt").exists() and not (tmp_path / "cell" / "train.json").exists()
+    step = torch.load(tmp_path / "cell" / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < step < 2000
+    from largelr.train import train_and_save
+
+    # The rerun (in this process, as `largelr train` runs it: one thread) resumes from the checkpoint.
+    lines = []
+    train_and_save(spec, tmp_path / "toy.pt", tmp_path / "cell", CPU, log=lines.append)
+    assert f"resuming from step {step}" in lines[1]
+    train_and_save(spec, tmp_path / "toy.pt", tmp_path / "plain", CPU, log=quiet)
+    for name in ("model.pt", "history.parquet"):  # the resumed cell ends exactly like an uninterrupted one
+        assert (tmp_path / "cell" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+    assert not (tmp_path / "cell" / "checkpoint.pt").exists()
+
+
+def test_two_fresh_runs_of_a_cell_write_byte_identical_model_files(toy_dataset, tmp_path):
+    import zipfile
+
+    from largelr.datasets import save_dataset
+    from largelr.train import train_and_save
+
+    save_dataset(toy_dataset, tmp_path / "toy.pt")
+    spec = toy_spec(target_train_acc=1.1)
+    for folder in ("first", "second"):
+        train_and_save(spec, tmp_path / "toy.pt", tmp_path / folder, CPU, log=quiet)
+    first, second = ((tmp_path / folder / "model.pt").read_bytes() for folder in ("first", "second"))
+    assert first == second
+    # torch.save names the zip's root folder after the file: the final name, not a temporary one
+    with zipfile.ZipFile(tmp_path / "first" / "model.pt") as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"model"}
+    assert not [p.name for p in (tmp_path / "first").iterdir() if p.name.startswith(".")]  # no temporary left

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from largelr.aggregate import TABLE1_VARIABLES, seed_means
-from largelr.config import study_cells
+from largelr.config import AnalysisSettings, study_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS_COLUMNS = {"study", "dataset", "model", "knob", "value", "seed", "steps", "stopped_by", "diverged",
@@ -174,7 +174,7 @@ def test_prunability_is_the_mean_structured_retention_and_every_curve_is_kept(sm
     config = yaml.safe_load((smoke_run / "config.yaml").read_text())
     for cell in study_cells(config, "smoke")[:3]:
         prune = pd.read_parquet(smoke_run / "results" / cell.path / "prune.parquet")
-        assert set(prune["method"]) == {"structured", "column", "magnitude", "magnitude_global"}
+        assert set(prune["method"]) == set(AnalysisSettings().prune_methods)  # every default curve
         assert (prune.groupby("method").size() == 10).all()
         row = cells[(cells["dataset"] == cell.dataset) & (cells["model"] == cell.model)
                     & (cells["value"] == float(cell.value)) & (cells["seed"] == cell.seed)].iloc[0]
@@ -266,7 +266,7 @@ def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tm
     work = copy_workflow(tmp_path / "work")
     config = yaml.safe_load((work / "config.yaml").read_text())
     tiny = {"knob": "lr", "seeds": [0], "values": [0.1], "paper": "table1",
-            "train": {"batch_size": 100, "eval_every": 10, "max_steps": 10},
+            "train": {"batch_size": 100, "eval_every": 10, "max_steps": 10, "target_train_acc": 0.0},
             "analysis": {"represent_samples": 50, "attribute_samples": 4, "ig_steps": 4,
                          "prune_methods": ["structured"]}}
     config["studies"] = {
@@ -289,3 +289,52 @@ def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tm
     assert set(table["study"]) == {"tiny_ok"}  # the paper table uses the studies whose data is present
     assert (work / "results/figures/tiny_ok/tiny_parity-fcn.png").exists()
     assert not (work / "results/needs_mnist").exists()
+
+
+def test_every_figure_family_renders_the_smoke_study_with_its_axes_titles_and_legends(smoke_run, tmp_path):
+    import numpy as np
+
+    from largelr import figures
+
+    results = smoke_run / "results"
+    cells = pd.read_parquet(results / "smoke/cells.parquet")
+    curves = pd.read_parquet(results / "smoke/prune_curves.parquet")
+    history = pd.read_parquet(results / "smoke/dynamics.parquet")
+    mechanism = pd.read_parquet(results / "tables/smoke_mechanism.parquet")
+    dataset, model = "tiny_parity", "fcn"
+    pair = cells[(cells["dataset"] == dataset) & (cells["model"] == model)]
+    seeds = f"{pair.loc[pair['included'], 'seed'].nunique()} seeds"
+
+    fig = figures.pair_figure(cells, dataset, model, [tmp_path / "n.png"])
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("learning rate η", "normalized value (per variable)")
+    assert ax.get_title().startswith(f"smoke: {dataset} × {model}") and seeds in ax.get_title()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("unbiased test acc.  [") for t in legend) and any(t.startswith("prunability") for t in legend)
+
+    fig = figures.compressibility_figure(cells, dataset, model, [tmp_path / "c.png"])
+    assert any(t.get_text().startswith("act. PQ-index") for t in fig.axes[0].get_legend().get_texts())
+
+    fig = figures.pruning_figure(curves, cells, dataset, model, [tmp_path / "p.png"])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(":")[0] for ax in panels] == list(dict.fromkeys(curves["method"]))
+    assert panels[0].get_xlabel() == "pruned fraction κ" and panels[0].get_legend().get_title().get_text() == "lr (test acc.)"
+
+    fig = figures.dynamics_figure(history, cells, dataset, model, [tmp_path / "d.png"])
+    assert fig.axes[0].get_ylabel() == "BC loss ratio (share of batch CE)" and fig.axes[0].get_xlabel() == "training step"
+    assert sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts()) == sorted(
+        f"{v:g}" for v in pair.loc[pair["included"], "value"].unique())
+
+    fig = figures.mechanism_figure(cells, mechanism, [tmp_path / "m.png"])
+    assert all(" r = " in ax.get_title() for ax in fig.axes if ax.get_title())
+    assert fig.axes[0].get_xlabel() == "max BC loss ratio in training"
+
+    fig = figures.csi_core_figure(cells, [tmp_path / "k.png"])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert all(title.split(":")[0] in {f"{d} × {m}" for d, m in zip(cells["dataset"], cells["model"])} for title in titles)
+
+    npz = next((results / "smoke/hilo").glob("*.npz"))
+    fig = figures.hilo_figure(npz, "smoke", *npz.stem.split("-", 1), 2, [tmp_path / "h.png"])
+    with np.load(npz) as data:
+        shown = min(8, len(data["labels"]))
+    assert len(fig.axes) == (3 * shown if shown else 1)

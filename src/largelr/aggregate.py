@@ -1,8 +1,12 @@
 """Cells -> tables: one row per cell, the usable LR range, the paper's Tables 1 and 2,
-seed statistics, the mechanism correlation and the comparison with the paper's numbers.
+seed statistics, trends, the mechanism correlation and the comparison with the paper.
 
-Seeds are averaged before any min/max across knob values, as in the paper. Every
-Parquet table gets a Markdown rendering beside it.
+A cell enters tables and figures only when it is ``included``: it did not diverge, it
+converged (was stopped by its fit criterion, not by the step cap) and its value lies in
+the usable range of its sweep. The others stay in cells.parquet with ``left_out`` saying
+why, and every table's Markdown counts them. Seeds are averaged before any min/max across
+knob values, as in the paper. Cells whose test accuracy is within ``CHANCE_MARGIN`` of chance
+are flagged ``near_chance``: their pruning retention is trivially close to 1.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ TABLE1_VARIABLES = {
     "class_separation": "class_sep",
     "worst_group_acc": "test_worst_group_acc",  # what the paper reports for CelebA / Waterbirds
 }
-ACCURACY_DROP = 0.25  # a value whose test accuracy falls >25% below the best ends the LR range
+# "we utilize LRs up to the point of divergence or drastic performance loss (>25% in test
+# accuracy) among any one of the seeds": one seed below 75% of the best seed-mean ends the range.
+ACCURACY_DROP = 0.25
+CHANCE_MARGIN = 0.05  # "a few points" above chance (1 / classes)
+LEFT_OUT = {"diverged": "diverged", "not_converged": "not converged (stopped at the step cap)",
+            "past_range": "past the usable range"}
 
 
 def max_bc_loss_ratio(history: pd.DataFrame) -> float:
@@ -41,13 +50,40 @@ def max_bc_loss_ratio(history: pd.DataFrame) -> float:
 BOOKKEEPING = {*CELL_KEYS, *PROVENANCE_KEYS}
 
 
+def checked_record(cell_dir: Path) -> dict:
+    """The cell's train.json once the files aggregation reads are intact: history and predictions
+    against their seal (size and SHA-256), model.pt by size, the analysis tables by structure.
+
+    A damaged cell raises largelr.io.DamagedCellError, its damaged files removed so that the next
+    run rebuilds it. Damage is rare and often shared (a disk, an interrupted copy), so then every
+    cell under the study's folder is checked too and one error names them all.
+    """
+    from largelr.io import DamagedCellError, check_cell
+
+    files = {"full": ("history", "predictions"), "sized": ("model",), "tables": tuple(ANALYSIS_FILES.values())}
+    try:
+        return check_cell(cell_dir, **files)
+    except DamagedCellError as first:
+        found = [str(first)]
+        study_dir = cell_dir.parents[3] if cell_dir.name.startswith("seed=") and len(cell_dir.parents) > 3 else None
+        for other in sorted(study_dir.glob(f"*/*/*=*/seed=*/{TRAIN_FILES['summary']}") if study_dir else ()):
+            if other.parent != cell_dir:
+                try:
+                    check_cell(other.parent, **files)
+                except DamagedCellError as error:
+                    found.append(str(error))
+        raise DamagedCellError("\n".join(found)) from None
+
+
 def read_cell(train_json: str | Path) -> dict:
-    """Gather one cell's outputs (train.json and its sibling Parquet files) into one flat row."""
+    """Gather one cell's outputs (train.json and its sibling Parquet files) into one flat row, once
+    they are checked (checked_record)."""
     cell_dir = Path(train_json).parent
-    record = json.loads(Path(train_json).read_text())
+    record = checked_record(cell_dir)
     row = {key: record["cell"][key] for key in CELL_KEYS}
     row.update({k: v for k, v in record["summary"].items() if not isinstance(v, dict)})
     row.update(record["provenance"])
+    row["num_classes"] = record["summary"]["model_spec"]["num_classes"]
     row["max_bc_loss_ratio"] = max_bc_loss_ratio(pd.read_parquet(cell_dir / TRAIN_FILES["history"]))
     for name in ANALYSES:
         table = pd.read_parquet(cell_dir / ANALYSIS_FILES[name])
@@ -56,41 +92,79 @@ def read_cell(train_json: str | Path) -> dict:
     return row
 
 
-def mark_usable_range(cells: pd.DataFrame) -> pd.DataFrame:
-    """Flag cells inside the usable range of their (study, dataset, model) sweep.
+def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP) -> pd.DataFrame:
+    """Flag cells inside the usable range of their (study, dataset, model) sweep (``in_range``).
 
-    For the ``lr`` knob the range ends at the first value above the best one (highest
-    seed-mean test accuracy) where any seed diverged or the seed-mean accuracy is more
-    than 25% below the best; that value and all larger ones are out. For other knobs
-    only diverged cells are out. Cells out of range stay in the data, flagged.
+    For the ``lr`` knob the best value is the one with the highest seed-mean test accuracy
+    among values no seed of which diverged; the range ends at the first value above it where
+    any one seed diverged or lost more than ``drop`` of the best accuracy (test accuracy below
+    (1 - drop) x best); that value and all larger ones are out. For other knobs only diverged
+    cells are out. Cells out of range stay in the data, flagged.
     """
     cells = cells.copy()
     cells["in_range"] = ~cells["diverged"].astype(bool)
     for _, pair in cells.groupby(PAIR_KEYS):
         if pair["knob"].iloc[0] != "lr":
             continue
-        per_value = pair.groupby("value").agg(acc=("test_acc", "mean"), diverged=("diverged", "any")).sort_index()
+        per_value = pair.groupby("value").agg(acc=("test_acc", "mean"), worst_seed=("test_acc", "min"),
+                                              diverged=("diverged", "any")).sort_index()
         healthy = per_value[~per_value["diverged"]]
         if healthy.empty:
             cells.loc[pair.index, "in_range"] = False
             continue
         best_value, best_acc = healthy["acc"].idxmax(), healthy["acc"].max()
-        failing = per_value[(per_value.index > best_value) & (per_value["diverged"] | (per_value["acc"] < (1 - ACCURACY_DROP) * best_acc))]
+        lost = per_value["diverged"] | (per_value["worst_seed"].fillna(-np.inf) < (1 - drop) * best_acc)
+        failing = per_value[(per_value.index > best_value) & lost]
         if not failing.empty:
             cells.loc[pair.index[pair["value"] >= failing.index.min()], "in_range"] = False
     return cells
 
 
-def build_cells(train_jsons: list[str | Path]) -> pd.DataFrame:
+def mark_included(cells: pd.DataFrame, require_converged: bool = True, drop: float = ACCURACY_DROP,
+                  chance_margin: float = CHANCE_MARGIN) -> pd.DataFrame:
+    """``included`` (enters tables and figures), ``left_out`` (why not, "" if included) and
+    ``near_chance`` (test accuracy within ``chance_margin`` of 1 / classes, where classes are known).
+    With ``require_converged`` off, cells that stopped at the step cap are included."""
+    cells = mark_usable_range(cells, drop)
+    converged = cells["converged"].fillna(False).astype(bool) if "converged" in cells and require_converged \
+        else pd.Series(True, index=cells.index)
+    reasons = np.select([cells["diverged"].astype(bool).to_numpy(), ~converged.to_numpy(), ~cells["in_range"].to_numpy()],
+                        [LEFT_OUT["diverged"], LEFT_OUT["not_converged"], LEFT_OUT["past_range"]], default="")
+    cells["left_out"] = reasons
+    cells["included"] = cells["left_out"] == ""
+    if "num_classes" in cells:
+        cells["near_chance"] = cells["test_acc"] <= 1 / cells["num_classes"] + chance_margin
+    return cells
+
+
+def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> pd.DataFrame:
+    """cells.parquet: one row per cell, marked by the study's aggregation settings (require_converged,
+    usable_range_drop, chance_margin)."""
     cells = pd.DataFrame([read_cell(path) for path in train_jsons])
     cells = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     cells = cells.astype({"value": "float64", "seed": "int64", "diverged": "bool"})
-    return mark_usable_range(cells)
+    settings = settings or {}
+    return mark_included(cells, settings.get("require_converged", True), settings.get("usable_range_drop", ACCURACY_DROP),
+                         settings.get("chance_margin", CHANCE_MARGIN))
+
+
+def left_out_note(cells: pd.DataFrame) -> str:
+    """One Markdown line per (dataset, model) with cells left out or near chance: how many and why."""
+    lines = []
+    for (dataset, model), pair in cells.groupby(["dataset", "model"], sort=True):
+        parts = [f"{count} {reason}" for reason, count in pair["left_out"].value_counts().sort_index().items() if reason]
+        if "near_chance" in pair and (near := int((pair["near_chance"] & pair["included"]).sum())):
+            parts.append(f"{near} included near chance (retention trivially ≈ 1)")
+        if parts:
+            lines.append(f"- {dataset} × {model}: {len(pair)} cells; left out: {', '.join(parts)}")
+    if not lines:
+        return f"All {len(cells)} cells included (none diverged, all converged, all in the usable range)."
+    return "Cells left out of this table (kept in cells.parquet with `left_out`):\n" + "\n".join(lines)
 
 
 def seed_means(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Mean over seeds per knob value, usable-range cells only."""
-    usable = cells[cells["in_range"]]
+    """Mean over seeds per knob value, included cells only."""
+    usable = cells[cells["included"]]
     return usable.groupby(PAIR_KEYS + ["value"], as_index=False)[columns].mean()
 
 
@@ -105,7 +179,8 @@ CONFIDENCE = 0.95
 # Table 2 compares interventions on these variables (the knob's own range is a row too).
 TABLE2_VARIABLES = {"test_acc": "test_acc", "prunability": "prunability", "csi": "csi"}
 # Columns of cells.parquet that are settings or bookkeeping, not per-seed results.
-NOT_METRICS = {"value", "seed", "in_range", "diverged", "diverged_step", "resumed_from_step"}
+NOT_METRICS = {"value", "seed", "in_range", "included", "converged", "near_chance", "diverged", "diverged_step",
+               "resumed_from_step", "num_classes"}
 # Most points of one cell's history kept for the training-dynamics figure.
 DYNAMICS_POINTS = 400
 
@@ -153,14 +228,16 @@ def seed_statistics(cells: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.D
     """Long table: mean, sd and a t-interval over seeds per (study, dataset, model, knob, value, metric).
 
     Every knob value is listed; ``in_range`` says whether all its cells are in the usable
-    range. NaN results (diverged cells) are left out of n; n = 1 gives no interval.
+    range and ``included`` whether all of them enter the tables (converged, not diverged, in
+    range). NaN results (diverged cells) are left out of n; n = 1 gives no interval.
     """
-    long = cells.melt(id_vars=PAIR_KEYS + ["value", "seed", "in_range"], value_vars=metric_columns(cells),
-                      var_name="metric", value_name="result")
+    long = cells.melt(id_vars=PAIR_KEYS + ["value", "seed", "in_range", "included"],
+                      value_vars=metric_columns(cells), var_name="metric", value_name="result")
     keys = PAIR_KEYS + ["value", "metric"]
     grouped = long.groupby(keys, sort=True)
     stats = grouped["result"].agg(n="count", mean="mean", std="std").reset_index()
     stats["in_range"] = grouped["in_range"].all().to_numpy()
+    stats["included"] = grouped["included"].all().to_numpy()
     half = scipy.stats.t.ppf(0.5 + confidence / 2, stats["n"] - 1) * stats["std"] / np.sqrt(stats["n"])
     half = half.where(stats["n"] > 1)
     stats["ci_low"], stats["ci_high"] = stats["mean"] - half, stats["mean"] + half
@@ -171,7 +248,7 @@ def minmax_table(cells: pd.DataFrame, variables: dict[str, str]) -> pd.DataFrame
     """Per (study, dataset, model, knob): min and max of seed means across usable knob values."""
     columns = [c for c in dict.fromkeys(variables.values()) if c in cells]
     means = seed_means(cells, columns)
-    usable = cells[cells["in_range"]]
+    usable = cells[cells["included"]]
     rows = []
     for keys, pair in means.groupby(PAIR_KEYS):
         n_seeds = int(usable.set_index(PAIR_KEYS).loc[[keys], "seed"].nunique())
@@ -191,7 +268,12 @@ def table2(cells: pd.DataFrame, intervention_studies: list[str]) -> pd.DataFrame
     pairs = set(zip(*(cells.loc[cells["study"].isin(intervention_studies), k] for k in ("dataset", "model"))))
     in_pairs = np.array([(d, m) in pairs for d, m in zip(cells["dataset"], cells["model"])], dtype=bool)
     chosen = cells[in_pairs & (cells["study"].isin(intervention_studies) | (cells["knob"] == "lr")).to_numpy()]
-    return minmax_table(chosen, TABLE2_VARIABLES)
+    table = minmax_table(chosen, TABLE2_VARIABLES)
+    # The paper prints the batch-size knob as 1/b (0.01 for b = 100 up to 0.333 for b = 3).
+    batch = table["variable"] == "batch_size"
+    table.loc[batch, ["min", "max"]] = 1 / table.loc[batch, ["max", "min"]].to_numpy()
+    table.loc[batch, "variable"] = "1/batch_size"
+    return table
 
 
 def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
@@ -215,7 +297,7 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
 def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Pearson r between max BC loss ratio and test accuracy across usable cells, per
     (study, dataset, model, knob) and pooled per study (dataset = model = 'all')."""
-    usable = cells[cells["in_range"]].dropna(subset=["max_bc_loss_ratio", "test_acc"])
+    usable = cells[cells["included"]].dropna(subset=["max_bc_loss_ratio", "test_acc"])
     groups = [(keys, frame) for keys, frame in usable.groupby(PAIR_KEYS)]
     groups += [((study, "all", "all", "all"), frame) for study, frame in usable.groupby("study")]
     rows = []
@@ -228,6 +310,67 @@ def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
                                                    "slope": float(slope), "intercept": float(intercept)})
     columns = PAIR_KEYS + ["n_cells", "pearson_r", "p_value", "slope", "intercept"]
     return pd.DataFrame(rows, columns=columns).astype({"n_cells": "int64"})
+
+
+# --- trends over the knob ------------------------------------------------------------------
+
+# The Table 1 variables and the direction the paper reports as the learning rate grows.
+TREND_VARIABLES = {"test_acc": "↑", "test_worst_group_acc": "↑", "prunability": "↑", "compressibility": "↑",
+                   "csi": "↑", "class_sep": "↑"}
+TREND_THRESHOLD = 0.5  # |Spearman rho| at least this for an arrow; weaker is "~" (no clear trend)
+
+
+def trend_arrow(rho: float) -> str:
+    if not np.isfinite(rho):
+        return "?"
+    return "↑" if rho >= TREND_THRESHOLD else "↓" if rho <= -TREND_THRESHOLD else "~"
+
+
+def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (study, dataset, model, knob) and variable: Spearman rho of the seed means against the
+    knob value over the included cells, the arrow it earns, min and max of the seed means, the
+    paper's direction (lr sweeps) and how many cells were left out."""
+    rows = []
+    for keys, pair in cells.groupby(PAIR_KEYS, sort=True):
+        usable = pair[pair["included"]]
+        present = [v for v in TREND_VARIABLES if v in usable and usable[v].notna().any()]
+        means = usable.groupby("value")[present].mean()
+        for variable in present:
+            series = means[variable].dropna()
+            enough = len(series) >= 3 and series.nunique() > 1
+            rho = float(scipy.stats.spearmanr(series.index, series.to_numpy())[0]) if enough else np.nan
+            rows.append(dict(zip(PAIR_KEYS, keys)) | {
+                "variable": variable, "n_values": len(series), "spearman_rho": rho, "trend": trend_arrow(rho),
+                "paper": TREND_VARIABLES[variable] if keys[3] == "lr" else "", "min": series.min(), "max": series.max(),
+                "cells": len(pair), "left_out": int((~pair["included"]).sum())})
+    columns = PAIR_KEYS + ["variable", "n_values", "spearman_rho", "trend", "paper", "min", "max", "cells", "left_out"]
+    return pd.DataFrame(rows, columns=columns).astype({"n_values": "int64", "cells": "int64", "left_out": "int64"})
+
+
+def trend_summary(trends: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair, one column per variable: 'arrow rho' (e.g. '↑ 0.94'), for a one-screen view."""
+    text = trends.assign(shown=[f"{arrow} {rho:+.2f}" if np.isfinite(rho) else arrow
+                                for arrow, rho in zip(trends["trend"], trends["spearman_rho"])])
+    wide = text.pivot_table(index=PAIR_KEYS + ["cells", "left_out"], columns="variable", values="shown",
+                            aggfunc="first", sort=False)
+    order = [v for v in TREND_VARIABLES if v in wide.columns]
+    wide = wide.reindex(columns=order).reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def summary_text(cells: pd.DataFrame) -> str:
+    """One screen per study: every pair's trend of each variable over the knob (arrow and Spearman
+    rho of the seed means; the paper's direction for lr sweeps), and the cells left out and why."""
+    trends = trend_table(cells)
+    shown = trend_summary(trends).drop(columns=["study"])
+    paper = {v: d for v, d in TREND_VARIABLES.items() if v in shown.columns}
+    lines = [f"Study {cells['study'].iloc[0]}: trend of each variable over {cells['knob'].iloc[0]} "
+             f"(Spearman rho of seed means over included cells; ↑/↓ when |rho| >= {TREND_THRESHOLD}, ~ otherwise)"]
+    if (cells["knob"] == "lr").all():
+        lines.append("the paper: " + ", ".join(f"{v} {d}" for v, d in paper.items()))
+    lines += ["", shown.to_string(index=False), "", left_out_note(cells)]
+    return "\n".join(lines)
 
 
 def prune_curves(train_jsons: list[str | Path]) -> pd.DataFrame:
@@ -272,7 +415,8 @@ def paper_shape(table: pd.DataFrame, knob_label: str | None = None) -> pd.DataFr
     one 'min – max' column per variable; with ``knob_label`` every knob's own range shares
     that one column (Table 2, where each row sweeps a different knob)."""
     if knob_label is not None:
-        table = table.assign(variable=table["variable"].where(table["variable"] != table["knob"], knob_label))
+        is_knob = (table["variable"] == table["knob"]) | (table["variable"] == "1/" + table["knob"])
+        table = table.assign(variable=table["variable"].where(~is_knob, knob_label))
     text = table.assign(range=[f"{format_cell(lo)} – {format_cell(hi)}" for lo, hi in zip(table["min"], table["max"])])
     order = list(dict.fromkeys(text["variable"]))
     wide = text.pivot_table(index=PAIR_KEYS + ["n_seeds"], columns="variable", values="range", aggfunc="first",
@@ -282,41 +426,50 @@ def paper_shape(table: pd.DataFrame, knob_label: str | None = None) -> pd.DataFr
     return wide
 
 
-def write_table(frame: pd.DataFrame, path: str | Path, title: str, rendering: pd.DataFrame | None = None) -> None:
-    """Write ``frame`` as Parquet and its Markdown rendering beside it (same name, .md)."""
+def write_table(frame: pd.DataFrame, path: str | Path, title: str, rendering: pd.DataFrame | None = None,
+                note: str = "") -> None:
+    """Write ``frame`` as Parquet and its Markdown rendering beside it (same name, .md), with ``note``
+    (e.g. which cells were left out) below the table."""
     write_parquet(frame, path)
     with atomic_path(Path(path).with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(frame if rendering is None else rendering, title))
+        tmp.write_text(markdown(frame if rendering is None else rendering, title) + (f"\n{note}\n" if note else ""))
 
 
 # --- the aggregation jobs -----------------------------------------------------------------
 
 
 def aggregate_study(train_jsons: list[str], out_cells: str, out_table1: str, out_stats: str, out_mechanism: str,
-                    out_curves: str, out_dynamics: str) -> None:
-    """One study's cells -> cells.parquet, its Table 1 / statistics / mechanism tables and figure inputs."""
-    cells = build_cells(train_jsons)
+                    out_curves: str, out_dynamics: str, out_trends: str | None = None, settings: dict | None = None) -> None:
+    """One study's cells -> cells.parquet, its Table 1 / statistics / mechanism / trend tables and
+    figure inputs. Every table's Markdown says which cells were left out and why."""
+    cells = build_cells(train_jsons, settings)
     write_parquet(cells, out_cells)
-    study = cells["study"].iloc[0]
+    study, note = cells["study"].iloc[0], left_out_note(cells)
     minmax = table1(cells)
-    write_table(minmax, out_table1, f"{study}: min and max over the usable range (Table 1 shape)", paper_shape(minmax))
-    write_table(seed_statistics(cells), out_stats, f"{study}: mean, sd and 95% t-interval over seeds")
+    write_table(minmax, out_table1, f"{study}: min and max over the included cells (Table 1 shape)",
+                paper_shape(minmax), note)
+    write_table(seed_statistics(cells), out_stats, f"{study}: mean, sd and 95% t-interval over seeds (every cell; "
+                "`included` marks the values whose cells all enter the tables)", note=note)
     correlations = mechanism_table(cells)
-    write_table(correlations, out_mechanism, f"{study}: Pearson r, max BC loss ratio vs test accuracy")
+    write_table(correlations, out_mechanism, f"{study}: Pearson r, max BC loss ratio vs test accuracy", note=note)
+    trends = trend_table(cells)
+    if out_trends:
+        write_table(trends, out_trends, f"{study}: trend of each variable over {cells['knob'].iloc[0]} "
+                    f"(Spearman rho of seed means; arrow when |rho| >= {TREND_THRESHOLD})", trend_summary(trends), note)
     write_parquet(prune_curves(train_jsons), out_curves)
     write_parquet(dynamics(train_jsons), out_dynamics)
-    print(f"{len(cells)} cells ({int((~cells['in_range']).sum())} outside the usable range) -> {out_cells}")
-    print(minmax.to_string(index=False))
-    print(correlations.to_string(index=False))
+    print(f"{len(cells)} cells ({int((~cells['included']).sum())} left out) -> {out_cells}")
+    print(note)
+    print(trend_summary(trends).to_string(index=False))
 
 
 def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
     """Table 1 over the Table 1 studies, and the comparison with the paper's reference rows."""
     cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
-    table = table1(cells)
-    write_table(table, out, "Table 1: min and max over the usable learning-rate range", paper_shape(table))
+    table, note = table1(cells), left_out_note(cells)
+    write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note)
     compare = compare_with_paper(table)
-    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)")
+    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)", note=note)
     print(compare.to_string(index=False))
 
 
@@ -325,6 +478,6 @@ def write_table2(intervention_files: list[str], lr_files: list[str], out: str) -
     interventions = pd.concat([pd.read_parquet(path) for path in intervention_files], ignore_index=True)
     cells = pd.concat([interventions, *[pd.read_parquet(path) for path in lr_files]], ignore_index=True)
     table = table2(cells, sorted(interventions["study"].unique()))
-    write_table(table, out, "Table 2: interventions, min and max over each knob's range",
-                paper_shape(table, knob_label="knob values"))
+    write_table(table, out, "Table 2: interventions, min and max over each knob's range (batch size as 1/b)",
+                paper_shape(table, knob_label="knob values"), left_out_note(interventions))
     print(table.to_string(index=False))

@@ -31,8 +31,11 @@ class Setting:
     """A key's default, allowed values and meaning.
 
     ``type`` is one of bool, int, float, str, list (with ``items`` describing each entry);
-    ``int`` accepts whole floats (100.0) and returns an int. Bounds are inclusive
-    (``minimum``/``maximum``) or exclusive (``above``/``below``). ``nullable`` admits None.
+    ``int`` accepts whole floats (100.0) and returns an int; ``float`` takes finite numbers only.
+    Bounds are inclusive (``minimum``/``maximum``) or exclusive (``above``/``below``); ``pattern``
+    is a regular expression a ``str`` value must match in full. ``nullable`` admits None. A ``bool``
+    with ``from_text`` also takes the texts 'true' and 'false' (what ``--config key=false`` passes);
+    only for settings read through their Setting, since the text 'false' is truthy elsewhere.
     """
 
     default: Any
@@ -46,6 +49,8 @@ class Setting:
     items: Setting | None = None
     nullable: bool = False
     min_items: int = 0
+    pattern: str | None = None
+    from_text: bool = False
 
     def allowed(self) -> str:
         """What the setting accepts, in words: 'a number > 0', "one of ['sgd', 'adam']"."""
@@ -57,6 +62,8 @@ class Setting:
             text = f"a list ({least}each {entries})"
         else:
             text = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[self.type]
+            if self.pattern is not None:
+                text = f"text matching {self.pattern!r}"
             limits = []
             if self.minimum is not None and self.maximum is not None:
                 limits.append(f"in [{self.minimum:g}, {self.maximum:g}]")
@@ -75,8 +82,11 @@ class Setting:
             return self._check_list(value)
         converted = self._convert(value)
         if self.choices and converted not in self.choices:
-            raise SettingError(f"allowed: {self.allowed()}")
+            close = suggestion(converted, [str(c) for c in self.choices]) if isinstance(converted, str) else ""
+            raise SettingError(f"allowed: {self.allowed()}{close}")
         if self.type in (int, float) and not self._in_bounds(converted):
+            raise SettingError(f"allowed: {self.allowed()}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, converted):
             raise SettingError(f"allowed: {self.allowed()}")
         return converted
 
@@ -99,6 +109,8 @@ class Setting:
         if self.type is bool:
             if isinstance(value, bool):
                 return value
+            if self.from_text and isinstance(value, str) and value in ("true", "false"):
+                return value == "true"
         elif self.type is str:
             if isinstance(value, str):
                 return value
@@ -106,7 +118,7 @@ class Setting:
             if is_number(value) and math.isfinite(value) and float(value).is_integer():
                 return int(value)
         elif self.type is float:
-            if is_number(value) and not math.isnan(value):
+            if is_number(value) and math.isfinite(value):
                 return float(value)
         raise SettingError(f"allowed: {self.allowed()}{number_hint(value)}")
 
@@ -116,28 +128,34 @@ class Setting:
 
 
 def number_hint(value: Any) -> str:
-    """A hint for numbers that YAML read as text, such as 1e-3."""
-    if isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
+    """A hint for numbers that YAML read as text, such as 1e-3, and for infinite or NaN numbers."""
+    if is_number(value) and not math.isfinite(value):
+        return f" (got {value!r}: infinite and NaN values are not allowed)"
+    if not isinstance(value, str) or not _NUMBER_TEXT.match(value.strip()):
+        return ""
+    if "." not in value and "e" in value.lower():
         return (f" (got the text {value!r}: YAML reads a number with an exponent but no dot, such as 1e-3, as text; "
                 f"write it as 1.0e-3 or 0.001)")
-    return ""
+    return f" (got the text {value!r}: write the number without quotes)"
 
 
 def check_section(values: Mapping[str, Any], settings: Mapping[str, Setting], where: str) -> tuple[dict[str, Any], list[str]]:
     """Check every key of ``values`` against ``settings``; returns (checked values, error messages).
 
-    Unknown keys are errors too. Each message names ``where.key``, the value and what is allowed.
+    Unknown keys are errors too. Each message names ``where.key`` (``key`` when ``where`` is empty),
+    the value and what is allowed.
     """
     checked, errors = {}, []
     for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
         if key not in settings:
-            errors.append(f"{where}.{key} = {value!r}: unknown key {key!r}{suggestion(key, settings)}; "
+            errors.append(f"{path} = {value!r}: unknown key {key!r}{suggestion(str(key), settings)}; "
                           f"allowed keys: {sorted(settings)}")
             continue
         try:
             checked[key] = settings[key].check(value)
         except SettingError as error:
-            errors.append(f"{where}.{key} = {value!r}: {error}")
+            errors.append(f"{path} = {value!r}: {error}")
     return checked, errors
 
 

@@ -66,12 +66,12 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from largelr.analyses import analyze_cell
     from largelr.analyses.segment import SegmenterMissingError
     from largelr.config import ANALYSIS_FILES, TRAIN_FILES, AnalysisSettings
-    from largelr.io import with_cell_keys, write_parquet
+    from largelr.io import check_cell, with_cell_keys, write_parquet
 
     device = _setup(args)
     cell_dir = Path(args.cell_dir)
     settings = AnalysisSettings(args.settings, where="analysis")
-    cell = json.loads((cell_dir / TRAIN_FILES["summary"]).read_text())["cell"]
+    cell = check_cell(cell_dir)["cell"]  # a damaged train.json is removed and named, not a JSON traceback
 
     def write(name: str, table) -> None:
         write_parquet(with_cell_keys(table, cell, device), cell_dir / ANALYSIS_FILES[name])
@@ -94,8 +94,11 @@ def cmd_hilo(args: argparse.Namespace) -> None:
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from largelr.aggregate import aggregate_study
 
+    from largelr.config import AnalysisSettings
+
+    settings = AnalysisSettings(args.settings, where="analysis")
     aggregate_study(args.train_json, args.out_cells, args.out_table1, args.out_stats, args.out_mechanism,
-                    args.out_curves, args.out_dynamics)
+                    args.out_curves, args.out_dynamics, args.out_trends, dict(settings))
 
 
 def cmd_paper_tables(args: argparse.Namespace) -> None:
@@ -105,6 +108,18 @@ def cmd_paper_tables(args: argparse.Namespace) -> None:
         write_table1(args.table1_cells, args.out_table1, args.out_compare)
     if args.out_table2:
         write_table2(args.table2_cells, args.table1_cells, args.out_table2)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from largelr.aggregate import summary_text
+
+    for path in args.cells:
+        print(summary_text(pd.read_parquet(path)))
+        print()
+    if args.where:
+        print("\n".join(args.where))
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -181,6 +196,9 @@ def add_output_steps(steps) -> None:
                        ("mechanism", "Pearson r table (Markdown beside)"), ("curves", "all pruning curves"),
                        ("dynamics", "all histories, thinned")):
         aggregate.add_argument(f"--out-{name}", required=True, help=what)
+    aggregate.add_argument("--out-trends", help="trend of every variable over the knob (Markdown beside)")
+    aggregate.add_argument("--settings", type=_json, default={}, help="the study's analysis settings JSON "
+                           "(require_converged, usable_range_drop, chance_margin)")
 
     paper = steps.add_parser("paper-tables", help="Tables 1 and 2 across studies, and the comparison with the paper")
     paper.set_defaults(func=cmd_paper_tables)
@@ -189,6 +207,11 @@ def add_output_steps(steps) -> None:
     paper.add_argument("--out-table1", help="with --out-compare: Table 1 and compare_paper")
     paper.add_argument("--out-compare")
     paper.add_argument("--out-table2")
+
+    summary = steps.add_parser("summary", help="one screen per study: trends over the knob, cells left out")
+    summary.set_defaults(func=cmd_summary)
+    summary.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the studies")
+    summary.add_argument("--where", nargs="*", default=[], help="lines to print after, e.g. where outputs are")
 
     figures = steps.add_parser("figures", help="every figure of one study, for the families named")
     figures.set_defaults(func=cmd_figures)
@@ -220,11 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     from largelr.datasets import DataMissingError
+    from largelr.io import DamagedCellError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except DataMissingError as error:  # a user's fix, not a bug: no traceback
+    except (DataMissingError, DamagedCellError) as error:  # a user's fix, not a bug: no traceback
         raise SystemExit(f"largelr {args.step}: {error}") from None
 
 

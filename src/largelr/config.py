@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from largelr.analyses import ANALYSES
 from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES
 from largelr.analyses.prune import METHODS as PRUNE_METHODS
-from largelr.checks import Setting, Settings, SettingError, check_section, defaults
+from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
-from largelr.io import CELL_KEYS  # noqa: F401  (the cell's keys, re-exported beside its files)
+from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
 from largelr.models import MODELS
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -71,7 +72,30 @@ TRAIN_KEYS: dict[str, Setting] = {
     "num_workers": Setting(4, "DataLoader workers for lazy (image-file) datasets", type=int, minimum=0),
 }
 # Training settings a study may sweep; each value is checked against the key's Setting.
-KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma", "asam_rho")
+KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma", "asam_rho", "lr_step_at")
+# Settings that act only with another one: key -> (the setting it needs, the value it must have).
+NEEDS = {"momentum": ("optimizer", "sgd"), "focal_gamma": ("loss", "focal")}
+
+# --- the rest of config.yaml: top-level keys, a study's own keys, a dataset's seed ---------------
+
+TOP_KEYS: dict[str, Setting] = {
+    "data_root": Setting("data", "directory with the raw datasets", type=str),
+    "device": Setting("auto", "auto | cpu | cuda | cuda:N", type=str, pattern=r"auto|cpu|cuda(:[0-9]+)?"),
+    "default_studies": Setting(["demo"], "studies the default target builds", type=list,
+                               items=Setting("", "a study", type=str)),
+    "check_data": Setting(True, "list studies whose raw data is missing at parse time and leave them out of the "
+                          "paper tables (false: a submit host without the data)", type=bool, from_text=True),
+}
+STUDY_KEYS: dict[str, Setting] = {
+    "description": Setting("", "what the study is", type=str),
+    "paper": Setting(None, "the paper output the study feeds: table1 (Table 1 grids), table2 (interventions), "
+                     "variant", type=str, choices=("table1", "table2", "variant"), nullable=True),
+    "knob": Setting("lr", "the swept training setting", type=str, choices=KNOBS),
+    "seeds": Setting([0], "seeds of every cell", type=list, items=Setting(0, "a seed", type=int, minimum=0),
+                     min_items=1),
+    "values": Setting(None, "the knob's values (each checked against the knob's setting)", type=list, min_items=1),
+}
+DATASET_SEED = Setting(0, "the seed of the dataset's random draw (shared by every cell)", type=int, minimum=0)
 
 
 class TrainSettings(Settings):
@@ -91,8 +115,9 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     # pruning (largelr.analyses.prune)
     "kappas": Setting([round(0.1 * i, 1) for i in range(10)], "pruned fractions of each curve", type=list,
                       items=fraction(0.0, "a pruned fraction"), min_items=1),
-    "prune_methods": Setting(["structured", "column", "magnitude", "magnitude_global"],
-                             "pruning curves to compute; structured is the paper's prunability", type=list,
+    "prune_methods": Setting(["structured", "structured_columns", "column", "magnitude", "magnitude_global"],
+                             "pruning curves to compute; structured (neurons and kernels) is the paper's "
+                             "prunability, structured_columns the input columns of every linear layer", type=list,
                              items=Setting("structured", type=str, choices=PRUNE_METHODS), min_items=1),
     "prune_extra_samples": Setting(2000, "test inputs of the non-structured curves (0 = all)", type=int, minimum=0),
     "eval_batch_size": Setting(1000, "inputs per forward pass in pruning curves and hi/lo predictions",
@@ -111,14 +136,25 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "ig_internal_batch_size": Setting(1000, "IG inputs per forward pass", type=int, minimum=1),
     "ig_target": Setting("true", "true (the label) | predicted (the model's class)", type=str,
                          choices=("true", "predicted")),
-    "deeplift": Setting(False, "also DeepLift core/spurious shares, as a check on IG", type=bool),
+    "deeplift": Setting(False, "also DeepLift spurious/core/noise shares (from the IG baseline), as a check on IG",
+                        type=bool),
     "background": Setting("auto", "background mask of background_share: auto (oracle where the dataset has one "
-                          "and ig_baseline is not zero, else none) | none | oracle | a DeepLabV3 segmenter",
-                          type=str, choices=BACKGROUND_CHOICES),
+                          "and ig_baseline is not zero, else auto_segmenter on images when its weights are here, "
+                          "else none) | none | oracle | a DeepLabV3 segmenter", type=str, choices=BACKGROUND_CHOICES),
+    "auto_segmenter": Setting("deeplabv3_mobilenet_v3_large", "the segmenter background: auto uses where its weights "
+                              "file is here (none: never one)", type=str,
+                              choices=tuple(c for c in BACKGROUND_CHOICES if c not in ("auto", "oracle"))),
     "segmenter_checkpoint": Setting("", "file from largelr.analyses.segment.save_smp_checkpoint (background: smp)",
                                     type=str),
     "segmenter_input_size": Setting(512, "square side the images are resized to for the segmenter",
                                     type=int, minimum=8),
+    # aggregation (largelr.aggregate): which cells enter tables and figures
+    "require_converged": Setting(True, "leave cells that stopped at the step cap short of their fit criterion out "
+                                 "of tables and figures (the paper trains until 100% training accuracy)", type=bool),
+    "usable_range_drop": Setting(0.25, "an lr sweep's usable range ends where one seed loses more than this fraction "
+                                 "of the best seed-mean test accuracy (the paper's >25%)", above=0.0, below=1.0),
+    "chance_margin": Setting(0.05, "cells whose test accuracy is within this of chance (1 / classes) are flagged "
+                             "near_chance", minimum=0.0, maximum=1.0),
     # hi/lo maps (largelr.analyses.hilo)
     "hilo": Setting(False, "build the hi/lo learning-rate attribution maps of every pair", type=bool),
     "hilo_low": Setting(None, "the low value (default: the pair's smallest)", above=0.0, nullable=True),
@@ -143,17 +179,20 @@ ANALYSIS_DEFAULTS: dict[str, Any] = defaults(ANALYSIS_KEYS)
 
 CELL_DIR = "results/{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
 CELL_ID = "{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
-# Every file of a cell: the rules declare these as outputs, the readers open them by the same names.
-TRAIN_FILES = {"model": "model.pt", "history": "history.parquet", "predictions": "predictions.parquet",
-               "summary": "train.json"}
+# Every file of a cell: the rules declare these as outputs, the readers open them by the same names
+# (TRAIN_FILES, from largelr.io, whose train.json seals the others).
 ANALYSIS_FILES = {name: f"{name}.parquet" for name in ANALYSES}
 CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
 # A study's figures: file stem per family, under results/figures/{study}/, each in every format.
-FIGURE_FILES = {"normalized": "{dataset}-{model}", "pruning": "{dataset}-{model}.pruning",
-                "dynamics": "{dataset}-{model}.dynamics", "mechanism": "mechanism", "hilo": "{dataset}-{model}.hilo"}
+FIGURE_FILES = {"normalized": "{dataset}-{model}", "compressibility": "{dataset}-{model}.compressibility",
+                "pruning": "{dataset}-{model}.pruning", "dynamics": "{dataset}-{model}.dynamics",
+                "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo"}
 FIGURE_FORMATS = ("png", "pdf")
-# Names Snakemake already uses for rules: a study of that name would clash with them.
-RULE_NAMES = ("all", "data", "card", "train", "analyze", "hilo", "aggregate", "figures", "paper_tables")
+# Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
+# of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.
+RULE_NAMES = ("all", "data", "train", "analyze", "hilo", "aggregate", "paper_table1", "paper_table2",
+              "intervention_figure")
+RULE_PREFIXES = ("figures_",)
 
 
 class ConfigError(ValueError):
@@ -217,12 +256,17 @@ def pair_blocks(config: dict[str, Any], study: str) -> dict[tuple[str, str], dic
 
 
 def train_settings(config: dict[str, Any], study: str, dataset: str, model: str) -> dict[str, Any]:
+    """The training settings config.yaml gives a pair explicitly (defaults are filled in by
+    TrainSettings): a new key with a default in a later version changes no cell's params,
+    so it retrains nothing."""
     block = pair_blocks(config, study)[(dataset, model)]
-    return {**TRAIN_DEFAULTS, **config["studies"][study].get("train", {}), **block.get("train", {})}
+    return {**config["studies"][study].get("train", {}), **block.get("train", {})}
 
 
 def analysis_settings(config: dict[str, Any], study: str) -> dict[str, Any]:
-    return {**ANALYSIS_DEFAULTS, **config.get("analysis", {}), **config["studies"][study].get("analysis", {})}
+    """The analysis settings config.yaml gives a study explicitly (top-level block, then the study's);
+    AnalysisSettings fills in the defaults."""
+    return {**(config.get("analysis") or {}), **config["studies"][study].get("analysis", {})}
 
 
 def model_params(config: dict[str, Any], study: str, dataset: str, model: str) -> dict[str, Any]:
@@ -253,26 +297,111 @@ def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob
     }
 
 
+# --- reading config files ----------------------------------------------------------------
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file as a dict; ConfigError naming the file, line and column of a YAML syntax error
+    or of a key given twice in one mapping (YAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when present
+        def construct_mapping(self, node, deep=False):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: explicit keys override it
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice in this mapping (first on line {first[key] + 1}); "
+                        "YAML would keep only the last one", key_node.start_mark)
+                first[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep)
+
+    text = Path(path).read_text()
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        context = f" ({error.context} on line {error.context_mark.line + 1})" if error.context and error.context_mark else ""
+        line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+        raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}\n"
+                          f"  {mark.line + 1:>5} | {line}\n        | {' ' * mark.column}^\n"
+                          f"Fix the YAML at that line of {path}.") from None
+
+
+def key_path(parts: Any) -> str:
+    """A key path as config messages write it: studies.demo.grid[0].datasets."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(the top level)"
+
+
+def short(value: Any, width: int = 70) -> str:
+    """repr of a value, cut to ``width`` characters (a whole study would fill the screen)."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 4] + " ..."
+
+
+SCHEMA_TYPES = {"object": "a mapping (key: value; {} when empty)", "array": "a list", "string": "text",
+                "boolean": "true or false", "number": "a number", "integer": "a whole number"}
+
+
+def schema_errors(config: dict[str, Any], schema_path: str | Path) -> list[str]:
+    """Structure problems (sections, required keys, unknown keys, containers) against the JSON schema,
+    each with its key path; values are checked by validate_config against the Settings."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: e.json_path):
+        parts, where, kind = list(error.absolute_path), key_path(error.absolute_path), error.validator
+        if kind == "additionalProperties" and isinstance(error.instance, dict):
+            known = list(error.schema.get("properties", {}))
+            errors += [f"{key_path([*parts, key])} = {short(value)}: unknown key {key!r}{suggestion(str(key), known)}; "
+                       f"allowed keys: {sorted(known)}" for key, value in error.instance.items() if key not in known]
+        elif kind == "required":
+            errors += [f"{key_path([*parts, key])}: missing; {where} needs the keys {error.validator_value}"
+                       for key in error.validator_value if key not in error.instance]
+        elif kind == "type":
+            errors.append(f"{where} = {short(error.instance)}: allowed: {SCHEMA_TYPES.get(error.validator_value)}")
+        elif kind == "propertyNames":
+            errors.append(f"{where}: {error.message}; allowed: names of letters, digits and _ (they become paths "
+                          "and rule names)")
+        else:
+            errors.append(f"{where} = {short(error.instance)}: {error.message}")
+    return errors
+
+
 # --- validation --------------------------------------------------------------------------
 
 
-def validate_config(config: dict[str, Any]) -> None:
-    """Check every name and value of config.yaml; raises ConfigError listing every problem."""
-    errors = [*_top_level_errors(config), *_dataset_errors(config)]
-    for study in config.get("studies", {}):
-        errors += _study_errors(config, study)
+def validate_config(config: dict[str, Any], schema: str | Path | None = None) -> None:
+    """Check the structure (against ``schema``, when given) and then every name and value of the
+    config; raises ConfigError listing every problem with its key path, the value and what is allowed."""
+    errors = schema_errors(config, schema) if schema is not None else []
+    if not errors:
+        errors = [*_top_level_errors(config), *_dataset_errors(config)]
+        for study in config.get("studies", {}):
+            errors += _study_errors(config, study)
     if errors:
         listed = "\n".join(f"  - {error}" for error in errors)
-        raise ConfigError(f"config.yaml: {len(errors)} problem{'s' if len(errors) > 1 else ''} "
-                          f"(fix them in config.yaml or --config):\n{listed}")
+        raise ConfigError(f"config: {len(errors)} problem{'s' if len(errors) > 1 else ''} "
+                          f"(fix them in config.yaml, the --configfile files or --config):\n{listed}")
 
 
 def _top_level_errors(config: dict[str, Any]) -> list[str]:
     studies = config.get("studies", {})
-    errors = [f"default_studies: {study!r} is not a study; allowed: studies defined in config.yaml, {sorted(studies)}"
-              for study in config.get("default_studies", []) if study not in studies]
+    errors = check_section({k: v for k, v in config.items() if k in TOP_KEYS}, TOP_KEYS, "")[1]
+    errors += [f"default_studies: {study!r} is not a study; allowed: studies defined in config.yaml, {sorted(studies)}"
+               for study in (config.get("default_studies") if isinstance(config.get("default_studies"), list) else [])
+               if isinstance(study, str) and study not in studies]
     errors += [f"studies.{study}: the name is taken by a rule of the workflow; allowed: any name but "
-               f"{list(RULE_NAMES)}. Rename the study" for study in studies if study in RULE_NAMES]
+               f"{list(RULE_NAMES)} or one starting with {list(RULE_PREFIXES)}. Rename the study"
+               for study in studies if study in RULE_NAMES or study.startswith(RULE_PREFIXES)]
     errors += check_section(config.get("analysis", {}) or {}, ANALYSIS_KEYS, "analysis")[1]
     return errors
 
@@ -282,19 +411,22 @@ def _dataset_errors(config: dict[str, Any]) -> list[str]:
     for name, entry in (config.get("datasets") or {}).items():
         kind = (entry or {}).get("kind", name)
         if kind not in KINDS:
-            errors.append(f"datasets.{name}.kind = {kind!r}: unknown kind; allowed: {sorted(KINDS)}")
+            errors.append(f"datasets.{name}.kind = {kind!r}: unknown kind{suggestion(str(kind), KINDS)}; "
+                          f"allowed: {sorted(KINDS)}")
             continue
+        errors += check_section({"seed": entry["seed"]} if "seed" in entry else {}, {"seed": DATASET_SEED},
+                                f"datasets.{name}")[1]
         errors += KINDS[kind].check_params(dataset_params(config, name), f"datasets.{name}")[1]
     return errors
 
 
 def _study_errors(config: dict[str, Any], study: str) -> list[str]:
     spec, where = config["studies"][study], f"studies.{study}"
-    knob = spec["knob"]
-    errors = [] if knob in KNOBS else [f"{where}.knob = {knob!r}: not a knob; allowed: {list(KNOBS)}"]
+    own, errors = check_section({k: v for k, v in spec.items() if k in STUDY_KEYS}, STUDY_KEYS, where)
+    knob = own.get("knob")
     errors += check_section(spec.get("train", {}), TRAIN_KEYS, f"{where}.train")[1]
     errors += _analysis_errors(config, study)
-    if len(set(spec["seeds"])) != len(spec["seeds"]):
+    if "seeds" in own and len(set(own["seeds"])) != len(own["seeds"]):
         errors.append(f"{where}.seeds = {spec['seeds']}: a seed is repeated; allowed: distinct seeds")
     if "values" not in spec and not all("values" in block for block in spec["grid"]):
         errors.append(f"{where}.values: missing; allowed: give `values` for the study or for every grid block")
@@ -306,11 +438,22 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
         errors += _block_errors(config, study, block, f"{where}.grid[{position}]")
     for values, at in [(spec.get("values"), f"{where}.values")] + [
             (block.get("values"), f"{where}.grid[{i}].values") for i, block in enumerate(spec["grid"])]:
-        errors += _knob_value_errors(knob, values, at) if knob in KNOBS and values is not None else []
+        errors += _knob_value_errors(knob, values, at) if knob is not None and values is not None else []
     if not errors:
-        for dataset, model in pairs:
-            _, bad = check_section(train_settings(config, study, dataset, model), TRAIN_KEYS, f"{where}.train")
-            errors += bad
+        for position, block in enumerate(spec["grid"]):
+            train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {})}
+            errors += _effect_errors(train, knob, f"{where}.grid[{position}]")
+    return errors
+
+
+def _effect_errors(train: dict[str, Any], knob: str, where: str) -> list[str]:
+    """Settings that would silently have no effect: one whose partner (NEEDS) is off."""
+    errors = []
+    for key, (other, needed) in NEEDS.items():
+        if (key == knob or train[key] != TRAIN_DEFAULTS[key]) and train[other] != needed:
+            used = "is the knob" if key == knob else f"= {train[key]!r}"
+            errors.append(f"{where}: {key} {used} but {other} = {train[other]!r}, and {key} acts only with "
+                          f"{other}: {needed}; allowed: set train.{other}: {needed}, or leave {key} out")
     return errors
 
 
@@ -326,18 +469,41 @@ def _analysis_errors(config: dict[str, Any], study: str) -> list[str]:
     if settings.background == "smp" and not settings.segmenter_checkpoint:
         errors.append(f"{where}.segmenter_checkpoint = '': background: smp needs the path of a segmentation-models-"
                       "pytorch DeepLabV3 checkpoint (largelr.analyses.segment.save_smp_checkpoint); allowed: a file path")
+    return errors + _hilo_errors(config, study, settings, where)
+
+
+def _hilo_errors(config: dict[str, Any], study: str, settings: AnalysisSettings, where: str) -> list[str]:
+    """hilo_low / hilo_high must be knob values of every pair of the study."""
+    if not settings.hilo:
+        return []
+    try:
+        pairs = pair_blocks(config, study)
+    except ConfigError:
+        return []  # reported with the grid
+    errors = []
+    for key in ("hilo_low", "hilo_high"):
+        value = settings[key]
+        for (dataset, model), block in pairs.items() if value is not None else ():
+            values = block.get("values", config["studies"][study].get("values")) or []
+            texts = [format_value(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if format_value(value) not in texts:
+                errors.append(f"{where}.{key} = {value!r}: not a value of ({dataset}, {model}); allowed: one of "
+                              f"{values} or null (the pair's {'smallest' if key == 'hilo_low' else 'largest'})")
     return errors
 
 
 def _block_errors(config: dict[str, Any], study: str, block: dict[str, Any], where: str) -> list[str]:
     errors = check_section(block.get("train", {}), TRAIN_KEYS, f"{where}.train")[1]
+    if "values" in block:
+        errors += check_section({"values": block["values"]}, {"values": STUDY_KEYS["values"]}, where)[1]
     for dataset in block["datasets"]:
         if dataset_kind(config, dataset) not in KINDS:
-            errors.append(f"{where}.datasets: {dataset!r} is not a dataset; allowed: define it under `datasets:` "
-                          f"or use one of {sorted(KINDS)}")
+            errors.append(f"{where}.datasets: {dataset!r} is not a dataset{suggestion(dataset, known_datasets(config))}; "
+                          f"allowed: define it under `datasets:` or use one of {sorted(KINDS)}")
     for model in block["models"]:
         if model not in MODELS:
-            errors.append(f"{where}.models: {model!r} is not a model; allowed: {sorted(MODELS)}")
+            errors.append(f"{where}.models: {model!r} is not a model{suggestion(model, MODELS)}; "
+                          f"allowed: {sorted(MODELS)}")
     for model, params in block.get("model_params", {}).items():
         if model not in block["models"]:
             errors.append(f"{where}.model_params.{model}: not a model of this block; allowed: parameters for "
@@ -347,14 +513,20 @@ def _block_errors(config: dict[str, Any], study: str, block: dict[str, Any], whe
     return errors
 
 
-def _knob_value_errors(knob: str, values: list[Any], where: str) -> list[str]:
+def known_datasets(config: dict[str, Any]) -> list[str]:
+    return sorted({*KINDS, *(config.get("datasets") or {})})
+
+
+def _knob_value_errors(knob: str, values: Any, where: str) -> list[str]:
     """Each value must be a legal value of the knob's setting, distinct in its path text."""
+    if not isinstance(values, list):
+        return []  # reported as not a list
     errors = []
-    for value in values:
+    for position, value in enumerate(values):
         try:
             TRAIN_KEYS[knob].check(value)
         except SettingError as error:
-            errors.append(f"{where}: {value!r} is not a value of knob {knob}: {error}")
+            errors.append(f"{where}[{position}] = {value!r}: not a value of the knob {knob}; {error}")
     texts = [format_value(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(set(texts)) != len(texts):
         errors.append(f"{where} = {values}: two values have the same path text; allowed: distinct values")

@@ -32,8 +32,20 @@ FIGURE_VARIABLES = {
     "csi": "class selectivity (CSI)",
     "class_sep": "class separation R²",
     "spurious_share": "spurious attribution share",
+    "core_share": "core attribution share",
+    "noise_share": "noise attribution share",
+    "attribution_entropy": "attribution entropy",
+    "background_share": "background attribution share",
     "max_bc_loss_ratio": "max BC loss ratio",
 }
+# Figs 17 and 25: the compressibility notions side by side (every pruning curve's mean retention
+# is added per method, as "prunability_<method>" columns).
+COMPRESSIBILITY_VARIABLES = {"compressibility": "act. compressibility (q=2, κ=0.1)", "sparsity": "act. sparsity",
+                             "pq_index": "act. PQ-index"}
+# What each pruning method removes, for panel titles.
+PRUNING_METHODS = {"structured": "neurons / kernels (the paper's)", "structured_columns": "input columns + kernels",
+                   "column": "whole input columns / channels", "magnitude": "weights, per layer",
+                   "magnitude_global": "weights, global threshold"}
 # The intervention grid compares the Table 2 variables.
 INTERVENTION_VARIABLES = ("test_acc", "prunability", "csi")
 STYLE = {"style": "whitegrid", "context": "paper"}
@@ -75,38 +87,70 @@ def to_long(pair_cells: pd.DataFrame, variables: Sequence[str] = tuple(FIGURE_VA
     return long.dropna(subset=["raw"]).reset_index(drop=True)
 
 
-def knob_axis(ax: plt.Axes, values: Sequence[float], knob: str) -> None:
+def knob_x(cells: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The x values of a sweep and their label: the knob's values, or 1/b for batch size (as the paper)."""
+    knob = cells["knob"].iloc[0]
+    if knob == "batch_size":
+        return 1 / cells["value"], "1 / batch size"
+    return cells["value"], {"lr": "learning rate η"}.get(knob, knob)
+
+
+def knob_axis(ax: plt.Axes, values: Sequence[float], label: str) -> None:
+    values = sorted(set(values))
     if min(values) > 0:
         ax.set_xscale("log")
-    ax.set_xticks(values, [f"{v:g}" for v in values], rotation=45 if len(values) > 5 else 0)
+    ax.set_xticks(values, [f"{v:.3g}" for v in values], rotation=45 if len(values) > 5 else 0)
     ax.minorticks_off()
-    ax.set_xlabel(knob)
+    ax.set_xlabel(label)
 
 
-def normalized_lines(ax: plt.Axes, cells: pd.DataFrame, variables: Sequence[str], legend_title: str) -> None:
-    """Every variable against the knob, normalized; legend entries carry the raw [min, max]."""
-    long, bounds = normalize_per_variable(to_long(cells, variables))
-    long["variable"] = [f"{FIGURE_VARIABLES[v]}  [{bounds[v][0]:.3g}, {bounds[v][1]:.3g}]" for v in long["variable"]]
-    sns.lineplot(data=long, x="value", y="normalized", hue="variable", style="variable", markers=True,
-                 dashes=False, errorbar="sd", err_kws={"alpha": 0.12}, ax=ax)
-    knob_axis(ax, sorted(cells["value"].unique()), cells["knob"].iloc[0])
+def normalized_lines(ax: plt.Axes, cells: pd.DataFrame, labels: dict[str, str], legend_title: str) -> None:
+    """Every variable of ``labels`` (column -> legend name) against the knob, normalized per variable:
+    a line through the seed means and each seed as a faint point; legend entries carry the raw
+    [min, max] of the seed means."""
+    x, label = knob_x(cells)
+    long, bounds = normalize_per_variable(to_long(cells.assign(value=x), list(labels)))
+    palette = sns.color_palette("tab10", n_colors=max(len(bounds), 1))
+    markers = "osD^vP*Xh<>"
+    for index, (variable, rows) in enumerate(long.groupby("variable", sort=False)):
+        colour, marker = palette[index % len(palette)], markers[index % len(markers)]
+        means = rows.groupby("value")["normalized"].mean()
+        low, high = bounds[variable]
+        ax.plot(means.index, means.to_numpy(), marker=marker, color=colour, linewidth=1.6, markersize=5,
+                label=f"{labels[variable]}  [{low:.3g}, {high:.3g}]")
+        ax.scatter(rows["value"], rows["normalized"], color=colour, marker=marker, s=10, alpha=0.35, linewidths=0)
+    knob_axis(ax, list(x), label)
     ax.set(ylabel="normalized value (per variable)", ylim=(-0.1, 1.1))
-    ax.legend(title=legend_title, fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(title=legend_title, fontsize=8, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
-def excluded_note(pair_cells: pd.DataFrame) -> str:
-    excluded = int((~pair_cells["in_range"]).sum())
-    return f", {excluded} cells past the usable range left out" if excluded else ""
+def left_out_text(pair_cells: pd.DataFrame) -> str:
+    """'2 past the usable range, 1 not converged left out' (empty when every cell is included)."""
+    if "left_out" not in pair_cells:
+        return ""
+    counts = pair_cells.loc[~pair_cells["included"], "left_out"].value_counts().sort_index()
+    parts = [f"{count} {reason}" for reason, count in counts.items()]
+    return f"left out: {', '.join(parts)}" if parts else "no cell left out"
+
+
+def pair_title(pair_cells: pd.DataFrame, what: str = "") -> str:
+    """Study, pair, seeds and cells: the first line of every per-pair figure's title."""
+    usable = pair_cells[pair_cells["included"]]
+    study, dataset, model = (pair_cells[k].iloc[0] for k in ("study", "dataset", "model"))
+    head = f"{study}: {dataset} × {model}{' — ' + what if what else ''}"
+    detail = f"{usable['seed'].nunique()} seeds, {len(usable)} of {len(pair_cells)} cells"
+    near = int((usable["near_chance"]).sum()) if "near_chance" in usable else 0
+    extra = [left_out_text(pair_cells)] + ([f"{near} included near chance"] if near else [])
+    return f"{head}\n{detail}; " + "; ".join(e for e in extra if e)
 
 
 def normalized_figure(pair_cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
-    """One (dataset, model) sweep, usable-range cells only."""
-    usable = pair_cells[pair_cells["in_range"]]
-    study, dataset, model, _ = (usable[k].iloc[0] for k in PAIR_KEYS)
+    """One (dataset, model) sweep, included cells only."""
+    usable = pair_cells[pair_cells["included"]]
     use_style()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    normalized_lines(ax, usable, list(FIGURE_VARIABLES), "variable  [raw min, max]")
-    ax.set_title(f"{study}: {dataset} × {model}, {usable['seed'].nunique()} seeds (mean ± sd){excluded_note(pair_cells)}")
+    fig, ax = plt.subplots(figsize=(8.2, 4.2))
+    normalized_lines(ax, usable, FIGURE_VARIABLES, "variable  [raw min, max of seed means]")
+    ax.set_title(pair_title(pair_cells, "seed means (lines) and seeds (points)"), fontsize=9)
     save_figure(fig, paths)
     return fig
 
@@ -121,9 +165,9 @@ def select_pair(frame: pd.DataFrame, dataset: str, model: str, what: str) -> pd.
 
 def pair_figure(cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
     pair = select_pair(cells, dataset, model, "cells")
-    if pair["in_range"].any():
+    if pair["included"].any():
         return normalized_figure(pair, paths)
-    return placeholder_figure(f"{dataset} × {model}: no cell in the usable range (all diverged)", paths)
+    return placeholder_figure(f"{dataset} × {model}: no cell included ({left_out_text(pair)})", paths)
 
 
 def placeholder_figure(message: str, paths: Sequence[str | Path]) -> plt.Figure:
@@ -137,24 +181,26 @@ def placeholder_figure(message: str, paths: Sequence[str | Path]) -> plt.Figure:
 
 def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
     """Fig. 6: one panel per intervention (study), test acc., prunability and CSI against the
-    knob, each normalized within its panel; the lr panel comes first."""
+    knob (batch size as 1/b), each normalized within its panel; the lr panel comes first."""
     pair = select_pair(cells, dataset, model, "intervention cells")
-    usable = pair[pair["in_range"]]
+    usable = pair[pair["included"]]
     panels = sorted(usable.groupby(["study", "knob"]).groups, key=lambda sk: (sk[1] != "lr", sk[0]))
     if not panels:
-        return placeholder_figure(f"{dataset} × {model}: no intervention cell in the usable range", paths)
+        return placeholder_figure(f"{dataset} × {model}: no intervention cell included", paths)
     use_style()
     columns = min(4, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
     for ax, (study, knob) in zip(axes.flat, panels):
         panel = usable[(usable["study"] == study) & (usable["knob"] == knob)]
-        normalized_lines(ax, panel, INTERVENTION_VARIABLES, "[raw min, max]")
+        normalized_lines(ax, panel, {v: FIGURE_VARIABLES[v] for v in INTERVENTION_VARIABLES}, "[raw min, max]")
         ax.legend(title="[raw min, max]", fontsize=6, title_fontsize=6, loc="best")
         ax.set_title(f"{study} ({knob}), {panel['seed'].nunique()} seeds", fontsize=8)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    fig.suptitle(f"Interventions: {dataset} × {model} (mean ± sd over seeds, each variable normalized per panel)")
+    left = int((~pair["included"]).sum())
+    fig.suptitle(f"Interventions: {dataset} × {model} (seed means and seeds, each variable normalized per panel; "
+                 f"{left} cells left out)")
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
@@ -162,70 +208,142 @@ def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequ
 
 def usable_rows(frame: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
                 what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The pair's rows of ``frame`` from cells in the usable range, and the pair's cells."""
+    """The pair's rows of ``frame`` from included cells, and the pair's cells."""
     pair_cells = select_pair(cells, dataset, model, "cells")
     keys = ["value", "seed"]
-    rows = select_pair(frame, dataset, model, what).merge(pair_cells.loc[pair_cells["in_range"], keys], on=keys)
+    rows = select_pair(frame, dataset, model, what).merge(pair_cells.loc[pair_cells["included"], keys], on=keys)
     return rows, pair_cells
+
+
+def value_labels(pair_cells: pd.DataFrame) -> dict[float, str]:
+    """Legend text per knob value: the value and the seed-mean test accuracy that retention is relative to."""
+    means = pair_cells[pair_cells["included"]].groupby("value")["test_acc"].mean()
+    return {value: f"{value:g} (acc {acc:.2f})" for value, acc in means.items()}
 
 
 def pruning_figure(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
                    paths: Sequence[str | Path]) -> plt.Figure:
-    """Figs 20/21: retention Acc(pruned by κ)/Acc against κ, one line per knob value, one panel
-    per pruning method; usable-range cells only."""
+    """Figs 20/21: retention Acc(pruned by κ)/Acc against κ, one line per knob value (seed mean,
+    thin bars: sd over seeds), one panel per pruning method; included cells only."""
     pair, pair_cells = usable_rows(curves, cells, dataset, model, "pruning curves")
     pair = pair.dropna(subset=["retention"])
     if pair.empty:
-        return placeholder_figure(f"{dataset} × {model}: no pruning curve in the usable range", paths)
-    study, knob = pair["study"].iloc[0], pair["knob"].iloc[0]
-    methods = list(dict.fromkeys(pair["method"]))
+        return placeholder_figure(f"{dataset} × {model}: no pruning curve of an included cell", paths)
+    knob, methods = pair["knob"].iloc[0], list(dict.fromkeys(pair["method"]))
+    values, labels = sorted(pair["value"].unique()), value_labels(pair_cells)
+    palette = sns.color_palette("viridis", n_colors=len(values))
     use_style()
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
-    palette = sns.color_palette("viridis", n_colors=pair["value"].nunique())
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.8), squeeze=False, sharey=True)
     for ax, method in zip(axes.flat, methods):
-        curve = pair[pair["method"] == method].assign(**{knob: lambda f: f["value"].map("{:g}".format)})
-        order = [f"{v:g}" for v in sorted(pair["value"].unique())]
-        sns.lineplot(data=curve, x="kappa", y="retention", hue=knob, hue_order=order, palette=palette,
-                     marker="o", errorbar="sd", err_kws={"alpha": 0.1}, ax=ax)
-        ax.set(title=f"{method} pruning", xlabel="pruned fraction κ", ylabel="retention Acc(κ)/Acc(0)")
-        ax.legend(title=knob, fontsize=7, title_fontsize=8)
-    fig.suptitle(f"{study}: {dataset} × {model}, {pair['seed'].nunique()} seeds (mean ± sd){excluded_note(pair_cells)}")
+        for colour, value in zip(palette, values):
+            stats = pair[(pair["method"] == method) & (pair["value"] == value)].groupby("kappa")["retention"]
+            mean, sd = stats.mean(), stats.std().fillna(0)
+            ax.errorbar(mean.index, mean.to_numpy(), yerr=sd.to_numpy(), color=colour, marker="o", markersize=3,
+                        linewidth=1.2, elinewidth=0.7, capsize=2, label=labels.get(value, f"{value:g}"))
+        ax.set(title=f"{method}: {PRUNING_METHODS.get(method, method)}", xlabel="pruned fraction κ",
+               ylabel="retention Acc(κ)/Acc(0)")
+        ax.legend(title=f"{knob} (test acc.)", fontsize=7, title_fontsize=7)
+    fig.suptitle(pair_title(pair_cells, "pruning curves, seed mean ± sd"), fontsize=9)
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
 
 
+# Per-step series of the training-dynamics figure and their panel labels, in panel order.
+DYNAMICS_PANELS = {"bc_loss_ratio": "BC loss ratio (share of batch CE)", "spurious_share": "spurious attribution share",
+                   "core_share": "core attribution share", "noise_share": "noise attribution share",
+                   "test_acc": "unbiased test accuracy"}
+SMOOTHING_FRACTION = 0.05  # rolling window: this fraction of a curve's recorded points (at least 3)
+
+
+def smoothed(series: pd.Series) -> pd.Series:
+    window = max(3, round(SMOOTHING_FRACTION * len(series)))
+    return series.rolling(window, center=True, min_periods=1).mean()
+
+
 def dynamics_figure(history: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
                     paths: Sequence[str | Path]) -> plt.Figure:
-    """Fig. 13: BC loss ratio (and the spurious attribution share when the history has it)
-    over training steps, one line per knob value, mean over seeds; usable-range cells only."""
-    pair, _ = usable_rows(history, cells, dataset, model, "training history")
-    panels = [c for c in ("bc_loss_ratio", "spurious_share") if c in pair and pair[c].notna().any()]
+    """Figs 3 (right), 13, 24 (bottom): the BC loss ratio (smoothed by a rolling mean over steps, raw
+    values faint behind) and, where recorded, the attribution shares and test accuracy over training,
+    one line per knob value, mean over seeds; included cells only."""
+    pair, pair_cells = usable_rows(history, cells, dataset, model, "training history")
+    panels = [c for c in DYNAMICS_PANELS if c in pair and pair[c].notna().any()]
     if pair.empty or not panels:
-        return placeholder_figure(f"{dataset} × {model}: no training history in the usable range", paths)
-    study, knob = pair["study"].iloc[0], pair["knob"].iloc[0]
-    order = [f"{v:g}" for v in sorted(pair["value"].unique())]
-    pair = pair.assign(**{knob: pair["value"].map("{:g}".format)})
+        return placeholder_figure(f"{dataset} × {model}: no training history of an included cell", paths)
+    knob, values = pair["knob"].iloc[0], sorted(pair["value"].unique())
+    palette = sns.color_palette("viridis", n_colors=len(values))
     use_style()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
-    labels = {"bc_loss_ratio": "BC loss ratio (share of batch CE)", "spurious_share": "spurious attribution share"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), squeeze=False)
     for ax, column in zip(axes.flat, panels):
-        sns.lineplot(data=pair.dropna(subset=[column]), x="step", y=column, hue=knob, hue_order=order,
-                     palette="viridis", errorbar=None, linewidth=0.9, ax=ax)
-        ax.set(ylabel=labels[column], xlabel="training step")
+        for colour, value in zip(palette, values):
+            curve = pair[pair["value"] == value].dropna(subset=[column]).groupby("step")[column].mean()
+            if column == "bc_loss_ratio":
+                ax.plot(curve.index, curve.to_numpy(), color=colour, linewidth=0.5, alpha=0.25)
+                curve = smoothed(curve)
+            ax.plot(curve.index, curve.to_numpy(), color=colour, linewidth=1.5, label=f"{value:g}")
+        ax.set(ylabel=DYNAMICS_PANELS[column], xlabel="training step")
         ax.legend(title=knob, fontsize=7, title_fontsize=8)
-    fig.suptitle(f"{study}: {dataset} × {model}, training dynamics, mean of {pair['seed'].nunique()} seeds")
+    fig.suptitle(pair_title(pair_cells, "training dynamics, mean over seeds (BC ratio: rolling mean, raw faint)"),
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
+def compressibility_figure(cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
+    """Figs 17, 25: every pruning curve's prunability and the activation statistics (compressibility,
+    sparsity, PQ-index) against the knob, normalized per variable; included cells only."""
+    pair = select_pair(cells, dataset, model, "cells")
+    usable = pair[pair["included"]]
+    methods = sorted(c for c in pair.columns if c.startswith("prunability_"))
+    labels = {c: f"prunability ({c.removeprefix('prunability_')})" for c in methods} | COMPRESSIBILITY_VARIABLES
+    if usable.empty:
+        return placeholder_figure(f"{dataset} × {model}: no cell included ({left_out_text(pair)})", paths)
+    use_style()
+    fig, ax = plt.subplots(figsize=(8.2, 4.2))
+    normalized_lines(ax, usable, labels, "notion  [raw min, max of seed means]")
+    ax.set_title(pair_title(pair, "compressibility notions, seed means (lines) and seeds (points)"), fontsize=9)
+    save_figure(fig, paths)
+    return fig
+
+
+def csi_core_figure(cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
+    """Fig. 26: class selectivity (CSI) against the share of attribution on core features, one point
+    per included cell, one panel per (dataset, model) whose dataset marks its core features."""
+    usable = cells[cells["included"]]
+    if "core_share" in usable:
+        usable = usable.dropna(subset=["core_share", "csi"])
+    if "core_share" not in usable or usable.empty:
+        return placeholder_figure("no included cell of a dataset with core features marked (core_share)", paths)
+    pairs = list(dict.fromkeys(zip(usable["dataset"], usable["model"])))
+    columns = min(3, len(pairs))
+    rows = -(-len(pairs) // columns)
+    use_style()
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    for ax, (dataset, model) in zip(axes.flat, pairs):
+        pair = usable[(usable["dataset"] == dataset) & (usable["model"] == model)]
+        knob = pair["knob"].iloc[0]
+        sns.scatterplot(data=pair.assign(**{knob: pair["value"].map("{:g}".format)}), x="core_share", y="csi",
+                        hue=knob, palette="viridis", ax=ax)
+        r = np.corrcoef(pair["core_share"], pair["csi"])[0, 1] if len(pair) > 2 else np.nan
+        ax.set(title=f"{dataset} × {model}: r = {r:.2f} (n = {len(pair)})", xlabel="core attribution share",
+               ylabel="class selectivity (CSI)")
+        ax.legend(title=knob, fontsize=6, title_fontsize=7)
+    for ax in axes.flat[len(pairs):]:
+        ax.axis("off")
+    fig.suptitle(f"{usable['study'].iloc[0]}: CSI vs core attribution share, {usable['seed'].nunique()} seeds, one "
+                 f"point per included cell ({int((~cells['included']).sum())} cells left out)")
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
 
 
 def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
-    """Fig. 12: max BC loss ratio against test accuracy, one point per usable cell, one panel
+    """Fig. 12: max BC loss ratio against test accuracy, one point per included cell, one panel
     per (dataset, model), with the least-squares line and Pearson r of the mechanism table."""
-    usable = cells[cells["in_range"]].dropna(subset=["max_bc_loss_ratio", "test_acc"])
+    usable = cells[cells["included"]].dropna(subset=["max_bc_loss_ratio", "test_acc"])
     if usable.empty:
-        return placeholder_figure("no usable cell with a BC loss ratio", paths)
+        return placeholder_figure("no included cell with a BC loss ratio", paths)
     study = usable["study"].iloc[0]
     pairs = list(dict.fromkeys(zip(usable["dataset"], usable["model"])))
     columns = min(3, len(pairs))
@@ -248,7 +366,9 @@ def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequen
         ax.legend(title=knob, fontsize=6, title_fontsize=7)
     for ax in axes.flat[len(pairs):]:
         ax.axis("off")
-    fig.suptitle(f"{study}: max BC loss ratio vs test accuracy, {usable['seed'].nunique()} seeds, one point per cell")
+    left = int((~cells["included"]).sum())
+    fig.suptitle(f"{study}: max BC loss ratio vs test accuracy, {usable['seed'].nunique()} seeds, one point per "
+                 f"included cell ({left} cells left out)")
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
@@ -317,9 +437,11 @@ def hilo_figure(npz_path: str | Path, study: str, dataset: str, model: str, n_se
 # Each family: (needs, drawn per (dataset, model) pair?). File stems: largelr.config.FIGURE_FILES.
 FAMILIES: dict[str, tuple[tuple[str, ...], bool]] = {
     "normalized": (("cells",), True),
+    "compressibility": (("cells",), True),
     "pruning": (("cells", "curves"), True),
     "dynamics": (("cells", "dynamics"), True),
     "mechanism": (("cells", "mechanism"), False),
+    "csi_core": (("cells",), False),
     "hilo": (("hilo",), True),
 }
 
@@ -346,6 +468,8 @@ def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str,
     for family in families:
         if family == "mechanism":
             mechanism_figure(table, frames["mechanism"], figure_paths(out_dir, family, formats))
+        elif family == "csi_core":
+            csi_core_figure(table, figure_paths(out_dir, family, formats))
         elif family == "hilo":
             for npz in hilo:
                 dataset, model = Path(npz).stem.split("-", 1)
@@ -354,6 +478,7 @@ def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str,
                             figure_paths(out_dir, family, formats, dataset=dataset, model=model))
         else:
             draw = {"normalized": lambda d, m, paths: pair_figure(table, d, m, paths),
+                    "compressibility": lambda d, m, paths: compressibility_figure(table, d, m, paths),
                     "pruning": lambda d, m, paths: pruning_figure(frames["curves"], table, d, m, paths),
                     "dynamics": lambda d, m, paths: dynamics_figure(frames["dynamics"], table, d, m, paths)}[family]
             for dataset, model in pairs:

@@ -1,13 +1,21 @@
 """Models of the paper behind one interface.
 
-Every model maps inputs to logits, exposes its penultimate post-activation values
-through ``features(x)`` and the weights that pruning acts on through ``prunable()``.
-Checkpoints store the model's spec beside its weights so any analysis can rebuild it.
+Every model is a ``body`` and a linear ``head``: ``model(x) == head(features(x))``, with
+``features(x)`` the values the head reads. ``activations(x)`` are the non-negative
+post-activation penultimate values the representation statistics use (the paper: "we obtain
+the post-activation values for the penultimate layer"); they are ``features(x)`` for the FCN,
+the CNN and the ResNets, and the positive part of the last MLP activation for Swin-T, whose
+head reads a signed LayerNorm output. ``prunable()`` lists the conv/linear weights that
+pruning acts on, ``prunable_units()`` the network's neurons and kernels (:class:`Units`;
+never the raw inputs, never the logits). Checkpoints store the model's spec beside its
+weights so any analysis can rebuild it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +29,81 @@ from largelr.io import atomic_torch_save
 VGG11_PLAN: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
-class FCN(nn.Module):
-    """Fully connected ReLU network without biases (the paper's FCN)."""
+@dataclass(frozen=True, eq=False)
+class Units:
+    """One layer's structured-pruning units (the paper's "neurons in FC layers, nodes/kernels").
+
+    A 2-D ``weight`` (a Linear layer [out, in]) holds neurons: neuron j is the output unit j,
+    i.e. its incoming weights ``weight[j, :]``, ``bias[j]`` and column j of every ``outgoing``
+    weight (the layers that read the neuron). Pruning it zeroes all of them, so it outputs
+    exactly 0 and nothing reads it. A 4-D ``weight`` (a Conv2d [out, in, kh, kw]) holds its
+    (out, in) kernels ``weight[o, i]``. Units are ranked within their layer.
+    """
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None = None
+    outgoing: tuple[nn.Parameter, ...] = ()
+
+    @classmethod
+    def neurons(cls, layer: nn.Linear, readers: Sequence[nn.Linear] = ()) -> Units:
+        return cls(layer.weight, layer.bias, tuple(reader.weight for reader in readers))
+
+    @classmethod
+    def kernels(cls, layer: nn.Conv2d) -> Units:
+        return cls(layer.weight)
+
+
+def neuron_chain(linears: Sequence[nn.Linear]) -> list[Units]:
+    """Units of a chain of Linear layers, each reading the previous one, the last being the head.
+
+    Every hidden layer's output units are neurons, each with its column of the next layer; the
+    penultimate neurons (the head's inputs) are the last hidden layer's units and so count, the
+    head's outputs (the logits) never do, and the inputs of the first layer are no units.
+    """
+    return [Units.neurons(layer, [reader]) for layer, reader in zip(linears[:-1], linears[1:])]
+
+
+def conv_kernels(module: nn.Module) -> list[Units]:
+    """The (out, in) kernels of every Conv2d inside ``module``."""
+    return [Units.kernels(m) for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+def conv_and_linear_weights(model: nn.Module) -> list[nn.Parameter]:
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+class BodyAndHead(nn.Module):
+    """A network as ``body`` (features) and a linear ``head`` (logits); ``prunable()`` is every
+    Conv2d and Linear weight, head included."""
+
+    body: nn.Module
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's input: ``self.head(self.features(x)) == self(x)``."""
+        return self.body(x)
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Non-negative post-activation penultimate values [N, d] (here: the post-ReLU features)."""
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def prunable(self) -> list[nn.Parameter]:
+        return conv_and_linear_weights(self)
+
+    def prunable_units(self) -> list[Units]:
+        """Kernels of every conv; the head's inputs are conv channels, pruned through their kernels."""
+        return conv_kernels(self.body)
+
+
+class FCN(BodyAndHead):
+    """Fully connected ReLU network without biases (the paper's FCN).
+
+    ``features`` = ``activations``: the last hidden layer's post-ReLU values. Pruning units are
+    the hidden neurons of every layer (see :func:`neuron_chain`).
+    """
 
     PARAMS = {"depth": Setting(3, "hidden layers", type=int, minimum=1),
               "width": Setting(200, "units per hidden layer", type=int, minimum=1)}
@@ -37,21 +118,17 @@ class FCN(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(fan_in, num_classes, bias=False)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def prunable(self) -> list[nn.Parameter]:
-        return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+    def prunable_units(self) -> list[Units]:
+        return neuron_chain([m for m in self.body if isinstance(m, nn.Linear)] + [self.head])
 
 
-class VGGLike(nn.Module):
+class VGGLike(BodyAndHead):
     """VGG11-like CNN: 3x3 convs without bias, ReLU, max-pools, one linear classifier.
 
     ``width`` scales VGG11's channel counts (1.0 = 64..512). A max-pool is skipped
     once the feature map is 1 pixel wide, so 28x28 and 64x32 inputs keep every conv.
+    ``features`` = ``activations``: the global max-pool of the last post-ReLU conv map.
+    Pruning units are the (out, in) kernels of the convs.
     """
 
     PARAMS = {"width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0)}
@@ -78,38 +155,41 @@ class VGGLike(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def prunable(self) -> list[nn.Parameter]:
-        return [m.weight for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-
 
 # Inputs no larger than this on either side get the CIFAR-style stem (see TorchvisionResNet).
 SMALL_INPUT_MAX_SIDE = 64
 
 
-def conv_and_linear_weights(model: nn.Module) -> list[nn.Parameter]:
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+class SeparateReLUBlock(nn.Module):
+    """A torchvision ``BasicBlock`` or ``Bottleneck`` with one ReLU module per use.
 
+    torchvision's blocks call one ``relu`` module two (basic) or three (bottleneck) times;
+    captum's DeepLift replaces each ReLU module's gradient by its rescale rule and needs each
+    module used once. This block takes over the convs, norms and ``downsample`` of ``block``
+    under the same names (so state dicts and checkpoints are unchanged) and computes the same
+    function: ``relu1`` after bn1, ``relu2`` after bn2 (bottleneck only), ``relu_out`` after
+    the residual addition.
+    """
 
-class BodyAndHead(nn.Module):
-    """A torchvision network as ``body`` (classifier removed) and a new linear ``head``."""
-
-    body: nn.Module
-    head: nn.Linear
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        for name, child in block.named_children():
+            if name != "relu":
+                setattr(self, name, child)
+        self.downsample = block.downsample  # None where the shapes already match
+        self.bottleneck = hasattr(block, "conv3")
+        self.relu1 = nn.ReLU(inplace=True)
+        if self.bottleneck:
+            self.relu2 = nn.ReLU(inplace=True)
+        self.relu_out = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def prunable(self) -> list[nn.Parameter]:
-        return conv_and_linear_weights(self)
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        if self.bottleneck:
+            out = self.bn3(self.conv3(self.relu2(out)))
+        identity = x if self.downsample is None else self.downsample(x)
+        out += identity
+        return self.relu_out(out)
 
 
 class TorchvisionResNet(BodyAndHead):
@@ -120,7 +200,10 @@ class TorchvisionResNet(BodyAndHead):
     is usual for CIFAR-sized images; the 7x7 stride-2 stem would shrink a 28x28 image
     to 7x7 before the first block. Larger inputs keep torchvision's stem. The first
     conv takes the input's channel count (1 or 3); the classifier is ``head``.
-    ``features(x)`` is the global-average-pooled output of the last block (post-ReLU).
+    ``features(x)`` = ``activations(x)`` is the global-average-pooled output of the last block
+    (post-ReLU, non-negative). Every block is a :class:`SeparateReLUBlock` (same function and
+    parameter names, DeepLift-ready). Pruning units are the (out, in) kernels of every conv,
+    the 1x1 and downsampling convs included.
     """
 
     builder = "resnet18"
@@ -141,6 +224,9 @@ class TorchvisionResNet(BodyAndHead):
         else:
             net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # torchvision's init
+        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+            for index, block in enumerate(stage):
+                stage[index] = SeparateReLUBlock(block)
         self.head = nn.Linear(net.fc.in_features, num_classes)
         net.fc = nn.Identity()
         self.body = net
@@ -170,8 +256,18 @@ class SwinT(BodyAndHead):
     The weights are read only from the torch hub cache (never downloaded here, so cluster
     jobs without internet behave the same as laptops). A 1-channel input uses the patch
     embedding summed over RGB, which equals feeding the grey image as three equal channels.
-    ``features(x)`` is the pooled output of the final LayerNorm (Swin's penultimate values;
-    it has no ReLU before the classifier).
+
+    ``features(x)`` is what the head reads: the token-averaged output of the final LayerNorm,
+    which is signed (LayerNorm centres every token), so it is no post-activation value.
+    ``activations(x)`` is the penultimate post-activation layer: the last nonlinearity before
+    the head is the GELU of the last block's MLP (after it come fc2, the residual addition,
+    LayerNorm and pooling, all without an activation). Its values [N, H, W, 4 * 768] are
+    taken at their positive part (GELU is negative only on a lobe bounded by -0.17, where
+    the unit is inactive, as ReLU's zeros) and averaged over the tokens, as the ResNets average
+    post-ReLU maps over positions. Pruning units: the patch-embedding conv's (out, in) kernels
+    and the output units of every Linear layer but the head (attention qkv and projection,
+    MLP fc1 and fc2, patch-merging reductions), each with its bias; an MLP hidden neuron
+    also takes its fc2 column with it.
     """
 
     PARAMS = {"pretrained": Setting(True, "start from the ImageNet-1k weights in the torch hub cache", type=bool)}
@@ -195,6 +291,29 @@ class SwinT(BodyAndHead):
         self.head = nn.Linear(net.head.in_features, num_classes)
         net.head = nn.Identity()
         self.body = net
+
+    def last_activation(self) -> nn.Module:
+        """The GELU of the last block's MLP (torchvision's MLP: Linear, GELU, Dropout, Linear, Dropout)."""
+        return self.body.features[-1][-1].mlp[1]
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        hook = self.last_activation().register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            self.body(x)
+        finally:
+            hook.remove()
+        return captured[0].clamp_min(0).mean(dim=(1, 2))
+
+    def prunable_units(self) -> list[Units]:
+        import torchvision.ops
+
+        readers = {}
+        for mlp in (m for m in self.body.modules() if isinstance(m, torchvision.ops.MLP)):
+            fc1, fc2 = (m for m in mlp if isinstance(m, nn.Linear))
+            readers[fc1] = [fc2]
+        return conv_kernels(self.body) + [Units.neurons(m, readers.get(m, ())) for m in self.body.modules()
+                                          if isinstance(m, nn.Linear)]
 
 
 def swin_t_weights_path() -> Path:

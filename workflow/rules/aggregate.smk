@@ -2,33 +2,44 @@
 # paper's cross-study tables and the intervention grids.
 
 
+# A failed aggregation keeps the previous tables: its outputs are flagged update(), so
+# Snakemake neither deletes them before the job nor after a failure, and restores the
+# previous version of each when the job fails (the job itself writes every file atomically).
+# Each cell is checked against its train.json seal first (largelr.aggregate.read_cell); a
+# damaged cell fails the job, naming it, and is removed so that the next run retrains it.
 rule aggregate:
     input:
         summaries=lambda wc: cell_files(wc.study, "summary"),
         histories=lambda wc: cell_files(wc.study, "history"),
+        predictions=lambda wc: cell_files(wc.study, "predictions"),
         analyses=lambda wc: [
             p for name in ANALYSIS_FILES for p in cell_files(wc.study, name)
         ],
     output:
-        cells="results/{study}/cells.parquet",
-        curves="results/{study}/prune_curves.parquet",
-        dynamics="results/{study}/dynamics.parquet",
-        table1="results/tables/{study}_table1.parquet",
-        table1_md="results/tables/{study}_table1.md",
-        stats="results/tables/{study}_stats.parquet",
-        stats_md="results/tables/{study}_stats.md",
-        mechanism="results/tables/{study}_mechanism.parquet",
-        mechanism_md="results/tables/{study}_mechanism.md",
+        cells=update("results/{study}/cells.parquet"),
+        curves=update("results/{study}/prune_curves.parquet"),
+        dynamics=update("results/{study}/dynamics.parquet"),
+        table1=update("results/tables/{study}_table1.parquet"),
+        table1_md=update("results/tables/{study}_table1.md"),
+        stats=update("results/tables/{study}_stats.parquet"),
+        stats_md=update("results/tables/{study}_stats.md"),
+        mechanism=update("results/tables/{study}_mechanism.parquet"),
+        mechanism_md=update("results/tables/{study}_mechanism.md"),
+        trends=update("results/tables/{study}_trends.parquet"),
+        trends_md=update("results/tables/{study}_trends.md"),
     log:
         "results/logs/aggregate/{study}.log",
     benchmark:
         "results/benchmarks/aggregate/{study}.tsv"
     conda:
         "../../envs/largelr.yaml"
+    params:
+        settings=analysis_settings,
     shell:
         "largelr aggregate --train-json {input.summaries} --out-cells {output.cells}"
         " --out-table1 {output.table1} --out-stats {output.stats} --out-mechanism {output.mechanism}"
-        " --out-curves {output.curves} --out-dynamics {output.dynamics} > {log} 2>&1"
+        " --out-trends {output.trends} --out-curves {output.curves} --out-dynamics {output.dynamics}"
+        " --settings {params.settings:q} > {log} 2>&1"
 
 
 # One figures job per study (rule figures_<study>): every family, every pair, one process.

@@ -2,6 +2,7 @@
 import functools
 import json
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -17,22 +18,19 @@ from largelr.config import (
 )
 from largelr.datasets import missing_data
 
-try:
-    study_config.validate_config(config)
-except study_config.ConfigError as error:
-    raise WorkflowError(str(error))
-
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
-STUDY_TABLES = ("table1", "stats", "mechanism")
+STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
 # Report captions per figure family (workflow/report/).
 FIGURE_CAPTIONS = {
     "normalized": "normalized",
+    "compressibility": "compressibility",
     "pruning": "pruning",
     "dynamics": "dynamics",
     "mechanism": "mechanism",
+    "csi_core": "csi_core",
     "hilo": "hilo",
 }
 
@@ -110,7 +108,14 @@ def hilo_pairs(study):
 
 
 def study_families(study):
-    families = ["normalized", "pruning", "dynamics", "mechanism"]
+    families = [
+        "normalized",
+        "compressibility",
+        "pruning",
+        "dynamics",
+        "mechanism",
+        "csi_core",
+    ]
     return families + (["hilo"] if hilo_pairs(study) else [])
 
 
@@ -141,7 +146,9 @@ def study_figures(study):
 
 def hilo_values(wildcards):
     """(low, high) knob values of a pair as path text: hilo_low/hilo_high, else the smallest/largest."""
-    settings = study_config.analysis_settings(config, wildcards.study)
+    settings = study_config.AnalysisSettings(
+        study_config.analysis_settings(config, wildcards.study)
+    )
     values = sorted(
         {
             cell.value
@@ -217,18 +224,47 @@ def paper_targets():
     return targets
 
 
-def requested_studies():
-    """Studies this run builds: named as targets, under a results/ path, else the default ones."""
-    targets = getattr(getattr(workflow, "dag_settings", None), "targets", None) or ()
+def command_line_targets():
+    """Targets of this run. Snakemake sets its DAG targets only after the Snakefile is
+    parsed, so they are read from the `snakemake` command line with Snakemake's parser.
+    """
+    settings = getattr(workflow, "dag_settings", None)
+    if settings is not None and settings.targets:
+        return [str(target) for target in settings.targets]
+    program = Path(sys.argv[0])
+    if "snakemake" not in (program.name, program.parent.name):
+        return []  # Snakemake's Python API: the caller's command line says nothing
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (SystemExit, Exception):  # it was parsed once already; never fail here
+        return []
+    return [str(target) for target in args.targets or ()]
+
+
+def requested_studies(targets):
+    """Studies the given targets build: a study's name (or its figures_ rule), a path under
+    results/<study>/ or results/figures/<study>/, a study table; the default target (no
+    target, or `all`) builds the default studies. Other targets (a dataset) build none.
+    """
+    if not targets or "all" in targets:
+        return list(DEFAULT_STUDIES)
     named = []
     for target in targets:
-        parts = str(target).split("/")
+        parts = target.split("/")
         for study in config["studies"]:
-            if target == study or (
-                parts[0] == "results" and len(parts) > 1 and parts[1] == study
+            if (
+                target in (study, f"figures_{study}")
+                or parts[:2] == ["results", study]
+                or parts[:3] == ["results", "figures", study]
+                or (
+                    parts[:2] == ["results", "tables"]
+                    and parts[-1].split(".")[0].rsplit("_", 1)[0] == study
+                )
             ):
                 named.append(study)
-    return list(dict.fromkeys(named)) if named else list(DEFAULT_STUDIES)
+    return list(dict.fromkeys(named))
 
 
 def report_missing_data(studies):
@@ -254,7 +290,9 @@ def report_missing_data(studies):
         print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
 
 
-report_missing_data(requested_studies())
+# Only the main Snakemake process reports (not the jobs it starts on a cluster).
+if workflow.is_main_process:
+    report_missing_data(requested_studies(command_line_targets()))
 
 
 def train_spec(wildcards):

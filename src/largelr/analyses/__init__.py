@@ -49,17 +49,24 @@ def analyze_cell(summary_path: str | Path, model_path: str | Path, data_path: st
     """Run the analyses ``steps`` on one trained cell and hand each table to ``write(name, table)``.
 
     A diverged cell (per its train.json at ``summary_path``) gets NaN tables without loading its
-    model. Resources (a segmenter) are set up before the dataset and model are read.
+    model. The record and the model are checked first (largelr.io.check_cell: the model against the
+    size and SHA-256 sealed in train.json); a damaged cell raises largelr.io.DamagedCellError, its
+    damaged files removed so that the next run retrains it. Resources (a segmenter) are set up
+    before the dataset and model are read.
     """
     from largelr.datasets import load_dataset
+    from largelr.io import TRAIN_FILES, check_cell
     from largelr.models import load_checkpoint
 
-    record = json.loads(Path(summary_path).read_text())
+    cell_dir, model_path = Path(summary_path).parent, Path(model_path)
+    record = check_cell(cell_dir)
     modules = {name: ANALYSES[name] for name in steps}
     if record["summary"]["diverged"]:
         for name, module in modules.items():
             write(name, diverged_table(module, settings))
         return
+    if model_path.parent == cell_dir and model_path.name == TRAIN_FILES["model"]:
+        check_cell(cell_dir, full=("model",))
     resources = {name: module.setup(settings, device) if hasattr(module, "setup") else {}
                  for name, module in modules.items()}
     model = load_checkpoint(model_path, device)

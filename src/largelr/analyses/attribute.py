@@ -2,29 +2,46 @@
 
 Integrated Gradients and DeepLift (as a check on IG) come from captum. Measures are computed on |attribution| maps
 per sample and averaged: the share of attribution mass inside a region mask (the
-spurious or the core region, where the dataset knows it; the background, from an oracle
-or a DeepLabV3 segmenter, see :mod:`largelr.analyses.segment`) and the Shannon entropy of the
-normalized map (low entropy = attribution concentrated on few input features).
+spurious, core and noise regions, where the dataset knows them; the background, from an
+oracle or a DeepLabV3 segmenter, see :mod:`largelr.analyses.segment`) and the Shannon entropy
+of the normalized map (low entropy = attribution concentrated on few input features).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
-from largelr.analyses.segment import SEGMENTERS, background_masks, mask_agreement, oracle_background_masks
+from largelr.analyses.segment import (
+    SEGMENTERS,
+    TORCHVISION_SEGMENTERS,
+    background_masks,
+    how_to_get_torchvision_weights,
+    mask_agreement,
+    oracle_background_masks,
+    segmenter_available,
+    torchvision_weights_path,
+)
 from largelr.evaluate import test_sample
 
 NAME = "attribute"
-# Always present; DeepLift adds deeplift_spurious_share and deeplift_core_share when asked for.
-COLUMNS = {name: "float64" for name in ("attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share",
-                                        "background_share", "background_iou")}
-# ``background`` analysis settings; "auto" means "oracle" where the dataset has one, else "none".
+# The regions a dataset may mask (its ``{region}_mask``): one ``{region}_share`` column each.
+REGIONS = ("spurious", "core", "noise")
+# Every column is always present (NaN where a region has no mask, without deeplift, without a background).
+COLUMNS = {name: "float64" for name in ("attribution_entropy", "ig_max_abs_delta",
+                                        *(f"{region}_share" for region in REGIONS),
+                                        "background_share", "background_iou",
+                                        *(f"deeplift_{region}_share" for region in REGIONS))}
+# ``background`` analysis settings; "auto": see :func:`resolve_background`.
 BACKGROUND_CHOICES = ("auto", "none", "oracle", *SEGMENTERS)
+# ``auto_segmenter``: the segmenter "auto" uses where its weights are here; "none": never one.
+AUTO_SEGMENTER_CHOICES = ("none", *SEGMENTERS)
+DEFAULT_AUTO_SEGMENTER = "deeplabv3_mobilenet_v3_large"  # ~17x cheaper than deeplabv3_resnet50
 # ``ig_baseline``: the all-zero input, or the mean of the attributed inputs (one image for all).
 BASELINE_CHOICES = ("zero", "mean")
 
@@ -65,16 +82,19 @@ def integrated_gradients(
     return attributions.detach(), delta.detach()
 
 
-def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """DeepLift (rescale rule) attributions w.r.t. ``target`` from an all-zero baseline.
+def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+             baseline: torch.Tensor | None = None) -> torch.Tensor:
+    """DeepLift (rescale rule) attributions w.r.t. ``target`` from ``baseline`` (default all-zero).
 
-    They sum to f(x)[target] - f(0)[target] up to float error. captum hooks every
-    nn.ReLU module, so each ReLU must be its own module, used once (true for FCN and VGGLike).
+    They sum to f(x)[target] - f(baseline)[target] up to float error. captum hooks every
+    nn.ReLU module, so each ReLU must be its own module, used once: true for the FCN and the
+    CNN, and for the ResNets through :class:`largelr.models.SeparateReLUBlock`.
     """
     from captum.attr import DeepLift  # captum is heavy; import where used
 
     model.eval()
-    attributions = DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
+    baselines = torch.zeros_like(x) if baseline is None else baseline.expand_as(x).to(x)
+    attributions = DeepLift(model).attribute(x, baselines=baselines, target=target)
     return attributions.detach()
 
 
@@ -107,18 +127,36 @@ def unnormalized(x: torch.Tensor, dataset: dict[str, Any]) -> torch.Tensor:
     return x * (std.view(1, -1, 1, 1) if std.dim() else std) + (mean.view(1, -1, 1, 1) if mean.dim() else mean)
 
 
-def resolve_background(background: str, has_oracle: bool, baseline: str = "zero") -> str:
+def _auto_wants(has_oracle: bool, baseline: str, image: bool, auto_segmenter: str) -> str:
+    """What ``background: auto`` asks for on a dataset, before looking for a segmenter's file."""
+    if not image:
+        return "none"
+    if has_oracle and baseline != "zero":
+        return "oracle"
+    return auto_segmenter
+
+
+def resolve_background(background: str, has_oracle: bool, baseline: str = "zero", image: bool = True,
+                       auto_segmenter: str = DEFAULT_AUTO_SEGMENTER, checkpoint: str = "") -> str:
     """The background source for a dataset: "none", "oracle" or a segmenter; ValueError if impossible.
 
     "auto" is the oracle where the dataset has one (trait ``oracle_background``), but not with
     the zero baseline: oracle backgrounds are black, and IG from a black baseline gives black
     pixels exactly zero attribution, so the share would be 0 by construction rather than a
-    measurement.
+    measurement. Elsewhere (and for flat inputs never) it is ``auto_segmenter`` when its weights
+    file is here (torch hub cache, or ``checkpoint`` for smp), else "none";
+    :func:`background_notice` says so at parse time.
     """
     if background not in BACKGROUND_CHOICES:
         raise ValueError(f"analysis background = {background!r} is not allowed; allowed: {list(BACKGROUND_CHOICES)}")
+    if auto_segmenter not in AUTO_SEGMENTER_CHOICES:
+        raise ValueError(f"analysis auto_segmenter = {auto_segmenter!r} is not allowed; allowed: "
+                         f"{list(AUTO_SEGMENTER_CHOICES)}")
     if background == "auto":
-        return "oracle" if has_oracle and baseline != "zero" else "none"
+        wanted = _auto_wants(has_oracle, baseline, image, auto_segmenter)
+        if wanted in SEGMENTERS and not segmenter_available(wanted, checkpoint):
+            return "none"
+        return wanted
     if background == "oracle" and not has_oracle:
         raise ValueError(
             "analysis background = 'oracle', but this dataset has no known background (only constructions drawn "
@@ -151,7 +189,8 @@ def background_columns(
 
 def setup(settings, device: torch.device) -> dict[str, Any]:
     """The segmenter the settings name, loaded before any data or model (a missing file is the
-    user's fix, reported at once); nothing for none / oracle / auto."""
+    user's fix, reported at once); nothing for none / oracle / auto (auto loads its segmenter in
+    :func:`run` where the dataset needs it and its file is here)."""
     if settings["background"] not in SEGMENTERS:
         return {"segmenter": None}
     from largelr.analyses.segment import load_segmenter
@@ -159,40 +198,54 @@ def setup(settings, device: torch.device) -> dict[str, Any]:
     return {"segmenter": load_segmenter(settings["background"], settings["segmenter_checkpoint"], device)}
 
 
+def _targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, choice: str) -> torch.Tensor:
+    """The attributed class: the label ("true") or the model's prediction ("predicted")."""
+    if choice == "true":
+        return y
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
 def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device,
         segmenter: nn.Module | None = None) -> pd.DataFrame:
-    """Attribution measures of ``model`` on the seeded sample of ``attribute_samples`` test inputs.
+    """Attribution measures of ``model`` on the seeded sample of ``attribute_samples`` test inputs
+    (one row of ``COLUMNS``). ``segmenter`` is required when settings["background"] names one
+    (see :func:`setup`); with "auto" the resolved segmenter is loaded here when not given."""
+    x, y, _ = test_sample(dataset, settings["attribute_samples"], device)
+    target = _targets(model, x, y, settings["ig_target"])
+    baseline = ig_baseline(x, settings["ig_baseline"])
+    attributions, delta = integrated_gradients(model, x, target, settings["ig_steps"], settings["ig_method"],
+                                               settings["ig_internal_batch_size"], baseline)
+    result = dict.fromkeys(COLUMNS, math.nan)
+    result["attribution_entropy"] = attribution_entropy(attributions).nanmean().item()
+    result["ig_max_abs_delta"] = delta.abs().max().item()
+    result.update(_region_shares(attributions, dataset, prefix=""))
+    result.update(_background(attributions, x, dataset, settings, device, segmenter))
+    if settings["deeplift"]:
+        result.update(_region_shares(deeplift(model, x, target, baseline), dataset, prefix="deeplift_"))
+    return pd.DataFrame([result], columns=list(COLUMNS)).astype(COLUMNS)
 
-    ``segmenter`` is required when settings["background"] names one (see :func:`setup`).
-    """
+
+def _background(attributions: torch.Tensor, x: torch.Tensor, dataset: dict[str, Any], settings,
+                device: torch.device, segmenter: nn.Module | None) -> dict[str, float]:
+    """background_share and background_iou from the source the settings resolve to on this dataset."""
     from largelr.datasets import traits
 
     has_oracle = traits(dataset)["oracle_background"]
-    source = resolve_background(settings["background"], has_oracle, settings["ig_baseline"])
-    x, y, _ = test_sample(dataset, settings["attribute_samples"], device)
-    if settings["ig_target"] == "true":
-        target = y
-    else:
-        with torch.no_grad():
-            target = model(x).argmax(1)
-    attributions, delta = integrated_gradients(model, x, target, settings["ig_steps"], settings["ig_method"],
-                                               settings["ig_internal_batch_size"], ig_baseline(x, settings["ig_baseline"]))
-    result = {
-        "attribution_entropy": attribution_entropy(attributions).nanmean().item(),
-        "ig_max_abs_delta": delta.abs().max().item(),
-    }
-    result.update(_region_shares(attributions, dataset, prefix=""))
-    if x.dim() == 4:
-        result.update(background_columns(attributions, unnormalized(x, dataset), has_oracle, source, segmenter,
-                                         settings["segmenter_input_size"]))
-    elif source != "none":
-        raise ValueError(f"analysis background = {source!r} needs image inputs; dataset {dataset['name']!r} has shape "
-                         f"{dataset['input_shape']}. Use background: none (or auto) for it.")
-    else:
-        result.update({"background_share": math.nan, "background_iou": math.nan})
-    if settings["deeplift"]:
-        result.update(_region_shares(deeplift(model, x, target), dataset, prefix="deeplift_"))
-    return pd.DataFrame([result])
+    image = x.dim() == 4
+    source = resolve_background(settings["background"], has_oracle, settings["ig_baseline"], image,
+                                settings["auto_segmenter"], settings["segmenter_checkpoint"])
+    if not image:
+        if source != "none":
+            raise ValueError(f"analysis background = {source!r} needs image inputs; dataset {dataset['name']!r} has "
+                             f"shape {dataset['input_shape']}. Use background: none (or auto) for it.")
+        return {"background_share": math.nan, "background_iou": math.nan}
+    if source in SEGMENTERS and segmenter is None and settings["background"] == "auto":
+        from largelr.analyses.segment import load_segmenter
+
+        segmenter = load_segmenter(source, settings["segmenter_checkpoint"], device)
+    return background_columns(attributions, unnormalized(x, dataset), has_oracle, source, segmenter,
+                              settings["segmenter_input_size"])
 
 
 def cell_columns(table: pd.DataFrame) -> dict[str, float]:
@@ -200,10 +253,69 @@ def cell_columns(table: pd.DataFrame) -> dict[str, float]:
 
 
 def _region_shares(attributions: torch.Tensor, dataset: dict[str, Any], prefix: str) -> dict[str, float]:
-    """Mean spurious / core share of ``attributions``; nan for a region the dataset has no mask for."""
+    """Mean share of ``attributions`` on every region of REGIONS; nan for a region the dataset has no mask for."""
     shares = {}
-    for region in ("spurious", "core"):
+    for region in REGIONS:
         mask = dataset.get(f"{region}_mask")
         share = math.nan if mask is None else region_share(attributions, mask).nanmean().item()
         shares[f"{prefix}{region}_share"] = share
     return shares
+
+
+# --- parse time: which outputs will lack a background -------------------------------------------
+
+
+def _missing_segmenters(studies_settings: Mapping[str, Mapping[str, Any]],
+                        ) -> tuple[dict[tuple[str, str], dict[str, list[str]]], dict[tuple[str, str], list[str]]]:
+    """((segmenter, checkpoint) -> {study: datasets} that ``auto`` leaves without a background,
+    (segmenter, checkpoint) -> studies that name a segmenter explicitly) for absent weight files."""
+    lacking: dict[tuple[str, str], dict[str, list[str]]] = {}
+    failing: dict[tuple[str, str], list[str]] = {}
+    for study, entry in studies_settings.items():
+        settings, datasets = entry["analysis"], entry["datasets"]
+        background, checkpoint = settings["background"], settings["segmenter_checkpoint"]
+        if background in SEGMENTERS:
+            if not segmenter_available(background, checkpoint):
+                failing.setdefault((background, checkpoint), []).append(study)
+            continue
+        if background != "auto":
+            continue
+        for name, facts in datasets.items():
+            wanted = _auto_wants(facts.get("oracle_background", False), settings["ig_baseline"],
+                                 facts.get("image", True), settings["auto_segmenter"])
+            if wanted in SEGMENTERS and not segmenter_available(wanted, checkpoint):
+                lacking.setdefault((wanted, checkpoint), {}).setdefault(study, []).append(name)
+    return lacking, failing
+
+
+def _where_and_how(segmenter: str, checkpoint: str) -> str:
+    if segmenter in TORCHVISION_SEGMENTERS:
+        return (f"{segmenter} weights are not at {torchvision_weights_path(segmenter)}. "
+                f"{how_to_get_torchvision_weights(segmenter)}")
+    return (f"the smp segmenter checkpoint {checkpoint or '(segmenter_checkpoint is not set)'} is not there. Set "
+            "segmenter_checkpoint to a file written by largelr.analyses.segment.save_smp_checkpoint.")
+
+
+def background_notice(studies_settings: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The one message, for parse time, naming the outputs that will lack a background share because
+    a segmenter's weights file is absent, and which file to put where; None when nothing lacks it.
+
+    ``studies_settings`` maps each study to ``{"analysis": its analysis settings (every key of
+    ANALYSIS_KEYS), "datasets": {dataset name: {"oracle_background": bool, "image": bool}}}``
+    (a dataset's traits; "image" is False for flat inputs such as parity and defaults to True).
+    Cheap: file existence only, nothing is loaded.
+    """
+    lacking, failing = _missing_segmenters(studies_settings)
+    if not lacking and not failing:
+        return None
+    lines = []
+    for (segmenter, checkpoint), studies in lacking.items():
+        where = "; ".join(f"study {study} ({', '.join(names)})" for study, names in studies.items())
+        lines.append(f"background_share and background_iou will be NaN (background: auto) for {where}: "
+                     f"{_where_and_how(segmenter, checkpoint)}")
+    for (segmenter, checkpoint), studies in failing.items():
+        lines.append(f"analyze jobs of {', '.join(f'study {study}' for study in studies)} will stop (background: "
+                     f"{segmenter}): {_where_and_how(segmenter, checkpoint)}")
+    lines.append("Cells analysed before the file is there keep NaN: rerun their analyses once it is "
+                 "(snakemake <target> --forcerun analyze), or set analysis background: none to silence this.")
+    return "\n".join(lines)

@@ -1,9 +1,10 @@
-"""Representation statistics of penultimate features ``z`` [N, d].
+"""Representation statistics of penultimate post-activation values ``z`` [N, d].
 
 Every statistic is computed per row (sample) or per column (neuron) and averaged,
 in float64 so that hand-checkable values come out exact. The analysis (:func:`run`) takes
 ``represent_samples`` seeded test inputs, as the paper's "1000 randomly sampled input from
-the test set".
+the test set", and the model's ``activations(x)``: "we obtain the post-activation values for
+the penultimate layer" (non-negative for every model, see :mod:`largelr.models`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def selectivity_per_neuron(
     largest class-conditional mean, pi_-max the mean of the other classes' means and
     rho_max the fraction of the top class's samples on which the neuron is active.
     ``what`` names the labels in errors ("class", "bias"). Fewer than two groups: ValueError.
+
+    Bounds: for non-negative z (post-activation values) and eps > 0, CSI_j lies in [0, 1].
+    Every class mean is >= 0, and pi_max is the largest of them, so the mean of the others
+    satisfies 0 <= pi_-max <= pi_max. Hence 0 <= pi_max - pi_-max <= pi_max + pi_-max <
+    pi_max + pi_-max + eps, so the ratio lies in [0, 1) (0 for a dead neuron, 0 / eps), and
+    rho_max is a fraction in [0, 1]. Signed z breaks this: a negative denominator makes the
+    ratio unbounded.
     """
     z = _as_float64(z).cpu()
     indicator = _class_indicator(labels, num_labels)
@@ -146,16 +154,17 @@ def summarize(
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``model.features`` of x in eval mode, batched, on the CPU."""
+def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``model.activations`` (non-negative post-activation penultimate values) of x in eval mode,
+    batched, on the CPU."""
     device = next(model.parameters()).device
     model.eval()
-    return torch.cat([model.features(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([model.activations(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
 def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device) -> pd.DataFrame:
     x, y, b = test_sample(dataset, settings["represent_samples"], "cpu")
-    z = penultimate_features(model, x, settings["eval_batch_size"])
+    z = penultimate_activations(model, x, settings["eval_batch_size"])
     metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"])
     return pd.DataFrame([metrics])
 

@@ -5,7 +5,8 @@ class logits [N, classes, H, W]; background is class 0. Sources, none of which d
 
 - torchvision's DeepLabV3 with COCO_WITH_VOC_LABELS_V1 weights (``deeplabv3_resnet50``, or
   the ~17x cheaper ``deeplabv3_mobilenet_v3_large``), only when the weights file is already
-  in the torch hub cache;
+  in the torch hub cache (:func:`torchvision_weights_path`; :func:`segmenter_available` tells
+  from file existence alone, without importing torchvision);
 - a segmentation_models_pytorch DeepLabV3 saved with ``save_smp_checkpoint`` as
   {"encoder_name", "classes", "state_dict"} (smp ships no trained DeepLabV3 weights).
 
@@ -49,6 +50,12 @@ class _OutputLogits(nn.Module):
 
 TORCHVISION_SEGMENTERS = ("deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 SEGMENTERS = (*TORCHVISION_SEGMENTERS, "smp")
+# The COCO_WITH_VOC_LABELS_V1 weight URLs of torchvision's segmenters (tests check them against
+# torchvision), so that where their files belong is known without importing torchvision.
+TORCHVISION_WEIGHT_URLS = {
+    "deeplabv3_mobilenet_v3_large": "https://download.pytorch.org/models/deeplabv3_mobilenet_v3_large-fc3c493d.pth",
+    "deeplabv3_resnet50": "https://download.pytorch.org/models/deeplabv3_resnet50_coco-cd0a2569.pth",
+}
 # Oracle backgrounds (see the module docstring): values at or below this are background.
 ORACLE_DARK_LEVEL = 0.5 / 255  # half an 8-bit grey level: tolerates float noise, not a faint stroke
 
@@ -68,8 +75,23 @@ def _torchvision_builder(name: str):
 
 def torchvision_weights_path(name: str = "deeplabv3_resnet50") -> Path:
     """Where torch hub keeps the COCO_WITH_VOC_LABELS_V1 weights of torchvision segmenter ``name``."""
-    _, weights = _torchvision_builder(name)
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if name not in TORCHVISION_WEIGHT_URLS:
+        raise ValueError(f"segmenter {name!r} is not known; allowed: {list(TORCHVISION_SEGMENTERS)}")
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(TORCHVISION_WEIGHT_URLS[name]).path).name
+
+
+def how_to_get_torchvision_weights(name: str) -> str:
+    """The sentence saying how to put segmenter ``name``'s weights file where it is expected."""
+    return (f"On a machine with internet run `python -c \"import torchvision; torchvision.models.segmentation.{name}"
+            f"(weights='COCO_WITH_VOC_LABELS_V1')\"` (or download {TORCHVISION_WEIGHT_URLS[name]}) and copy the file "
+            f"to {torchvision_weights_path(name)}, keeping its name (TORCH_HOME moves the hub directory).")
+
+
+def segmenter_available(name: str, checkpoint: str | Path = "") -> bool:
+    """Whether segmenter ``name``'s weights are here (file existence only; nothing is loaded)."""
+    if name == "smp":
+        return bool(checkpoint) and Path(checkpoint).is_file()
+    return torchvision_weights_path(name).is_file()
 
 
 def load_torchvision_segmenter(device: torch.device | str = "cpu", name: str = "deeplabv3_resnet50") -> nn.Module:
@@ -79,10 +101,8 @@ def load_torchvision_segmenter(device: torch.device | str = "cpu", name: str = "
     # checked before construction: with a missing file torchvision would download it
     if not path.is_file():
         raise SegmenterMissingError(
-            f"{name} weights not found at {path} (nothing is downloaded). On a machine with internet run "
-            f"`python -c \"import torchvision; torchvision.models.segmentation.{name}(weights='COCO_WITH_VOC_LABELS_V1')\"` "
-            f"(or download {weights.url}) and copy the file there, keeping its name (TORCH_HOME moves the hub "
-            "directory); or set analysis `background: smp` with `segmenter_checkpoint` (a file written by "
+            f"{name} weights not found at {path} (nothing is downloaded). {how_to_get_torchvision_weights(name)} "
+            "Or set analysis `background: smp` with `segmenter_checkpoint` (a file written by "
             "largelr.analyses.segment.save_smp_checkpoint), or `background: none`."
         )
     model = builder(weights=weights, weights_backbone=None)

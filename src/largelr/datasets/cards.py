@@ -2,7 +2,8 @@
 
 The PNG shows the training split, one row per (y, b) group. Images ([C, H, W], 1 or 3
 channels) are drawn as pictures; vectors ([D], e.g. parity's ±1 bits) as heatmap strips, one
-line per sample, with the spurious columns outlined. Lazy natural datasets are read through
+line per sample, with the spurious columns outlined (solid black) and the noise columns outlined
+(dashed gray); the remaining columns are the core ones where the dataset has a core mask. Lazy natural datasets are read through
 :class:`largelr.datasets.natural.LazyImageDataset` and un-normalized for display. Both files are
 written atomically.
 """
@@ -58,8 +59,9 @@ def card_summary(dataset: dict[str, Any]) -> dict[str, Any]:
         "lazy": bool(dataset.get("lazy", False)),
         "has_spurious_mask": dataset.get("spurious_mask") is not None,
         "has_core_mask": dataset.get("core_mask") is not None,
+        "has_noise_mask": dataset.get("noise_mask") is not None,
         # Group counts are keyed by (y, b); a group's id is y * num_bias + b, as stored per sample in `g`.
-    "splits": {name: split_summary(dataset[name], dataset["num_bias"]) for name in SPLITS if name in dataset},
+        "splits": {name: split_summary(dataset[name], dataset["num_bias"]) for name in SPLITS if name in dataset},
     }
 
 
@@ -184,22 +186,40 @@ def column_runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return runs
 
 
+# How each masked region's columns are outlined: (mask key, label, edge colour, line style).
+OUTLINES = (("spurious_mask", "spurious columns outlined", "black", "solid"),
+            ("noise_mask", "noise columns dashed", "gray", "dashed"))
+
+
+def outline_regions(axes: plt.Axes, dataset: dict[str, Any], rows: int) -> list[str]:
+    """Outline the runs of columns of each masked region (OUTLINES); the labels of those drawn."""
+    labels = []
+    for key, label, colour, style in OUTLINES:
+        mask = dataset.get(key)
+        if mask is None or not mask.any():
+            continue
+        for start, length in column_runs(mask):
+            axes.add_patch(Rectangle((start - 0.5, -0.5), length, rows, fill=False, edgecolor=colour,
+                                     linestyle=style, linewidth=2))
+        labels.append(label)
+    return labels
+
+
 def vector_strips(dataset: dict[str, Any], groups: list[Group], picks: list[torch.Tensor]) -> Figure:
-    """One heatmap per group: a row per sample, a column per input feature."""
+    """One heatmap per group: a row per sample, a column per input feature, regions outlined."""
     x = dataset[SHOWN_SPLIT]["x"].float()
     counts = group_counts(dataset[SHOWN_SPLIT]["y"], dataset[SHOWN_SPLIT]["b"], dataset["num_bias"])
     limit = x.abs().max().clamp_min(1e-12).item()
-    mask = dataset.get("spurious_mask")
     figure, axes = plt.subplots(len(groups), 1, squeeze=False, sharex=True, layout="constrained",
                                 figsize=(max(4.0, 0.25 * x.shape[1] + 2), 0.9 * len(groups) + 1.2))
+    labels: list[str] = []
     for axes_row, group, indices in zip(axes[:, 0], groups, picks):
         axes_row.imshow(x[indices].numpy(), cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto",
                         interpolation="nearest")
-        for start, length in column_runs(mask) if mask is not None else []:
-            axes_row.add_patch(Rectangle((start - 0.5, -0.5), length, len(indices), fill=False, edgecolor="black", linewidth=2))
+        labels = outline_regions(axes_row, dataset, len(indices))
         axes_row.set_yticks([])
         label_row(axes_row, group_label(group, counts[f"y={group[0]},b={group[1]}"]))
-    outlined = "; spurious columns outlined" if mask is not None else ""
+    outlined = "".join(f"; {label}" for label in labels)
     axes[-1, 0].set_xlabel(f"input feature (blue negative, red positive{outlined})")
     return figure
 

@@ -6,7 +6,9 @@
   on the right (bright, spurious).
 * ``mnist_cifar``: an MNIST digit of class b stacked above a CIFAR-10 image of class y
   (Shah et al. 2020's dominoes, 10 classes).
-* ``corrupted_cifar10``: CIFAR-10 under corruption type b (LfF's Corrupted CIFAR-10).
+* ``corrupted_cifar10``: CIFAR-10 under corruption type b (LfF's Corrupted CIFAR-10, "type 0"), with
+  the CIFAR-10-C parameters of :mod:`largelr.datasets.corruptions` at ``severity`` (default 4, the
+  severity of LfF's released Corrupted CIFAR-10 sets).
 * ``cifar10`` / ``cifar100``: as released, b = y.
 
 Each takes any compatible base: ``base`` (``digits`` or ``mnist``) for the colored and double
@@ -32,7 +34,7 @@ from largelr.datasets.bases import (
     missing_base,
     unit_range,
 )
-from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt
+from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt, saved_as_uint8
 from largelr.datasets.kind import (
     FILE_PARAMS,
     Kind,
@@ -164,11 +166,13 @@ def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) 
 
 
 def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, severity: int, seed: int, split: str) -> torch.Tensor:
-    """Images with b = k get corruption CORRUPTION_NAMES[k], from generator (seed, split-corrupt, k)."""
+    """Images with b = k get corruption CORRUPTION_NAMES[k], from generator (seed, split-corrupt, k), saved
+    on the 8-bit grid as CIFAR-10-C saves its images."""
     corrupted = images.clone()
     for kind, name in enumerate(CORRUPTION_NAMES):
         members = torch.nonzero(b == kind).flatten()
-        corrupted[members] = corrupt(images[members], name, severity, split_generator(seed, f"{split}-corrupt", kind))
+        generator = split_generator(seed, f"{split}-corrupt", kind)
+        corrupted[members] = saved_as_uint8(corrupt(images[members], name, severity, generator))
     return corrupted
 
 
@@ -264,7 +268,8 @@ KINDS = (
          build_mnist_cifar, needs_bases("cifar10")),
     Kind("corrupted_cifar10", "CIFAR-10 under corruption type b (LfF type 0)",
          {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
-          "severity": Setting(4, "corruption severity (CIFAR-10-C levels)", type=int, minimum=1, maximum=5),
+          "severity": Setting(4, "corruption severity (CIFAR-10-C levels 1..5; LfF's sets use 4)", type=int,
+                              minimum=1, maximum=5),
           **FILE_PARAMS},
          build_corrupted_cifar10, needs_bases("cifar10")),
     Kind("cifar10", "CIFAR-10 as released; b = y", dict(FILE_PARAMS), build_cifar10, needs_bases("cifar10")),

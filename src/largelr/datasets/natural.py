@@ -14,7 +14,10 @@ Expected layouts under ``data_root`` (torchvision's / the original releases'):
 
 * CelebA: ``celeba/list_attr_celeba.txt``, ``celeba/list_eval_partition.txt``,
   ``celeba/img_align_celeba/<filename>``. The txt files are parsed here rather than by
-  ``torchvision.datasets.CelebA``, which insists on the official md5s.
+  ``torchvision.datasets.CelebA``, which insists on the official md5s. y is
+  ``target_attribute`` and b ``spurious_attribute``; the defaults follow the paper ("the
+  spurious and core features are the hair color and gender, respectively"): y = ``Male``,
+  b = ``Blond_Hair``. The common benchmark swaps them (y = Blond_Hair, b = Male).
 * Waterbirds (group-DRO release): ``<folder>/metadata.csv`` with columns ``img_filename, y,
   split, place`` and images at ``<folder>/<img_filename>``; ``folder`` is a parameter.
 * ImageNet: ``imagenet/{train,val}/<wnid>/<image>``, i.e. ``ImageFolder`` trees; ``val`` must
@@ -63,9 +66,12 @@ IMAGENET_FOLDER = "imagenet"
 IMAGE_SIZE = Setting(224, "side of the square the images are resized and centre-cropped to", type=int, minimum=8)
 # `download` exists so that `download: true` gets a clear answer (there is no download for these).
 NO_DOWNLOAD = Setting(False, "not available for this set: it needs a manual download", type=bool)
+# The paper: "the spurious and core features are the hair color and gender, respectively". The
+# common benchmark's roles (target Blond_Hair, spurious Male) are a config entry away.
 CELEBA_PARAMS = {
-    "target_attribute": Setting("Blond_Hair", "CelebA attribute that is the label y", type=str),
-    "spurious_attribute": Setting("Male", "CelebA attribute that is the bias label b", type=str),
+    "target_attribute": Setting("Male", "CelebA attribute that is the label y (core; the paper: gender)", type=str),
+    "spurious_attribute": Setting("Blond_Hair", "CelebA attribute that is the bias label b (spurious; the paper: "
+                                  "hair colour)", type=str),
     "image_size": IMAGE_SIZE,
     "download": NO_DOWNLOAD,
 }
@@ -146,7 +152,7 @@ def splits_by_code(paths: list[str], y: np.ndarray, b: np.ndarray, codes: np.nda
 
 def assemble_lazy(name: str, splits: dict[str, LazySplit], num_classes: int, num_bias: int, root: Path,
                   params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The dataset dict of :mod:`largelr.data`, with lazy splits and the fields to read them."""
+    """The dataset dict of :mod:`largelr.datasets.kind`, with lazy splits and the fields to read them."""
     size = params["image_size"]
     rhos = {f"realized_rho_{split}": (part["y"] != part["b"]).double().mean().item() for split, part in splits.items()}
     # Group id per sample, y * num_bias + b, as for the in-memory sets.
@@ -159,6 +165,7 @@ def assemble_lazy(name: str, splits: dict[str, LazySplit], num_classes: int, num
         "input_shape": [3, size, size],
         "spurious_mask": None,  # the spurious feature is not at a fixed place in natural images
         "core_mask": None,
+        "noise_mask": None,
         "params": {**params, "seed": seed, **rhos},
         "lazy": True,
         "root": str(root),
@@ -327,7 +334,8 @@ def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> 
 
 
 KINDS = (
-    Kind("celeba", "CelebA faces: y = target_attribute, b = spurious_attribute, official splits (lazy)",
+    Kind("celeba", "CelebA faces: y = target_attribute (Male), b = spurious_attribute (Blond_Hair), official splits "
+         "(lazy)",
          CELEBA_PARAMS, build_celeba, missing_celeba, worst_group=True),
     Kind("waterbirds", "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
          WATERBIRDS_PARAMS, build_waterbirds, missing_waterbirds, worst_group=True),

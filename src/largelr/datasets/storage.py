@@ -4,11 +4,12 @@ Inputs are stored in the smallest dtype that keeps them as the construction made
 :func:`load_dataset` returns float32 again. Per split, ``x`` holds the stored tensor and
 ``x_divisor`` (a float) the scale: in memory ``x = stored.float() / x_divisor``.
 
-* uint8, divisor 255: pixels on the 1/255 grid (MNIST, CIFAR and their stackings, moon-star),
-  decoded bit for bit as the construction computed them (it also divides by 255);
+* uint8, divisor 255: pixels on the 1/255 grid (MNIST, CIFAR and their stackings, moon-star,
+  the 8-bit corrupted CIFAR-10), decoded bit for bit as the construction computed them (it also
+  divides by 255);
 * int8, divisor 1: small integers (parity's +-1 bits), exact;
-* float16, divisor 1: other pixels in [0, 1] (colour noise, brightness factors, corruptions,
-  bilinear upsampling), absolute error <= 2**-12, 1/16 of a gray level;
+* float16, divisor 1: other pixels in [0, 1] (colour noise, brightness factors, bilinear
+  upsampling), absolute error <= 2**-12, 1/16 of a gray level;
 * float32: anything else, as is.
 """
 
