@@ -17,8 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
 
+# The demo, its HTML report, then the one-screen summary (trends over the learning rate per pair).
 demo: install
 	snakemake --cores $(CORES) demo
+	snakemake --cores $(CORES) demo --report results/report.html
+	largelr summary --cells results/demo/cells.parquet --where \
+		"figures: results/figures/demo/ (PNG and PDF)" \
+		"tables:  results/tables/demo_{table1,stats,trends,mechanism}.md (and .parquet)" \
+		"report:  results/report.html (figures, summary and captions in one page)"
 
 smoke: install
 	snakemake --cores $(CORES) smoke

@@ -23,7 +23,7 @@ def test_demo_grid_size_matches_an_independent_count(config):
     expected = sum(len(b["datasets"]) * len(b["models"]) * len(b["values"]) for b in demo["grid"]) * len(demo["seeds"])
     cells = study_cells(config, "demo")
     assert len(cells) == expected == len(set(cells))
-    assert {c.dataset for c in cells if c.model == "cnn"} == {"moon_star", "colored_digits", "double_digits"}
+    assert {c.dataset for c in cells if c.model == "cnn"} == {"moon_star"}
 
 
 @pytest.mark.parametrize("value,text", [(0.01, "0.01"), (1e-5, "1e-05"), (100, "100"), (0.3, "0.3"), (2.0, "2")])
@@ -34,7 +34,8 @@ def test_value_text_is_canonical_and_round_trips(value, text):
 
 def test_cell_spec_applies_the_knob_value_with_the_settings_type(config):
     spec = cell_spec(config, "demo", "parity", "fcn", "lr", "0.12", 1)
-    assert spec["train"]["lr"] == 0.12 and spec["train"]["max_steps"] == 20000
+    block_cap = config["studies"]["demo"]["grid"][0]["train"]["max_steps"]  # the parity block's override
+    assert spec["train"]["lr"] == 0.12 and spec["train"]["max_steps"] == block_cap
     assert spec["model_params"] == {"depth": 3, "width": 200}
     config["studies"]["demo"]["knob"] = "batch_size"
     spec = cell_spec(config, "demo", "parity", "fcn", "batch_size", "50", 1)
@@ -60,7 +61,7 @@ def test_adding_a_value_leaves_existing_cell_specs_unchanged(config):
         (lambda c: c["studies"]["demo"]["grid"][0]["train"].update(loss="hinge"), "studies.demo.grid[0].train.loss"),
         (lambda c: c["studies"]["demo"]["grid"][0]["model_params"].update(cnn={}), "studies.demo.grid[0].model_params"),
         (lambda c: c["studies"]["demo"]["grid"][0]["model_params"]["fcn"].update(depht=2), "model_params.fcn.depht"),
-        (lambda c: c["studies"]["demo"]["grid"][1]["datasets"].append("parity"), "studies.demo.grid"),
+        (lambda c: c["studies"]["demo"]["grid"].append(dict(c["studies"]["demo"]["grid"][0])), "studies.demo.grid"),
         (lambda c: c["datasets"]["parity"].update(kind="parityy"), "datasets.parity.kind"),
         (lambda c: c["datasets"]["parity"].update(core_bitz=3), "datasets.parity.core_bitz"),
         (lambda c: c.update(default_studies=["dmo"]), "default_studies"),

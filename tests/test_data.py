@@ -98,7 +98,7 @@ def test_parity_labels_and_bias_follow_the_bits(parity: dict) -> None:
         assert torch.equal(data["b"], parity_from_product(data["x"][:, 6:9]))
     assert int((parity["train"]["y"] != parity["train"]["b"]).sum()) == round(0.1 * 401)
     assert int((parity["test"]["y"] != parity["test"]["b"]).sum()) == 150
-    assert parity["params"]["realized_rho_test"] == 0.5
+    assert parity["params"]["realized_rho_test"] == pytest.approx(0.5, rel=1e-12)  # 150 / 300 as a float64 mean
 
 
 def test_parity_masks_partition_features(parity: dict) -> None:
@@ -115,7 +115,7 @@ def test_parity_without_noise_bits_has_no_noise_mask_and_the_same_other_bits(par
     plain = build("parity", rho_train=0.1, noise_bits=0)
     assert plain["input_shape"] == [9] and plain["noise_mask"] is None
     assert torch.equal(plain["core_mask"], ~plain["spurious_mask"])
-    for split in ("train", "test"):
+    for split in ("train", "test"):  # exact: +-1 bits from the same streams
         assert torch.equal(plain[split]["x"], parity[split]["x"][:, :9])
         assert torch.equal(plain[split]["b"], parity[split]["b"])
 
@@ -227,7 +227,7 @@ def test_colored_digits_colour_is_the_bias(colored: dict, digits_base: tuple[tor
     for split in ("train", "test"):
         x, b, gray = colored[split]["x"], colored[split]["b"], grays[split]
         assert x.shape == (len(gray), 3, 28, 28)
-        assert (x * (gray == 0)).abs().max() == 0  # background stays black
+        assert (x * (gray == 0)).abs().max() < 1e-6  # background stays black (far below a grey level, 4e-3)
         strokes = (gray > 0.1).float()
         colour = (x / gray.clamp_min(1e-6) * strokes).sum(dim=(2, 3)) / strokes.sum(dim=(2, 3))
         nearest = torch.cdist(colour, PALETTE).argmin(dim=1)
@@ -254,7 +254,7 @@ def test_double_digits_halves(double: dict, digits_base: tuple[torch.Tensor, ...
         images, labels = bases[split]
         assert x.shape == (len(images), 1, 28, 56) and torch.equal(y, labels)
         core_only = x * ~mask
-        assert torch.allclose(core_only[..., :28], 0.5 * images) and core_only[..., 28:].abs().max() == 0
+        assert torch.allclose(core_only[..., :28], 0.5 * images) and core_only[..., 28:].abs().max() < 1e-6
         right = x[..., 28:].flatten(1)
         distance = torch.cdist(right, images.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")  # brightness 1.0
         nearest = distance.argmin(dim=1)

@@ -130,8 +130,9 @@ def test_resnets_use_each_relu_module_once_and_compute_torchvision_s_function(na
     reference = getattr(torchvision.models, name)(weights=None)  # torchvision's blocks, shared ReLUs
     reference.conv1, reference.maxpool, reference.fc = model.body.conv1, nn.Identity(), nn.Identity()
     reference.load_state_dict(model.body.state_dict(), strict=True)  # the same parameter names
+    # torchvision's block code, the same ops: float32 rounding at most; a wrong block moves features (0.1 to 1) by 0.1
     with torch.no_grad():
-        assert torch.equal(reference.eval()(x), ours)
+        torch.testing.assert_close(ours, reference.eval()(x), rtol=1e-4, atol=1e-5)
 
 
 def test_resnet_stem_rule_small_inputs_keep_full_resolution():

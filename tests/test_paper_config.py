@@ -119,10 +119,20 @@ def test_table2_knobs_span_the_papers_ranges(config):
             assert min(values) <= low * 1.0001 and max(values) >= high * 0.9999, (name, dataset, values)
 
 
-def test_hilo_studies_have_ten_seeds_and_cifar10_and_cifar100_draw_the_maps(config):
+def test_hilo_maps_of_figs_8_and_29_to_34(config):
     hilo = {name for name, spec in config["studies"].items() if spec.get("analysis", {}).get("hilo")}
+    # Fig 8, 33, 34: CIFAR-10 and CIFAR-100 with the paper's 10 seeds per learning rate
     assert {"lr_cifar10", "lr_cifar100"} <= hilo
-    assert all(len(config["studies"][name]["seeds"]) >= 10 for name in hilo)
+    assert all(len(config["studies"][name]["seeds"]) >= 10 for name in ("lr_cifar10", "lr_cifar100"))
+    # Figs 29-32: Colored MNIST, MNIST-CIFAR, Double MNIST (ResNet18 only), CelebA (Swin-T)
+    assert {"lr_colored_mnist", "lr_mnist_cifar", "lr_double_mnist", "lr_celeba"} <= hilo
+    for name in ("lr_colored_mnist", "lr_mnist_cifar", "lr_double_mnist"):
+        assert config["studies"][name]["analysis"]["hilo_models"] == ["resnet18"]
+    # the high value is the top of the paper's range, not the extra value past it
+    for name, dataset, model in [("lr_colored_mnist", "colored_mnist", "resnet18"),
+                                 ("lr_double_mnist", "double_mnist", "resnet18"),
+                                 ("lr_mnist_cifar", "mnist_cifar", "resnet18"), ("lr_celeba", "celeba", "swin_t")]:
+        assert config["studies"][name]["analysis"]["hilo_high"] == pytest.approx(PAPER_LR_RANGES[dataset, model][1])
 
 
 def test_interventions_sweep_every_knob_of_table2_on_the_papers_pairs(config):
@@ -182,7 +192,8 @@ def expected_jobs(config) -> Counter:
         jobs["aggregate"] += 1
         jobs[f"figures_{name}"] += 1  # one job draws all of the study's figures
         if spec.get("analysis", {}).get("hilo"):
-            jobs["hilo"] += len(pairs)
+            models = spec["analysis"].get("hilo_models")
+            jobs["hilo"] += len([pair for pair in pairs if models is None or pair[1] in models])
         if spec.get("paper") == "table2":
             intervention_pairs |= pairs
     jobs["analyze"] = jobs["train"]

@@ -58,7 +58,8 @@ def test_constant_background_segmenter_gives_full_background_share():
     masks = background_masks(ConstantSegmenter(), images, input_size=32)
     assert masks.all()
     attributions = torch.randn(4, 3, 10, 12)
-    assert torch.equal(region_share(attributions, masks[:, None]), torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(region_share(attributions, masks[:, None]), torch.ones(4, dtype=torch.float64),
+                               rtol=1e-12, atol=0)  # float64 sums
     # a class the segmenter never predicts is background nowhere
     assert not background_masks(ConstantSegmenter(), images, background_class=2, input_size=32).any()
 
@@ -93,8 +94,8 @@ def test_missing_smp_checkpoint_raises(tmp_path):
 
 def test_mask_agreement_of_identical_and_complementary_masks():
     mask = torch.rand(2, 8, 8) > 0.5
-    assert mask_agreement(mask, mask) == 1.0
-    assert mask_agreement(mask, ~mask) == 0.0
+    assert mask_agreement(mask, mask) == pytest.approx(1.0, abs=1e-12)
+    assert mask_agreement(mask, ~mask) == pytest.approx(0.0, abs=1e-12)
     # by hand: background {0, 1} vs {1, 2} -> IoU 1 / 3
     assert mask_agreement(torch.tensor([1, 1, 0, 0]), torch.tensor([0, 1, 1, 0])) == pytest.approx(1 / 3)
 
@@ -227,7 +228,7 @@ def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells
             prune = tables["prune"]
             assert prune["kappa"].tolist() == [0.0, 0.5] and (prune["metric"] == "accuracy").all()
             # floor(0.5 * units) per layer: at most half of the weights, and nearly half
-            assert prune.loc[0, "retention"] == 1.0 and 0.49 < prune.loc[1, "pruned_fraction"] <= 0.5
+            assert prune.loc[0, "retention"] == pytest.approx(1.0, abs=1e-12) and 0.49 < prune.loc[1, "pruned_fraction"] <= 0.5
             # background: auto on a black-canvas dataset is the oracle (with the mean baseline)
             assert 0.0 < tables["attribute"].loc[0, "background_share"] < 1.0
         else:

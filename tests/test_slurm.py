@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -164,3 +166,45 @@ def test_slurm_sigterm_checkpoints_and_the_retry_resumes(cluster, slurm_home, tm
     assert 0 < summary["resumed_from_step"] < 60000
     assert "resuming from step" in log.read_text()
     assert not (work / f"results/{cell}/checkpoint.pt").exists()
+
+
+
+def cell_interval(log: Path) -> tuple[float, float, str, str]:
+    """(start, end, Slurm job, visible GPUs) of one trained cell, from its train log's first and last line."""
+    stamp = r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3})"
+    lines = log.read_text().strip().splitlines()
+    start = re.search(rf"\((?:slurm job (\d+))?(?:, )?(?:CUDA_VISIBLE_DEVICES=(\S+))?\) at {stamp}$", lines[0])
+    end = re.search(rf" at {stamp}$", lines[-1])
+    assert start and end and lines[-1].startswith("done:"), lines[0] + "\n" + lines[-1]
+
+    def seconds(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+    return seconds(start.group(3)), seconds(end.group(1)), start.group(1) or "", start.group(2) or ""
+
+
+def test_small_cells_of_two_allocations_train_on_one_gpu_at_once(cluster, slurm_home, tmp_path):
+    # With LARGELR_SLURM_GPU_SHARE=shard:1 the FCN cells ask for one shard of a GPU
+    # (--gres=shard:1) instead of a whole GPU; the local node splits its first GPU into 4
+    # shards. One cell per allocation here (--group-components cells_{model}=1): the two
+    # allocations run at once, on the same GPU, each cell's log says when and where.
+    work = repository_copy(tmp_path)
+    overlay = tmp_path / "share_overlay.yaml"
+    study = {"knob": "lr", "seeds": [0, 1], "values": [0.0001],
+             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 4000},
+             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
+    overlay.write_text(yaml.safe_dump({"studies": {"share": study}}))
+    cells = [f"share/tiny_parity/fcn/lr=0.0001/seed={seed}" for seed in (0, 1)]
+    env = slurm_home | {"LARGELR_SLURM_GPU_SHARE": "shard:1"}
+    run = slurm_snakemake(work, env, *[f"results/{cell}/train.json" for cell in cells], "--configfile", str(overlay),
+                          "--group-components", "cells_{model}=1")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (start_a, end_a, job_a, gpus_a), (start_b, end_b, job_b, gpus_b) = [
+        cell_interval(work / f"results/logs/train/{cell}.log") for cell in cells]
+    assert job_a and job_b and job_a != job_b  # two allocations
+    assert gpus_a == gpus_b == "0"  # both on the sharded GPU
+    for job in (job_a, job_b):  # each asked for a GPU slice, not a GPU
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        assert "TresPerNode=gres:shard:1" in shown and "gres:gpu" not in shown, shown
+    overlap = min(end_a, end_b) - max(start_a, start_b)
+    assert overlap > 1.0, (start_a, end_a, start_b, end_b)  # the two cells trained at the same time

@@ -4,16 +4,21 @@
 # Installs Debian's slurm-wlm and munge when missing, writes a slurm.conf for this
 # machine's CPUs and memory (no accounting daemon), starts munged, slurmctld and slurmd,
 # and waits until the node takes jobs. Idempotent: exits 0 at once when the cluster
-# already answers. Needs root (apt-get, daemons). Safe to run repeatedly.
+# already answers with this configuration (a cluster started by an older version of this
+# script is reconfigured and restarted). Needs root (apt-get, daemons). Safe to run repeatedly.
 #
-# The node advertises two GPUs that do not exist (a GRES count without device files),
-# so that the slurm profile's GPU requests (`--gpus=1`) are scheduled exactly as on a
-# real GPU cluster; the trainer, on `device: auto`, still runs on the CPU here.
+# The node advertises two GPUs that do not exist (GRES entries backed by /dev/null and
+# /dev/zero), so that the slurm profile's GPU requests (`--gpus=1`) are scheduled exactly
+# as on a real GPU cluster; the trainer, on `device: auto`, still runs on the CPU here.
+# The first GPU is also split into SHARDS Slurm shards (`gres/shard`, Slurm >= 22.05), the
+# way a cluster lets several small jobs share one GPU (`--gres=shard:1`, see
+# LARGELR_SLURM_GPU_SHARE in profiles/slurm); the second one is only handed out whole.
 set -euo pipefail
 
 SLURM_CONF=/etc/slurm/slurm.conf
 GRES_CONF=/etc/slurm/gres.conf
 FAKE_GPUS=2
+SHARDS=4
 
 log() { echo "local_slurm: $*" >&2; }
 
@@ -25,7 +30,12 @@ node_ready() {
     grep -qE '^(idle|mixed|allocated|completing)$' <<<"$states"
 }
 
-if node_ready; then
+# The node as this script configures it: its GPUs and the shards of the first one.
+configured() {
+    timeout 10 sinfo --noheader --format=%G 2>/dev/null | grep -q "gpu:${FAKE_GPUS},shard:${SHARDS}"
+}
+
+if node_ready && configured; then
     exit 0
 fi
 
@@ -85,7 +95,7 @@ AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
-GresTypes=gpu
+GresTypes=gpu,shard
 ReturnToService=2
 MinJobAge=300
 KillWait=10
@@ -95,7 +105,7 @@ MpiDefault=none
 SlurmdParameters=config_overrides
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=${host} NodeAddr=127.0.0.1 ${hardware} Gres=gpu:${FAKE_GPUS} State=UNKNOWN
+NodeName=${host} NodeAddr=127.0.0.1 ${hardware} Gres=gpu:${FAKE_GPUS},shard:${SHARDS} State=UNKNOWN
 PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 EOF
 changed=0
@@ -104,8 +114,14 @@ if ! cmp -s "$conf" "$SLURM_CONF"; then
     changed=1
 fi
 rm -f "$conf"
-printf "Name=gpu File=/dev/null\nName=gpu File=/dev/zero\n" >"$GRES_CONF.tmp"
-mv "$GRES_CONF.tmp" "$GRES_CONF"
+printf "Name=gpu File=/dev/null\nName=gpu File=/dev/zero\nName=shard Count=%s File=/dev/null\n" "$SHARDS" \
+    >"$GRES_CONF.tmp"
+if ! cmp -s "$GRES_CONF.tmp" "$GRES_CONF"; then
+    mv "$GRES_CONF.tmp" "$GRES_CONF"
+    changed=1
+else
+    rm -f "$GRES_CONF.tmp"
+fi
 
 controller_up() { timeout 10 scontrol ping 2>/dev/null | grep -q "is UP"; }
 daemon_running() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -373,6 +373,16 @@ def summary_text(cells: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def summary_html(cells: pd.DataFrame) -> str:
+    """The study's summary for the HTML report: the one-screen text, then its Table-1-shaped table."""
+    import html
+
+    study = html.escape(str(cells["study"].iloc[0]))
+    table = paper_shape(table1(cells)).to_html(index=False, na_rep="", float_format="{:.4g}".format, border=0)
+    return (f"<h2>Study {study}</h2>\n<pre>{html.escape(summary_text(cells))}</pre>\n"
+            f"<h3>Min and max over the included cells (Table 1 shape)</h3>\n{table}\n")
+
+
 def prune_curves(train_jsons: list[str | Path]) -> pd.DataFrame:
     """Every cell's pruning curves (prune.parquet rows, cell keys included) in one table."""
     return pd.concat([pd.read_parquet(Path(path).parent / ANALYSIS_FILES["prune"]) for path in train_jsons],

@@ -115,6 +115,13 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
     from largelr.aggregate import summary_text
 
+    if args.html:
+        from largelr.aggregate import summary_html
+        from largelr.io import atomic_path
+
+        with atomic_path(args.html) as tmp:
+            tmp.write_text("".join(summary_html(pd.read_parquet(path)) for path in args.cells))
+        return
     for path in args.cells:
         print(summary_text(pd.read_parquet(path)))
         print()
@@ -212,6 +219,7 @@ def add_output_steps(steps) -> None:
     summary.set_defaults(func=cmd_summary)
     summary.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the studies")
     summary.add_argument("--where", nargs="*", default=[], help="lines to print after, e.g. where outputs are")
+    summary.add_argument("--html", help="write the summaries as an HTML page for the report instead of printing them")
 
     figures = steps.add_parser("figures", help="every figure of one study, for the families named")
     figures.set_defaults(func=cmd_figures)

@@ -157,6 +157,8 @@ ANALYSIS_KEYS: dict[str, Setting] = {
                              "near_chance", minimum=0.0, maximum=1.0),
     # hi/lo maps (largelr.analyses.hilo)
     "hilo": Setting(False, "build the hi/lo learning-rate attribution maps of every pair", type=bool),
+    "hilo_models": Setting(None, "the models whose pairs get hi/lo maps (null: every model of the study)", type=list,
+                           items=Setting("", type=str, choices=tuple(MODELS)), nullable=True, min_items=1),
     "hilo_low": Setting(None, "the low value (default: the pair's smallest)", above=0.0, nullable=True),
     "hilo_high": Setting(None, "the high value (default: the pair's largest)", above=0.0, nullable=True),
     "hilo_high_threshold": fraction(0.75, "samples right in more than this fraction of high-value models"),
@@ -473,13 +475,19 @@ def _analysis_errors(config: dict[str, Any], study: str) -> list[str]:
 
 
 def _hilo_errors(config: dict[str, Any], study: str, settings: AnalysisSettings, where: str) -> list[str]:
-    """hilo_low / hilo_high must be knob values of every pair of the study."""
+    """hilo_models must name models of the study; hilo_low / hilo_high must be knob values of every pair
+    that gets maps."""
     if not settings.hilo:
         return []
     try:
         pairs = pair_blocks(config, study)
     except ConfigError:
         return []  # reported with the grid
+    if settings.hilo_models is not None:
+        pairs = {(dataset, model): block for (dataset, model), block in pairs.items() if model in settings.hilo_models}
+        if not pairs:
+            return [f"{where}.hilo_models = {settings.hilo_models}: no pair of the study has these models; allowed: "
+                    f"models of the study ({sorted({model for _, model in pair_blocks(config, study)})}) or null"]
     errors = []
     for key in ("hilo_low", "hilo_high"):
         value = settings[key]

@@ -69,11 +69,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 def write_json(obj: dict[str, Any], path: str | Path) -> None:
-    """Write ``obj`` as JSON. A cell's record (TRAIN_FILES["summary"]) also gets ``files``: the size
-    and SHA-256 of the sealed files beside it, read back from disk (see :func:`seal`)."""
-    path = Path(path)
-    if path.name == TRAIN_FILES["summary"]:
-        obj = {**obj, "files": seal(path.parent)}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
@@ -102,6 +97,12 @@ def seal(cell_dir: str | Path) -> dict[str, dict[str, Any]]:
     """File name -> size and SHA-256 of each sealed file (SEALED_FILES) present in ``cell_dir``."""
     paths = [Path(cell_dir) / TRAIN_FILES[name] for name in SEALED_FILES]
     return {path.name: file_digest(path) for path in paths if path.exists()}
+
+
+def write_cell_record(record: dict[str, Any], cell_dir: str | Path) -> None:
+    """Write the cell's record (train.json) with its seal: ``files``, the size and SHA-256 of the
+    sealed files already written beside it, read back from disk."""
+    write_json({**record, "files": seal(cell_dir)}, Path(cell_dir) / TRAIN_FILES["summary"])
 
 
 def structure_damage(path: Path) -> str | None:

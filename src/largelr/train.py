@@ -4,9 +4,15 @@
 lives in a :class:`TrainState` (model, optimizer, schedule, batch order, history, stopping
 rules), which is what a checkpoint saves and a resumed run restores. In-memory datasets live
 on the device and batches are indexed there; lazy (image-file) datasets stream through a
-DataLoader with workers in the same seeded order. Per-step statistics accumulate in device
-tensors and cross to the host only at evaluation intervals, so the GPU is never stalled for
-a log line.
+DataLoader with workers in the same seeded order.
+
+The step is the bare loop's (forward, mean cross-entropy, backward, optimizer step) plus the
+bookkeeping it cannot do without: a reference to each step's logits and labels kept for the
+history. Every ``history_every`` steps and at every evaluation the full statistics are
+recorded (loss, accuracy, BC loss ratio, logit norm, parameter norm); the per-step loss and BC
+loss ratio of the other steps are computed from the kept references in one batched pass at
+the next evaluation (divergence detection and the maximum BC loss ratio need every step).
+Nothing crosses to the host between evaluations, so the GPU is never stalled for a log line.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import signal
 import threading
 import time
@@ -38,6 +45,9 @@ from largelr.models import build_model
 # dataset masks, every ``attribution_every`` steps), "train_acc" (the full training set, at every evaluation) and "test_acc" (the test
 # set, at every evaluation when ``eval_test`` is set).
 HISTORY_COLUMNS = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
+LOSS, BC_RATIO = 0, 2  # the columns of History.stats known at every step (HISTORY_COLUMNS[1:])
+# Steps (and logit values) kept for the batched per-step statistics before they are reduced.
+PENDING_ROWS, PENDING_LIMIT = 1024, 1 << 22
 SPARSE_SERIES = ("spurious_share", "core_share", "noise_share", "train_acc", "test_acc")
 ATTRIBUTION_SAMPLES = 64
 # Accuracy collapse: a run counts as having learned once its train accuracy reached
@@ -95,10 +105,17 @@ def focal_loss(cross_entropy: torch.Tensor, gamma: float) -> torch.Tensor:
     return (1 - torch.exp(-cross_entropy)).pow(gamma) * cross_entropy
 
 
-def training_loss(losses: torch.Tensor, params: list[nn.Parameter], settings: TrainSettings) -> torch.Tensor:
-    """Mean per-sample loss (CE or focal) plus the L1 penalty."""
-    per_sample = focal_loss(losses, settings.focal_gamma) if settings.loss == "focal" else losses
-    loss = per_sample.mean()
+def training_loss(logits: torch.Tensor, y: torch.Tensor, params: list[nn.Parameter], settings: TrainSettings,
+                  ) -> torch.Tensor:
+    """Mean per-sample loss (CE or focal) plus the L1 penalty.
+
+    Cross-entropy takes the mean inside ``F.cross_entropy`` (one autograd node, as a bare
+    loop); its gradient is the same as that of the mean of the per-sample losses.
+    """
+    if settings.loss == "focal":
+        loss = focal_loss(F.cross_entropy(logits.float(), y, reduction="none"), settings.focal_gamma).mean()
+    else:
+        loss = F.cross_entropy(logits.float(), y)
     if settings.l1:
         loss = loss + settings.l1 * sum(p.abs().sum() for p in params)
     return loss
@@ -128,7 +145,7 @@ def asam_gradients(forward: nn.Module, x: torch.Tensor, y: torch.Tensor, params:
     optimizer.zero_grad(set_to_none=True)
     with autocast():
         perturbed = forward(x)
-    training_loss(F.cross_entropy(perturbed.float(), y, reduction="none"), params, settings).backward()
+    training_loss(perturbed, y, params, settings).backward()
     with torch.no_grad():
         torch._foreach_sub_(moved, eps)
 
@@ -247,38 +264,124 @@ def build_cell_model(spec: dict[str, Any], dataset: dict[str, Any], device: torc
     return build_model(**model_spec).to(device).train(), model_spec
 
 
+def set_up_model(spec: dict[str, Any], dataset: dict[str, Any], settings: TrainSettings, device: torch.device,
+                 ) -> tuple[nn.Module, dict, Precision, nn.Module]:
+    """(model, its spec, precision, the callable that runs it: the model or its torch.compile'd form)."""
+    model, model_spec = build_cell_model(spec, dataset, device)
+    precision = Precision(model, spec["model"], settings, device)
+    model = model.to(memory_format=torch.channels_last) if precision.channels_last else model
+    return model, model_spec, precision, torch.compile(model) if settings.compile else model
+
+
 # --- what the loop carries across steps ----------------------------------------------------
 
 
+class PendingSteps:
+    """Logits and labels of the steps whose loss and BC loss ratio are not computed yet.
+
+    They are copied into buffers allocated once per batch shape and reused: keeping each step's
+    own tensors instead would stop the allocator from reusing their memory, and every step
+    (forward and backward included) measurably slows down on fresh, cold memory.
+    """
+
+    def __init__(self):
+        self.buffers: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.steps: dict[tuple, list[int]] = {}
+
+    def add(self, step: int, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> bool:
+        """Keep step ``step``'s values; True when its buffer is full (time to reduce them)."""
+        key = (tuple(logits.shape), logits.dtype)
+        if key not in self.buffers:
+            rows = max(1, min(PENDING_ROWS, PENDING_LIMIT // logits.numel()))
+            self.buffers[key] = (logits.new_empty((rows, *logits.shape)), y.new_empty((rows, len(y))),
+                                 b.new_empty((rows, len(b))))
+            self.steps[key] = []
+        kept_logits, kept_y, kept_b = self.buffers[key]
+        row = len(self.steps[key])
+        kept_logits[row].copy_(logits.detach())
+        kept_y[row].copy_(y)
+        kept_b[row].copy_(b)
+        self.steps[key].append(step)
+        return row + 1 == len(kept_logits)
+
+    def drain(self) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(steps, logits [k, batch, classes], y [k, batch], b [k, batch]) per batch shape; then empty."""
+        steps, self.steps = self.steps, {key: [] for key in self.steps}
+        for key, kept in steps.items():
+            if kept:
+                logits, y, b = (buffer[: len(kept)] for buffer in self.buffers[key])
+                yield kept, logits, y, b
+
+
 class History:
-    """Per-step statistics in device buffers; only ``recorded`` steps reach history.parquet."""
+    """Per-step statistics in device buffers; only ``recorded`` steps reach history.parquet.
+
+    A recorded step gets every statistic at once, computed from that step's logits, labels and
+    (updated) parameters. Any other step only leaves a copy of its logits and labels
+    (:class:`PendingSteps`); :meth:`flush` turns them into the step's loss and BC loss ratio in
+    one batched pass, before anything reads the buffers.
+    """
 
     def __init__(self, max_steps: int, device: torch.device):
         self.stats = torch.full((max_steps, len(HISTORY_COLUMNS) - 1), math.nan, device=device)
         self.recorded = torch.zeros(max_steps, dtype=torch.bool)
         self.sparse = {name: torch.full((max_steps,), math.nan, dtype=torch.float64) for name in SPARSE_SERIES}
+        self.pending = PendingSteps()
+
+    def record(self, step: int, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: list[nn.Parameter],
+               full: bool) -> None:
+        """Step ``step`` (1-based): every statistic when ``full``, else (later) its loss and BC loss ratio."""
+        if full:
+            self._record_full(step, logits, y, b, params)
+        elif self.pending.add(step, logits, y, b):
+            self.flush()
 
     @torch.no_grad()
-    def record(self, step: int, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
-               params: list[nn.Parameter], full: bool) -> None:
-        """Step ``step`` (1-based): every statistic when ``full``, else the loss (divergence detection) only."""
-        if not full:
-            self.stats[step - 1, 0] = losses.mean()
-            return
+    def _record_full(self, step: int, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
+                     params: list[nn.Parameter]) -> None:
+        losses = F.cross_entropy(logits.float(), y, reduction="none")
         self.recorded[step - 1] = True
         self.stats[step - 1] = torch.stack([
             losses.mean(),  # cross-entropy, whatever the training loss
             (logits.argmax(1) == y).float().mean(),
             losses[y != b].sum() / losses.sum(),  # BC loss ratio
             logits.float().norm(dim=1).mean(),
-            nn.utils.get_total_norm(params),
+            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))),  # = nn.utils.get_total_norm
         ])
 
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Loss and BC loss ratio of every pending step: per batch shape, one cross-entropy over all their logits.
+
+        The steps of one batch shape are the rows of one matrix (a short last batch has its own), so
+        a step's sums do not depend on which steps share the pass.
+        """
+        for steps, logits, y, b in self.pending.drain():
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view_as(y)
+            totals = losses.sum(1)
+            rows = torch.tensor(steps) - 1
+            if totals.device.type == "cuda":  # a pinned copy does not wait for the queued steps
+                rows = rows.pin_memory().to(totals.device, non_blocking=True)
+            self.stats[rows, LOSS] = totals / y.shape[1]
+            self.stats[rows, BC_RATIO] = losses.where(y != b, 0.0).sum(1) / totals
+
     def first_nonfinite_step(self, step: int) -> int | None:
-        finite = torch.isfinite(self.stats[:step, 0])
+        self.flush()
+        finite = torch.isfinite(self.stats[:step, LOSS])
         return None if bool(finite.all()) else int((~finite).nonzero()[0]) + 1
 
+    def max_bc_loss_ratio(self, step: int) -> tuple[float, int | None]:
+        """The largest BC loss ratio of any of the first ``step`` steps (non-finite ones ignored), and its step."""
+        self.flush()
+        ratios = self.stats[:step, BC_RATIO].double()
+        ratios = torch.where(torch.isfinite(ratios), ratios, -math.inf)
+        if not step or not bool(torch.isfinite(ratios).any()):
+            return math.nan, None
+        at = int(ratios.argmax())
+        return float(ratios[at]), at + 1
+
     def frame(self, step: int, settings: TrainSettings) -> pd.DataFrame:
+        self.flush()
         rows = self.recorded[:step].nonzero().squeeze(1)
         history = pd.DataFrame(self.stats[:step].cpu().double().numpy()[rows.numpy()], columns=HISTORY_COLUMNS[1:])
         history.insert(0, "step", (rows + 1).tolist())
@@ -294,6 +397,7 @@ class History:
         self.sparse[name][step - 1] = value
 
     def state_dict(self, step: int) -> dict[str, torch.Tensor]:
+        self.flush()
         return {"stats": self.stats[:step].cpu(), "recorded": self.recorded[:step].clone(),
                 **{name: series[:step].clone() for name, series in self.sparse.items()}}
 
@@ -468,10 +572,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     """
     settings, seed = TrainSettings(spec["train"], where="train"), spec["seed"]
     torch.manual_seed(seed)
-    model, model_spec = build_cell_model(spec, dataset, device)
-    precision = Precision(model, spec["model"], settings, device)
-    model = model.to(memory_format=torch.channels_last) if precision.channels_last else model
-    forward = torch.compile(model) if settings.compile else model
+    model, model_spec, precision, forward = set_up_model(spec, dataset, settings, device)
     train, val = cell_splits(dataset, settings, device, seed)
     splits = {"train": train, "val": val, "test": Split(dataset, "test", device) if settings.eval_test else None}
     state = TrainState(model, settings, len(train), dataset["num_classes"], seed, device)
@@ -479,6 +580,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     resumed_from = state.resume(checkpoint, spec, log)
     clock = Clock(resumed_from)
     stream, params, optimizer = training_batches(train, state.order), state.params, state.optimizer
+    scheduled = settings.lr_schedule != "constant"  # a constant rate needs no per-step update
     outcome = ("max_steps", None)
     with interrupt_flag() as interrupt:
         while state.step < settings.max_steps:
@@ -490,18 +592,19 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
             x = precision.prepare(x)
             with precision.autocast():
                 logits = forward(x)
-            losses = F.cross_entropy(logits.float(), y, reduction="none")
+            loss = training_loss(logits, y, params, settings)
             optimizer.zero_grad(set_to_none=True)
-            training_loss(losses, params, settings).backward()
+            loss.backward()
             if settings.asam_rho:
                 asam_gradients(forward, x, y, params, optimizer, settings, precision.autocast)
             optimizer.step()
-            state.scheduler.step()
+            if scheduled:
+                state.scheduler.step()
             state.step += 1
             clock.images += len(y)
             evaluation = state.step % settings.eval_every == 0 or state.step == settings.max_steps
-            state.history.record(state.step, losses, logits, y, b, params,
-                                 full=evaluation or state.step % settings.history_every == 0)
+            state.history.record(state.step, logits, y, b, params, full=evaluation or probe.due(state.step)
+                                 or state.step % settings.history_every == 0)
             if probe.due(state.step):
                 with clock.aside():
                     for name, share in probe.shares(model).items():
@@ -568,21 +671,33 @@ DIVERGENCE_REASONS = ("nonfinite", "collapse")
 FIT_CRITERIA = ("target_train_acc", "stop_train_ce")
 
 
+def converged(stopped_by: str, settings: TrainSettings) -> bool:
+    """Trained to the paper's protocol: stopped by its fit criterion, or ran the full step budget
+    when no fit criterion is set (a fixed-length schedule, e.g. target_train_acc > 1 and no
+    stop_train_ce), never when it diverged or hit the cap before fitting."""
+    if stopped_by in FIT_CRITERIA:
+        return True
+    fit_criterion_set = settings.target_train_acc <= 1 or settings.stop_train_ce > 0
+    return stopped_by == "max_steps" and not fit_criterion_set
+
+
 def finish(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train: Split, outcome: tuple[str, int | None],
            clock: Clock, precision: Precision, model_spec: dict[str, Any]) -> dict[str, Any]:
     """The run's summary (train.json); restores the best-on-validation weights and measures test accuracy."""
     reason, diverged_step = outcome
     stopped_by = "diverged" if reason in DIVERGENCE_REASONS else reason
     steps_per_s, images_per_s = clock.rates(state.step)
+    max_bc, max_bc_step = state.history.max_bc_loss_ratio(state.step)
     summary: dict[str, Any] = {
         "steps": state.step, "stopped_by": stopped_by, "diverged": stopped_by == "diverged",
-        # fit to the paper's protocol: stopped by its fit criterion, not by the step cap or divergence
-        "converged": stopped_by in FIT_CRITERIA,
+        "converged": converged(stopped_by, state.settings),
         "diverged_step": diverged_step, "diverged_reason": reason if stopped_by == "diverged" else None,
         "wall_s": time.perf_counter() - clock.started,
         "eval_s": clock.aside_s,  # part of wall_s spent evaluating (and attributing)
         "steps_per_s": steps_per_s, "images_per_s": images_per_s,  # training steps only
         "resumed_from_step": clock.resumed_from, "amp": "bf16" if precision.amp else "off", "model_spec": model_spec,
+        # the mechanism statistic over every step, whatever history_every records
+        "max_bc_loss_ratio": max_bc, "max_bc_loss_ratio_step": max_bc_step,
     }
     settings, stopping = state.settings, state.stopping
     if settings.select_on_val:
@@ -628,12 +743,12 @@ def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, d
     """
     from largelr.config import CELL_KEYS, TRAIN_FILES
     from largelr.datasets import load_dataset
-    from largelr.io import provenance, with_cell_keys, write_json, write_parquet
+    from largelr.io import provenance, with_cell_keys, write_cell_record, write_parquet
     from largelr.models import save_checkpoint
 
     dataset = load_dataset(data_path)
     log(f"training {spec['study']}/{spec['dataset']}/{spec['model']} {spec['knob']}={spec['value']} "
-        f"seed={spec['seed']} on {device}")
+        f"seed={spec['seed']} on {device}{placement()} at {timestamp()}")
     checkpoint = out_dir / "checkpoint.pt"
     model, history, summary = train_cell(spec, dataset, device, log=log, checkpoint=checkpoint,
                                          checkpoint_every=checkpoint_every)
@@ -643,9 +758,24 @@ def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, d
     predictions = test_predictions(model, dataset, spec, device, summary["diverged"])
     write_parquet(with_cell_keys(predictions, cell, device), out_dir / TRAIN_FILES["predictions"])
     # train.json last: its presence marks the cell as trained.
-    write_json({"cell": cell, "spec": spec, "summary": summary, "provenance": provenance(device)},
-               out_dir / TRAIN_FILES["summary"])
+    settings = dict(TrainSettings(spec["train"]))  # the spec's explicit settings with every default filled in
+    write_cell_record({"cell": cell, "spec": spec, "settings": settings, "summary": summary,
+                       "provenance": provenance(device)}, out_dir)
     checkpoint.unlink(missing_ok=True)
     reason = f" ({summary['diverged_reason']} at step {summary['diverged_step']})" if summary["diverged"] else ""
     log(f"done: {summary['stopped_by']}{reason} after {summary['steps']} steps, "
-        f"test acc {summary.get('test_acc', math.nan):.4f}")
+        f"test acc {summary.get('test_acc', math.nan):.4f} at {timestamp()}")
+
+
+def timestamp() -> str:
+    """Local time to the millisecond, for the start and end lines of a cell's log."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
+def placement() -> str:
+    """Where this process runs, from the scheduler's environment: its Slurm job and the GPUs it may see."""
+    parts = [f"slurm job {os.environ['SLURM_JOB_ID']}"] if os.environ.get("SLURM_JOB_ID") else []
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        parts.append(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
+    return f" ({', '.join(parts)})" if parts else ""

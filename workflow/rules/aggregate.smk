@@ -58,6 +58,12 @@ for _study in config["studies"]:
             hilo=[f"results/{_study}/hilo/{d}-{m}.npz" for d, m in hilo_pairs(_study)],
         output:
             study_figures(_study),
+            summary=report(
+                study_summary(_study),
+                caption="../report/summary.rst",
+                category=_study,
+                subcategory="summary",
+            ),
         log:
             f"results/logs/figures/{_study}.log",
         benchmark:
@@ -72,6 +78,7 @@ for _study in config["studies"]:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
             " --hilo {input.hilo} > {log} 2>&1"
+            " && largelr summary --cells {input.cells} --html {output.summary} >> {log} 2>&1"
 
 
 rule paper_table1:

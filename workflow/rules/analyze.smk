@@ -33,8 +33,8 @@ rule analyze:
 rule hilo:
     input:
         data=rules.data.output.data,
-        low=lambda wc: hilo_models(wc, 0),
-        high=lambda wc: hilo_models(wc, 1),
+        low=lambda wc: hilo_model_files(wc, 0),
+        high=lambda wc: hilo_model_files(wc, 1),
     output:
         "results/{study}/hilo/{dataset}-{model}.npz",
     log:

@@ -16,7 +16,8 @@ from largelr.config import (
     FIGURE_FORMATS,
     TRAIN_FILES,
 )
-from largelr.datasets import missing_data
+from largelr.analyses.attribute import background_notice
+from largelr.datasets import KINDS, missing_data
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
@@ -102,9 +103,11 @@ def intervention_pairs():
 
 
 def hilo_pairs(study):
-    if not study_config.analysis_settings(config, study).get("hilo"):
+    settings = study_config.analysis_settings(config, study)
+    if not settings.get("hilo"):
         return []
-    return study_pairs(study)
+    models = settings.get("hilo_models")
+    return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
 
 
 def study_families(study):
@@ -170,7 +173,7 @@ def hilo_values(wildcards):
     return chosen
 
 
-def hilo_models(wildcards, which):
+def hilo_model_files(wildcards, which):
     """model.pt of every seed at the pair's low (which=0) or high (which=1) value."""
     value = hilo_values(wildcards)[which]
     return [
@@ -205,7 +208,13 @@ def study_targets(studies):
             for e in ("parquet", "md")
         ]
         targets += [str(path) for path in study_figures(study)]
+        targets.append(study_summary(study))
     return targets
+
+
+def study_summary(study):
+    """The study's summary page for the HTML report (trends, cells left out, min/max table)."""
+    return f"results/figures/{study}/summary.html"
 
 
 def paper_targets():
@@ -291,8 +300,34 @@ def report_missing_data(studies):
 
 
 # Only the main Snakemake process reports (not the jobs it starts on a cluster).
+def report_background(studies):
+    """One notice at parse time when `background: auto` would want a segmenter whose weights file
+    is absent: which studies' outputs will lack the background share, and which file goes where.
+    """
+    notice = background_notice(
+        {
+            study: {
+                "analysis": study_config.AnalysisSettings(
+                    study_config.analysis_settings(config, study)
+                ),
+                "datasets": {d: dataset_facts(d) for d, _ in study_pairs(study)},
+            }
+            for study in studies
+        }
+    )
+    if notice:
+        print(f"largelr: {notice}", file=sys.stderr)
+
+
+def dataset_facts(dataset):
+    kind = KINDS[study_config.dataset_kind(config, dataset)]
+    return {**kind.traits, "image": not kind.flat_inputs}
+
+
 if workflow.is_main_process:
-    report_missing_data(requested_studies(command_line_targets()))
+    _requested = requested_studies(command_line_targets())
+    report_missing_data(_requested)
+    report_background(_requested)
 
 
 def train_spec(wildcards):

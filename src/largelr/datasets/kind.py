@@ -50,6 +50,7 @@ class Kind:
     missing: MissingCheck = lambda params, root: None
     worst_group: bool = False
     oracle_background: bool = False
+    flat_inputs: bool = False  # vectors, not images: no background to attribute to
 
     @property
     def traits(self) -> dict[str, bool]:

@@ -179,6 +179,7 @@ PARITY = Kind(
         "rho_test": rho(0.5, "fraction of bias-conflicting test samples (0.5: unbiased)"),
     },
     build=build_parity,
+    flat_inputs=True,
 )
 
 MOON_STAR = Kind(
