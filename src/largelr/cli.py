@@ -193,7 +193,7 @@ def add_cell_steps(steps) -> None:
 
 
 def add_output_steps(steps) -> None:
-    from largelr.figures import FAMILIES
+    from largelr.config import FIGURE_FILES  # the families' names; not largelr.figures (seaborn: ~2 s a job)
 
     aggregate = steps.add_parser("aggregate", help="one study's cells -> cells.parquet, its tables and figure inputs")
     aggregate.set_defaults(func=cmd_aggregate)
@@ -223,7 +223,7 @@ def add_output_steps(steps) -> None:
 
     figures = steps.add_parser("figures", help="every figure of one study, for the families named")
     figures.set_defaults(func=cmd_figures)
-    figures.add_argument("--families", nargs="+", choices=list(FAMILIES), required=True)
+    figures.add_argument("--families", nargs="+", choices=list(FIGURE_FILES), required=True)
     figures.add_argument("--out-dir", required=True, help="the study's figure folder")
     figures.add_argument("--formats", nargs="+", default=["png", "pdf"])
     figures.add_argument("--cells", required=True, help="the study's cells.parquet")
