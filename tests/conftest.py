@@ -48,3 +48,17 @@ def toy_spec(**train_overrides) -> dict:
     train.update(train_overrides)
     return {"study": "t", "dataset": "toy", "model": "fcn", "knob": "lr", "value": train["lr"], "seed": 3,
             "train": train, "model_params": {"depth": 2, "width": 16}}
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as `largelr train` runs by default (--threads 1); tiny ops lose time to thread syncs
+    otherwise."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def quiet(_line: str) -> None:
+    """A log function that drops every line."""

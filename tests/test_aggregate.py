@@ -200,6 +200,35 @@ def test_summary_names_each_pairs_trends_and_the_cells_left_out():
     assert "↑ +1.00" in text and "↓ -1.00" in text and "1 not converged" in text
 
 
+def test_summary_page_for_the_report_holds_the_summary_and_the_min_max_table():
+    from html.parser import HTMLParser
+
+    from largelr.aggregate import summary_html
+
+    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.95, 0.95]}).assign(converged=True, num_classes=2)
+    page = summary_html(mark_included(cells))
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.data = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+
+        def handle_data(self, data):
+            self.data.append(data)
+
+    parsed = Cells()
+    parsed.feed(page)
+    text = "".join(parsed.data)
+    assert parsed.tags.count("pre") == 1 and parsed.tags.count("table") == 1
+    assert "Study s: trend of each variable over lr" in text and "|rho| >= 0.5" in text  # '>' escaped, read back
+    assert "&gt;=" in page and "|rho| >=" not in page
+    # the table: test accuracy seed means 0.6, 0.85, 0.95 -> "0.6 – 0.95"
+    assert "0.6 – 0.95" in text
+
+
 def test_a_study_may_keep_capped_cells_and_choose_its_range_drop():
     cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.7, 0.7]}).assign(converged=False)
     assert not mark_included(cells)["included"].any()  # the paper's rule: nothing converged, nothing in

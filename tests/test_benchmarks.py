@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import toy_spec
+from conftest import quiet, toy_spec
 from largelr.train import train_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,16 +30,7 @@ import train_throughput  # noqa: E402
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def quiet(_line: str) -> None:
-    pass
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- the engine's per-step statistics between history rows ----------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import toy_spec
+from conftest import quiet, toy_spec
 from largelr.models import build_model
 from largelr.evaluate import group_accuracies
 from largelr.train import Preempted, focal_loss, lr_factor, train_cell
@@ -18,17 +18,7 @@ from largelr.train import Preempted, focal_loss, lr_factor, train_cell
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # As `largelr train` runs by default (--threads 1); tiny ops lose time to thread syncs otherwise.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def quiet(_line: str) -> None:
-    pass
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_same_cell_twice_gives_identical_history_and_weights(toy_dataset):

@@ -206,6 +206,9 @@ def test_default_target_builds_every_table_and_figure_family(smoke_run):
     for stem in stems:
         assert (results / f"figures/{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
         assert (results / f"figures/{stem}.pdf").read_bytes()[:5] == b"%PDF-", stem
+    for study in ("smoke", "smoke_momentum"):  # the report's summary page of every study
+        page = (results / f"figures/{study}/summary.html").read_text()
+        assert page.startswith(f"<h2>Study {study}</h2>") and "<table" in page
 
 
 def t_half_width(std: float, n: int) -> float:
@@ -259,7 +262,11 @@ def test_table2_and_mechanism_match_a_recomputation_from_cells(smoke_run):
 def test_report_bundles_the_figures_with_captions(smoke_run):
     run = snakemake(smoke_run, "--report", "results/report.html")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (smoke_run / "results/report.html").stat().st_size > 100_000
+    page = (smoke_run / "results/report.html").read_text()
+    assert len(page) > 100_000
+    # the study's summary page and the figures, each with its family's caption (workflow/report/)
+    assert "summary.html" in page and "The study at a glance" in page
+    assert "Normalized multi-variable plot" in page and "mechanism.png" in page
 
 
 def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tmp_path):

@@ -179,6 +179,16 @@ def placeholder_figure(message: str, paths: Sequence[str | Path]) -> plt.Figure:
     return fig
 
 
+def finish_grid(fig: plt.Figure, axes: np.ndarray, used: int, title: str, paths: Sequence[str | Path]) -> plt.Figure:
+    """Blank the unused panels of a grid, title it, lay it out and save it."""
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
 def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
     """Fig. 6: one panel per intervention (study), test acc., prunability and CSI against the
     knob (batch size as 1/b), each normalized within its panel; the lr panel comes first."""
@@ -196,14 +206,9 @@ def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequ
         normalized_lines(ax, panel, {v: FIGURE_VARIABLES[v] for v in INTERVENTION_VARIABLES}, "[raw min, max]")
         ax.legend(title="[raw min, max]", fontsize=6, title_fontsize=6, loc="best")
         ax.set_title(f"{study} ({knob}), {panel['seed'].nunique()} seeds", fontsize=8)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
     left = int((~pair["included"]).sum())
-    fig.suptitle(f"Interventions: {dataset} × {model} (seed means and seeds, each variable normalized per panel; "
-                 f"{left} cells left out)")
-    fig.tight_layout()
-    save_figure(fig, paths)
-    return fig
+    return finish_grid(fig, axes, len(panels), f"Interventions: {dataset} × {model} (seed means and seeds, each "
+                       f"variable normalized per panel; {left} cells left out)", paths)
 
 
 def usable_rows(frame: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
@@ -329,13 +334,9 @@ def csi_core_figure(cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Fig
         ax.set(title=f"{dataset} × {model}: r = {r:.2f} (n = {len(pair)})", xlabel="core attribution share",
                ylabel="class selectivity (CSI)")
         ax.legend(title=knob, fontsize=6, title_fontsize=7)
-    for ax in axes.flat[len(pairs):]:
-        ax.axis("off")
-    fig.suptitle(f"{usable['study'].iloc[0]}: CSI vs core attribution share, {usable['seed'].nunique()} seeds, one "
-                 f"point per included cell ({int((~cells['included']).sum())} cells left out)")
-    fig.tight_layout()
-    save_figure(fig, paths)
-    return fig
+    return finish_grid(fig, axes, len(pairs), f"{usable['study'].iloc[0]}: CSI vs core attribution share, "
+                       f"{usable['seed'].nunique()} seeds, one point per included cell "
+                       f"({int((~cells['included']).sum())} cells left out)", paths)
 
 
 def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
@@ -364,14 +365,9 @@ def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequen
         ax.set(title=f"{dataset} × {model}: r = {row['pearson_r']:.2f} (n = {int(row['n_cells'])})",
                xlabel="max BC loss ratio in training", ylabel="unbiased test acc.")
         ax.legend(title=knob, fontsize=6, title_fontsize=7)
-    for ax in axes.flat[len(pairs):]:
-        ax.axis("off")
     left = int((~cells["included"]).sum())
-    fig.suptitle(f"{study}: max BC loss ratio vs test accuracy, {usable['seed'].nunique()} seeds, one point per "
-                 f"included cell ({left} cells left out)")
-    fig.tight_layout()
-    save_figure(fig, paths)
-    return fig
+    return finish_grid(fig, axes, len(pairs), f"{study}: max BC loss ratio vs test accuracy, "
+                       f"{usable['seed'].nunique()} seeds, one point per included cell ({left} cells left out)", paths)
 
 
 def displayable(image: np.ndarray) -> np.ndarray:
