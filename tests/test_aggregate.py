@@ -42,6 +42,16 @@ def test_table1_takes_min_and_max_of_seed_means_within_range():
     assert (table["n_values"] == 2).all() and (table["n_seeds"] == 2).all()
 
 
+def test_a_cells_max_bc_loss_ratio_is_the_engines_over_every_step_else_the_historys(tmp_path):
+    from largelr.aggregate import cell_max_bc_loss_ratio
+
+    pd.DataFrame({"step": [10, 20], "bc_loss_ratio": [0.4, 0.6]}).to_parquet(tmp_path / "history.parquet")
+    # the engine saw every step (0.9 at a step the history did not record): its value wins
+    assert cell_max_bc_loss_ratio({"max_bc_loss_ratio": 0.9}, tmp_path) == 0.9  # exact: passed through
+    # an older train.json without it: the history's recorded steps
+    assert cell_max_bc_loss_ratio({}, tmp_path) == 0.6  # exact: max picks an input value
+
+
 def test_max_bc_loss_ratio_ignores_non_finite_steps():
     history = pd.DataFrame({"bc_loss_ratio": [0.1, 0.7, float("nan"), float("inf"), 0.3]})
     assert max_bc_loss_ratio(history) == 0.7  # exact: max picks an input value

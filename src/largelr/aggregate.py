@@ -46,6 +46,14 @@ def max_bc_loss_ratio(history: pd.DataFrame) -> float:
     return float(ratios.max()) if ratios.notna().any() else float("nan")
 
 
+def cell_max_bc_loss_ratio(summary: dict, cell_dir: Path) -> float:
+    """The cell's max BC loss ratio over every training step (train.json); for a cell trained before the
+    engine kept it, over the steps its history recorded."""
+    if "max_bc_loss_ratio" in summary:
+        return float(summary["max_bc_loss_ratio"])
+    return max_bc_loss_ratio(pd.read_parquet(cell_dir / TRAIN_FILES["history"]))
+
+
 # Columns every cell table carries besides its results: the cell's keys and provenance.
 BOOKKEEPING = {*CELL_KEYS, *PROVENANCE_KEYS}
 
@@ -84,7 +92,7 @@ def read_cell(train_json: str | Path) -> dict:
     row.update({k: v for k, v in record["summary"].items() if not isinstance(v, dict)})
     row.update(record["provenance"])
     row["num_classes"] = record["summary"]["model_spec"]["num_classes"]
-    row["max_bc_loss_ratio"] = max_bc_loss_ratio(pd.read_parquet(cell_dir / TRAIN_FILES["history"]))
+    row["max_bc_loss_ratio"] = cell_max_bc_loss_ratio(record["summary"], cell_dir)
     for name in ANALYSES:
         table = pd.read_parquet(cell_dir / ANALYSIS_FILES[name])
         results = table.drop(columns=[c for c in table.columns if c in BOOKKEEPING])
