@@ -146,11 +146,17 @@ def pair_title(pair_cells: pd.DataFrame, what: str = "") -> str:
 
 def normalized_figure(pair_cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
     """One (dataset, model) sweep, included cells only."""
-    usable = pair_cells[pair_cells["included"]]
+    return normalized_plot(pair_cells, FIGURE_VARIABLES, "variable  [raw min, max of seed means]",
+                           "seed means (lines) and seeds (points)", paths)
+
+
+def normalized_plot(pair_cells: pd.DataFrame, variables: dict[str, str], legend: str, subtitle: str,
+                    paths: Sequence[str | Path]) -> plt.Figure:
+    """One axes of normalized variables against the knob for a pair's included cells, titled and saved."""
     use_style()
     fig, ax = plt.subplots(figsize=(8.2, 4.2))
-    normalized_lines(ax, usable, FIGURE_VARIABLES, "variable  [raw min, max of seed means]")
-    ax.set_title(pair_title(pair_cells, "seed means (lines) and seeds (points)"), fontsize=9)
+    normalized_lines(ax, pair_cells[pair_cells["included"]], variables, legend)
+    ax.set_title(pair_title(pair_cells, subtitle), fontsize=9)
     save_figure(fig, paths)
     return fig
 
@@ -304,12 +310,8 @@ def compressibility_figure(cells: pd.DataFrame, dataset: str, model: str, paths:
     labels = {c: f"prunability ({c.removeprefix('prunability_')})" for c in methods} | COMPRESSIBILITY_VARIABLES
     if usable.empty:
         return placeholder_figure(f"{dataset} × {model}: no cell included ({left_out_text(pair)})", paths)
-    use_style()
-    fig, ax = plt.subplots(figsize=(8.2, 4.2))
-    normalized_lines(ax, usable, labels, "notion  [raw min, max of seed means]")
-    ax.set_title(pair_title(pair, "compressibility notions, seed means (lines) and seeds (points)"), fontsize=9)
-    save_figure(fig, paths)
-    return fig
+    return normalized_plot(pair, labels, "notion  [raw min, max of seed means]",
+                           "compressibility notions, seed means (lines) and seeds (points)", paths)
 
 
 def csi_core_figure(cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
