@@ -140,8 +140,9 @@ EOF
     echo "|---|---|---|---|"
     echo "| smoke study ($SMOKE_TARGET): $smoke_status, wall s | $smoke_s | | |"
     grep -E '^\| (fcn|cnn|resnet|wrn|swin)' "$OUT/throughput.md" | awk -F'|' '{
-        for (i = 2; i <= 8; i++) gsub(/^ +| +$/, "", $i)
+        for (i = 2; i <= 10; i++) gsub(/^ +| +$/, "", $i)
         printf "| throughput %s, %s: engine vs bare loop, steps/s | %s | %s | %s |\n", $2, $3, $4, $5, $7
+        printf "| throughput %s, %s: engine vs bare loop with PlainSGD, steps/s | %s | %s | %s |\n", $2, $3, $4, $9, $10
         printf "| throughput %s, %s: engine vs DataLoader loop, steps/s | %s | %s | %s |\n", $2, $3, $4, $6, $8 }'
     grep -E '^\| \*\*total' "$OUT/grid_cost.md" | awk -F'|' '{
         gsub(/^ +| +$|\*/, "", $2); gsub(/ /, "", $7); printf "| grid cost, %s: device-hours | %s | | |\n", $2, $7 }'

@@ -7,7 +7,10 @@ momentum) on the same random data, for each case ``model@shape``:
   device, batches indexed there, history and divergence detection, evaluations);
 - **bare**: the smallest loop that trains the model: a seeded permutation split into
   batches, ``index_select`` on the device, ``F.cross_entropy``, ``zero_grad / backward /
-  step`` -- nothing recorded;
+  step`` of ``torch.optim.SGD`` -- nothing recorded;
+- **bare PlainSGD**: the same loop with the engine's optimizer (``largelr.train.PlainSGD``:
+  torch's functional SGD kernel without the ``Optimizer`` class), so that engine / bare
+  PlainSGD is the cost of the engine's bookkeeping alone;
 - **dataloader**: the usual torchvision loop: ``DataLoader(shuffle=True)`` over a Dataset
   that, like torchvision's MNIST/CIFAR classes, turns one stored uint8 image at a time into
   a PIL image and applies ``ToTensor() + Normalize()`` (vector inputs: a TensorDataset).
@@ -47,7 +50,7 @@ import largelr.train
 from largelr.config import TRAIN_DEFAULTS
 from largelr.io import resolve_device
 from largelr.models import build_model
-from largelr.train import BatchOrder, train_cell
+from largelr.train import BatchOrder, PlainSGD, train_cell
 
 BATCH = 100
 LR = 0.01
@@ -147,10 +150,13 @@ def prepared_model(case: Case, device: torch.device, variant: dict) -> tuple[tor
     return model, forward, prepare
 
 
-def loop_rate(batches: Callable, case: Case, steps: int, device: torch.device, variant: dict) -> float:
-    """Steps per second over ``steps`` steps of a plain training loop fed by ``batches``, from the first."""
+def loop_rate(batches: Callable, case: Case, steps: int, device: torch.device, variant: dict,
+              plain_sgd: bool = False) -> float:
+    """Steps per second over ``steps`` steps of a plain training loop fed by ``batches``, from the first;
+    with ``torch.optim.SGD``, or with the engine's ``PlainSGD`` when ``plain_sgd``."""
     model, forward, prepare = prepared_model(case, device, variant)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    params = list(model.parameters())
+    optimizer = PlainSGD(params, lr=LR, momentum=0.0, weight_decay=0.0) if plain_sgd else torch.optim.SGD(params, lr=LR)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if variant["amp"] == "bf16" \
         else contextlib.nullcontext
     stream, timer = batches(), variant["timer"]
@@ -196,6 +202,7 @@ def measure(case: Case, variant: dict, args: argparse.Namespace, device: torch.d
     if variant["compile"] not in (False, True):  # a mode the engine's `compile` setting does not offer
         arms = {}
     arms["bare"] = lambda: loop_rate(bare_batches(case, device), case, steps, device, variant)
+    arms["bare PlainSGD"] = lambda: loop_rate(bare_batches(case, device), case, steps, device, variant, plain_sgd=True)
     if not args.no_dataloader:
         arms["dataloader"] = lambda: loop_rate(dataloader_batches(case, device), case, steps, device, variant)
     rates: dict[str, list[float]] = {arm: [] for arm in arms}
@@ -220,7 +227,8 @@ def rows(text: str, variant: dict, rates: dict[str, list[float]]) -> list[str]:
     engines = [arm for arm in rates if arm.startswith("engine")] or ["engine"]
     return [f"| {text} | {variant['label']} {arm.removeprefix('engine').strip()} | {median.get(arm, 'n/a')} | "
             f"{median['bare']} | {median.get('dataloader', 'n/a')} | {ratio(rates, arm, 'bare')} | "
-            f"{ratio(rates, arm, 'dataloader')} |" for arm in engines]
+            f"{ratio(rates, arm, 'dataloader')} | {median['bare PlainSGD']} | {ratio(rates, arm, 'bare PlainSGD')} |"
+            for arm in engines]
 
 
 def variants(args: argparse.Namespace, case: Case, device: torch.device) -> list[dict]:
@@ -264,8 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     print(f"device={device} batch={BATCH} samples={args.samples} rounds={args.rounds} threads={torch.get_num_threads()}"
           f" clock={args.clock or ('cpu' if device.type == 'cpu' else 'wall')}")
-    print("| case | settings | engine steps/s | bare steps/s | dataloader steps/s | engine/bare | engine/dataloader |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | settings | engine steps/s | bare steps/s | dataloader steps/s | engine/bare | engine/dataloader "
+          "| bare PlainSGD steps/s | engine/bare PlainSGD |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for text in args.cases:
         case = Case(text, args.samples if text.startswith("fcn") else min(args.samples, args.conv_samples))
         for variant in variants(args, case, device):

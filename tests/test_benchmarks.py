@@ -141,7 +141,7 @@ def test_gpu_check_runs_at_ci_size_on_the_cpu(tmp_path):
     table = (tmp_path / "gpu_check.md").read_text()
     assert "smoke study" in table and ": ok, wall s" in table
     checks = [line for line in table.splitlines() if line.startswith("| throughput fcn@20, ")]
-    assert len(checks) == 4  # amp off and bf16, each against the bare and the DataLoader loop
+    assert len(checks) == 6  # amp off and bf16, each against the bare loop (torch.optim.SGD, PlainSGD) and the DataLoader loop
     assert all(math.isfinite(float(line.split("|")[-2])) for line in checks)
     assert "| grid cost, total (smoke): device-hours |" in table
     assert "| 2 cells: wall s at once" in table and "| 2 cells: training steps/s per cell" in table

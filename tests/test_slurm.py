@@ -208,3 +208,28 @@ def test_small_cells_of_two_allocations_train_on_one_gpu_at_once(cluster, slurm_
         assert "TresPerNode=gres:shard:1" in shown and "gres:gpu" not in shown, shown
     overlap = min(end_a, end_b) - max(start_a, start_b)
     assert overlap > 1.0, (start_a, end_a, start_b, end_b)  # the two cells trained at the same time
+
+
+def test_cells_of_one_allocation_train_on_its_gpu_at_once(cluster, slurm_home, tmp_path):
+    # tools/slurm_pack.sbatch runs Snakemake inside one allocation (2 cores, one GPU): its local
+    # executor starts both cells at once, both see the allocation's GPU, and their logs overlap.
+    work = repository_copy(tmp_path)
+    overlay = tmp_path / "pack_overlay.yaml"
+    study = {"knob": "lr", "seeds": [0, 1], "values": [0.0001],
+             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 4000},
+             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
+    overlay.write_text(yaml.safe_dump({"studies": {"pack": study}}))
+    cells = [f"pack/tiny_parity/fcn/lr=0.0001/seed={seed}" for seed in (0, 1)]
+    run = subprocess.run(["sbatch", "--wait", "--cpus-per-task=2", "--mem=4G", f"--job-name={JOB_PREFIX}-pack",
+                          "tools/slurm_pack.sbatch", *[f"results/{cell}/train.json" for cell in cells],
+                          "--configfile", str(overlay)],
+                         cwd=work, env=slurm_home, capture_output=True, text=True, timeout=900)
+    job = re.search(r"Submitted batch job (\d+)", run.stdout)
+    output = (work / f"slurm-pack-{job.group(1)}.out").read_text() if job else ""
+    assert run.returncode == 0, run.stdout + run.stderr + output[-3000:]
+    (start_a, end_a, job_a, gpus_a), (start_b, end_b, job_b, gpus_b) = [
+        cell_interval(work / f"results/logs/train/{cell}.log") for cell in cells]
+    assert job_a == job_b == job.group(1)  # one allocation
+    assert gpus_a == gpus_b and gpus_a  # its GPU, seen by both cells
+    overlap = min(end_a, end_b) - max(start_a, start_b)
+    assert overlap > 1.0, (start_a, end_a, start_b, end_b)  # the two cells trained at the same time

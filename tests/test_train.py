@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from conftest import quiet, toy_spec
 from largelr.models import build_model
 from largelr.evaluate import group_accuracies
-from largelr.train import Preempted, focal_loss, lr_factor, train_cell
+from largelr.train import PlainSGD, Preempted, focal_loss, lr_factor, train_cell
 
 CPU = torch.device("cpu")
 
@@ -69,6 +69,48 @@ def test_first_step_statistics_match_an_independent_computation(toy_dataset):
     logits = reference(train["x"]).detach()
     assert abs(history["logit_norm"].iloc[0] - logits.norm(dim=1).mean().item()) < 1e-5
     assert abs(history["accuracy"].iloc[0] - (logits.argmax(1) == train["y"]).float().mean().item()) < 1e-7
+
+
+def test_a_steps_statistics_do_not_depend_on_how_many_steps_share_the_batched_pass(toy_dataset):
+    # Evaluating every step reduces each step's logits alone; every 40 steps, all 40 in one pass.
+    _, alone, _ = train_cell(toy_spec(target_train_acc=1.1, eval_every=1), toy_dataset, CPU, log=quiet)
+    _, pooled, _ = train_cell(toy_spec(target_train_acc=1.1, eval_every=40), toy_dataset, CPU, log=quiet)
+    columns = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
+    assert len(alone) == len(pooled) == 40
+    for column in columns:  # reductions over rows of another shape: a tolerance
+        assert alone[column].to_numpy() == pytest.approx(pooled[column].to_numpy(), rel=1e-6, abs=1e-7), column
+
+
+def test_plain_sgd_takes_the_steps_of_torch_optim_sgd():
+    # Same kernel (torch.optim.sgd.sgd) on the same tensors: the same computation, compared exactly.
+    def run(make_optimizer):
+        torch.manual_seed(0)
+        model = build_model("fcn", [6], 2, {"depth": 2, "width": 8})
+        unused = torch.nn.Parameter(torch.ones(3))  # never gets a gradient: skipped, as torch.optim.SGD does
+        params = [*model.parameters(), unused]
+        optimizer = make_optimizer(params)
+        x, y = torch.randn(20, 6, generator=torch.Generator().manual_seed(1)), torch.arange(20) % 2
+        for step in range(5):
+            optimizer.param_groups[0]["lr"] = 0.1 / (step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return [p.detach().clone() for p in params]
+
+    kwargs = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}
+    plain = run(lambda params: PlainSGD(params, **kwargs))
+    reference = run(lambda params: torch.optim.SGD(params, **kwargs))
+    assert all(torch.equal(a, b) for a, b in zip(plain, reference))
+    assert torch.equal(plain[-1], torch.ones(3))
+
+
+def test_plain_sgd_does_not_import_torch_dynamo():
+    # torch.optim.Optimizer imports torch._dynamo when it is built (about 1.5 s per training job).
+    code = ("import sys, torch; from largelr.train import PlainSGD; m = torch.nn.Linear(3, 2); "
+            "o = PlainSGD(list(m.parameters()), 0.1, 0.0, 0.0); m(torch.ones(1, 3)).sum().backward(); o.step(); "
+            "print('torch._dynamo' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
 
 
 def test_group_accuracies_by_hand():

@@ -1,18 +1,20 @@
 """Train one cell: mini-batch training until the training set is fit, a step cap, or divergence.
 
 :func:`train_cell` holds the training step, top to bottom; what the loop carries across steps
-lives in a :class:`TrainState` (model, optimizer, schedule, batch order, history, stopping
-rules), which is what a checkpoint saves and a resumed run restores. In-memory datasets live
-on the device and batches are indexed there; lazy (image-file) datasets stream through a
-DataLoader with workers in the same seeded order.
+lives in a :class:`TrainState` (model, optimizer, batch order, history, stopping rules), which
+is what a checkpoint saves and a resumed run restores. In-memory datasets live on the device
+and batches are indexed there; lazy (image-file) datasets stream through a DataLoader with
+workers in the same seeded order.
 
 The step is the bare loop's (forward, mean cross-entropy, backward, optimizer step) plus the
-bookkeeping it cannot do without: a reference to each step's logits and labels kept for the
-history. Every ``history_every`` steps and at every evaluation the full statistics are
-recorded (loss, accuracy, BC loss ratio, logit norm, parameter norm); the per-step loss and BC
-loss ratio of the other steps are computed from the kept references in one batched pass at
-the next evaluation (divergence detection and the maximum BC loss ratio need every step).
-Nothing crosses to the host between evaluations, so the GPU is never stalled for a log line.
+bookkeeping it cannot do without: one copy of each step's logits, kept with the batch's
+indices. From those, one batched pass at the next evaluation gives every step's loss,
+accuracy, BC loss ratio and logit norm (divergence detection and the maximum BC loss ratio
+need every step); the parameter norm is measured at the steps the history records (every
+``history_every`` steps and every evaluation). Nothing crosses to the host between
+evaluations, so the GPU is never stalled for a log line. Plain SGD (the paper's optimizer)
+runs torch's functional SGD kernel without the ``torch.optim.Optimizer`` class around it
+(:class:`PlainSGD`).
 """
 
 from __future__ import annotations
@@ -32,20 +34,21 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.sgd import sgd
 
 from largelr.config import TrainSettings
 from largelr.evaluate import Split, group_accuracies, predictions_and_losses, sample_indices
 from largelr.io import atomic_torch_save
 from largelr.models import build_model
 
-# Recorded every ``history_every`` steps and at every evaluation; "loss" is the
+# Rows every ``history_every`` steps and at every evaluation; "loss" is the
 # cross-entropy whatever the training loss. "lr" (the rate used at that step) is added
 # from the schedule, and beside it the series measured only at some steps (NaN elsewhere):
 # "spurious_share", "core_share", "noise_share" (IG attribution shares on the regions the
 # dataset masks, every ``attribution_every`` steps), "train_acc" (the full training set, at every evaluation) and "test_acc" (the test
 # set, at every evaluation when ``eval_test`` is set).
 HISTORY_COLUMNS = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
-LOSS, BC_RATIO = 0, 2  # the columns of History.stats known at every step (HISTORY_COLUMNS[1:])
+LOSS, ACCURACY, BC_RATIO, LOGIT_NORM, PARAM_NORM = range(5)  # the columns of History.stats (HISTORY_COLUMNS[1:])
 # Steps (and logit values) kept for the batched per-step statistics before they are reduced.
 PENDING_ROWS, PENDING_LIMIT = 1024, 1 << 22
 SPARSE_SERIES = ("spurious_share", "core_share", "noise_share", "train_acc", "test_acc")
@@ -60,10 +63,48 @@ AMP_AUTO_PREFIXES = ("resnet", "wrn", "swin")
 # --- optimizer, schedule, loss -----------------------------------------------------------
 
 
-def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
+class PlainSGD:
+    """``torch.optim.SGD``'s update through its functional kernel (``torch.optim.sgd.sgd``).
+
+    The arithmetic is the library's own: the same kernel ``torch.optim.SGD(params, lr, momentum,
+    weight_decay)`` calls. Left out is the class around it: its per-step wrappers (profiler and
+    hook bookkeeping, grad-mode guards) and its import of ``torch._dynamo`` when it is built,
+    which costs every training job about 1.5 s on a CPU. The learning rate is ``param_groups[0]["lr"]``,
+    as in a torch optimizer, so schedules set it the same way.
+    """
+
+    def __init__(self, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float):
+        self.params, self.momentum, self.weight_decay = params, momentum, weight_decay
+        self.param_groups = [{"lr": lr}]
+        self.momentum_buffers: list[torch.Tensor | None] = [None] * len(params)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]  # as torch.optim.SGD: skip grad-less
+        params = [self.params[i] for i in live]
+        buffers = [self.momentum_buffers[i] for i in live]
+        sgd(params, [p.grad for p in params], buffers, weight_decay=self.weight_decay, momentum=self.momentum,
+            lr=self.param_groups[0]["lr"], dampening=0.0, nesterov=False, maximize=False)
+        for i, buffer in zip(live, buffers):  # the kernel creates the buffers at the first step
+            self.momentum_buffers[i] = buffer
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.param_groups[0]["lr"], "momentum_buffers": list(self.momentum_buffers)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.param_groups[0]["lr"] = state["lr"]
+        self.momentum_buffers = [None if buffer is None else buffer.to(p.device)
+                                 for buffer, p in zip(state["momentum_buffers"], self.params)]
+
+
+def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> PlainSGD | torch.optim.Optimizer:
     name, lr, decay = settings.optimizer, settings.lr, settings.weight_decay
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, weight_decay=decay)
+        return PlainSGD(params, lr=lr, momentum=settings.momentum, weight_decay=decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=decay)
     if name == "adamw":
@@ -76,6 +117,11 @@ def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch
     # when the cell asks for compilation, so short CPU cells start at once.
     heavyball.utils.compile_mode = "max-autotune-no-cudagraphs" if settings.compile else None
     return heavyball.PSGDKron(params, lr=lr, weight_decay=decay)
+
+
+def set_lr(optimizer: PlainSGD | torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def lr_factor(settings: TrainSettings | dict[str, Any]) -> Callable[[int], float]:
@@ -202,18 +248,19 @@ class OrderedBatches(torch.utils.data.Sampler):
 
 
 def training_batches(split: Split, order: BatchOrder) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Batches of ``split`` in ``order``'s sequence from its current state on; advances ``order`` in step."""
+    """(x, y, batch indices) of ``split`` in ``order``'s sequence from its current state on; advances ``order``
+    in step. The indices (positions in the split, on the CPU) let the history look up the batch's bias labels."""
     if not split.lazy:
         while True:
-            idx = order.next().to(split.device)
+            idx = order.next()
+            on_device = idx.to(split.device)
             # index_select: a plain gather, several times faster than advanced indexing on CPU
-            yield split.x.index_select(0, idx), split.y.index_select(0, idx), split.b.index_select(0, idx)
+            yield split.x.index_select(0, on_device), split.y.index_select(0, on_device), idx
     loader = torch.utils.data.DataLoader(split.images, batch_sampler=OrderedBatches(order), num_workers=split.workers,
                                          pin_memory=split.pin)
-    for x, y, b in loader:
-        order.next()  # keep the resumable state in step with the batches consumed
-        yield (x.to(split.device, non_blocking=True), y.to(split.device, non_blocking=True),
-               b.to(split.device, non_blocking=True))
+    for x, y, _ in loader:
+        idx = order.next()  # the loader's batch (it replays a copy of the order); keeps the resumable state in step
+        yield x.to(split.device, non_blocking=True), y.to(split.device, non_blocking=True), idx
 
 
 def held_out_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,93 +324,88 @@ def set_up_model(spec: dict[str, Any], dataset: dict[str, Any], settings: TrainS
 
 
 class PendingSteps:
-    """Logits and labels of the steps whose loss and BC loss ratio are not computed yet.
+    """Logits and batch indices of the steps whose statistics are not computed yet.
 
-    They are copied into buffers allocated once per batch shape and reused: keeping each step's
-    own tensors instead would stop the allocator from reusing their memory, and every step
-    (forward and backward included) measurably slows down on fresh, cold memory.
+    The logits are copied into float32 buffers allocated once per batch shape and reused: keeping
+    each step's own tensors instead would stop the allocator from reusing their memory, and every
+    step (forward and backward included) measurably slows down on fresh, cold memory. The indices
+    are kept as they are: views of the epoch's permutation, which exists anyway.
     """
 
     def __init__(self):
-        self.buffers: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.steps: dict[tuple, list[int]] = {}
+        self.buffers: dict[torch.Size, torch.Tensor] = {}
+        self.steps: dict[torch.Size, list[int]] = {}
+        self.indices: dict[torch.Size, list[torch.Tensor]] = {}
 
-    def add(self, step: int, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> bool:
+    def add(self, step: int, logits: torch.Tensor, indices: torch.Tensor) -> bool:
         """Keep step ``step``'s values; True when its buffer is full (time to reduce them)."""
-        key = (tuple(logits.shape), logits.dtype)
+        key = logits.shape
         if key not in self.buffers:
             rows = max(1, min(PENDING_ROWS, PENDING_LIMIT // logits.numel()))
-            self.buffers[key] = (logits.new_empty((rows, *logits.shape)), y.new_empty((rows, len(y))),
-                                 b.new_empty((rows, len(b))))
-            self.steps[key] = []
-        kept_logits, kept_y, kept_b = self.buffers[key]
-        row = len(self.steps[key])
-        kept_logits[row].copy_(logits.detach())
-        kept_y[row].copy_(y)
-        kept_b[row].copy_(b)
-        self.steps[key].append(step)
-        return row + 1 == len(kept_logits)
+            self.buffers[key] = torch.empty((rows, *key), dtype=torch.float32, device=logits.device)
+            self.steps[key], self.indices[key] = [], []
+        steps = self.steps[key]
+        self.buffers[key][len(steps)].copy_(logits.detach())
+        steps.append(step)
+        self.indices[key].append(indices)
+        return len(steps) == len(self.buffers[key])
 
-    def drain(self) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(steps, logits [k, batch, classes], y [k, batch], b [k, batch]) per batch shape; then empty."""
-        steps, self.steps = self.steps, {key: [] for key in self.steps}
-        for key, kept in steps.items():
-            if kept:
-                logits, y, b = (buffer[: len(kept)] for buffer in self.buffers[key])
-                yield kept, logits, y, b
+    def drain(self) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """(steps, logits [k, batch, classes], batch indices [k, batch] on the CPU) per batch shape; then empty."""
+        for key, steps in self.steps.items():
+            if steps:
+                yield steps, self.buffers[key][: len(steps)], torch.stack(self.indices[key])
+                self.steps[key], self.indices[key] = [], []
 
 
 class History:
     """Per-step statistics in device buffers; only ``recorded`` steps reach history.parquet.
 
-    A recorded step gets every statistic at once, computed from that step's logits, labels and
-    (updated) parameters. Any other step only leaves a copy of its logits and labels
-    (:class:`PendingSteps`); :meth:`flush` turns them into the step's loss and BC loss ratio in
-    one batched pass, before anything reads the buffers.
+    Every step leaves a copy of its logits and its batch indices (:class:`PendingSteps`);
+    :meth:`flush` turns them, in one batched pass, into each step's loss, accuracy, BC loss ratio
+    and logit norm, before anything reads the buffers. So divergence is found at its step and the
+    maximum BC loss ratio covers every step, at the cost of one copy per step. The parameter norm
+    needs the parameters of its step: it is measured at the recorded steps only.
     """
 
-    def __init__(self, max_steps: int, device: torch.device):
-        self.stats = torch.full((max_steps, len(HISTORY_COLUMNS) - 1), math.nan, device=device)
+    def __init__(self, max_steps: int, train: Split):
+        self.stats = torch.full((max_steps, len(HISTORY_COLUMNS) - 1), math.nan, device=train.device)
         self.recorded = torch.zeros(max_steps, dtype=torch.bool)
         self.sparse = {name: torch.full((max_steps,), math.nan, dtype=torch.float64) for name in SPARSE_SERIES}
         self.pending = PendingSteps()
+        self.y, self.b = train.y, train.b  # labels by position in the training split
 
-    def record(self, step: int, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: list[nn.Parameter],
-               full: bool) -> None:
-        """Step ``step`` (1-based): every statistic when ``full``, else (later) its loss and BC loss ratio."""
-        if full:
-            self._record_full(step, logits, y, b, params)
-        elif self.pending.add(step, logits, y, b):
+    def add(self, step: int, logits: torch.Tensor, indices: torch.Tensor) -> None:
+        """Step ``step`` (1-based) happened with these logits on the batch at these indices."""
+        if self.pending.add(step, logits, indices):
             self.flush()
 
     @torch.no_grad()
-    def _record_full(self, step: int, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
-                     params: list[nn.Parameter]) -> None:
-        losses = F.cross_entropy(logits.float(), y, reduction="none")
+    def record(self, step: int, params: list[nn.Parameter]) -> None:
+        """Step ``step`` gets a history row: its parameter norm now, the rest from its logits at the next flush."""
         self.recorded[step - 1] = True
-        self.stats[step - 1] = torch.stack([
-            losses.mean(),  # cross-entropy, whatever the training loss
-            (logits.argmax(1) == y).float().mean(),
-            losses[y != b].sum() / losses.sum(),  # BC loss ratio
-            logits.float().norm(dim=1).mean(),
-            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))),  # = nn.utils.get_total_norm
-        ])
+        # = nn.utils.get_total_norm
+        self.stats[step - 1, PARAM_NORM] = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params)))
 
     @torch.no_grad()
     def flush(self) -> None:
-        """Loss and BC loss ratio of every pending step: per batch shape, one cross-entropy over all their logits.
+        """Statistics of every pending step: per batch shape, one cross-entropy over all their logits.
 
         The steps of one batch shape are the rows of one matrix (a short last batch has its own), so
         a step's sums do not depend on which steps share the pass.
         """
-        for steps, logits, y, b in self.pending.drain():
-            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view_as(y)
-            totals = losses.sum(1)
+        device = self.stats.device
+        for steps, logits, indices in self.pending.drain():
             rows = torch.tensor(steps) - 1
-            if totals.device.type == "cuda":  # a pinned copy does not wait for the queued steps
-                rows = rows.pin_memory().to(totals.device, non_blocking=True)
-            self.stats[rows, LOSS] = totals / y.shape[1]
+            if device.type == "cuda":  # pinned copies do not wait for the queued steps
+                rows, indices = (t.pin_memory().to(device, non_blocking=True) for t in (rows, indices))
+            y, b = self.y[indices], self.b[indices]
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+            totals = losses.sum(1)
+            self.stats[rows, LOSS] = totals / y.shape[1]  # cross-entropy, whatever the training loss
+            self.stats[rows, ACCURACY] = (logits.argmax(2) == y).float().mean(1)
             self.stats[rows, BC_RATIO] = losses.where(y != b, 0.0).sum(1) / totals
+            self.stats[rows, LOGIT_NORM] = logits.norm(dim=2).mean(1)
 
     def first_nonfinite_step(self, step: int) -> int | None:
         self.flush()
@@ -446,25 +488,28 @@ class Stopping:
 
 
 class TrainState:
-    """Everything a resumed run needs: model, optimizer, schedule, batch order, history, stopping rules."""
+    """Everything a resumed run needs: model, optimizer, batch order, history, stopping rules.
 
-    def __init__(self, model: nn.Module, settings: TrainSettings, n_train: int, num_classes: int, seed: int,
-                 device: torch.device):
+    The learning-rate schedule is a function of the step (:func:`lr_factor`), so it needs no state.
+    """
+
+    FORMAT = 2  # checkpoints of another format (an older largelr) are not resumed from
+
+    def __init__(self, model: nn.Module, settings: TrainSettings, train: Split, num_classes: int, seed: int):
         self.model, self.settings, self.step = model, settings, 0
         self.params = list(model.parameters())
         self.optimizer = make_optimizer(self.params, settings)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(settings))
-        self.order = BatchOrder(n_train, settings.batch_size, seed)
-        self.history = History(settings.max_steps, device)
+        self.order = BatchOrder(len(train), settings.batch_size, seed)
+        self.history = History(settings.max_steps, train)
         self.stopping = Stopping(settings, num_classes)
 
     def state_dict(self) -> dict[str, Any]:
-        parts = {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "scheduler", "order")}
-        return {**parts, "step": self.step, "history": self.history.state_dict(self.step),
+        parts = {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "order")}
+        return {**parts, "format": self.FORMAT, "step": self.step, "history": self.history.state_dict(self.step),
                 "loop": self.stopping.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("model", "optimizer", "scheduler", "order"):
+        for name in ("model", "optimizer", "order"):
             getattr(self, name).load_state_dict(state[name])
         self.step = state["step"]
         self.history.load_state_dict(state["history"], self.step)
@@ -480,7 +525,7 @@ class TrainState:
             return 0
         # Loaded on the CPU: generator states must stay there; load_state_dict moves the rest.
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("spec") != spec or "history" not in state:
+        if state.get("spec") != spec or state.get("format") != self.FORMAT:
             log(f"ignoring checkpoint {path}: it was written for different settings (or by an older largelr)")
             return 0
         self.load_state_dict(state)
@@ -561,34 +606,36 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
                ) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
     """Train the cell described by ``spec`` (see ``largelr.config.cell_spec``).
 
-    Returns the model, the history and a summary. Training stops at the step cap, when the
-    full training set is fit (``target_train_acc``, or its cross-entropy falls below
-    ``stop_train_ce`` when that is set), or on divergence -- a non-finite loss or an accuracy
-    collapse back to chance -- which is a result (``stopped_by="diverged"``), not an error.
-    With ``select_on_val`` the weights of the evaluation with the best validation accuracy are
-    returned. With a ``checkpoint`` path, the state is saved there every ``checkpoint_every``
-    steps and on SIGTERM/SIGINT (then ``Preempted`` is raised); a later call with the same spec
-    resumes from it and ends with the same weights and history as an uninterrupted run.
+    Returns the model, the history and a summary. Training stops at the step cap, when the full
+    training set is fit (``target_train_acc``, or its CE below ``stop_train_ce`` when set), or on
+    divergence -- a non-finite loss or an accuracy collapse back to chance -- which is a result
+    (``stopped_by="diverged"``), not an error. With ``select_on_val`` the weights of the best
+    evaluation on validation are returned. With a ``checkpoint`` path, the state is saved there
+    every ``checkpoint_every`` steps and on SIGTERM/SIGINT (then ``Preempted`` is raised); a later
+    call with the same spec resumes from it and ends as an uninterrupted run would.
     """
     settings, seed = TrainSettings(spec["train"], where="train"), spec["seed"]
     torch.manual_seed(seed)
     model, model_spec, precision, forward = set_up_model(spec, dataset, settings, device)
     train, val = cell_splits(dataset, settings, device, seed)
     splits = {"train": train, "val": val, "test": Split(dataset, "test", device) if settings.eval_test else None}
-    state = TrainState(model, settings, len(train), dataset["num_classes"], seed, device)
+    state = TrainState(model, settings, train, dataset["num_classes"], seed)
     probe = AttributionProbe(dataset, train, settings.attribution_every, seed, precision, log)
     resumed_from = state.resume(checkpoint, spec, log)
     clock = Clock(resumed_from)
-    stream, params, optimizer = training_batches(train, state.order), state.params, state.optimizer
-    scheduled = settings.lr_schedule != "constant"  # a constant rate needs no per-step update
+    stream, params, optimizer, history = training_batches(train, state.order), state.params, state.optimizer, state.history
+    rate = None if settings.lr_schedule == "constant" else lr_factor(settings)  # a constant rate needs no update
+    max_steps, eval_every, history_every = settings.max_steps, settings.eval_every, settings.history_every
     outcome = ("max_steps", None)
     with interrupt_flag() as interrupt:
-        while state.step < settings.max_steps:
-            if checkpoint and (interrupt["raised"] or (state.step > resumed_from and state.step % checkpoint_every == 0)):
+        while (step := state.step) < max_steps:
+            if checkpoint and (interrupt["raised"] or (step > resumed_from and step % checkpoint_every == 0)):
                 state.save(checkpoint, spec)
             if interrupt["raised"]:
-                raise Preempted(state.step, saved=checkpoint is not None, signal_name=interrupt["signal"])
-            x, y, b = next(stream)
+                raise Preempted(step, saved=checkpoint is not None, signal_name=interrupt["signal"])
+            x, y, indices = next(stream)
+            if rate:
+                set_lr(optimizer, settings.lr * rate(step))
             x = precision.prepare(x)
             with precision.autocast():
                 logits = forward(x)
@@ -598,17 +645,16 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
             if settings.asam_rho:
                 asam_gradients(forward, x, y, params, optimizer, settings, precision.autocast)
             optimizer.step()
-            if scheduled:
-                state.scheduler.step()
-            state.step += 1
+            state.step = step = step + 1
             clock.images += len(y)
-            evaluation = state.step % settings.eval_every == 0 or state.step == settings.max_steps
-            state.history.record(state.step, logits, y, b, params, full=evaluation or probe.due(state.step)
-                                 or state.step % settings.history_every == 0)
-            if probe.due(state.step):
+            history.add(step, logits, indices)
+            evaluation = step % eval_every == 0 or step == max_steps
+            if evaluation or step % history_every == 0 or probe.due(step):
+                history.record(step, params)
+            if probe.due(step):
                 with clock.aside():
                     for name, share in probe.shares(model).items():
-                        state.history.measured(state.step, name, share)
+                        history.measured(step, name, share)
             if evaluation and (stop := evaluate_and_decide(state, forward, splits, precision, clock, log)):
                 outcome = stop
                 break
