@@ -35,7 +35,7 @@ PYTHON=${PYTHON:-python3}
 if [[ $DEVICE == cpu ]]; then
     CELLS=${CELLS:-2}
     SMOKE_TARGET="results/smoke/tiny_parity/fcn/lr=0.05/seed=0/prune.parquet"
-    # channels_last is a CUDA layout (the engine and the bare loop apply it on CUDA only): not varied here
+    # channels_last on and off are both measured on CUDA; the CI-size run keeps one layout
     THROUGHPUT=(--cases fcn@20 cnn:width=0.125@3x16x16 --steps 60 --conv-steps 5 --samples 500 --conv-samples 100 --rounds 1
                 --amp off bf16 --channels-last off --history-every 10)
     GRID=(--studies smoke --seconds 1 --steps 30)

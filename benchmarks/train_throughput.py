@@ -140,7 +140,7 @@ def prepared_model(case: Case, device: torch.device, variant: dict) -> tuple[tor
     """(model, its forward as compiled, the input preparation) as the engine would set them up."""
     torch.manual_seed(0)
     model = build_model(case.model, case.shape, case.classes, case.params).to(device).train()
-    channels_last = variant["channels_last"] and device.type == "cuda" and len(case.shape) == 3
+    channels_last = variant["channels_last"] and case.model != "fcn" and len(case.shape) == 3  # as the engine
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = model
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=["cpu", "wall"], help="default: cpu on a CPU device, wall on CUDA")
     parser.add_argument("--amp", nargs="+", default=["off"], choices=["off", "bf16"])
     parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"],
-                        help="image models only; the engine applies it on CUDA only")
+                        help="conv models only (the engine applies it on every device)")
     parser.add_argument("--compile", nargs="+", default=["off"],
                         help="off | default | reduce-overhead | max-autotune (the engine: off and default only)")
     parser.add_argument("--history-every", nargs="+", type=int, default=[1, 10],

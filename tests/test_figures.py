@@ -188,3 +188,28 @@ def test_batch_size_sweeps_are_drawn_against_one_over_b(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "1 / batch size"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.02", "0.1"]
+
+
+def test_study_figures_draw_the_families_asked_for_in_parallel_processes(tmp_path):
+    # Only the normalized family: no pruning curves or dynamics are needed. Two worker processes
+    # write the same files as one process.
+    cells = pd.concat([fake_cells(), fake_cells().assign(dataset="e")], ignore_index=True)
+    cells.to_parquet(tmp_path / "cells.parquet")
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        figures.draw_study_figures(["normalized", "compressibility"], out, str(tmp_path / "cells.parquet"),
+                                   formats=("png",), workers=workers)
+        assert sorted(p.name for p in out.iterdir()) == ["d-m.compressibility.png", "d-m.png",
+                                                         "e-m.compressibility.png", "e-m.png"]
+        assert all(p.read_bytes()[:8] == PNG for p in out.iterdir())
+    with pytest.raises(SystemExit, match="--curves is required"):
+        figures.draw_study_figures(["pruning"], tmp_path / "none", str(tmp_path / "cells.parquet"))
+
+
+def test_legend_colours_do_not_repeat_with_more_than_ten_variables(tmp_path):
+    cells = fake_cells().assign(sparsity=0.3, pq_index=0.2, spurious_share=0.4, core_share=0.5, noise_share=0.1,
+                                attribution_entropy=2.0, test_worst_group_acc=0.45, background_share=0.2)
+    fig = figures.pair_figure(cells, "d", "m", [tmp_path / "f.png"])
+    handles = fig.axes[0].get_legend().legend_handles
+    colours = [tuple(h.get_color()) if hasattr(h, "get_color") else None for h in handles]
+    assert len(colours) > 10 and len(set(colours)) == len(colours)

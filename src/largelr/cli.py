@@ -110,17 +110,23 @@ def cmd_paper_tables(args: argparse.Namespace) -> None:
         write_table2(args.table2_cells, args.table1_cells, args.out_table2)
 
 
+def write_summary_html(cells: list[str], out: str) -> None:
+    import pandas as pd
+
+    from largelr.aggregate import summary_html
+    from largelr.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_text("".join(summary_html(pd.read_parquet(path)) for path in cells))
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from largelr.aggregate import summary_text
 
     if args.html:
-        from largelr.aggregate import summary_html
-        from largelr.io import atomic_path
-
-        with atomic_path(args.html) as tmp:
-            tmp.write_text("".join(summary_html(pd.read_parquet(path)) for path in args.cells))
+        write_summary_html(args.cells, args.html)
         return
     for path in args.cells:
         print(summary_text(pd.read_parquet(path)))
@@ -133,7 +139,9 @@ def cmd_figures(args: argparse.Namespace) -> None:
     from largelr.figures import draw_study_figures
 
     draw_study_figures(args.families, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
-                       mechanism=args.mechanism, hilo=args.hilo, formats=args.formats)
+                       mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers)
+    if args.summary_html:  # the study's summary page, in the same process
+        write_summary_html([args.cells], args.summary_html)
 
 
 def cmd_intervention_figure(args: argparse.Namespace) -> None:
@@ -231,6 +239,8 @@ def add_output_steps(steps) -> None:
     figures.add_argument("--dynamics", help="the study's dynamics.parquet (dynamics)")
     figures.add_argument("--mechanism", help="the study's mechanism table (mechanism)")
     figures.add_argument("--hilo", nargs="*", default=[], help="hi/lo attribution npz files (hilo)")
+    figures.add_argument("--workers", type=int, default=1, help="processes drawing figures at once")
+    figures.add_argument("--summary-html", help="also write the study's summary page (as `summary --html`)")
 
     interventions = steps.add_parser("intervention-figure", help="Fig. 6: one (dataset, model)'s interventions")
     interventions.set_defaults(func=cmd_intervention_figure)

@@ -67,7 +67,7 @@ TRAIN_KEYS: dict[str, Setting] = {
                                  type=int, minimum=0),
     "amp": Setting("auto", "auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off", type=str,
                    choices=("auto", "bf16", "off")),
-    "channels_last": Setting(True, "channels-last memory format (conv models on CUDA only)", type=bool),
+    "channels_last": Setting(True, "channels-last memory format of conv models (CPU and CUDA)", type=bool),
     "compile": Setting(False, "torch.compile the model", type=bool),
     "num_workers": Setting(4, "DataLoader workers for lazy (image-file) datasets", type=int, minimum=0),
 }

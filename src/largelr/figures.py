@@ -10,7 +10,8 @@ Each figure is written to every path given (format from the suffix: .png, .pdf).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -110,7 +111,7 @@ def normalized_lines(ax: plt.Axes, cells: pd.DataFrame, labels: dict[str, str], 
     [min, max] of the seed means."""
     x, label = knob_x(cells)
     long, bounds = normalize_per_variable(to_long(cells.assign(value=x), list(labels)))
-    palette = sns.color_palette("tab10", n_colors=max(len(bounds), 1))
+    palette = sns.color_palette("tab10" if len(bounds) <= 10 else "tab20", n_colors=max(len(bounds), 1))  # no repeats
     markers = "osD^vP*Xh<>"
     for index, (variable, rows) in enumerate(long.groupby("variable", sort=False)):
         colour, marker = palette[index % len(palette)], markers[index % len(markers)]
@@ -451,37 +452,72 @@ def figure_paths(out_dir: str | Path, family: str, formats: Sequence[str], **nam
     return [Path(out_dir) / f"{stem}.{suffix}" for suffix in formats]
 
 
+# The per-pair families: (drawing function, the aggregate frame it reads before the cells, if any).
+PAIR_FIGURES = {"normalized": (pair_figure, None), "compressibility": (compressibility_figure, None),
+                "pruning": (pruning_figure, "curves"), "dynamics": (dynamics_figure, "dynamics")}
+
+
+def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dict[str, pd.DataFrame],
+                       hilo: Sequence[str], formats: Sequence[str]) -> list[tuple[Callable[..., None], tuple]]:
+    """(function, arguments) of every figure of the named families: one per pair, or one per study."""
+    table = frames["cells"]
+    pairs = list(dict.fromkeys(zip(table["dataset"], table["model"])))
+    tasks: list[tuple[Callable[..., None], tuple]] = []
+    for family in families:
+        if family == "mechanism":
+            tasks.append((mechanism_figure, (table, frames["mechanism"], figure_paths(out_dir, family, formats))))
+        elif family == "csi_core":
+            tasks.append((csi_core_figure, (table, figure_paths(out_dir, family, formats))))
+        elif family == "hilo":
+            for npz in hilo:
+                dataset, model = Path(npz).stem.split("-", 1)
+                seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
+                paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
+                tasks.append((hilo_figure, (npz, table["study"].iloc[0], dataset, model, seeds, paths)))
+        else:
+            function, frame = PAIR_FIGURES[family]
+            for dataset, model in pairs:
+                paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
+                tasks.append((function, ((frames[frame],) if frame else ()) + (table, dataset, model, paths)))
+    return tasks
+
+
+_TASKS: list[tuple[Callable[..., None], tuple]] = []  # handed to forked workers by index
+
+
+def _run_task(index: int) -> None:
+    function, arguments = _TASKS[index]
+    function(*arguments)
+
+
+def run_tasks(tasks: list[tuple[Callable[..., None], tuple]], workers: int) -> None:
+    """Draw in ``workers`` forked processes (saving a figure is single-threaded and takes most of the time)."""
+    if workers <= 1 or len(tasks) <= 1:
+        for function, arguments in tasks:
+            function(*arguments)
+        return
+    global _TASKS
+    _TASKS = tasks
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+            pool.map(_run_task, range(len(tasks)), chunksize=1)
+    finally:
+        _TASKS = []
+
+
 def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str, curves: str | None = None,
                        dynamics: str | None = None, mechanism: str | None = None, hilo: Sequence[str] = (),
-                       formats: Sequence[str] = ("png", "pdf")) -> None:
-    """Every figure of the named families for one study, from its aggregate files; one process."""
+                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1) -> None:
+    """Every figure of the named families for one study, from its aggregate files; in ``workers`` processes."""
     frames = {"cells": pd.read_parquet(cells)}
     for name, path in (("curves", curves), ("dynamics", dynamics), ("mechanism", mechanism)):
         if any(name in FAMILIES[family][0] for family in families):
             if path is None:
                 raise SystemExit(f"largelr figures: --{name} is required for {list(families)}")
             frames[name] = pd.read_parquet(path)
-    table = frames["cells"]
-    pairs = list(dict.fromkeys(zip(table["dataset"], table["model"])))
-    for family in families:
-        if family == "mechanism":
-            mechanism_figure(table, frames["mechanism"], figure_paths(out_dir, family, formats))
-        elif family == "csi_core":
-            csi_core_figure(table, figure_paths(out_dir, family, formats))
-        elif family == "hilo":
-            for npz in hilo:
-                dataset, model = Path(npz).stem.split("-", 1)
-                seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
-                hilo_figure(npz, table["study"].iloc[0], dataset, model, seeds,
-                            figure_paths(out_dir, family, formats, dataset=dataset, model=model))
-        else:
-            draw = {"normalized": lambda d, m, paths: pair_figure(table, d, m, paths),
-                    "compressibility": lambda d, m, paths: compressibility_figure(table, d, m, paths),
-                    "pruning": lambda d, m, paths: pruning_figure(frames["curves"], table, d, m, paths),
-                    "dynamics": lambda d, m, paths: dynamics_figure(frames["dynamics"], table, d, m, paths)}[family]
-            for dataset, model in pairs:
-                draw(dataset, model, figure_paths(out_dir, family, formats, dataset=dataset, model=model))
-        print(f"drew {family} for {len(pairs)} pairs -> {out_dir}")
+    tasks = study_figure_tasks(families, out_dir, frames, hilo, formats)
+    run_tasks(tasks, workers)
+    print(f"drew {len(tasks)} figures of {', '.join(families)} -> {out_dir}")
 
 
 def draw_intervention_figure(cells_files: Sequence[str], dataset: str, model: str, paths: Sequence[str]) -> None:

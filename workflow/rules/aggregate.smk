@@ -71,14 +71,14 @@ for _study in config["studies"]:
         localrule: True
         conda:
             "../../envs/largelr.yaml"
+        threads: 2  # figures are saved in parallel processes (the study's last job)
         params:
             families=" ".join(study_families(_study)),
             out_dir=f"results/figures/{_study}",
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
-            " --hilo {input.hilo} > {log} 2>&1"
-            " && largelr summary --cells {input.cells} --html {output.summary} >> {log} 2>&1"
+            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
 
 
 rule paper_table1:

@@ -10,6 +10,8 @@ rule train:
         f"results/logs/train/{CELL_ID}.log",
     benchmark:
         f"results/benchmarks/train/{CELL_ID}.tsv"
+    # Cells before analyses: the long jobs start first, and the study ends on short ones.
+    priority: 1
     conda:
         "../../envs/largelr.yaml"
     threads: 1
