@@ -183,18 +183,24 @@ def cell_interval(log: Path) -> tuple[float, float, str, str]:
     return seconds(start.group(3)), seconds(end.group(1)), start.group(1) or "", start.group(2) or ""
 
 
+def two_cell_study(tmp_path: Path, name: str) -> tuple[Path, list[str]]:
+    """A config overlay with one study of two FCN cells (seeds 0 and 1) that train for some seconds
+    each (a tiny rate keeps them from fitting early), and the cells' paths under results/."""
+    overlay = tmp_path / f"{name}_overlay.yaml"
+    study = {"knob": "lr", "seeds": [0, 1], "values": [0.0001],
+             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 4000},
+             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
+    overlay.write_text(yaml.safe_dump({"studies": {name: study}}))
+    return overlay, [f"{name}/tiny_parity/fcn/lr=0.0001/seed={seed}" for seed in (0, 1)]
+
+
 def test_small_cells_of_two_allocations_train_on_one_gpu_at_once(cluster, slurm_home, tmp_path):
     # With LARGELR_SLURM_GPU_SHARE=shard:1 the FCN cells ask for one shard of a GPU
     # (--gres=shard:1) instead of a whole GPU; the local node splits its first GPU into 4
     # shards. One cell per allocation here (--group-components cells_{model}=1): the two
     # allocations run at once, on the same GPU, each cell's log says when and where.
     work = repository_copy(tmp_path)
-    overlay = tmp_path / "share_overlay.yaml"
-    study = {"knob": "lr", "seeds": [0, 1], "values": [0.0001],
-             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 4000},
-             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
-    overlay.write_text(yaml.safe_dump({"studies": {"share": study}}))
-    cells = [f"share/tiny_parity/fcn/lr=0.0001/seed={seed}" for seed in (0, 1)]
+    overlay, cells = two_cell_study(tmp_path, "share")
     env = slurm_home | {"LARGELR_SLURM_GPU_SHARE": "shard:1"}
     run = slurm_snakemake(work, env, *[f"results/{cell}/train.json" for cell in cells], "--configfile", str(overlay),
                           "--group-components", "cells_{model}=1")
@@ -214,12 +220,7 @@ def test_cells_of_one_allocation_train_on_its_gpu_at_once(cluster, slurm_home, t
     # tools/slurm_pack.sbatch runs Snakemake inside one allocation (2 cores, one GPU): its local
     # executor starts both cells at once, both see the allocation's GPU, and their logs overlap.
     work = repository_copy(tmp_path)
-    overlay = tmp_path / "pack_overlay.yaml"
-    study = {"knob": "lr", "seeds": [0, 1], "values": [0.0001],
-             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 4000},
-             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
-    overlay.write_text(yaml.safe_dump({"studies": {"pack": study}}))
-    cells = [f"pack/tiny_parity/fcn/lr=0.0001/seed={seed}" for seed in (0, 1)]
+    overlay, cells = two_cell_study(tmp_path, "pack")
     run = subprocess.run(["sbatch", "--wait", "--cpus-per-task=2", "--mem=4G", f"--job-name={JOB_PREFIX}-pack",
                           "tools/slurm_pack.sbatch", *[f"results/{cell}/train.json" for cell in cells],
                           "--configfile", str(overlay)],
