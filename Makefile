@@ -12,10 +12,12 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 install: $(VENV)/.installed
 
-# --no-compile: pip would byte-compile every module of torch's 5 GB (most never imported); Python
-# compiles the ones a job imports on first use instead. The install takes about 40% less time.
+# A current pip first: it resolves the ~100 dependencies in a fraction of the time the venv's
+# bundled pip takes. --no-compile: pip would byte-compile every module of torch's 5 GB (most never
+# imported); Python compiles the ones a job imports on first use instead.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -e ".[test]"
 	touch $@
 
