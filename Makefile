@@ -7,6 +7,10 @@ CORES ?= all
 # Where Snakemake looks up `--profile NAME` (besides ./NAME and /etc/xdg/snakemake).
 SNAKEMAKE_PROFILES ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Every job is a fresh Python process: without cached bytecode each one compiles torch's modules
+# again (`import torch, pandas, matplotlib` 9.4 s instead of 3.4 s), so bytecode is cached in .venv
+# even where the environment sets PYTHONDONTWRITEBYTECODE.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install demo smoke test local-slurm slurm-profile clean
 
