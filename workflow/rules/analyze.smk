@@ -1,7 +1,7 @@
 # Analyses of one trained cell: structured pruning, representation statistics and
 # attributions. One job writes all three tables: each job pays a fixed start-up
 # (interpreter, torch, dataset, model) that is larger than the demo-sized analyses
-# themselves, so one job per cell instead of three (see README, "Measured").
+# themselves, so one job per cell instead of three (docs/performance.md).
 # Then, per (study, dataset, model), the hi/lo learning-rate attribution maps.
 
 
