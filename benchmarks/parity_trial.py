@@ -19,7 +19,7 @@ Each cell is one ``largelr.train.train_cell`` call on ``build_dataset("parity", 
 the dataset drawn from seed 0 (as the study does: the dataset seed is shared by every cell)
 and the cell's seed driving initialization and batch order; only the per-step history is
 thinned (``history_every``), which does not change the training. docs/datasets.md
-section gives the table and the counts chosen from it. A cell takes 5 s to 5 min on one CPU
+gives the table and the counts chosen from it. A cell takes 5 s to 5 min on one CPU
 thread (the rate-0.01 cells run to the cap); the trial about 35 min on a busy 2-core machine.
 """
 
