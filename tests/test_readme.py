@@ -101,10 +101,16 @@ def test_scripts_named_in_the_docs_exist():
     assert not [name for name in sorted(named) if not (ROOT / name).exists()]
 
 
-def test_no_development_measurements_or_history_in_readme():
-    text = README.read_text(encoding="utf-8")
-    assert not TIMING.findall(text), "timings belong in docs/performance.md, with the command that measures them"
-    assert not [phrase for phrase in HISTORY if phrase in text.lower()]
+def test_no_development_measurements_in_readme():
+    assert TIMING.findall("took 3 min 20 s at 705 steps/s")  # the pattern catches what it should
+    found = TIMING.findall(README.read_text(encoding="utf-8"))
+    assert not found, f"timings {found} belong in docs/performance.md, with the command that measures them"
+
+
+@pytest.mark.parametrize("page", markdown_pages(), ids=lambda path: path.name)
+def test_no_development_history(page):
+    text = page.read_text(encoding="utf-8").lower()
+    assert not [phrase for phrase in HISTORY if phrase in text], "the manual speaks of the pipeline, not of its making"
 
 
 def paper_config() -> dict:
