@@ -142,3 +142,48 @@ def test_grid_cost_page_counts_match_the_config():
     assert table == {study: len(study_cells(config, study)) for study in config["default_studies"]}
     total = re.search(r"\*\*total \(default target\)\*\* \| (\d+) \|", (ROOT / "docs" / "grid-cost.md").read_text())
     assert total and int(total.group(1)) == sum(table.values())
+
+
+REPO_DIRS = ("src/", "tools/", "benchmarks/", "profiles/", "workflow/", "envs/", "tests/", "docs/", ".ci/")
+
+
+def code_spans(text: str) -> list[str]:
+    """Inline code and the lines of fenced code blocks."""
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    return re.findall(r"`([^`\n]+)`", re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)) + [
+        line for block in fenced for line in block.splitlines()]
+
+
+def test_repository_paths_and_make_targets_exist():
+    spans = code_spans(README.read_text(encoding="utf-8"))
+    paths = {token.rstrip(").,;:") for span in spans for token in span.split() if token.startswith(REPO_DIRS)}
+    assert "tools/local_slurm.sh" in paths  # the extraction finds what it should
+    assert not sorted(path for path in paths if not (ROOT / path.rstrip("/")).exists())
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
+    named = {target for span in spans for target in re.findall(r"\bmake ([\w-]+)", span)}
+    assert named and not named - targets, f"make targets not in the Makefile: {named - targets}"
+
+
+def test_python_names_resolve():
+    import importlib
+
+    names = {name for span in code_spans(README.read_text(encoding="utf-8"))
+             for name in re.findall(r"^(largelr(?:\.\w+)+)$", span)}
+    assert "largelr.models.MODELS" in names
+    unresolved = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for split in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            try:
+                for attribute in parts[split:]:
+                    obj = getattr(obj, attribute)
+            except AttributeError:
+                unresolved.append(name)
+            break
+        else:
+            unresolved.append(name)
+    assert not unresolved, f"README names {unresolved}, which do not exist"
