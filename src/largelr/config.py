@@ -307,13 +307,17 @@ def study_datasets(config: dict[str, Any], study: str) -> list[str]:
 
 
 def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob: str, value: str, seed: int) -> dict[str, Any]:
-    """Everything the train step needs for one cell, with the knob's value applied (in its type)."""
-    train = train_settings(config, study, dataset, model)
+    """Everything the train step needs for one cell, with the knob's value applied, every value in its
+    setting's type: the spec is the cell's identity (the train rule's params), so `max_steps: 60.0`
+    and `60` give the same spec and retrain nothing."""
+    train = {key: TRAIN_KEYS[key].check(v) for key, v in train_settings(config, study, dataset, model).items()}
     train[knob] = TRAIN_KEYS[knob].check(float(value))
+    params = MODELS[model].PARAMS
     return {
         "study": study, "dataset": dataset, "model": model, "knob": knob,
-        "value": float(value), "seed": int(seed),
-        "train": train, "model_params": model_params(config, study, dataset, model),
+        "value": float(value), "seed": int(seed), "train": train,
+        "model_params": {key: params[key].check(v) if key in params else v
+                         for key, v in model_params(config, study, dataset, model).items()},
     }
 
 
