@@ -343,8 +343,12 @@ def dataset_unchanged(dataset):
     dataset and the cells that read it stay finished (see dataset_input)."""
     kind = KINDS[study_config.dataset_kind(config, dataset)]
     params = kind.merged_params(study_config.dataset_params(config, dataset))
-    card = DATASET_CARD.format(dataset=dataset)
-    return built_as(card, params, study_config.dataset_seed(config, dataset))
+    return built_as(
+        DATASET_FILE.format(dataset=dataset),
+        DATASET_CARD.format(dataset=dataset),
+        params,
+        study_config.dataset_seed(config, dataset),
+    )
 
 
 def dataset_input(wildcards):

@@ -87,7 +87,9 @@ def save_dataset(dataset: dict[str, Any], path: str | Path) -> None:
             part["x"], part["x_divisor"] = encode_inputs(part["x"])
         stored[split] = part
     atomic_torch_save(stored, path)
-    write_json(file_digest(path), seal_path(path))
+    # The seal also keeps the construction parameters: the workflow compares them with the config to
+    # tell a rebuild of the same dataset (no cell retrains) from a changed one, even while it is damaged.
+    write_json({**file_digest(path), "params": dataset.get("params")}, seal_path(path))
 
 
 class DamagedDatasetError(FileNotFoundError):
@@ -114,18 +116,18 @@ def dataset_damage(path: str | Path, full: bool = True) -> str | None:
     if not path.exists():
         return "missing"
     seal = read_seal(path)
-    if seal is None:
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip() if full else None
-        except (OSError, zipfile.BadZipFile) as error:
-            return f"not a torch file ({error})"
-        return f"its member {bad} fails its checksum" if bad else None
-    if "damaged" in seal:
+    if seal is not None and "damaged" in seal:
         return seal["damaged"]
-    if (size := path.stat().st_size) != seal.get("bytes"):
+    if seal is not None and (size := path.stat().st_size) != seal.get("bytes"):
         return f"{size} bytes, sealed with {seal.get('bytes')}"
-    if full and file_digest(path)["sha256"] != seal.get("sha256"):
+    try:
+        with zipfile.ZipFile(path) as archive:  # the zip directory: cheap, and garbage has none
+            bad = archive.testzip() if full and seal is None else None
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"not a torch file ({error})"
+    if bad:
+        return f"its member {bad} fails its checksum"
+    if full and seal is not None and file_digest(path)["sha256"] != seal.get("sha256"):
         return "its SHA-256 differs from its seal's"
     return None
 
@@ -135,7 +137,7 @@ def damaged(path: Path, reason: str) -> DamagedDatasetError:
     to do."""
     try:
         if seal_path(path).exists():
-            write_json({"damaged": reason}, seal_path(path))
+            write_json({"damaged": reason, "params": (read_seal(path) or {}).get("params")}, seal_path(path))
     except OSError:
         pass  # a read-only results/: the message still says what to do
     return DamagedDatasetError(
@@ -175,16 +177,20 @@ def repair_dataset(path: str | Path, card_json: str | Path) -> str | None:
         return None
     if reason == "missing":
         path.touch()
-    write_json({"damaged": reason}, seal_path(path))
+    write_json({"damaged": reason, "params": (read_seal(path) or {}).get("params")}, seal_path(path))
     card.unlink()
     return f"{path}: {reason}; its data job rebuilds it in this run, and no finished cell retrains"
 
 
-def built_as(card_json: str | Path, params: dict[str, Any], seed: int) -> bool:
-    """Whether the dataset whose card is ``card_json`` was built from ``params`` (a kind's merged
-    parameters) and ``seed``: the card records both."""
-    try:
-        recorded = json.loads(Path(card_json).read_text()).get("params") or {}
-    except (OSError, ValueError, AttributeError):
+def built_as(path: str | Path, card_json: str | Path, params: dict[str, Any], seed: int) -> bool:
+    """Whether the dataset file ``path`` was built from ``params`` (a kind's merged parameters) and
+    ``seed``: its seal records both (damaged or not), else its card (files written before seals)."""
+    recorded = (read_seal(path) or {}).get("params")
+    if recorded is None:
+        try:
+            recorded = json.loads(Path(card_json).read_text()).get("params")
+        except (OSError, ValueError, AttributeError):
+            return False
+    if not isinstance(recorded, dict):
         return False
     return recorded.get("seed") == seed and all(recorded.get(key) == value for key, value in params.items())
