@@ -122,3 +122,34 @@ def test_the_installed_command_prints_one_line_and_exits_2(files):
                           str(files / "good.pt"), "--out-dir", str(files / "out")], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith("largelr train: --spec: missing keys")
+
+
+def log_failure_suffix() -> str:
+    """LOG_FAILURE of workflow/rules/common.smk, the text appended to every job's command."""
+    import ast
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
+    return ast.literal_eval(re.search(r"^LOG_FAILURE = (\(.*?\n\))", text, re.S | re.M).group(1))
+
+
+@pytest.mark.parametrize(("command", "says"), [("(exit 3)", True), ("(echo 'No space left on device'; exit 3)", False)],
+                         ids=["empty_log", "log_with_the_error"])
+def test_a_failed_job_whose_log_is_empty_says_where_its_error_went(tmp_path, command, says):
+    log = tmp_path / "job.log"
+    shell = (command + " > {log} 2>&1" + log_failure_suffix()).format(log=log)  # as Snakemake formats it
+    run = subprocess.run(["bash", "-c", f"set -euo pipefail; {shell}"], capture_output=True, text=True)
+    assert run.returncode == 3  # the job still fails, with its own code
+    assert ("its log" in run.stderr and str(log) in run.stderr and "disk full" in run.stderr) == says, run.stderr
+
+
+def test_the_next_write_of_a_file_removes_the_temporaries_an_interrupted_one_left(tmp_path):
+    from largelr.io import write_json
+
+    stale = tmp_path / ".train.json.abc123.tmp"  # what a write killed with -9 leaves
+    stale.mkdir()
+    (stale / "train.json").write_text("{")
+    other = tmp_path / ".model.pt.xyz.tmp"  # another file's: left alone
+    other.mkdir()
+    write_json({"a": 1}, tmp_path / "train.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.pt.xyz.tmp", "train.json"]

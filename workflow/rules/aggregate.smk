@@ -78,7 +78,8 @@ for _study in config["studies"]:
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
-            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1" + LOG_FAILURE
+            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
+            + LOG_FAILURE
 
 
 rule paper_table1:
@@ -137,7 +138,8 @@ rule intervention_figure:
         "../../envs/largelr.yaml"
     shell:
         "largelr intervention-figure --cells {input.interventions} {input.lr_grids}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1" + LOG_FAILURE
+        " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
+        + LOG_FAILURE
 
 
 localrules:

@@ -55,4 +55,5 @@ rule hilo:
     shell:
         "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
         " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
-        f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1" + LOG_FAILURE
+        f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"
+        + LOG_FAILURE

@@ -329,8 +329,8 @@ def dataset_facts(dataset):
 # Appended to every job's command: a job that fails without a word in its log (a full disk, a
 # read-only results/) says so on Snakemake's own output.
 LOG_FAILURE = (
-    " || {{ status=$?; [ -s {log} ] || echo \"largelr: this job failed (exit $status) and its log {log}"
-    " is empty: the error could not be written there (is the disk full, or results/ read-only? df -h results)\""
+    ' || {{ status=$?; [ -s {log} ] || echo "largelr: this job failed (exit $status) and its log {log}'
+    ' is empty: the error could not be written there (is the disk full, or results/ read-only? df -h results)"'
     " >&2; exit $status; }}"
 )
 DATASET_FILE = "results/data/{dataset}.pt"
@@ -353,17 +353,21 @@ def dataset_unchanged(dataset):
 
 def dataset_input(wildcards):
     """The dataset file a cell reads: ancient while its config entry is unchanged, so a rebuild (a
-    damaged or deleted file, a moved data_root) retrains nothing; a changed entry retrains the cells."""
+    damaged or deleted file, a moved data_root) retrains nothing; a changed entry retrains the cells.
+    """
     path = DATASET_FILE.format(dataset=wildcards.dataset)
     return ancient(path) if dataset_unchanged(wildcards.dataset) else path
 
 
 def repair_datasets(studies):
     """Damaged or deleted dataset files of the studies: rebuilt by this run, no cell retrained."""
-    for dataset in dict.fromkeys(d for s in studies for d in study_config.study_datasets(config, s)):
+    for dataset in dict.fromkeys(
+        d for s in studies for d in study_config.study_datasets(config, s)
+    ):
         if dataset_unchanged(dataset):
             notice = repair_dataset(
-                DATASET_FILE.format(dataset=dataset), DATASET_CARD.format(dataset=dataset)
+                DATASET_FILE.format(dataset=dataset),
+                DATASET_CARD.format(dataset=dataset),
             )
             if notice:
                 print(f"largelr: {notice}", file=sys.stderr)
@@ -380,7 +384,8 @@ if workflow.is_main_process:
 def device_identity():
     """The device in a job's params (what makes it rerun): "auto" whenever the configured device is
     the one auto picks on this host (`device: cpu` on a machine without a GPU, `cuda:1` on one with),
-    so naming it retrains nothing; the device a job uses is passed as DEVICE in its command."""
+    so naming it retrains nothing; the device a job uses is passed as DEVICE in its command.
+    """
     if DEVICE == "auto":
         return "auto"
     import torch

@@ -23,4 +23,5 @@ rule data:
     shell:
         "largelr data --name {wildcards.dataset} --kind {params.kind} --params {params.construction:q}"
         f" --seed {{params.seed}} --data-root {shlex.quote(DATA_ROOT).replace('{', '{{').replace('}', '}}')} --out {{output.data}}"
-        " --card-json {output.card_json} --card-png {output.card_png} > {log} 2>&1" + LOG_FAILURE
+        " --card-json {output.card_json} --card-png {output.card_png} > {log} 2>&1"
+        + LOG_FAILURE
