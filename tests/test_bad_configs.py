@@ -171,6 +171,9 @@ CASES = [
          ("studies.eta0.grid[0]: asam_eta = 0.1 but the knob asam_rho takes only [0]", "asam_rho > 0")),
     Case("target_acc_with_stop_ce", "studies", study("tacc", train={"target_train_acc": 0.9, "stop_train_ce": 0.1}),
          ("studies.tacc.grid[0]: target_train_acc = 0.9 but stop_train_ce = 0.1", "stop_train_ce: 0")),
+    Case("lr_step_at_after_max_steps", "studies", study("late", knob="lr_step_at", values=[10, 20],
+                                                       train={"lr_schedule": "step"}),
+         ("studies.late.grid[0]: lr_step_at [10, 20] is never before max_steps = 10", "lr_step_at < 10")),
     Case("batch_knob_above_train_set", "studies", study("bsbig", knob="batch_size", values=[100, 500, 1000]),
          ("studies.bsbig.grid[0]: batch_size [500, 1000] is above the 300 training samples of tiny_parity",
           "batch_size <= 300", "datasets.tiny_parity.n_train")),
@@ -231,7 +234,7 @@ def test_the_base_config_and_zero_momentum_or_weight_decay_sweeps_are_valid():
 def test_settings_whose_partner_is_on_and_batches_that_fit_are_valid():
     fine = copy.deepcopy(BASE)
     study("rho_sweep", knob="asam_rho", values=[0, 0.05], train={"asam_eta": 0.1})(fine)
-    study("step", knob="lr_step_at", values=[5, 8], train={"lr_schedule": "step", "lr_step_factor": 0.5})(fine)
+    study("step", knob="lr_step_at", values=[5, 8, 30], train={"lr_schedule": "step", "lr_step_factor": 0.5})(fine)
     study("wsd", train={"lr_schedule": "wsd", "warmup_steps": 2, "wsd_decay_fraction": 0.5})(fine)
     study("val", train={"select_on_val": True, "val_fraction": 0.2, "batch_size": 240})(fine)  # 300 - 60 left
     study("full", knob="batch_size", values=[100, 300])(fine)

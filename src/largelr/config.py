@@ -470,6 +470,7 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
             errors += _effect_errors({**TRAIN_DEFAULTS, **given}, set(given), knob, values, f"{where}.grid[{position}]")
             errors += _dataset_fit_errors(config, study, block, {**TRAIN_DEFAULTS, **given}, values,
                                           f"{where}.grid[{position}]")
+            errors += _step_never_reached({**TRAIN_DEFAULTS, **given}, knob, values, f"{where}.grid[{position}]")
     return errors
 
 
@@ -498,6 +499,20 @@ def _effect_errors(train: dict[str, Any], given: set[str], knob: str, values: li
         errors.append(f"{where}: {key} {used} but {now}, and {key} acts only with {condition}, so every cell would "
                       f"train as without it; allowed: set {fix}, or leave {key} out")
     return errors
+
+
+def _step_never_reached(train: dict[str, Any], knob: str, values: list, where: str) -> list[str]:
+    """A step schedule whose step always comes at or after max_steps trains at the constant rate. A sweep
+    may hold one such value (the "never cut" control of Fig. 28), not only such values."""
+    if train["lr_schedule"] != "step":
+        return []
+    steps = values if knob == "lr_step_at" else [train["lr_step_at"]]
+    if any(step < train["max_steps"] for step in steps):
+        return []
+    return [f"{where}: lr_step_at {steps if knob == 'lr_step_at' else steps[0]} is never before max_steps = "
+            f"{train['max_steps']}, so the rate never steps and every cell trains at the constant rate; "
+            f"allowed: lr_step_at < {train['max_steps']} (for at least one value); fix: lower it or raise "
+            "max_steps"]
 
 
 # At least this many analysed test samples per class: CSI, BSI and class separation compare class
