@@ -339,7 +339,7 @@ DATASET_CARD = "results/data/{dataset}.json"
 
 @functools.cache
 def dataset_unchanged(dataset):
-    """Whether the built dataset (its card) matches its config entry: then a rebuild yields the same
+    """Whether the built dataset (its seal, else its card) matches its config entry: then a rebuild yields the same
     dataset and the cells that read it stay finished (see dataset_input)."""
     kind = KINDS[study_config.dataset_kind(config, dataset)]
     params = kind.merged_params(study_config.dataset_params(config, dataset))
