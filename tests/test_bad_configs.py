@@ -62,6 +62,14 @@ def tiny(path: str, value) -> Callable[[dict], None]:
     return edit
 
 
+def dataset_and_study(dataset: str, params: dict, name: str, **changes) -> Callable[[dict], None]:
+    """An edit that adds a parity dataset with ``params`` and a study of it (the tiny one with ``changes``)."""
+    def edit(config: dict) -> None:
+        config["datasets"][dataset] = {"kind": "parity", "core_bits": 4, "spurious_bits": 2, **params}
+        study(name, grid=[{"datasets": [dataset], "models": ["fcn"]}], **changes)(config)
+    return edit
+
+
 @dataclass
 class Case:
     id: str
@@ -105,7 +113,7 @@ CASES = [
     Case("dataset_kind_typo", "values", tiny("datasets.tiny_moon", {"kind": "moon_starr"}),
          ("datasets.tiny_moon.kind = 'moon_starr'", "did you mean 'moon_star'")),
     Case("dataset_seed_negative", "values", tiny("datasets.tiny_parity.seed", -1),
-         ("datasets.tiny_parity.seed = -1", ">= 0")),
+         ("datasets.tiny_parity.seed = -1", "in [0, 18446744073709551615]")),
     Case("device_gpu", "values", tiny("device", "gpu"), ("device = 'gpu'", "cuda")),
     # a study's own keys and its knob values, one study each
     Case("knob_batch_size_fraction", "studies", study("bs", knob="batch_size", values=[50, 50.5]),
@@ -120,12 +128,12 @@ CASES = [
          ("studies.same.values = [0.05, 0.05, 0.5]", "same path text")),
     Case("momentum_without_sgd", "studies", study("adam_mom", knob="momentum", values=[0.5, 0.9],
                                                   train={"optimizer": "adam"}),
-         ("studies.adam_mom.grid[0]: momentum is the knob but optimizer = 'adam'", "optimizer: sgd")),
+         ("studies.adam_mom.grid[0]: momentum is the knob but optimizer = adam", "optimizer: sgd")),
     Case("focal_gamma_without_focal", "studies", study("gamma", knob="focal_gamma", values=[1, 2]),
-         ("studies.gamma.grid[0]: focal_gamma is the knob but loss = 'ce'", "loss: focal")),
+         ("studies.gamma.grid[0]: focal_gamma is the knob but loss = ce", "loss: focal")),
     Case("knob_typo", "studies", study("lrr", knob="lrr"), ("studies.lrr.knob = 'lrr'", "did you mean 'lr'")),
     Case("seed_repeated", "studies", study("twice_seed", seeds=[0, 0]), ("studies.twice_seed.seeds = [0, 0]",)),
-    Case("seed_negative", "studies", study("neg_seed", seeds=[-1]), ("studies.neg_seed.seeds = [-1]", ">= 0")),
+    Case("seed_negative", "studies", study("neg_seed", seeds=[-1]), ("studies.neg_seed.seeds = [-1]", "in [0, 18446744073709551615]")),
     Case("paper_family_typo", "studies", study("paper3", paper="table3"),
          ("studies.paper3.paper = 'table3'", "table1")),
     Case("hilo_value_not_swept", "studies", study("hl", analysis={"hilo": True, "hilo_low": 0.3}),
@@ -146,6 +154,42 @@ CASES = [
          ("studies.mlp.grid[0].models: 'mlpp'",)),
     Case("unknown_dataset", "studies", study("mnistt", grid=[{"datasets": ["mnistt"], "models": ["fcn"]}]),
          ("studies.mnistt.grid[0].datasets: 'mnistt'",)),
+    # settings that would do nothing (NEEDS), and a study against the sizes of its datasets
+    Case("lr_step_at_knob_constant", "studies", study("step_knob", knob="lr_step_at", values=[10, 20]),
+         ("studies.step_knob.grid[0]: lr_step_at is the knob but lr_schedule = constant", "lr_schedule: step")),
+    Case("lr_step_factor_constant", "studies", study("stepf", train={"lr_step_factor": 0.5}),
+         ("studies.stepf.grid[0]: lr_step_factor = 0.5 but lr_schedule = constant", "lr_schedule: step")),
+    Case("warmup_without_wsd", "studies", study("warm", train={"warmup_steps": 5, "lr_schedule": "cosine"}),
+         ("studies.warm.grid[0]: warmup_steps = 5 but lr_schedule = cosine", "lr_schedule: wsd")),
+    Case("wsd_decay_without_wsd", "studies", study("decay", train={"wsd_decay_fraction": 0.5}),
+         ("studies.decay.grid[0]: wsd_decay_fraction = 0.5", "lr_schedule: wsd")),
+    Case("val_fraction_without_select", "studies", study("valf", train={"val_fraction": 0.2}),
+         ("studies.valf.grid[0]: val_fraction = 0.2 but select_on_val = false", "select_on_val: true")),
+    Case("asam_eta_without_rho", "studies", study("eta", train={"asam_eta": 0.1}),
+         ("studies.eta.grid[0]: asam_eta = 0.1 but asam_rho = 0", "asam_rho > 0")),
+    Case("asam_eta_rho_knob_zero_only", "studies", study("eta0", knob="asam_rho", values=[0], train={"asam_eta": 0.1}),
+         ("studies.eta0.grid[0]: asam_eta = 0.1 but the knob asam_rho takes only [0]", "asam_rho > 0")),
+    Case("target_acc_with_stop_ce", "studies", study("tacc", train={"target_train_acc": 0.9, "stop_train_ce": 0.1}),
+         ("studies.tacc.grid[0]: target_train_acc = 0.9 but stop_train_ce = 0.1", "stop_train_ce: 0")),
+    Case("lr_step_at_after_max_steps", "studies", study("late", knob="lr_step_at", values=[10, 20],
+                                                       train={"lr_schedule": "step"}),
+         ("studies.late.grid[0]: lr_step_at [10, 20] is never before max_steps = 10", "lr_step_at < 10")),
+    Case("batch_knob_above_train_set", "studies", study("bsbig", knob="batch_size", values=[100, 500, 1000]),
+         ("studies.bsbig.grid[0]: batch_size [500, 1000] is above the 300 training samples of tiny_parity",
+          "batch_size <= 300", "datasets.tiny_parity.n_train")),
+    Case("batch_above_train_after_val", "studies",
+         study("bsval", train={"batch_size": 290, "select_on_val": True}),
+         ("studies.bsval.grid[0]: batch_size 290 is above the 270 training samples of tiny_parity left after "
+          "select_on_val",)),
+    Case("n_test_1", "studies", dataset_and_study("tiny_one", {"n_train": 300, "n_test": 1}, "one_test"),
+         ("datasets.tiny_one.n_test = 1: the analyses of studies.one_test.grid[0] would see 1 test samples",
+          "0.5 per class", ">= 20")),
+    Case("represent_samples_5", "studies", study("rs", analysis={"represent_samples": 5}),
+         ("studies.rs.analysis.represent_samples = 5", "2.5 per class")),
+    Case("seed_2_64", "studies", study("bigseed", seeds=[2**64]),
+         ("studies.bigseed.seeds = [18446744073709551616]", "18446744073709551615")),
+    Case("dataset_seed_2_64", "studies", dataset_and_study("tiny_seed", {"seed": 2**64}, "seeded"),
+         ("datasets.tiny_seed.seed = 18446744073709551616", "18446744073709551615")),
     # structure, against the JSON schema (reported before any value)
     Case("top_level_key_typo", "structure", tiny("analyis", {"ig_steps": 4}),
          ("analyis = {'ig_steps': 4}", "did you mean 'analysis'")),
@@ -185,6 +229,19 @@ def test_the_base_config_and_zero_momentum_or_weight_decay_sweeps_are_valid():
     study("mom0", knob="momentum", values=[0, 0.9])(sweeps)
     study("wd0", knob="weight_decay", values=[0, 1.0e-4])(sweeps)
     validate_config(sweeps, schema=SCHEMA)
+
+
+def test_settings_whose_partner_is_on_and_batches_that_fit_are_valid():
+    fine = copy.deepcopy(BASE)
+    study("rho_sweep", knob="asam_rho", values=[0, 0.05], train={"asam_eta": 0.1})(fine)
+    study("step", knob="lr_step_at", values=[5, 8, 30], train={"lr_schedule": "step", "lr_step_factor": 0.5})(fine)
+    study("wsd", train={"lr_schedule": "wsd", "warmup_steps": 2, "wsd_decay_fraction": 0.5})(fine)
+    study("val", train={"select_on_val": True, "val_fraction": 0.2, "batch_size": 240})(fine)  # 300 - 60 left
+    study("full", knob="batch_size", values=[100, 300])(fine)
+    study("ce", train={"stop_train_ce": 0.1})(fine)
+    study("last_seed", seeds=[2**64 - 1])(fine)
+    dataset_and_study("tiny_20", {"n_train": 300, "n_test": 20}, "twenty")(fine)  # 10 per class
+    validate_config(fine, schema=SCHEMA)
 
 
 def test_the_table_has_at_least_thirty_cases_with_distinct_ids():

@@ -156,18 +156,42 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
                          settings.get("chance_margin", CHANCE_MARGIN))
 
 
+def cell_counts(cells: pd.DataFrame) -> dict[str, int]:
+    """How many cells are converged and included, included though not converged (``require_converged:
+    false``), and left out as diverged, not converged or past the usable range; each cell counted once."""
+    converged = cells["converged"].fillna(False).astype(bool) if "converged" in cells else pd.Series(True, cells.index)
+    included = cells["included"].astype(bool)
+    return {"converged": int((included & converged).sum()), "unconverged_kept": int((included & ~converged).sum()),
+            **{key: int((cells["left_out"] == reason).sum()) for key, reason in LEFT_OUT.items()}}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """The non-zero counts of :func:`cell_counts` as words."""
+    words = {"converged": "converged and included", "unconverged_kept": "included though not converged "
+             "(require_converged: false)", "diverged": "left out: diverged", "not_converged": "left out: not "
+             "converged (stopped at the step cap)", "past_range": "left out: past the usable range"}
+    return ", ".join(f"{counts[key]} {text}" for key, text in words.items() if counts[key])
+
+
 def left_out_note(cells: pd.DataFrame) -> str:
-    """One Markdown line per (dataset, model) with cells left out or near chance: how many and why."""
+    """The cells' fate, counted apart: converged and included, included though not converged, diverged,
+    not converged and left out, past the usable range; then one Markdown line per (dataset, model) with
+    cells left out, kept unconverged or near chance. "All ... converged" only when every cell did."""
+    counts = cell_counts(cells)
+    if counts["converged"] == len(cells) and not ("near_chance" in cells and cells["near_chance"].any()):
+        return f"All {len(cells)} cells included (none diverged, all converged, all in the usable range)."
     lines = []
     for (dataset, model), pair in cells.groupby(["dataset", "model"], sort=True):
-        parts = [f"{count} {reason}" for reason, count in pair["left_out"].value_counts().sort_index().items() if reason]
+        left = [f"{count} {reason}" for reason, count in pair["left_out"].value_counts().sort_index().items() if reason]
+        parts = [f"left out: {', '.join(left)}"] if left else []
+        if unconverged := cell_counts(pair)["unconverged_kept"]:
+            parts.append(f"{unconverged} included though not converged")
         if "near_chance" in pair and (near := int((pair["near_chance"] & pair["included"]).sum())):
             parts.append(f"{near} included near chance (retention trivially ≈ 1)")
         if parts:
-            lines.append(f"- {dataset} × {model}: {len(pair)} cells; left out: {', '.join(parts)}")
-    if not lines:
-        return f"All {len(cells)} cells included (none diverged, all converged, all in the usable range)."
-    return "Cells left out of this table (kept in cells.parquet with `left_out`):\n" + "\n".join(lines)
+            lines.append(f"- {dataset} × {model}: {len(pair)} cells; {'; '.join(parts)}")
+    return (f"{len(cells)} cells: {counts_text(counts)}. Per pair (cells left out stay in cells.parquet with "
+            "`left_out`):\n" + "\n".join(lines))
 
 
 def seed_means(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -66,11 +66,11 @@ class Setting:
                 text = f"text matching {self.pattern!r}"
             limits = []
             if self.minimum is not None and self.maximum is not None:
-                limits.append(f"in [{self.minimum:g}, {self.maximum:g}]")
+                limits.append(f"in [{bound_text(self.minimum)}, {bound_text(self.maximum)}]")
             else:
-                limits += [f"{sign} {bound:g}" for sign, bound in ((">=", self.minimum), ("<=", self.maximum))
+                limits += [f"{sign} {bound_text(bound)}" for sign, bound in ((">=", self.minimum), ("<=", self.maximum))
                            if bound is not None]
-            limits += [f"{sign} {bound:g}" for sign, bound in ((">", self.above), ("<", self.below)) if bound is not None]
+            limits += [f"{sign} {bound_text(bound)}" for sign, bound in ((">", self.above), ("<", self.below)) if bound is not None]
             text = " ".join([text, " and ".join(limits)]) if limits else text
         return f"{text} or null" if self.nullable else text
 
@@ -125,6 +125,11 @@ class Setting:
     def _in_bounds(self, value: float) -> bool:
         return ((self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
                 and (self.above is None or value > self.above) and (self.below is None or value < self.below))
+
+
+def bound_text(bound: float) -> str:
+    """A bound as the messages write it: whole-number bounds in full (2**64 - 1 is not 1.84467e+19)."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def number_hint(value: Any) -> str:

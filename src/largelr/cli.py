@@ -20,9 +20,12 @@ from largelr.io import resolve_device
 
 def _json(text: str) -> dict[str, Any]:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object ({{\"key\": value, ...}}): {text!r}")
+    return value
 
 
 def _setup(args: argparse.Namespace) -> torch.device:
@@ -260,14 +263,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from largelr.datasets import DataMissingError
-    from largelr.io import DamagedCellError
+    """Run one subcommand. A bad argument or an unreadable file ends in one line on stderr (what,
+    which file, what to do) and exit code 2 (the command line) or 1 (the run); ``--debug``, anywhere
+    on the line, shows the traceback instead."""
+    from largelr.front import check_arguments, failure, one_line_errors
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
+    one_line_errors(parser)
+    args = parser.parse_args([arg for arg in argv if arg != "--debug"])
     try:
+        check_arguments(args)
         args.func(args)
-    except (DataMissingError, DamagedCellError) as error:  # a user's fix, not a bug: no traceback
-        raise SystemExit(f"largelr {args.step}: {error}") from None
+    except Exception as error:  # noqa: BLE001  (the front door: every error becomes one line)
+        if debug:
+            raise
+        code, message = failure(error)
+        if code == 1:
+            raise SystemExit(f"largelr {args.step}: {message}") from None
+        print(f"largelr {args.step}: {message}", file=sys.stderr)
+        raise SystemExit(code) from None
 
 
 if __name__ == "__main__":

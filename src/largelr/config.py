@@ -73,8 +73,24 @@ TRAIN_KEYS: dict[str, Setting] = {
 }
 # Training settings a study may sweep; each value is checked against the key's Setting.
 KNOBS = ("lr", "batch_size", "momentum", "weight_decay", "l1", "focal_gamma", "asam_rho", "lr_step_at")
-# Settings that act only with another one: key -> (the setting it needs, the value it must have).
-NEEDS = {"momentum": ("optimizer", "sgd"), "focal_gamma": ("loss", "focal")}
+
+
+class Positive:
+    """A NEEDS condition: the other setting must be above 0."""
+
+    def __repr__(self) -> str:
+        return "> 0"
+
+
+POSITIVE = Positive()
+# Settings that act only with another one: key -> (the setting it needs, the value it must have, or
+# POSITIVE). A key given (or swept) while its partner does not meet the condition is refused: it would
+# change nothing, and a sweep of it would be a flat "trend".
+NEEDS = {"momentum": ("optimizer", "sgd"), "focal_gamma": ("loss", "focal"),
+         "lr_step_at": ("lr_schedule", "step"), "lr_step_factor": ("lr_schedule", "step"),
+         "warmup_steps": ("lr_schedule", "wsd"), "wsd_decay_fraction": ("lr_schedule", "wsd"),
+         "val_fraction": ("select_on_val", True), "asam_eta": ("asam_rho", POSITIVE),
+         "target_train_acc": ("stop_train_ce", 0.0)}
 
 # --- the rest of config.yaml: top-level keys, a study's own keys, a dataset's seed ---------------
 
@@ -86,16 +102,18 @@ TOP_KEYS: dict[str, Setting] = {
     "check_data": Setting(True, "list studies whose raw data is missing at parse time and leave them out of the "
                           "paper tables (false: a submit host without the data)", type=bool, from_text=True),
 }
+SEED_LIMIT = 2**64 - 1  # the largest seed torch.manual_seed and torch.Generator.manual_seed take
 STUDY_KEYS: dict[str, Setting] = {
     "description": Setting("", "what the study is", type=str),
     "paper": Setting(None, "the paper output the study feeds: table1 (Table 1 grids), table2 (interventions), "
                      "variant", type=str, choices=("table1", "table2", "variant"), nullable=True),
     "knob": Setting("lr", "the swept training setting", type=str, choices=KNOBS),
-    "seeds": Setting([0], "seeds of every cell", type=list, items=Setting(0, "a seed", type=int, minimum=0),
-                     min_items=1),
+    "seeds": Setting([0], "seeds of every cell", type=list,
+                     items=Setting(0, "a seed", type=int, minimum=0, maximum=SEED_LIMIT), min_items=1),
     "values": Setting(None, "the knob's values (each checked against the knob's setting)", type=list, min_items=1),
 }
-DATASET_SEED = Setting(0, "the seed of the dataset's random draw (shared by every cell)", type=int, minimum=0)
+DATASET_SEED = Setting(0, "the seed of the dataset's random draw (shared by every cell)", type=int, minimum=0,
+                       maximum=SEED_LIMIT)
 
 
 class TrainSettings(Settings):
@@ -289,13 +307,17 @@ def study_datasets(config: dict[str, Any], study: str) -> list[str]:
 
 
 def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob: str, value: str, seed: int) -> dict[str, Any]:
-    """Everything the train step needs for one cell, with the knob's value applied (in its type)."""
-    train = train_settings(config, study, dataset, model)
+    """Everything the train step needs for one cell, with the knob's value applied, every value in its
+    setting's type: the spec is the cell's identity (the train rule's params), so `max_steps: 60.0`
+    and `60` give the same spec and retrain nothing."""
+    train = {key: TRAIN_KEYS[key].check(v) for key, v in train_settings(config, study, dataset, model).items()}
     train[knob] = TRAIN_KEYS[knob].check(float(value))
+    params = MODELS[model].PARAMS
     return {
         "study": study, "dataset": dataset, "model": model, "knob": knob,
-        "value": float(value), "seed": int(seed),
-        "train": train, "model_params": model_params(config, study, dataset, model),
+        "value": float(value), "seed": int(seed), "train": train,
+        "model_params": {key: params[key].check(v) if key in params else v
+                         for key, v in model_params(config, study, dataset, model).items()},
     }
 
 
@@ -443,19 +465,97 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
         errors += _knob_value_errors(knob, values, at) if knob is not None and values is not None else []
     if not errors:
         for position, block in enumerate(spec["grid"]):
-            train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {})}
-            errors += _effect_errors(train, knob, f"{where}.grid[{position}]")
+            given = {**spec.get("train", {}), **block.get("train", {})}
+            values = block.get("values", spec.get("values"))
+            errors += _effect_errors({**TRAIN_DEFAULTS, **given}, set(given), knob, values, f"{where}.grid[{position}]")
+            errors += _dataset_fit_errors(config, study, block, {**TRAIN_DEFAULTS, **given}, values,
+                                          f"{where}.grid[{position}]")
+            errors += _step_never_reached({**TRAIN_DEFAULTS, **given}, knob, values, f"{where}.grid[{position}]")
     return errors
 
 
-def _effect_errors(train: dict[str, Any], knob: str, where: str) -> list[str]:
-    """Settings that would silently have no effect: one whose partner (NEEDS) is off."""
+def _meets(value: Any, needed: Any) -> bool:
+    return value > 0 if needed is POSITIVE else value == needed
+
+
+def _yaml_text(value: Any) -> str:
+    """A value as config.yaml writes it: true, 0, step."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _effect_errors(train: dict[str, Any], given: set[str], knob: str, values: list, where: str) -> list[str]:
+    """Settings that would silently have no effect: one given (or swept) whose partner (NEEDS) is off."""
     errors = []
     for key, (other, needed) in NEEDS.items():
-        if (key == knob or train[key] != TRAIN_DEFAULTS[key]) and train[other] != needed:
-            used = "is the knob" if key == knob else f"= {train[key]!r}"
-            errors.append(f"{where}: {key} {used} but {other} = {train[other]!r}, and {key} acts only with "
-                          f"{other}: {needed}; allowed: set train.{other}: {needed}, or leave {key} out")
+        partner = values if other == knob else [train[other]]
+        if (key != knob and key not in given) or any(_meets(value, needed) for value in partner):
+            continue
+        used = "is the knob" if key == knob else f"= {_yaml_text(train[key])}"
+        now = f"the knob {other} takes only {values}" if other == knob else f"{other} = {_yaml_text(train[other])}"
+        condition = f"{other} {needed!r}" if needed is POSITIVE else f"{other}: {_yaml_text(needed)}"
+        fix = f"a value of {other} above 0" if needed is POSITIVE else f"train.{other}: {_yaml_text(needed)}"
+        errors.append(f"{where}: {key} {used} but {now}, and {key} acts only with {condition}, so every cell would "
+                      f"train as without it; allowed: set {fix}, or leave {key} out")
+    return errors
+
+
+def _step_never_reached(train: dict[str, Any], knob: str, values: list, where: str) -> list[str]:
+    """A step schedule whose step always comes at or after max_steps trains at the constant rate. A sweep
+    may hold one such value (the "never cut" control of Fig. 28), not only such values."""
+    if train["lr_schedule"] != "step":
+        return []
+    steps = values if knob == "lr_step_at" else [train["lr_step_at"]]
+    if any(step < train["max_steps"] for step in steps):
+        return []
+    return [f"{where}: lr_step_at {steps if knob == 'lr_step_at' else steps[0]} is never before max_steps = "
+            f"{train['max_steps']}, so the rate never steps and every cell trains at the constant rate; "
+            f"allowed: lr_step_at < {train['max_steps']} (for at least one value); fix: lower it or raise "
+            "max_steps"]
+
+
+# At least this many analysed test samples per class: CSI, BSI and class separation compare class
+# (and bias-group) means, and a seeded draw of 10 per class misses a balanced binary class with
+# probability 2**-19.
+MIN_TEST_PER_CLASS = 10
+
+
+def _dataset_fit_errors(config: dict[str, Any], study: str, block: dict[str, Any], train: dict[str, Any],
+                        values: list, where: str) -> list[str]:
+    """A study's settings against the sizes of its datasets (where the kind declares them): a batch
+    larger than the training set, too few test samples per class for the analyses."""
+    errors, knob = [], config["studies"][study]["knob"]
+    try:
+        samples = AnalysisSettings(analysis_settings(config, study)).represent_samples
+    except SettingError:
+        return []  # reported with the top-level analysis block
+    for dataset in block["datasets"]:
+        kind = KINDS.get(dataset_kind(config, dataset))
+        if kind is None or kind.size_keys is None:
+            continue
+        params, problems = kind.check_params(dataset_params(config, dataset), f"datasets.{dataset}")
+        if problems:
+            continue  # reported with the dataset
+        train_key, test_key = kind.size_keys
+        n_train, n_test, held = params[train_key], params[test_key], ""
+        if train["select_on_val"]:
+            n_train -= max(1, round(train["val_fraction"] * n_train))
+            held = f" left after select_on_val holds out val_fraction {train['val_fraction']}"
+        sizes = values if knob == "batch_size" else [train["batch_size"]]
+        if too_big := [size for size in sizes if size > n_train]:
+            errors.append(f"{where}: batch_size {too_big if knob == 'batch_size' else too_big[0]} is above the "
+                          f"{n_train} training samples of {dataset}{held}; every step would take all {n_train}, so "
+                          f"such cells train alike while train.json records the larger size; allowed: batch_size "
+                          f"<= {n_train}; fix: lower batch_size or raise datasets.{dataset}.{train_key}")
+        analysed = min(n_test, samples)
+        if analysed < MIN_TEST_PER_CLASS * kind.num_classes:
+            source = f"datasets.{dataset}.{test_key} = {n_test}" if n_test <= samples else \
+                f"studies.{study}.analysis.represent_samples = {samples}"
+            errors.append(f"{source}: the analyses of {where} would see {analysed} test samples of {dataset}, "
+                          f"{analysed / kind.num_classes:g} per class; CSI and class separation need every class, "
+                          f"at least {MIN_TEST_PER_CLASS} samples per class; allowed: "
+                          f">= {MIN_TEST_PER_CLASS * kind.num_classes}; fix: raise it")
     return errors
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import zipfile
@@ -50,6 +52,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp = folder / path.name
     try:
@@ -61,6 +64,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.remove(tmp)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary folders an interrupted write of ``path`` left (a killed job): only one job
+    writes a given output at a time, so any such folder is stale when the next write starts."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

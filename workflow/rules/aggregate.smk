@@ -39,7 +39,7 @@ rule aggregate:
         "largelr aggregate --train-json {input.summaries} --out-cells {output.cells}"
         " --out-table1 {output.table1} --out-stats {output.stats} --out-mechanism {output.mechanism}"
         " --out-trends {output.trends} --out-curves {output.curves} --out-dynamics {output.dynamics}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        " --settings {params.settings:q} > {log} 2>&1" + LOG_FAILURE
 
 
 # One figures job per study (rule figures_<study>): every family, every pair, one process.
@@ -79,6 +79,7 @@ for _study in config["studies"]:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
             " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
+            + LOG_FAILURE
 
 
 rule paper_table1:
@@ -97,7 +98,7 @@ rule paper_table1:
         "../../envs/largelr.yaml"
     shell:
         "largelr paper-tables --table1-cells {input.cells} --out-table1 {output.table}"
-        " --out-compare {output.compare} > {log} 2>&1"
+        " --out-compare {output.compare} > {log} 2>&1" + LOG_FAILURE
 
 
 rule paper_table2:
@@ -115,7 +116,7 @@ rule paper_table2:
         "../../envs/largelr.yaml"
     shell:
         "largelr paper-tables --table2-cells {input.interventions} --table1-cells {input.lr_grids}"
-        " --out-table2 {output.table} > {log} 2>&1"
+        " --out-table2 {output.table} > {log} 2>&1" + LOG_FAILURE
 
 
 rule intervention_figure:
@@ -138,6 +139,7 @@ rule intervention_figure:
     shell:
         "largelr intervention-figure --cells {input.interventions} {input.lr_grids}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
+        + LOG_FAILURE
 
 
 localrules:

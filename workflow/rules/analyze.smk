@@ -7,7 +7,7 @@
 
 rule analyze:
     input:
-        data=rules.data.output.data,
+        data=dataset_input,
         model=rules.train.output.model,
         summary=rules.train.output.summary,
     output:
@@ -24,15 +24,16 @@ rule analyze:
     params:
         settings=analysis_settings,
         cell_dir=CELL_DIR,
-        device=DEVICE,
+        device=device_identity(),
     shell:
         "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
-        " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
+        " --settings {params.settings:q}"
+        f" --device {DEVICE} --threads {{threads}} > {{log}} 2>&1" + LOG_FAILURE
 
 
 rule hilo:
     input:
-        data=rules.data.output.data,
+        data=dataset_input,
         low=lambda wc: hilo_model_files(wc, 0),
         high=lambda wc: hilo_model_files(wc, 1),
     output:
@@ -50,8 +51,9 @@ rule hilo:
         settings=analysis_settings,
         lr_low=lambda wc: hilo_values(wc)[0],
         lr_high=lambda wc: hilo_values(wc)[1],
-        device=DEVICE,
+        device=device_identity(),
     shell:
         "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
         " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
-        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"
+        + LOG_FAILURE

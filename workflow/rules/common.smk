@@ -1,6 +1,7 @@
 # Grid -> cells, paths, data availability and the targets every study feeds.
 import functools
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from largelr.config import (
 )
 from largelr.analyses.attribute import background_notice
 from largelr.datasets import KINDS, missing_data
+from largelr.datasets.storage import built_as, repair_dataset
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
@@ -324,10 +326,73 @@ def dataset_facts(dataset):
     return {**kind.traits, "image": not kind.flat_inputs}
 
 
+# Appended to every job's command: a job that fails without a word in its log (a full disk, a
+# read-only results/) says so on Snakemake's own output.
+LOG_FAILURE = (
+    ' || {{ status=$?; [ -s {log} ] || echo "largelr: this job failed (exit $status) and its log {log}'
+    ' is empty: the error could not be written there (is the disk full, or results/ read-only? df -h results)"'
+    " >&2; exit $status; }}"
+)
+DATASET_FILE = "results/data/{dataset}.pt"
+DATASET_CARD = "results/data/{dataset}.json"
+
+
+@functools.cache
+def dataset_unchanged(dataset):
+    """Whether the built dataset (its seal, else its card) matches its config entry: then a rebuild yields the same
+    dataset and the cells that read it stay finished (see dataset_input)."""
+    kind = KINDS[study_config.dataset_kind(config, dataset)]
+    params = kind.merged_params(study_config.dataset_params(config, dataset))
+    return built_as(
+        DATASET_FILE.format(dataset=dataset),
+        DATASET_CARD.format(dataset=dataset),
+        params,
+        study_config.dataset_seed(config, dataset),
+    )
+
+
+def dataset_input(wildcards):
+    """The dataset file a cell reads: ancient while its config entry is unchanged, so a rebuild (a
+    damaged or deleted file, a moved data_root) retrains nothing; a changed entry retrains the cells.
+    """
+    path = DATASET_FILE.format(dataset=wildcards.dataset)
+    return ancient(path) if dataset_unchanged(wildcards.dataset) else path
+
+
+def repair_datasets(studies):
+    """Damaged or deleted dataset files of the studies: rebuilt by this run, no cell retrained."""
+    for dataset in dict.fromkeys(
+        d for s in studies for d in study_config.study_datasets(config, s)
+    ):
+        if dataset_unchanged(dataset):
+            notice = repair_dataset(
+                DATASET_FILE.format(dataset=dataset),
+                DATASET_CARD.format(dataset=dataset),
+            )
+            if notice:
+                print(f"largelr: {notice}", file=sys.stderr)
+
+
 if workflow.is_main_process:
     _requested = requested_studies(command_line_targets())
     report_missing_data(_requested)
     report_background(_requested)
+    repair_datasets(_requested)
+
+
+@functools.cache
+def device_identity():
+    """The device in a job's params (what makes it rerun): "auto" whenever the configured device is
+    the one auto picks on this host (`device: cpu` on a machine without a GPU, `cuda:1` on one with),
+    so naming it retrains nothing; the device a job uses is passed as DEVICE in its command.
+    """
+    if DEVICE == "auto":
+        return "auto"
+    import torch
+
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = DEVICE.split(":")[0]
+    return "auto" if chosen == auto else chosen
 
 
 def train_spec(wildcards):

@@ -19,8 +19,9 @@ rule data:
             study_config.dataset_params(config, wc.dataset), sort_keys=True
         ),
         seed=lambda wc: study_config.dataset_seed(config, wc.dataset),
-        data_root=config.get("data_root", "data"),
+    # data_root is not a param: moving the raw data rebuilds nothing (the files are the same).
     shell:
         "largelr data --name {wildcards.dataset} --kind {params.kind} --params {params.construction:q}"
-        " --seed {params.seed} --data-root {params.data_root:q} --out {output.data}"
+        f" --seed {{params.seed}} --data-root {shlex.quote(DATA_ROOT).replace('{', '{{').replace('}', '}}')} --out {{output.data}}"
         " --card-json {output.card_json} --card-png {output.card_png} > {log} 2>&1"
+        + LOG_FAILURE

@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        data=rules.data.output.data,
+        data=dataset_input,
     output:
         **cell_outputs(TRAIN_FILES),
     log:
@@ -20,7 +20,7 @@ rule train:
     params:
         spec=train_spec,
         cell_dir=CELL_DIR,
-        device=DEVICE,
+        device=device_identity(),
     shell:
         "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
-        " --device {params.device} --threads {threads} > {log} 2>&1"
+        f" --device {DEVICE} --threads {{threads}} > {{log}} 2>&1" + LOG_FAILURE

@@ -18,12 +18,12 @@ from largelr.checks import SettingError
 from largelr.datasets import constructions, natural, synthetic
 from largelr.datasets.bases import DataMissingError
 from largelr.datasets.kind import Kind
-from largelr.datasets.storage import SPLIT_NAMES, load_dataset, save_dataset
+from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
 
 KIND_MODULES = (synthetic, constructions, natural)
 KINDS: dict[str, Kind] = {kind.name: kind for module in KIND_MODULES for kind in module.KINDS}
 
-__all__ = ["KINDS", "SPLIT_NAMES", "DataMissingError", "Kind", "build_dataset", "get_kind", "load_dataset",
+__all__ = ["KINDS", "SPLIT_NAMES", "DamagedDatasetError", "DataMissingError", "Kind", "build_dataset", "get_kind", "load_dataset",
            "missing_data", "save_dataset", "traits"]
 
 

@@ -51,6 +51,10 @@ class Kind:
     worst_group: bool = False
     oracle_background: bool = False
     flat_inputs: bool = False  # vectors, not images: no background to attribute to
+    # Parse-time checks of a study against the set's size: the parameters giving the train and test
+    # sizes, and the number of classes (None: sizes not known before the build).
+    size_keys: tuple[str, str] | None = None
+    num_classes: int | None = None
 
     @property
     def traits(self) -> dict[str, bool]:

@@ -11,17 +11,25 @@ Inputs are stored in the smallest dtype that keeps them as the construction made
 * float16, divisor 1: other pixels in [0, 1] (colour noise, brightness factors, bilinear
   upsampling), absolute error <= 2**-12, 1/16 of a gray level;
 * float32: anything else, as is.
+
+A dataset file is sealed like a cell: ``<file>.seal`` beside it holds its size and SHA-256.
+:func:`load_dataset` checks the seal before reading; a damaged file is named with the command
+that rebuilds it, and its seal is marked damaged so that the workflow's next run rebuilds it
+(:func:`dataset_damage` at parse time) without retraining the cells that read it.
 """
 
 from __future__ import annotations
 
+import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from largelr.datasets.kind import group_ids
-from largelr.io import atomic_torch_save
+from largelr.io import atomic_torch_save, file_digest, write_json
 
 GRAY_LEVELS = 255.0
 GRID_CHUNK = 1024  # samples per step of the grid check
@@ -79,13 +87,110 @@ def save_dataset(dataset: dict[str, Any], path: str | Path) -> None:
             part["x"], part["x_divisor"] = encode_inputs(part["x"])
         stored[split] = part
     atomic_torch_save(stored, path)
+    # The seal also keeps the construction parameters: the workflow compares them with the config to
+    # tell a rebuild of the same dataset (no cell retrains) from a changed one, even while it is damaged.
+    write_json({**file_digest(path), "params": dataset.get("params")}, seal_path(path))
+
+
+class DamagedDatasetError(FileNotFoundError):
+    """A dataset file is missing or damaged; the message names it and the command that rebuilds it."""
+
+
+def seal_path(path: str | Path) -> Path:
+    """The seal beside a dataset file: its size and SHA-256 as written."""
+    return Path(f"{path}.seal")
+
+
+def read_seal(path: str | Path) -> dict[str, Any] | None:
+    try:
+        seal = json.loads(seal_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return seal if isinstance(seal, dict) else None
+
+
+def dataset_damage(path: str | Path, full: bool = True) -> str | None:
+    """Why the dataset file cannot be read, or None: missing, marked damaged by a loader, another size
+    than its seal, (``full``) another SHA-256; without a seal, an unreadable zip directory."""
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    seal = read_seal(path)
+    if seal is not None and "damaged" in seal:
+        return seal["damaged"]
+    if seal is not None and (size := path.stat().st_size) != seal.get("bytes"):
+        return f"{size} bytes, sealed with {seal.get('bytes')}"
+    try:
+        with zipfile.ZipFile(path) as archive:  # the zip directory: cheap, and garbage has none
+            bad = archive.testzip() if full and seal is None else None
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"not a torch file ({error})"
+    if bad:
+        return f"its member {bad} fails its checksum"
+    if full and seal is not None and file_digest(path)["sha256"] != seal.get("sha256"):
+        return "its SHA-256 differs from its seal's"
+    return None
+
+
+def damaged(path: Path, reason: str) -> DamagedDatasetError:
+    """Mark the seal damaged, if the file has one (the workflow's next run rebuilds the file), and say what
+    to do."""
+    try:
+        if seal_path(path).exists():
+            write_json({"damaged": reason, "params": (read_seal(path) or {}).get("params")}, seal_path(path))
+    except OSError:
+        pass  # a read-only results/: the message still says what to do
+    return DamagedDatasetError(
+        f"{path}: damaged dataset file ({reason}). Rerun the same snakemake command: its data job rebuilds "
+        "the file, and no finished cell retrains")
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
-    """The dataset dict with float32 inputs, as built (see the storage table above)."""
-    dataset = torch.load(path, map_location="cpu", weights_only=True)
+    """The dataset dict with float32 inputs, as built (see the storage table above), once its seal
+    holds; DamagedDatasetError naming the file otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise DamagedDatasetError(f"{path}: no such dataset file; build it with the workflow "
+                                  "(snakemake --cores all <study>) or `largelr data`")
+    if reason := dataset_damage(path):
+        raise damaged(path, reason)
+    try:
+        dataset = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError, pickle.UnpicklingError) as error:
+        raise damaged(path, f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:120]}") from None
+    if not isinstance(dataset, dict):
+        raise damaged(path, f"holds a {type(dataset).__name__}, not a dataset")
     for split in SPLIT_NAMES:
         part = dataset.get(split)
         if part is not None and "x" in part:
             part["x"] = decode_inputs(part["x"], part.pop("x_divisor", 1.0))
     return dataset
+
+
+def repair_dataset(path: str | Path, card_json: str | Path) -> str | None:
+    """When the workflow is parsed: have the data job rebuild a damaged or deleted dataset file while the
+    cells that read it stay finished (their input is ``ancient`` and must exist). A damaged file stays in
+    place until the job replaces it, a deleted one gets an empty placeholder; the card (an output of the
+    same job) is removed, so the job reruns. A notice, or None when the file is intact or never built."""
+    path, card = Path(path), Path(card_json)
+    if not card.exists() or (reason := dataset_damage(path, full=False)) is None:
+        return None
+    if reason == "missing":
+        path.touch()
+    write_json({"damaged": reason, "params": (read_seal(path) or {}).get("params")}, seal_path(path))
+    card.unlink()
+    return f"{path}: {reason}; its data job rebuilds it in this run, and no finished cell retrains"
+
+
+def built_as(path: str | Path, card_json: str | Path, params: dict[str, Any], seed: int) -> bool:
+    """Whether the dataset file ``path`` was built from ``params`` (a kind's merged parameters) and
+    ``seed``: its seal records both (damaged or not), else its card (files written before seals)."""
+    recorded = (read_seal(path) or {}).get("params")
+    if recorded is None:
+        try:
+            recorded = json.loads(Path(card_json).read_text()).get("params")
+        except (OSError, ValueError, AttributeError):
+            return False
+    if not isinstance(recorded, dict):
+        return False
+    return recorded.get("seed") == seed and all(recorded.get(key) == value for key, value in params.items())

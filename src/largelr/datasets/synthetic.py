@@ -180,6 +180,8 @@ PARITY = Kind(
     },
     build=build_parity,
     flat_inputs=True,
+    size_keys=("n_train", "n_test"),
+    num_classes=2,
 )
 
 MOON_STAR = Kind(
@@ -194,6 +196,8 @@ MOON_STAR = Kind(
     },
     build=build_moon_star,
     oracle_background=True,
+    size_keys=("n_train", "n_test"),
+    num_classes=2,
 )
 
 KINDS = (PARITY, MOON_STAR)
