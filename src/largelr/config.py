@@ -19,6 +19,10 @@ from typing import Any
 from largelr.analyses import ANALYSES
 from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES
 from largelr.analyses.prune import METHODS as PRUNE_METHODS
+from largelr.analyses.represent import BN_CHOICES as REPRESENT_BN
+from largelr.analyses.represent import LAYER_CHOICES as REPRESENT_LAYERS
+from largelr.analyses.represent import NEURON_CHOICES as REPRESENT_NEURONS
+from largelr.analyses.represent import SAMPLE_SEED_CHOICES as REPRESENT_SAMPLE_SEEDS
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
@@ -127,6 +131,21 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "compress_q": Setting(2.0, "q of the (q, kappa)-compressibility", above=0.0),
     "compress_kappa": Setting(0.1, "kappa of the (q, kappa)-compressibility", above=0.0, maximum=1.0),
     "csi_eps": Setting(1e-7, "epsilon in the class-selectivity denominator", minimum=0.0),
+    "csi_neurons": Setting("active", "CSI/BSI average over the neurons active (> 0) on at least one sampled input "
+                           "(the authors' code) | all (dead neurons count 0); both go to represent.parquet",
+                           type=str, choices=REPRESENT_NEURONS),
+    "represent_layer": Setting("head_input", "the representation: head_input (what the classifier head reads, as "
+                               "the authors hook it) | last_activation (the last post-activation values; Swin-T: "
+                               "its last MLP GELU)", type=str, choices=REPRESENT_LAYERS),
+    "represent_abs": Setting(True, "take |z| before CSI, class separation and compressibility (the authors' code)",
+                             type=bool),
+    "represent_bn": Setting("eval", "BatchNorm during the representation analysis: eval (running statistics) | "
+                            "batch (statistics of batches of represent_bn_batch test inputs, the authors' train "
+                            "mode; running statistics restored)", type=str, choices=REPRESENT_BN),
+    "represent_bn_batch": Setting(100, "inputs per batch with represent_bn: batch", type=int, minimum=2),
+    "represent_sample_seed": Setting("cell", "the represent_samples inputs: drawn with the cell's seed (the "
+                                     "authors) | fixed (seed 0, one set for every cell)", type=str,
+                                     choices=REPRESENT_SAMPLE_SEEDS),
     # attributions (largelr.analyses.attribute)
     "attribute_samples": Setting(200, "seeded test inputs of the attribution measures", type=int, minimum=1),
     "ig_steps": Setting(20, "Integrated Gradients steps", type=int, minimum=1),
