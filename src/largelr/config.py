@@ -67,6 +67,9 @@ TRAIN_KEYS: dict[str, Setting] = {
     "eval_test": Setting(False, "also measure test accuracy at every evaluation (history column test_acc)",
                          type=bool),
     "history_every": Setting(1, "record the per-step statistics every k steps", type=int, minimum=1),
+    "bc_ratio_samples": Setting(1000, "fixed seeded training inputs on which the BC loss ratio is also measured at "
+                                "every evaluation (the authors' code; history bc_loss_ratio_fixed); 0 = off",
+                                type=int, minimum=0),
     "attribution_every": Setting(0, "steps between IG spurious-share records on 64 train samples; 0 = off",
                                  type=int, minimum=0),
     "amp": Setting("auto", "auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off", type=str,
@@ -170,8 +173,16 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     # aggregation (largelr.aggregate): which cells enter tables and figures
     "require_converged": Setting(True, "leave cells that stopped at the step cap short of their fit criterion out "
                                  "of tables and figures (the paper trains until 100% training accuracy)", type=bool),
+    "bc_ratio": Setting("minibatch", "max BC loss ratio of the mechanism table and figure: minibatch (largest "
+                        "per-step minibatch ratio, the paper's text) | fixed (largest over evaluations on "
+                        "bc_ratio_samples fixed training inputs, the authors' code); cells.parquet has both",
+                        type=str, choices=("minibatch", "fixed")),
     "usable_range_drop": Setting(0.25, "an lr sweep's usable range ends where one seed loses more than this fraction "
                                  "of the best seed-mean test accuracy (the paper's >25%)", above=0.0, below=1.0),
+    "usable_range_reading": Setting("relative", "how usable_range_drop reads the paper's '>25% in test accuracy': "
+                                    "relative (below (1 - drop) x the best seed-mean accuracy) | points (below the "
+                                    "best seed-mean minus drop, in accuracy points)", type=str,
+                                    choices=("relative", "points")),
     "chance_margin": Setting(0.05, "cells whose test accuracy is within this of chance (1 / classes) are flagged "
                              "near_chance", minimum=0.0, maximum=1.0),
     # hi/lo maps (largelr.analyses.hilo)
