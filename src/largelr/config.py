@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from largelr.analyses import ANALYSES
-from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES
+from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES, SHARE_CHOICES
 from largelr.analyses.prune import METHODS as PRUNE_METHODS
 from largelr.analyses.represent import BN_CHOICES as REPRESENT_BN
 from largelr.analyses.represent import LAYER_CHOICES as REPRESENT_LAYERS
@@ -158,6 +158,10 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "ig_internal_batch_size": Setting(1000, "IG inputs per forward pass", type=int, minimum=1),
     "ig_target": Setting("true", "true (the label) | predicted (the model's class)", type=str,
                          choices=("true", "predicted")),
+    "attribution_share": Setting("normalized", "region shares of the attribution map: normalized (summed over channels, "
+                                 "|.|, divided by the value holding 98% of the cumulative mass, clipped to 1: the "
+                                 "authors' code) | raw (|attribution| per input element); both are recorded",
+                                 type=str, choices=SHARE_CHOICES),
     "deeplift": Setting(False, "also DeepLift spurious/core/noise shares (from the IG baseline), as a check on IG",
                         type=bool),
     "background": Setting("auto", "background mask of background_share: auto (oracle where the dataset has one "
