@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from largelr.datasets.kind import group_ids
+from largelr.datasets.kind import group_ids, is_identity, standardized
 from largelr.io import atomic_torch_save
 
 GRAY_LEVELS = 255.0
@@ -82,10 +82,16 @@ def save_dataset(dataset: dict[str, Any], path: str | Path) -> None:
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
-    """The dataset dict with float32 inputs, as built (see the storage table above)."""
+    """The dataset dict with float32 inputs, as built (see the storage table above), then
+    standardised with the dataset's ``normalization`` (its ``standardize`` parameter; files hold
+    the raw inputs). ``standardized_on_load`` says whether that changed anything."""
     dataset = torch.load(path, map_location="cpu", weights_only=True)
+    normalization = dataset.get("normalization")
+    dataset["standardized_on_load"] = normalization is not None and not is_identity(normalization)
     for split in SPLIT_NAMES:
         part = dataset.get(split)
         if part is not None and "x" in part:
             part["x"] = decode_inputs(part["x"], part.pop("x_divisor", 1.0))
+            if dataset["standardized_on_load"]:
+                part["x"] = standardized(part["x"], normalization)
     return dataset
