@@ -699,19 +699,25 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
             evaluation = step % eval_every == 0 or step == max_steps
             if evaluation or step % history_every == 0 or probe.due(step):
                 history.record(step, params)
-            if probe.due(step):
-                with clock.aside():
-                    for name, share in probe.shares(model).items():
-                        history.measured(step, name, share)
-            if evaluation and bc_probe.n_samples:
-                with clock.aside():
-                    history.measured(step, "bc_loss_ratio_fixed", bc_probe.ratio(forward))
+            measure_probes(step, evaluation, model, forward, probe, bc_probe, history, clock)
             if evaluation and (stop := evaluate_and_decide(state, forward, splits, precision, clock, log)):
                 outcome = stop
                 break
     stream.close()
     summary = finish(state, forward, dataset, train, outcome, clock, precision, model_spec)
     return model, state.history.frame(state.step, settings), summary
+
+
+def measure_probes(step: int, evaluation: bool, model: nn.Module, forward: nn.Module, probe: AttributionProbe,
+                   bc_probe: FixedBCRatioProbe, history: History, clock: Clock) -> None:
+    """The series measured at some steps only, kept out of the training rates: attribution shares
+    when due, the fixed-set BC loss ratio at evaluations."""
+    with clock.aside():
+        if probe.due(step):
+            for name, share in probe.shares(model).items():
+                history.measured(step, name, share)
+        if evaluation and bc_probe.n_samples:
+            history.measured(step, "bc_loss_ratio_fixed", bc_probe.ratio(forward))
 
 
 class Clock:
