@@ -712,11 +712,14 @@ def measure_probes(step: int, evaluation: bool, model: nn.Module, forward: nn.Mo
                    bc_probe: FixedBCRatioProbe, history: History, clock: Clock) -> None:
     """The series measured at some steps only, kept out of the training rates: attribution shares
     when due, the fixed-set BC loss ratio at evaluations."""
+    attribution_due, bc_due = probe.due(step), evaluation and bool(bc_probe.n_samples)
+    if not (attribution_due or bc_due):
+        return  # most steps: not even the clock is read
     with clock.aside():
-        if probe.due(step):
+        if attribution_due:
             for name, share in probe.shares(model).items():
                 history.measured(step, name, share)
-        if evaluation and bc_probe.n_samples:
+        if bc_due:
             history.measured(step, "bc_loss_ratio_fixed", bc_probe.ratio(forward))
 
 
