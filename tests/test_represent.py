@@ -297,3 +297,11 @@ def test_representation_samples_follow_the_cell_seed_or_one_fixed_set(toy_datase
     assert table("fixed", 3) == pytest.approx(table("fixed", 7), nan_ok=True)
     assert table("fixed", 3) == pytest.approx(table("cell", 0), nan_ok=True)
     assert table("cell", 3) != pytest.approx(table("fixed", 3), nan_ok=True)
+
+
+def test_batches_never_leave_a_single_input_alone():
+    from largelr.analyses.represent import _batches
+
+    assert _batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert _batches(9, 4) == [(0, 4), (4, 9)]  # 8..9 would be a batch of one
+    assert _batches(1, 4) == [(0, 1)]

@@ -195,6 +195,15 @@ def summarize(
 # --- the analysis: one cell's represent.parquet -----------------------------------------------
 
 
+def _batches(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive batches of ``size``; a last batch of one joins the one before it
+    (BatchNorm in batch mode cannot normalise a single input)."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 @torch.no_grad()
 def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int, layer: str = "last_activation",
                             bn: str = "eval") -> torch.Tensor:
@@ -215,7 +224,7 @@ def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int, 
     try:
         for m in norms:
             m.train()
-        return torch.cat([represent(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+        return torch.cat([represent(x[start:stop].to(device)).cpu() for start, stop in _batches(len(x), batch_size)])
     finally:
         for m, buffers in zip(norms, saved):
             m.eval()
