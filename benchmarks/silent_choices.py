@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +145,8 @@ def main() -> None:
     text = report(args.cells, args.against, args.against_label)
     print(text)
     if args.write:
-        command = "python benchmarks/silent_choices.py " + " ".join(args.cells)
-        write_into(args.write, text, command)
+        against = f" --against {args.against} --against-label {shlex.quote(args.against_label)}" if args.against else ""
+        write_into(args.write, text, "python benchmarks/silent_choices.py " + " ".join(args.cells) + against)
 
 
 if __name__ == "__main__":
