@@ -282,3 +282,21 @@ def test_build_cells_marks_the_chosen_range_reading_and_records_the_other(monkey
     assert (default["max_bc_loss_ratio"] == 0.5).all()
     with pytest.raises(ValueError, match="bc_ratio = 'median'"):
         aggregate.build_cells(paths, {"bc_ratio": "median"})
+
+
+def test_the_paper_comparison_lists_csi_under_the_other_neuron_reading():
+    from largelr.aggregate import with_other_csi_reading
+
+    cells = mark_included(sweep({0.01: [0.8, 0.8], 0.1: [0.9, 0.9]}).assign(dataset="colored_mnist", model="cnn"))
+    # csi = acc / 2 is the chosen (active) reading; the all-neuron one is half of it: 0.2 and 0.225
+    cells = cells.assign(csi_active=cells["csi"], csi_all=cells["csi"] / 2)
+    compare = with_other_csi_reading(compare_with_paper(table1(cells)), cells).set_index(["dataset", "model", "variable"])
+    row = compare.loc[("colored_mnist", "cnn", "csi")]
+    assert row["other_reading"] == "csi_all"
+    assert (row["ours_min"], row["ours_max"]) == pytest.approx((0.4, 0.45))
+    assert (row["other_min"], row["other_max"]) == pytest.approx((0.2, 0.225))
+    assert np.isnan(compare.loc[("colored_mnist", "cnn", "test_acc"), "other_min"])
+    all_chosen = cells.assign(csi=cells["csi_all"])  # csi_neurons: all
+    flipped = with_other_csi_reading(compare_with_paper(table1(all_chosen)), all_chosen)
+    row = flipped.set_index(["dataset", "model", "variable"]).loc[("colored_mnist", "cnn", "csi")]
+    assert row["other_reading"] == "csi_active" and row["other_max"] == pytest.approx(0.45)

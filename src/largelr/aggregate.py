@@ -517,9 +517,34 @@ def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
     cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
     table, note = table1(cells), left_out_note(cells)
     write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note)
-    compare = compare_with_paper(table)
-    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)", note=note)
+    compare = with_other_csi_reading(compare_with_paper(table), cells)
+    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper; other_min/max: CSI "
+                "under the other csi_neurons reading)", note=note)
     print(compare.to_string(index=False))
+
+
+def other_csi_column(cells: pd.DataFrame) -> str | None:
+    """The cells' CSI column of the reading csi_neurons did not choose (csi_all or csi_active), None if absent."""
+    if not {"csi", "csi_active", "csi_all"} <= set(cells):
+        return None
+    chosen_active = np.allclose(cells["csi"], cells["csi_active"], equal_nan=True)
+    return "csi_all" if chosen_active else "csi_active"
+
+
+def with_other_csi_reading(compare: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The comparison with ``other_reading``, ``other_min``, ``other_max``: on the CSI rows, Table 1's
+    min and max under the other csi_neurons reading (NaN elsewhere)."""
+    compare = compare.assign(other_reading="", other_min=np.nan, other_max=np.nan)
+    other = other_csi_column(cells)
+    if other is None:
+        return compare
+    table = table1(cells.assign(csi=cells[other])).set_index(["dataset", "model", "variable"])
+    for index, row in compare[compare["variable"] == "csi"].iterrows():
+        key = (row["dataset"], row["model"], "csi")
+        if key in table.index:
+            found = table.loc[[key]].iloc[0]
+            compare.loc[index, ["other_reading", "other_min", "other_max"]] = [other, found["min"], found["max"]]
+    return compare
 
 
 def write_table2(intervention_files: list[str], lr_files: list[str], out: str) -> None:
