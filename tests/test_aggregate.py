@@ -246,3 +246,57 @@ def test_a_study_may_keep_capped_cells_and_choose_its_range_drop():
     assert kept["included"].all()  # 1.0: 0.7 >= 0.75 * 0.85
     strict = mark_included(cells, require_converged=False, drop=0.1)  # 0.7 < 0.9 * 0.85 = 0.765
     assert strict.groupby("value")["included"].all().to_dict() == {0.01: True, 0.1: True, 1.0: False}
+
+
+# --- readings where the paper is silent: the usable range, the max BC loss ratio ------------------
+
+
+def test_usable_range_relative_and_points_readings_end_the_range_at_different_rates():
+    # MNIST-CIFAR-like accuracies: best seed mean 0.44 at lr 0.1. Relative floor 0.75 x 0.44 = 0.33;
+    # points floor 0.44 - 0.25 = 0.19. lr 1.0 (worst seed 0.30) is out only for the relative reading,
+    # lr 3.0 (worst seed 0.18) is out for both.
+    accs = sweep({0.01: [0.40, 0.42], 0.1: [0.44, 0.44], 1.0: [0.30, 0.36], 3.0: [0.18, 0.25]})
+    relative = mark_usable_range(accs, 0.25, "relative").groupby("value")["in_range"].all().to_dict()
+    points = mark_usable_range(accs, 0.25, "points").groupby("value")["in_range"].all().to_dict()
+    assert relative == {0.01: True, 0.1: True, 1.0: False, 3.0: False}
+    assert points == {0.01: True, 0.1: True, 1.0: True, 3.0: False}
+    with pytest.raises(ValueError, match="usable_range_reading = 'percent'"):
+        mark_usable_range(accs, 0.25, "percent")
+
+
+def test_build_cells_marks_the_chosen_range_reading_and_records_the_other(monkeypatch):
+    import largelr.aggregate as aggregate
+
+    accs = sweep({0.01: [0.40, 0.42], 0.1: [0.44, 0.44], 1.0: [0.30, 0.36], 3.0: [0.18, 0.25]})
+    rows = [row | {"converged": True, "max_bc_loss_ratio_minibatch": 0.5, "max_bc_loss_ratio_fixed": 0.2}
+            for row in accs.to_dict("records")]
+    monkeypatch.setattr(aggregate, "read_cell", lambda path: rows[int(path)])
+    paths = [str(i) for i in range(len(rows))]
+    cells = aggregate.build_cells(paths, {"usable_range_reading": "points", "bc_ratio": "fixed"})
+    at_one = cells[cells["value"] == 1.0]
+    assert at_one["in_range"].all() and not at_one["in_range_relative"].any()
+    assert (cells["max_bc_loss_ratio"] == 0.2).all()  # exact: the fixed-set column, copied
+    default = aggregate.build_cells(paths)
+    assert not default.loc[default["value"] == 1.0, "in_range"].any()
+    assert default.loc[default["value"] == 1.0, "in_range_points"].all()
+    assert (default["max_bc_loss_ratio"] == 0.5).all()
+    with pytest.raises(ValueError, match="bc_ratio = 'median'"):
+        aggregate.build_cells(paths, {"bc_ratio": "median"})
+
+
+def test_the_paper_comparison_lists_csi_under_the_other_neuron_reading():
+    from largelr.aggregate import with_other_csi_reading
+
+    cells = mark_included(sweep({0.01: [0.8, 0.8], 0.1: [0.9, 0.9]}).assign(dataset="colored_mnist", model="cnn"))
+    # csi = acc / 2 is the chosen (active) reading; the all-neuron one is half of it: 0.2 and 0.225
+    cells = cells.assign(csi_active=cells["csi"], csi_all=cells["csi"] / 2)
+    compare = with_other_csi_reading(compare_with_paper(table1(cells)), cells).set_index(["dataset", "model", "variable"])
+    row = compare.loc[("colored_mnist", "cnn", "csi")]
+    assert row["other_reading"] == "csi_all"
+    assert (row["ours_min"], row["ours_max"]) == pytest.approx((0.4, 0.45))
+    assert (row["other_min"], row["other_max"]) == pytest.approx((0.2, 0.225))
+    assert np.isnan(compare.loc[("colored_mnist", "cnn", "test_acc"), "other_min"])
+    all_chosen = cells.assign(csi=cells["csi_all"])  # csi_neurons: all
+    flipped = with_other_csi_reading(compare_with_paper(table1(all_chosen)), all_chosen)
+    row = flipped.set_index(["dataset", "model", "variable"]).loc[("colored_mnist", "cnn", "csi")]
+    assert row["other_reading"] == "csi_active" and row["other_max"] == pytest.approx(0.45)

@@ -120,7 +120,9 @@ def test_summarize_without_the_deeplift_key_keeps_its_outputs(toy_dataset):
     assert list(result) == list(COLUMNS) == [
         "attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share", "noise_share",
         "background_share", "background_iou", "deeplift_spurious_share", "deeplift_core_share",
-        "deeplift_noise_share"]
+        "deeplift_noise_share", "spurious_share_raw", "spurious_share_normalized", "core_share_raw",
+        "core_share_normalized", "noise_share_raw", "noise_share_normalized"]
+    assert result["spurious_share"] == result["spurious_share_normalized"]  # exact: the default reading, copied
     assert math.isnan(result["noise_share"])  # the toy set has no noise mask
     assert all(math.isnan(result[f"deeplift_{region}_share"]) for region in ("spurious", "core", "noise"))
     # a vector dataset has no background: auto resolves to none, the columns are NaN
@@ -365,3 +367,35 @@ def test_deeplift_is_complete_on_resnet18():
     assert attributions.shape == x.shape
     assert torch.allclose(attributions.flatten(1).sum(1), gap, atol=1e-4, rtol=1e-3)
     assert not model.training
+
+
+def test_normalized_share_on_a_hand_made_map():
+    from largelr.analyses.attribute import normalized_map, region_share
+
+    # one sample, 2 channels of 2x2 pixels; summed over channels the pixels are [[6, -3], [1, 0]]
+    attributions = torch.tensor([[[[4.0, -1.0], [0.5, 0.0]], [[2.0, -2.0], [0.5, 0.0]]]])
+    # |.| sorted: 0, 1, 3, 6 (total 10); cumulative 0, 1, 4, 10: the first to reach 9.8 is 10, at value 6,
+    # so the threshold is 6 and the map is [[1, 0.5], [1/6, 0]]
+    expected = torch.tensor([[[1.0, 0.5], [1 / 6, 0.0]]], dtype=torch.float64)
+    torch.testing.assert_close(normalized_map(attributions), expected)
+    mask = torch.zeros(2, 2, 2, dtype=torch.bool)
+    mask[1, 0, 1] = True  # one channel of the top-right pixel marks the pixel
+    total = 1 + 0.5 + 1 / 6
+    assert region_share(attributions, mask, "normalized").item() == pytest.approx(0.5 / total)
+    # raw: |attribution| per element, the masked element alone: 2 / (4 + 1 + 0.5 + 2 + 2 + 0.5)
+    assert region_share(attributions, mask, "raw").item() == pytest.approx(2 / 10)
+
+
+def test_normalized_map_clips_the_outliers_above_the_threshold():
+    from largelr.analyses.attribute import normalized_map
+
+    # flat input: 1 x 98 and one value 300; total 398, 98% = 390.04: reached only by the last (300),
+    # so the threshold is 300 and nothing clips
+    flat = torch.cat([torch.ones(1, 98), torch.tensor([[300.0]])], dim=1)
+    torch.testing.assert_close(normalized_map(flat)[0, -1], torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(normalized_map(flat)[0, 0], torch.tensor(1 / 300, dtype=torch.float64))
+    # 1 x 99 and one 1.5: total 100.5, 98% = 98.49 is reached at the 99th one (cumulative 99): threshold 1,
+    # so the 1.5 clips to 1
+    clipped = normalized_map(torch.cat([torch.ones(1, 99), torch.tensor([[1.5]])], dim=1))
+    assert clipped.max().item() == 1.0 and clipped.min().item() == 1.0  # exact: 1 / 1 and the clip
+    assert torch.equal(normalized_map(torch.zeros(2, 3)), torch.zeros(2, 3, dtype=torch.float64))

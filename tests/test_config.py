@@ -204,3 +204,16 @@ def test_a_boolean_written_as_text_is_refused_except_where_the_command_line_pass
         validate_config(config)
     del config["studies"]["smoke"]["train"]["select_on_val"]
     validate_config(config | {"check_data": "false"})  # `--config check_data=false`
+
+
+def test_the_silent_choices_are_checked_at_parse_time(config):
+    bad = copy.deepcopy(config)
+    bad["datasets"]["colored_mnist"] = {"standardize": "imagenet"}
+    bad["studies"]["smoke"].setdefault("analysis", {}).update(csi_neurons="dead", bc_ratio="max",
+                                                              usable_range_reading="percent", represent_bn="train")
+    bad["studies"]["smoke"]["grid"][1]["model_params"]["cnn"]["pool"] = "min"
+    with pytest.raises(ConfigError) as error:
+        validate_config(bad)
+    for expected in ("datasets.colored_mnist.standardize = 'imagenet'", "csi_neurons = 'dead'", "bc_ratio = 'max'",
+                     "usable_range_reading = 'percent'", "represent_bn = 'train'", "pool = 'min'"):
+        assert expected in str(error.value), expected

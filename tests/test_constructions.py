@@ -594,6 +594,8 @@ def test_plain_cifar_kinds_have_no_spurious_feature(tmp_path: Path, name: str, w
 @pytest.mark.parametrize("name", ["mnist_cifar", "cifar10", "colored_mnist", "corrupted_cifar10"])
 def test_stored_dataset_loads_as_built(build, tmp_path: Path, name: str) -> None:
     """Pixels on the 1/255 grid (bases, stackings, 8-bit corruptions) come back bit for bit; colour noise within 2**-12."""
+    from largelr.datasets.kind import standardized
+
     ds = build(name)
     save_dataset(ds, tmp_path / f"{name}.pt")
     loaded = load_dataset(tmp_path / f"{name}.pt")
@@ -602,8 +604,11 @@ def test_stored_dataset_loads_as_built(build, tmp_path: Path, name: str) -> None
     for split in ("train", "test"):
         x = loaded[split]["x"]
         assert x.dtype == torch.float32
-        # on the grid, bit for bit: loading divides the stored levels by 255 as building did (same torch op)
-        assert torch.equal(x, ds[split]["x"]) if on_grid else (x - ds[split]["x"]).abs().max() <= 2**-12
+        # on the grid, bit for bit: loading divides the stored levels by 255 as building did (same torch op),
+        # then standardises with the dataset's constants (the same op on both sides)
+        expected = standardized(ds[split]["x"], ds["normalization"])
+        std = min(torch.as_tensor(ds["normalization"]["std"]).flatten().tolist())
+        assert torch.equal(x, expected) if on_grid else (x - expected).abs().max() <= 2**-12 / std
         for key in ("y", "b", "g"):
             assert torch.equal(loaded[split][key], ds[split][key])
 
@@ -697,3 +702,25 @@ def test_data_command_reports_a_malformed_listing_without_a_traceback(tmp_path: 
     with pytest.raises(SystemExit, match=r"largelr data: dataset 'wb' \(waterbirds\): .*metadata.csv: missing column\(s\) place"):
         main(["data", "--name", "wb", "--kind", "waterbirds", "--data-root", str(tmp_path), "--out", str(tmp_path / "wb.pt")])
     assert not (tmp_path / "wb.pt").exists()
+
+
+@pytest.mark.parametrize("name, constants", [("colored_mnist", "mnist"), ("double_mnist", "mnist"),
+                                             ("cifar10", "cifar10"), ("corrupted_cifar10", "cifar10"),
+                                             ("mnist_cifar", "none")])
+def test_the_loader_standardises_with_the_authors_constants(build, tmp_path: Path, name: str, constants: str) -> None:
+    ds = build(name)
+    expected = {"mnist": {"mean": 0.1307, "std": 0.3081}, "none": {"mean": 0.0, "std": 1.0},
+                "cifar10": {"mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]}}[constants]
+    assert ds["normalization"] == expected and ds["params"]["standardize"] == constants
+    # a pixel of value mean maps to 0, a pixel of mean + std to 1, channel by channel (by hand)
+    means, stds = (torch.as_tensor(expected[key]).flatten() for key in ("mean", "std"))
+    ds["test"]["x"][0] = means.view(-1, 1, 1) if means.numel() > 1 else means
+    ds["test"]["x"][1] = (means + stds).view(-1, 1, 1) if means.numel() > 1 else means + stds
+    save_dataset(ds, tmp_path / "set.pt")
+    loaded = load_dataset(tmp_path / "set.pt")
+    assert loaded["standardized_on_load"] == (constants != "none")
+    assert loaded["test"]["x"][0].abs().max().item() == pytest.approx(0.0, abs=1e-3)  # stored on 8 bits: 1/255 / std
+    assert loaded["test"]["x"][1].sub(1).abs().max().item() == pytest.approx(0.0, abs=2e-2)
+    raw = ds["train"]["x"][:4]
+    torch.testing.assert_close(loaded["train"]["x"][:4] * stds.view(-1, 1, 1) + means.view(-1, 1, 1), raw,
+                               atol=2**-11, rtol=0)

@@ -137,7 +137,8 @@ def test_summarize_reports_every_statistic():
     y = torch.arange(len(z)) % 2
     b = torch.arange(len(z)) % 3
     stats = summarize(z, y, b)
-    assert set(stats) == {"compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep"}
+    assert set(stats) == {"compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep",
+                          "csi_active", "csi_all", "bsi_active", "bsi_all", "active_fraction"}
     assert stats["bias_sep"] == pytest.approx(class_separation(z, b))
     assert all(isinstance(value, float) for value in stats.values())
 
@@ -200,28 +201,107 @@ def test_every_model_gives_non_negative_activations_with_bounded_csi_and_some_sp
     assert 0.0 < sparsity(z) < 1.0
 
 
-def test_run_summarizes_the_activations_not_the_head_input(toy_dataset):
-    from torch import nn
+class SignedHeadInput(torch.nn.Module):
+    """features (the head's input): the raw (signed) inputs; activations: their positive part."""
 
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(6, 2)
+
+    def features(self, x):
+        return x
+
+    def activations(self, x):
+        return x.clamp_min(0)
+
+
+def test_run_reads_the_layer_and_sign_the_settings_name(toy_dataset):
     from largelr.analyses.represent import run
     from largelr.config import AnalysisSettings
     from largelr.evaluate import test_sample
 
-    class SignedHeadInput(nn.Module):
-        """features: the raw (signed) inputs; activations: their positive part."""
+    x, y, b = test_sample(toy_dataset, 20, "cpu", seed=0)
+    readings = {("last_activation", False): x.clamp_min(0), ("head_input", True): x.abs(), ("head_input", False): x}
+    for (layer, absolute), z in readings.items():
+        settings = AnalysisSettings({"represent_samples": 20, "represent_layer": layer, "represent_abs": absolute,
+                                     "represent_sample_seed": "fixed"})
+        table = run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"), seed=5)
+        assert table.iloc[0].to_dict() == pytest.approx(summarize(z, y, b), nan_ok=True), (layer, absolute)
 
-        def __init__(self):
-            super().__init__()
-            self.head = nn.Linear(6, 2)
 
-        def features(self, x):
-            return x
+def test_csi_over_active_neurons_is_the_all_neuron_mean_over_the_active_fraction():
+    # neuron 0 fires only on class 0 (csi 2 / (2 + eps) ~ 1, rho_max 1); neuron 1 fires on both classes alike
+    # (csi 0); neuron 2 is dead (csi 0 / eps = 0). All: (1 + 0 + 0) / 3; active: (1 + 0) / 2; active fraction 2/3.
+    z = torch.tensor([[2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert selectivity_index(z, labels, neurons="all") == pytest.approx(1 / 3, abs=1e-6)
+    assert selectivity_index(z, labels, neurons="active") == pytest.approx(1 / 2, abs=1e-6)
+    stats = summarize(z, labels, 1 - labels)
+    assert stats["active_fraction"] == pytest.approx(2 / 3)
+    assert stats["csi"] == stats["csi_active"] == pytest.approx(stats["csi_all"] / stats["active_fraction"])
+    assert stats["bsi_active"] == pytest.approx(stats["bsi_all"] * 3 / 2)
+    assert summarize(z, labels, 1 - labels, neurons="all")["csi"] == pytest.approx(1 / 3, abs=1e-6)
+    with pytest.raises(ValueError, match="csi_neurons = 'some'"):
+        selectivity_index(z, labels, neurons="some")
 
-        def activations(self, x):
-            return x.clamp_min(0)
 
-    settings = AnalysisSettings({"represent_samples": 20})
-    table = run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"))
-    x, y, b = test_sample(toy_dataset, 20, "cpu")
-    expected = summarize(x.clamp_min(0), y, b)
-    assert table.iloc[0].to_dict() == pytest.approx(expected)
+def test_representation_width_is_the_head_input_of_the_cnn_and_of_swin():
+    from largelr.analyses.represent import penultimate_activations
+    from largelr.models import build_model
+
+    torch.manual_seed(0)
+    cnn = build_model("cnn", [3, 16, 16], 4, {"width": 0.125})  # last conv: round(512 * 0.125) = 64 channels
+    x = torch.rand(5, 3, 16, 16)
+    z = penultimate_activations(cnn, x, 5, layer="head_input")
+    assert z.shape == (5, 64) == (5, cnn.head.in_features)
+    # global average pool (default pool = avg) of the last post-ReLU map: its mean over positions
+    last_map = cnn.body[:-2](x)
+    torch.testing.assert_close(z, last_map.mean(dim=(2, 3)))
+    max_cnn = build_model("cnn", [3, 16, 16], 4, {"width": 0.125, "pool": "max"})
+    max_cnn.load_state_dict(cnn.state_dict())
+    torch.testing.assert_close(penultimate_activations(max_cnn, x, 5, layer="head_input"), last_map.amax(dim=(2, 3)))
+    swin = build_model("swin_t", [3, 32, 32], 4, {"pretrained": False})
+    assert penultimate_activations(swin, torch.rand(2, 3, 32, 32), 2, layer="head_input").shape == (2, 768)
+
+
+def test_batch_mode_batchnorm_differs_from_eval_and_leaves_the_buffers_unchanged():
+    from largelr.analyses.represent import penultimate_activations
+    from largelr.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", [3, 8, 8], 4, {})
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    x = torch.rand(8, 3, 8, 8) + 2.0  # far from the running mean 0 / variance 1 of a fresh model
+    evaluated = penultimate_activations(model, x, 4, layer="head_input", bn="eval")
+    batched = penultimate_activations(model, x, 4, layer="head_input", bn="batch")
+    assert (evaluated - batched).abs().max() > 1e-3
+    after = dict(model.named_buffers())
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert not model.training and not any(m.training for m in model.modules())
+    # batch mode normalises each batch on its own: the first half alone gives the same values
+    torch.testing.assert_close(penultimate_activations(model, x[:4], 4, layer="head_input", bn="batch"), batched[:4])
+
+
+def test_representation_samples_follow_the_cell_seed_or_one_fixed_set(toy_dataset):
+    from largelr.analyses.represent import run
+    from largelr.config import AnalysisSettings
+    from largelr.evaluate import sample_indices, test_sample
+
+    def table(seed_reading, seed):
+        settings = AnalysisSettings({"represent_samples": 10, "represent_sample_seed": seed_reading})
+        return run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"), seed=seed).iloc[0].to_dict()
+
+    assert not torch.equal(sample_indices(32, 10, 0), sample_indices(32, 10, 3))  # the draws differ
+    x3, y3, b3 = test_sample(toy_dataset, 10, "cpu", seed=3)
+    assert table("cell", 3) == pytest.approx(summarize(x3.abs(), y3, b3), nan_ok=True)
+    assert table("fixed", 3) == pytest.approx(table("fixed", 7), nan_ok=True)
+    assert table("fixed", 3) == pytest.approx(table("cell", 0), nan_ok=True)
+    assert table("cell", 3) != pytest.approx(table("fixed", 3), nan_ok=True)
+
+
+def test_batches_never_leave_a_single_input_alone():
+    from largelr.analyses.represent import _batches
+
+    assert _batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert _batches(9, 4) == [(0, 4), (4, 9)]  # 8..9 would be a batch of one
+    assert _batches(1, 4) == [(0, 1)]

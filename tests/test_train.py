@@ -641,3 +641,35 @@ def test_two_fresh_runs_of_a_cell_write_byte_identical_model_files(toy_dataset, 
     with zipfile.ZipFile(tmp_path / "first" / "model.pt") as archive:
         assert {name.split("/")[0] for name in archive.namelist()} == {"model"}
     assert not [p.name for p in (tmp_path / "first").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_bc_loss_ratio_on_a_hand_made_batch():
+    from largelr.train import bc_loss_ratio
+
+    # CE: [0, 0] -> ln 2; [ln 3, 0] with y = 0 -> -ln(3/4) = ln(4/3); [0, ln 3] with y = 0 -> ln 4 (the BC sample)
+    logits = torch.tensor([[0.0, 0.0], [math.log(3), 0.0], [0.0, math.log(3)]])
+    y, b = torch.tensor([0, 0, 0]), torch.tensor([0, 0, 1])
+    expected = math.log(4) / (math.log(2) + math.log(4 / 3) + math.log(4))
+    assert bc_loss_ratio(logits, y, b) == pytest.approx(expected, rel=1e-6)
+    assert bc_loss_ratio(logits, y, y) == 0.0  # exact: no conflicting sample, an empty sum
+
+
+def test_fixed_set_bc_ratio_is_measured_at_each_evaluation_on_the_seeded_training_sample(toy_dataset):
+    from largelr.evaluate import sample_indices
+
+    spec = toy_spec(target_train_acc=1.1, max_steps=20, eval_every=10, bc_ratio_samples=60)
+    model, history, summary = train_cell(spec, toy_dataset, CPU, log=quiet)
+    measured = history.set_index("step")["bc_loss_ratio_fixed"]
+    assert measured.notna().sum() == 2 and measured.loc[[10, 20]].notna().all()
+    # the returned model is the one of step 20: its ratio on the same seeded 60 training inputs, by hand
+    train = toy_dataset["train"]
+    picked = sample_indices(len(train["y"]), 60, spec["seed"])
+    with torch.no_grad():
+        losses = F.cross_entropy(model(train["x"][picked]), train["y"][picked], reduction="none")
+    conflicting = train["y"][picked] != train["b"][picked]
+    assert conflicting.any()
+    assert measured.loc[20] == pytest.approx((losses[conflicting].sum() / losses.sum()).item(), rel=1e-5)
+    assert summary["max_bc_loss_ratio_fixed"] == pytest.approx(measured.max(), rel=1e-12)
+    assert summary["max_bc_loss_ratio_fixed_step"] == int(measured.idxmax())
+    _, off, off_summary = train_cell(toy_spec(bc_ratio_samples=0, max_steps=10), toy_dataset, CPU, log=quiet)
+    assert off["bc_loss_ratio_fixed"].isna().all() and math.isnan(off_summary["max_bc_loss_ratio_fixed"])

@@ -92,7 +92,8 @@ def read_cell(train_json: str | Path) -> dict:
     row.update({k: v for k, v in record["summary"].items() if not isinstance(v, dict)})
     row.update(record["provenance"])
     row["num_classes"] = record["summary"]["model_spec"]["num_classes"]
-    row["max_bc_loss_ratio"] = cell_max_bc_loss_ratio(record["summary"], cell_dir)
+    row["max_bc_loss_ratio_minibatch"] = cell_max_bc_loss_ratio(record["summary"], cell_dir)
+    row["max_bc_loss_ratio_fixed"] = float(record["summary"].get("max_bc_loss_ratio_fixed", np.nan))
     for name in ANALYSES:
         table = pd.read_parquet(cell_dir / ANALYSIS_FILES[name])
         results = table.drop(columns=[c for c in table.columns if c in BOOKKEEPING])
@@ -100,14 +101,26 @@ def read_cell(train_json: str | Path) -> dict:
     return row
 
 
-def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP) -> pd.DataFrame:
+USABLE_RANGE_READINGS = ("relative", "points")
+
+
+def accuracy_floor(best_acc: float, drop: float, reading: str = "relative") -> float:
+    """The test accuracy below which a seed has lost "more than drop": (1 - drop) x best
+    (relative) or best - drop (points)."""
+    if reading not in USABLE_RANGE_READINGS:
+        raise ValueError(f"usable_range_reading = {reading!r} is not allowed; allowed: {list(USABLE_RANGE_READINGS)}")
+    return (1 - drop) * best_acc if reading == "relative" else best_acc - drop
+
+
+def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP, reading: str = "relative") -> pd.DataFrame:
     """Flag cells inside the usable range of their (study, dataset, model) sweep (``in_range``).
 
     For the ``lr`` knob the best value is the one with the highest seed-mean test accuracy
     among values no seed of which diverged; the range ends at the first value above it where
     any one seed diverged or lost more than ``drop`` of the best accuracy (test accuracy below
-    (1 - drop) x best); that value and all larger ones are out. For other knobs only diverged
-    cells are out. Cells out of range stay in the data, flagged.
+    :func:`accuracy_floor`: (1 - drop) x best, or best - drop with ``reading="points"``); that
+    value and all larger ones are out. For other knobs only diverged cells are out. Cells out of
+    range stay in the data, flagged.
     """
     cells = cells.copy()
     cells["in_range"] = ~cells["diverged"].astype(bool)
@@ -121,7 +134,8 @@ def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP) -> pd.Da
             cells.loc[pair.index, "in_range"] = False
             continue
         best_value, best_acc = healthy["acc"].idxmax(), healthy["acc"].max()
-        lost = per_value["diverged"] | (per_value["worst_seed"].fillna(-np.inf) < (1 - drop) * best_acc)
+        floor = accuracy_floor(best_acc, drop, reading)
+        lost = per_value["diverged"] | (per_value["worst_seed"].fillna(-np.inf) < floor)
         failing = per_value[(per_value.index > best_value) & lost]
         if not failing.empty:
             cells.loc[pair.index[pair["value"] >= failing.index.min()], "in_range"] = False
@@ -129,11 +143,11 @@ def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP) -> pd.Da
 
 
 def mark_included(cells: pd.DataFrame, require_converged: bool = True, drop: float = ACCURACY_DROP,
-                  chance_margin: float = CHANCE_MARGIN) -> pd.DataFrame:
+                  chance_margin: float = CHANCE_MARGIN, reading: str = "relative") -> pd.DataFrame:
     """``included`` (enters tables and figures), ``left_out`` (why not, "" if included) and
     ``near_chance`` (test accuracy within ``chance_margin`` of 1 / classes, where classes are known).
     With ``require_converged`` off, cells that stopped at the step cap are included."""
-    cells = mark_usable_range(cells, drop)
+    cells = mark_usable_range(cells, drop, reading)
     converged = cells["converged"].fillna(False).astype(bool) if "converged" in cells and require_converged \
         else pd.Series(True, index=cells.index)
     reasons = np.select([cells["diverged"].astype(bool).to_numpy(), ~converged.to_numpy(), ~cells["in_range"].to_numpy()],
@@ -152,8 +166,25 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
     cells = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     cells = cells.astype({"value": "float64", "seed": "int64", "diverged": "bool"})
     settings = settings or {}
-    return mark_included(cells, settings.get("require_converged", True), settings.get("usable_range_drop", ACCURACY_DROP),
-                         settings.get("chance_margin", CHANCE_MARGIN))
+    cells = with_chosen_bc_ratio(cells, settings.get("bc_ratio", "minibatch"))
+    drop = settings.get("usable_range_drop", ACCURACY_DROP)
+    cells = mark_included(cells, settings.get("require_converged", True), drop,
+                          settings.get("chance_margin", CHANCE_MARGIN), settings.get("usable_range_reading", "relative"))
+    # the other reading of the usable range, side by side (tables use in_range / included)
+    other = "points" if settings.get("usable_range_reading", "relative") == "relative" else "relative"
+    cells[f"in_range_{other}"] = mark_usable_range(cells, drop, other)["in_range"]
+    return cells
+
+
+BC_RATIO_READINGS = ("minibatch", "fixed")
+
+
+def with_chosen_bc_ratio(cells: pd.DataFrame, reading: str) -> pd.DataFrame:
+    """``max_bc_loss_ratio`` (the mechanism table's and figure's) = the chosen reading's column
+    (``max_bc_loss_ratio_minibatch`` or ``max_bc_loss_ratio_fixed``), both kept beside it."""
+    if reading not in BC_RATIO_READINGS:
+        raise ValueError(f"bc_ratio = {reading!r} is not allowed; allowed: {list(BC_RATIO_READINGS)}")
+    return cells.assign(max_bc_loss_ratio=cells[f"max_bc_loss_ratio_{reading}"])
 
 
 def cell_counts(cells: pd.DataFrame) -> dict[str, int]:
@@ -510,9 +541,34 @@ def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
     cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
     table, note = table1(cells), left_out_note(cells)
     write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note)
-    compare = compare_with_paper(table)
-    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)", note=note)
+    compare = with_other_csi_reading(compare_with_paper(table), cells)
+    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper; other_min/max: CSI "
+                "under the other csi_neurons reading)", note=note)
     print(compare.to_string(index=False))
+
+
+def other_csi_column(cells: pd.DataFrame) -> str | None:
+    """The cells' CSI column of the reading csi_neurons did not choose (csi_all or csi_active), None if absent."""
+    if not {"csi", "csi_active", "csi_all"} <= set(cells):
+        return None
+    chosen_active = np.allclose(cells["csi"], cells["csi_active"], equal_nan=True)
+    return "csi_all" if chosen_active else "csi_active"
+
+
+def with_other_csi_reading(compare: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The comparison with ``other_reading``, ``other_min``, ``other_max``: on the CSI rows, Table 1's
+    min and max under the other csi_neurons reading (NaN elsewhere)."""
+    compare = compare.assign(other_reading="", other_min=np.nan, other_max=np.nan)
+    other = other_csi_column(cells)
+    if other is None:
+        return compare
+    table = table1(cells.assign(csi=cells[other])).set_index(["dataset", "model", "variable"])
+    for index, row in compare[compare["variable"] == "csi"].iterrows():
+        key = (row["dataset"], row["model"], "csi")
+        if key in table.index:
+            found = table.loc[[key]].iloc[0]
+            compare.loc[index, ["other_reading", "other_min", "other_max"]] = [other, found["min"], found["max"]]
+    return compare
 
 
 def write_table2(intervention_files: list[str], lr_files: list[str], out: str) -> None:

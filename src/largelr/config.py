@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from largelr.analyses import ANALYSES
-from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES
+from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES, SHARE_CHOICES
 from largelr.analyses.prune import METHODS as PRUNE_METHODS
+from largelr.analyses.represent import BN_CHOICES as REPRESENT_BN
+from largelr.analyses.represent import LAYER_CHOICES as REPRESENT_LAYERS
+from largelr.analyses.represent import NEURON_CHOICES as REPRESENT_NEURONS
+from largelr.analyses.represent import SAMPLE_SEED_CHOICES as REPRESENT_SAMPLE_SEEDS
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
@@ -63,6 +67,9 @@ TRAIN_KEYS: dict[str, Setting] = {
     "eval_test": Setting(False, "also measure test accuracy at every evaluation (history column test_acc)",
                          type=bool),
     "history_every": Setting(1, "record the per-step statistics every k steps", type=int, minimum=1),
+    "bc_ratio_samples": Setting(1000, "fixed seeded training inputs on which the BC loss ratio is also measured at "
+                                "every evaluation (the authors' code; history bc_loss_ratio_fixed); 0 = off",
+                                type=int, minimum=0),
     "attribution_every": Setting(0, "steps between IG spurious-share records on 64 train samples; 0 = off",
                                  type=int, minimum=0),
     "amp": Setting("auto", "auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off", type=str,
@@ -145,6 +152,21 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "compress_q": Setting(2.0, "q of the (q, kappa)-compressibility", above=0.0),
     "compress_kappa": Setting(0.1, "kappa of the (q, kappa)-compressibility", above=0.0, maximum=1.0),
     "csi_eps": Setting(1e-7, "epsilon in the class-selectivity denominator", minimum=0.0),
+    "csi_neurons": Setting("active", "CSI/BSI average over the neurons active (> 0) on at least one sampled input "
+                           "(the authors' code) | all (dead neurons count 0); both go to represent.parquet",
+                           type=str, choices=REPRESENT_NEURONS),
+    "represent_layer": Setting("head_input", "the representation: head_input (what the classifier head reads, as "
+                               "the authors hook it) | last_activation (the last post-activation values; Swin-T: "
+                               "its last MLP GELU)", type=str, choices=REPRESENT_LAYERS),
+    "represent_abs": Setting(True, "take |z| before CSI, class separation and compressibility (the authors' code)",
+                             type=bool),
+    "represent_bn": Setting("eval", "BatchNorm during the representation analysis: eval (running statistics) | "
+                            "batch (statistics of batches of represent_bn_batch test inputs, the authors' train "
+                            "mode; running statistics restored)", type=str, choices=REPRESENT_BN),
+    "represent_bn_batch": Setting(100, "inputs per batch with represent_bn: batch", type=int, minimum=2),
+    "represent_sample_seed": Setting("cell", "the represent_samples inputs: drawn with the cell's seed (the "
+                                     "authors) | fixed (seed 0, one set for every cell)", type=str,
+                                     choices=REPRESENT_SAMPLE_SEEDS),
     # attributions (largelr.analyses.attribute)
     "attribute_samples": Setting(200, "seeded test inputs of the attribution measures", type=int, minimum=1),
     "ig_steps": Setting(20, "Integrated Gradients steps", type=int, minimum=1),
@@ -154,6 +176,10 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "ig_internal_batch_size": Setting(1000, "IG inputs per forward pass", type=int, minimum=1),
     "ig_target": Setting("true", "true (the label) | predicted (the model's class)", type=str,
                          choices=("true", "predicted")),
+    "attribution_share": Setting("normalized", "region shares of the attribution map: normalized (summed over channels, "
+                                 "|.|, divided by the value holding 98% of the cumulative mass, clipped to 1: the "
+                                 "authors' code) | raw (|attribution| per input element); both are recorded",
+                                 type=str, choices=SHARE_CHOICES),
     "deeplift": Setting(False, "also DeepLift spurious/core/noise shares (from the IG baseline), as a check on IG",
                         type=bool),
     "background": Setting("auto", "background mask of background_share: auto (oracle where the dataset has one "
@@ -169,8 +195,16 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     # aggregation (largelr.aggregate): which cells enter tables and figures
     "require_converged": Setting(True, "leave cells that stopped at the step cap short of their fit criterion out "
                                  "of tables and figures (the paper trains until 100% training accuracy)", type=bool),
+    "bc_ratio": Setting("minibatch", "max BC loss ratio of the mechanism table and figure: minibatch (largest "
+                        "per-step minibatch ratio, the paper's text) | fixed (largest over evaluations on "
+                        "bc_ratio_samples fixed training inputs, the authors' code); cells.parquet has both",
+                        type=str, choices=("minibatch", "fixed")),
     "usable_range_drop": Setting(0.25, "an lr sweep's usable range ends where one seed loses more than this fraction "
                                  "of the best seed-mean test accuracy (the paper's >25%)", above=0.0, below=1.0),
+    "usable_range_reading": Setting("relative", "how usable_range_drop reads the paper's '>25% in test accuracy': "
+                                    "relative (below (1 - drop) x the best seed-mean accuracy) | points (below the "
+                                    "best seed-mean minus drop, in accuracy points)", type=str,
+                                    choices=("relative", "points")),
     "chance_margin": Setting(0.05, "cells whose test accuracy is within this of chance (1 / classes) are flagged "
                              "near_chance", minimum=0.0, maximum=1.0),
     # hi/lo maps (largelr.analyses.hilo)

@@ -127,13 +127,16 @@ class VGGLike(BodyAndHead):
 
     ``width`` scales VGG11's channel counts (1.0 = 64..512). A max-pool is skipped
     once the feature map is 1 pixel wide, so 28x28 and 64x32 inputs keep every conv.
-    ``features`` = ``activations``: the global max-pool of the last post-ReLU conv map.
+    ``features`` = ``activations``: the global pool (``pool``: average, as VGG's average pool
+    the authors' code hooks, or max) of the last post-ReLU conv map.
     Pruning units are the (out, in) kernels of the convs.
     """
 
-    PARAMS = {"width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0)}
+    PARAMS = {"width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0),
+              "pool": Setting("avg", "global pool before the head: avg (VGG's average pool, the authors' code) | max",
+                              type=str, choices=("avg", "max"))}
 
-    def __init__(self, input_shape: list[int], num_classes: int, width: float = 1.0):
+    def __init__(self, input_shape: list[int], num_classes: int, width: float = 1.0, pool: str = "avg"):
         super().__init__()
         channels, height, breadth = input_shape
         layers: list[nn.Module] = []
@@ -146,7 +149,9 @@ class VGGLike(BodyAndHead):
             out = max(1, round(int(item) * width))
             layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.ReLU()]
             channels = out
-        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
+        if pool not in ("avg", "max"):
+            raise ValueError(f"cnn pool = {pool!r} is not allowed; allowed: ['avg', 'max']")
+        layers += [nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes, bias=False)
         # He initialisation as in torchvision's VGG: without it, eight bias-free ReLU
@@ -258,7 +263,8 @@ class SwinT(BodyAndHead):
     embedding summed over RGB, which equals feeding the grey image as three equal channels.
 
     ``features(x)`` is what the head reads: the token-averaged output of the final LayerNorm,
-    which is signed (LayerNorm centres every token), so it is no post-activation value.
+    768-d and signed (LayerNorm centres every token), so it is no post-activation value; the
+    representation analysis reads it by default (``represent_layer: head_input``) at |z|.
     ``activations(x)`` is the penultimate post-activation layer: the last nonlinearity before
     the head is the GELU of the last block's MLP (after it come fc2, the residual addition,
     LayerNorm and pooling, all without an activation). Its values [N, H, W, 4 * 768] are

@@ -37,7 +37,7 @@ from torch import nn
 from torch.optim.sgd import sgd
 
 from largelr.config import TrainSettings
-from largelr.evaluate import Split, group_accuracies, predictions_and_losses, sample_indices
+from largelr.evaluate import EVAL_BATCH, Split, group_accuracies, predictions_and_losses, sample_indices
 from largelr.io import atomic_torch_save
 from largelr.models import build_model
 
@@ -45,13 +45,14 @@ from largelr.models import build_model
 # cross-entropy whatever the training loss. "lr" (the rate used at that step) is added
 # from the schedule, and beside it the series measured only at some steps (NaN elsewhere):
 # "spurious_share", "core_share", "noise_share" (IG attribution shares on the regions the
-# dataset masks, every ``attribution_every`` steps), "train_acc" (the full training set, at every evaluation) and "test_acc" (the test
-# set, at every evaluation when ``eval_test`` is set).
+# dataset masks, every ``attribution_every`` steps), "train_acc" (the full training set, at every evaluation), "test_acc" (the test
+# set, at every evaluation when ``eval_test`` is set) and "bc_loss_ratio_fixed" (the BC loss ratio on a fixed
+# seeded set of ``bc_ratio_samples`` training inputs, at every evaluation).
 HISTORY_COLUMNS = ["step", "loss", "accuracy", "bc_loss_ratio", "logit_norm", "param_norm"]
 LOSS, ACCURACY, BC_RATIO, LOGIT_NORM, PARAM_NORM = range(5)  # the columns of History.stats (HISTORY_COLUMNS[1:])
 # Steps (and logit values) kept for the batched per-step statistics before they are reduced.
 PENDING_ROWS, PENDING_LIMIT = 1024, 1 << 22
-SPARSE_SERIES = ("spurious_share", "core_share", "noise_share", "train_acc", "test_acc")
+SPARSE_SERIES = ("spurious_share", "core_share", "noise_share", "train_acc", "test_acc", "bc_loss_ratio_fixed")
 ATTRIBUTION_SAMPLES = 64
 # Accuracy collapse: a run counts as having learned once its train accuracy reached
 # chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + CHANCE_MARGIN.
@@ -426,6 +427,16 @@ class History:
         at = int(ratios.argmax())
         return float(ratios[at]), at + 1
 
+    def max_fixed_bc_loss_ratio(self, step: int) -> tuple[float, int | None]:
+        """The largest fixed-set BC loss ratio of the evaluations up to ``step`` (non-finite ones
+        ignored), and its step; NaN and None when none was measured."""
+        ratios = self.sparse["bc_loss_ratio_fixed"][:step]
+        finite = torch.isfinite(ratios)
+        if not bool(finite.any()):
+            return math.nan, None
+        at = int(torch.where(finite, ratios, -math.inf).argmax())
+        return float(ratios[at]), at + 1
+
     def frame(self, step: int, settings: TrainSettings) -> pd.DataFrame:
         self.flush()
         rows = self.recorded[:step].nonzero().squeeze(1)
@@ -451,7 +462,8 @@ class History:
         self.stats[:step] = state["stats"].to(self.stats.device)
         self.recorded[:step] = state["recorded"]
         for name, series in self.sparse.items():
-            series[:step] = state[name]
+            if name in state:  # a checkpoint from before a series existed leaves it NaN
+                series[:step] = state[name]
 
 
 class Stopping:
@@ -605,6 +617,37 @@ class AttributionProbe:
                 for region, mask in self.masks.items()}
 
 
+def bc_loss_ratio(logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> float:
+    """Cross-entropy summed over the bias-conflicting samples (y != b) over that of all samples."""
+    losses = F.cross_entropy(logits.float(), y, reduction="none").double()
+    total = losses.sum()
+    return float(losses[y != b].sum() / total) if bool(total > 0) else math.nan
+
+
+class FixedBCRatioProbe:
+    """The BC loss ratio on a fixed seeded set of ``bc_ratio_samples`` training inputs, measured
+    at each evaluation in eval mode: the authors' code's reading of the max BC loss ratio (the
+    maximum over evaluations), beside the paper's text (per-step minibatches, History)."""
+
+    def __init__(self, train: Split, n_samples: int, seed: int, precision: Precision):
+        self.n_samples = n_samples
+        if n_samples:
+            x, self.y, self.b = train.samples(sample_indices(len(train), n_samples, seed))
+            self.x, self.precision = precision.prepare(x), precision
+
+    @torch.no_grad()
+    def ratio(self, forward: nn.Module) -> float:
+        was_training = forward.training
+        forward.eval()
+        try:
+            with self.precision.autocast():
+                logits = torch.cat([forward(self.x[i : i + EVAL_BATCH]).float()
+                                    for i in range(0, len(self.x), EVAL_BATCH)])
+        finally:
+            forward.train(was_training)
+        return bc_loss_ratio(logits, self.y, self.b)
+
+
 def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.device, log: Callable[[str], None] = print,
                checkpoint: str | Path | None = None, checkpoint_every: int = 1000,
                ) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
@@ -625,6 +668,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     splits = {"train": train, "val": val, "test": Split(dataset, "test", device) if settings.eval_test else None}
     state = TrainState(model, settings, train, dataset["num_classes"], seed)
     probe = AttributionProbe(dataset, train, settings.attribution_every, seed, precision, log)
+    bc_probe = FixedBCRatioProbe(train, settings.bc_ratio_samples, seed, precision)
     resumed_from = state.resume(checkpoint, spec, log)
     clock = Clock(resumed_from)
     stream, params, optimizer, history = training_batches(train, state.order), state.params, state.optimizer, state.history
@@ -655,16 +699,28 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
             evaluation = step % eval_every == 0 or step == max_steps
             if evaluation or step % history_every == 0 or probe.due(step):
                 history.record(step, params)
-            if probe.due(step):
-                with clock.aside():
-                    for name, share in probe.shares(model).items():
-                        history.measured(step, name, share)
+            measure_probes(step, evaluation, model, forward, probe, bc_probe, history, clock)
             if evaluation and (stop := evaluate_and_decide(state, forward, splits, precision, clock, log)):
                 outcome = stop
                 break
     stream.close()
     summary = finish(state, forward, dataset, train, outcome, clock, precision, model_spec)
     return model, state.history.frame(state.step, settings), summary
+
+
+def measure_probes(step: int, evaluation: bool, model: nn.Module, forward: nn.Module, probe: AttributionProbe,
+                   bc_probe: FixedBCRatioProbe, history: History, clock: Clock) -> None:
+    """The series measured at some steps only, kept out of the training rates: attribution shares
+    when due, the fixed-set BC loss ratio at evaluations."""
+    attribution_due, bc_due = probe.due(step), evaluation and bool(bc_probe.n_samples)
+    if not (attribution_due or bc_due):
+        return  # most steps: not even the clock is read
+    with clock.aside():
+        if attribution_due:
+            for name, share in probe.shares(model).items():
+                history.measured(step, name, share)
+        if bc_due:
+            history.measured(step, "bc_loss_ratio_fixed", bc_probe.ratio(forward))
 
 
 class Clock:
@@ -749,6 +805,8 @@ def finish(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train
         # the mechanism statistic over every step, whatever history_every records
         "max_bc_loss_ratio": max_bc, "max_bc_loss_ratio_step": max_bc_step,
     }
+    fixed_bc, fixed_bc_step = state.history.max_fixed_bc_loss_ratio(state.step)  # over evaluations, fixed set
+    summary.update(max_bc_loss_ratio_fixed=fixed_bc, max_bc_loss_ratio_fixed_step=fixed_bc_step)
     settings, stopping = state.settings, state.stopping
     if settings.select_on_val:
         source = "val split" if "val" in dataset else f"held-out train fraction {settings.val_fraction}"

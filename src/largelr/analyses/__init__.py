@@ -4,7 +4,8 @@ Every analysis module declares ``NAME``, ``COLUMNS`` (its table's columns and dt
 ``run(model, dataset, settings, device, **resources) -> DataFrame``; optionally ``setup(settings,
 device) -> resources`` (loaded before any data, so a missing file fails at once),
 ``diverged(settings)`` (the table of a diverged cell; default: one NaN row of ``COLUMNS``) and
-``cell_columns(table)`` (what the cell's row of cells.parquet takes from the table).
+``cell_columns(table)`` (what the cell's row of cells.parquet takes from the table);
+``USES_CELL_SEED = True`` makes ``run`` receive the cell's ``seed`` (to draw its inputs with it).
 
 Adding a metric to an analysis: compute it in that module's ``run`` and list it in its
 ``COLUMNS``. Adding an analysis: a module with those names, listed in ``ANALYSES``.
@@ -75,6 +76,7 @@ def analyze_cell(summary_path: str | Path, model_path: str | Path, data_path: st
     dataset = load_dataset(data_path)
     for name, module in modules.items():
         started = time.perf_counter()
-        table = module.run(model, dataset, settings, device, **resources[name])
+        cell_seed = {"seed": record["cell"]["seed"]} if getattr(module, "USES_CELL_SEED", False) else {}
+        table = module.run(model, dataset, settings, device, **resources[name], **cell_seed)
         write(name, table)
         log(f"{name} ({time.perf_counter() - started:.2f} s):\n{table.to_string(index=False)}")

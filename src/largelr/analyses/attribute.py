@@ -1,7 +1,9 @@
 """Attributions: how much of a model's decision rests on the spurious region.
 
 Integrated Gradients and DeepLift (as a check on IG) come from captum. Measures are computed on |attribution| maps
-per sample and averaged: the share of attribution mass inside a region mask (the
+per sample and averaged: the share of attribution mass inside a region mask (on the visualisation-normalised
+map by default, as the authors' code measures it, or on raw |attribution|: ``attribution_share``; the
+region shares record both) (the
 spurious, core and noise regions, where the dataset knows them; the background, from an
 oracle or a DeepLabV3 segmenter, see :mod:`largelr.analyses.segment`) and the Shannon entropy
 of the normalized map (low entropy = attribution concentrated on few input features).
@@ -33,10 +35,18 @@ NAME = "attribute"
 # The regions a dataset may mask (its ``{region}_mask``): one ``{region}_share`` column each.
 REGIONS = ("spurious", "core", "noise")
 # Every column is always present (NaN where a region has no mask, without deeplift, without a background).
+# ``{region}_share`` is the reading ``attribution_share`` chooses; both readings sit beside it.
 COLUMNS = {name: "float64" for name in ("attribution_entropy", "ig_max_abs_delta",
                                         *(f"{region}_share" for region in REGIONS),
                                         "background_share", "background_iou",
-                                        *(f"deeplift_{region}_share" for region in REGIONS))}
+                                        *(f"deeplift_{region}_share" for region in REGIONS),
+                                        *(f"{region}_share_{reading}" for region in REGIONS
+                                          for reading in ("raw", "normalized")))}
+# ``attribution_share``: the share of the visualisation-normalised map (the authors' code) or of raw |attribution|.
+SHARE_CHOICES = ("normalized", "raw")
+# The normalised map divides by the value at which the sorted map's cumulative sum reaches this
+# percentage of its total (captum's visualisation default: 2% outliers) and clips at 1.
+CUMULATIVE_MASS_PERCENT = 98.0
 # ``background`` analysis settings; "auto": see :func:`resolve_background`.
 BACKGROUND_CHOICES = ("auto", "none", "oracle", *SEGMENTERS)
 # ``auto_segmenter``: the segmenter "auto" uses where its weights are here; "none": never one.
@@ -98,13 +108,39 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     return attributions.detach()
 
 
-def region_share(attributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per sample: |attribution| mass inside ``mask`` over the total mass (nan where the total is 0).
+def normalized_map(attributions: torch.Tensor, percent: float = CUMULATIVE_MASS_PERCENT) -> torch.Tensor:
+    """Per sample, the visualisation-normalised map: images [N, C, H, W] summed over channels
+    (-> [N, H, W]), then |.|, divided by the sample's threshold (the smallest value v of the map
+    such that the values <= v, summed in ascending order, hold ``percent``% of the total), clipped
+    to 1. Flat inputs [N, D] skip the channel sum. An all-zero map stays zero (no threshold)."""
+    combined = attributions.double()
+    combined = combined.sum(dim=1) if combined.dim() == 4 else combined
+    magnitude = combined.abs()
+    flat = magnitude.flatten(1)
+    ordered = flat.sort(dim=1).values
+    cumulative = ordered.cumsum(dim=1)
+    first = (cumulative >= cumulative[:, -1:] * percent / 100).to(torch.int64).argmax(dim=1, keepdim=True)
+    threshold = ordered.gather(1, first).view(-1, *[1] * (magnitude.dim() - 1))
+    return torch.where(threshold > 0, (magnitude / threshold.clamp_min(torch.finfo(torch.float64).tiny)).clamp(max=1.0),
+                       torch.zeros_like(magnitude))
 
+
+def region_share(attributions: torch.Tensor, mask: torch.Tensor, reading: str = "raw") -> torch.Tensor:
+    """Per sample: attribution mass inside ``mask`` over the total mass (nan where the total is 0).
+
+    ``reading="raw"``: mass of |attribution| per input element; ``"normalized"``: mass of
+    :func:`normalized_map`, per pixel, where a pixel is inside when any of its channels is.
     ``mask`` broadcasts against ``attributions``: one sample's shape for a mask shared by all
     samples, or e.g. [N, 1, H, W] for per-sample masks such as segmenter backgrounds.
     """
-    magnitude = attributions.abs().double()
+    if reading not in SHARE_CHOICES:
+        raise ValueError(f"attribution_share = {reading!r} is not allowed; allowed: {list(SHARE_CHOICES)}")
+    if reading == "normalized":
+        magnitude = normalized_map(attributions)
+        if attributions.dim() == 4:  # [C, H, W] or [N, 1|C, H, W] -> per pixel
+            mask = mask.bool().any(dim=-3)
+    else:
+        magnitude = attributions.abs().double()
     inside = (magnitude * mask.to(magnitude.device)).flatten(1).sum(1)
     total = magnitude.flatten(1).sum(1)
     return torch.where(total > 0, inside / total, torch.full_like(total, math.nan))
@@ -166,7 +202,7 @@ def resolve_background(background: str, has_oracle: bool, baseline: str = "zero"
 
 def background_columns(
     attributions: torch.Tensor, images: torch.Tensor, has_oracle: bool, source: str, segmenter: nn.Module | None,
-    input_size: int,
+    input_size: int, reading: str = "raw",
 ) -> dict[str, float]:
     """background_share (mean |attribution| share on background pixels) and background_iou (segmenter vs oracle).
 
@@ -183,7 +219,7 @@ def background_columns(
             raise ValueError(f"background = {source!r} needs a segmenter (largelr.analyses.segment.load_segmenter)")
         masks = background_masks(segmenter, images, input_size=input_size)
         iou = math.nan if oracle is None else mask_agreement(masks, oracle)
-    share = region_share(attributions, masks[:, None].to(attributions.device)).nanmean().item()
+    share = region_share(attributions, masks[:, None].to(attributions.device), reading).nanmean().item()
     return {"background_share": share, "background_iou": iou}
 
 
@@ -219,10 +255,13 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
     result = dict.fromkeys(COLUMNS, math.nan)
     result["attribution_entropy"] = attribution_entropy(attributions).nanmean().item()
     result["ig_max_abs_delta"] = delta.abs().max().item()
-    result.update(_region_shares(attributions, dataset, prefix=""))
+    chosen = settings["attribution_share"]
+    for reading in SHARE_CHOICES:
+        result.update(_region_shares(attributions, dataset, prefix="", suffix=f"_{reading}", reading=reading))
+    result.update({f"{region}_share": result[f"{region}_share_{chosen}"] for region in REGIONS})
     result.update(_background(attributions, x, dataset, settings, device, segmenter))
     if settings["deeplift"]:
-        result.update(_region_shares(deeplift(model, x, target, baseline), dataset, prefix="deeplift_"))
+        result.update(_region_shares(deeplift(model, x, target, baseline), dataset, prefix="deeplift_", reading=chosen))
     return pd.DataFrame([result], columns=list(COLUMNS)).astype(COLUMNS)
 
 
@@ -245,20 +284,21 @@ def _background(attributions: torch.Tensor, x: torch.Tensor, dataset: dict[str, 
 
         segmenter = load_segmenter(source, settings["segmenter_checkpoint"], device)
     return background_columns(attributions, unnormalized(x, dataset), has_oracle, source, segmenter,
-                              settings["segmenter_input_size"])
+                              settings["segmenter_input_size"], settings["attribution_share"])
 
 
 def cell_columns(table: pd.DataFrame) -> dict[str, float]:
     return table.iloc[0].to_dict()
 
 
-def _region_shares(attributions: torch.Tensor, dataset: dict[str, Any], prefix: str) -> dict[str, float]:
+def _region_shares(attributions: torch.Tensor, dataset: dict[str, Any], prefix: str, suffix: str = "",
+                   reading: str = "raw") -> dict[str, float]:
     """Mean share of ``attributions`` on every region of REGIONS; nan for a region the dataset has no mask for."""
     shares = {}
     for region in REGIONS:
         mask = dataset.get(f"{region}_mask")
-        share = math.nan if mask is None else region_share(attributions, mask).nanmean().item()
-        shares[f"{prefix}{region}_share"] = share
+        share = math.nan if mask is None else region_share(attributions, mask, reading).nanmean().item()
+        shares[f"{prefix}{region}_share{suffix}"] = share
     return shares
 
 

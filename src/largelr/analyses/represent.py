@@ -3,8 +3,12 @@
 Every statistic is computed per row (sample) or per column (neuron) and averaged,
 in float64 so that hand-checkable values come out exact. The analysis (:func:`run`) takes
 ``represent_samples`` seeded test inputs, as the paper's "1000 randomly sampled input from
-the test set", and the model's ``activations(x)``: "we obtain the post-activation values for
-the penultimate layer" (non-negative for every model, see :mod:`largelr.models`).
+the test set", and the representation "post-activation values for the penultimate layer".
+Where the paper is silent the analysis settings choose (docs/where-the-paper-is-silent.md):
+which layer (``represent_layer``: the head's input by default, ``model.features``, as the
+authors' code hooks it; or ``model.activations``), |z| first (``represent_abs``), BatchNorm
+mode (``represent_bn``), the neurons CSI/BSI average over (``csi_neurons``) and the seed of
+the inputs (``represent_sample_seed``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,19 @@ from torch import nn
 from largelr.evaluate import test_sample
 
 NAME = "represent"
-COLUMNS = {name: "float64" for name in ("compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep")}
+USES_CELL_SEED = True  # run() gets the cell's seed (represent_sample_seed: cell)
+# csi / bsi are the reading ``csi_neurons`` chooses; both readings and the active fraction sit beside them.
+COLUMNS = {name: "float64" for name in ("compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep",
+                                        "csi_active", "csi_all", "bsi_active", "bsi_all", "active_fraction")}
+# ``csi_neurons``: average the selectivity over the neurons active (> 0) on at least one sampled input (the
+# authors' code), or over all neurons (dead ones counting 0).
+NEURON_CHOICES = ("active", "all")
+# ``represent_layer``: the classifier head's input (the authors' hook), or the model's last post-activation values.
+LAYER_CHOICES = ("head_input", "last_activation")
+# ``represent_bn``: BatchNorm with its running statistics, or with batch statistics (the authors' train mode).
+BN_CHOICES = ("eval", "batch")
+# ``represent_sample_seed``: the test inputs drawn with the cell's seed (the authors), or one set for every cell.
+SAMPLE_SEED_CHOICES = ("cell", "fixed")
 
 # Absorbs float noise such as 0.1 * 30 = 3.0000000000000004 before rounding to a count.
 _COUNT_SLACK = 1e-9
@@ -107,11 +123,27 @@ def selectivity_per_neuron(
     return top_active_rate * (top_mean - other_mean) / (top_mean + other_mean + eps)
 
 
+def active_neurons(z: torch.Tensor) -> torch.Tensor:
+    """Bool [d]: the neurons (columns) with a non-zero value on at least one sample."""
+    return (_as_float64(z) != 0).any(dim=0).cpu()
+
+
 def selectivity_index(
-    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7, what: str = "label"
+    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7, what: str = "label",
+    neurons: str = "all",
 ) -> float:
-    """Mean selectivity over neurons: CSI with class labels, BSI with bias labels."""
-    return float(selectivity_per_neuron(z, labels, num_labels, eps, what).mean())
+    """Mean selectivity over neurons: CSI with class labels, BSI with bias labels.
+
+    ``neurons="all"`` averages over every neuron (a dead one counts 0); ``"active"`` over the
+    neurons of :func:`active_neurons` (NaN when none is active). A dead neuron's selectivity is
+    0, so the active mean is the all-neuron mean divided by the active fraction.
+    """
+    if neurons not in NEURON_CHOICES:
+        raise ValueError(f"csi_neurons = {neurons!r} is not allowed; allowed: {list(NEURON_CHOICES)}")
+    per_neuron = selectivity_per_neuron(z, labels, num_labels, eps, what)
+    if neurons == "active":
+        per_neuron = per_neuron[active_neurons(z)]
+    return _mean_or_nan(per_neuron)
 
 
 def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> float:
@@ -136,37 +168,89 @@ def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) 
 
 
 def summarize(
-    z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7
+    z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7,
+    neurons: str = "active",
 ) -> dict[str, float]:
-    """All representation statistics of features z with class labels y and bias labels b."""
+    """All representation statistics of features z with class labels y and bias labels b.
+
+    ``csi``/``bsi`` are averaged over the ``neurons`` reading; ``csi_active``, ``csi_all`` (and
+    the same for BSI) and ``active_fraction`` record both readings side by side.
+    """
+    selectivity = {}
+    for name, labels, what in (("csi", y, "class"), ("bsi", b, "bias")):
+        for reading in NEURON_CHOICES:
+            selectivity[f"{name}_{reading}"] = selectivity_index(z, labels, eps=eps, what=what, neurons=reading)
+        selectivity[name] = selectivity[f"{name}_{neurons}"]
     return {
         "compressibility": compressibility(z, q=q, kappa=kappa),
         "sparsity": sparsity(z),
         "pq_index": pq_index(z),
-        "csi": selectivity_index(z, y, eps=eps, what="class"),
-        "bsi": selectivity_index(z, b, eps=eps, what="bias"),
         "class_sep": class_separation(z, y),
         "bias_sep": class_separation(z, b),
+        **selectivity,
+        "active_fraction": float(active_neurons(z).double().mean()),
     }
 
 
 # --- the analysis: one cell's represent.parquet -----------------------------------------------
 
 
+def _batches(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive batches of ``size``; a last batch of one joins the one before it
+    (BatchNorm in batch mode cannot normalise a single input)."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 @torch.no_grad()
-def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``model.activations`` (non-negative post-activation penultimate values) of x in eval mode,
-    batched, on the CPU."""
+def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int, layer: str = "last_activation",
+                            bn: str = "eval") -> torch.Tensor:
+    """The representation of x, batched, on the CPU: ``model.features`` (the head's input) for
+    ``layer="head_input"``, ``model.activations`` (non-negative post-activation penultimate values)
+    for ``"last_activation"``. ``bn="eval"``: the model in eval mode; ``"batch"``: every BatchNorm
+    normalises with the statistics of its batch of ``batch_size`` inputs (the rest stays in eval
+    mode), and the running statistics are restored afterwards."""
+    if layer not in LAYER_CHOICES:
+        raise ValueError(f"represent_layer = {layer!r} is not allowed; allowed: {list(LAYER_CHOICES)}")
+    if bn not in BN_CHOICES:
+        raise ValueError(f"represent_bn = {bn!r} is not allowed; allowed: {list(BN_CHOICES)}")
     device = next(model.parameters()).device
+    represent = model.features if layer == "head_input" else model.activations
     model.eval()
-    return torch.cat([model.activations(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if bn == "batch" else []
+    saved = [{name: buffer.clone() for name, buffer in m.named_buffers()} for m in norms]
+    try:
+        for m in norms:
+            m.train()
+        return torch.cat([represent(x[start:stop].to(device)).cpu() for start, stop in _batches(len(x), batch_size)])
+    finally:
+        for m, buffers in zip(norms, saved):
+            m.eval()
+            for name, value in buffers.items():
+                getattr(m, name).copy_(value)
 
 
-def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device) -> pd.DataFrame:
-    x, y, b = test_sample(dataset, settings["represent_samples"], "cpu")
-    z = penultimate_activations(model, x, settings["eval_batch_size"])
-    metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"])
-    return pd.DataFrame([metrics])
+def representation(model: nn.Module, x: torch.Tensor, settings) -> torch.Tensor:
+    """The values every statistic reads, per the settings: layer, BatchNorm mode, |z| (``represent_abs``)."""
+    batch = settings["represent_bn_batch"] if settings["represent_bn"] == "batch" else settings["eval_batch_size"]
+    z = penultimate_activations(model, x, batch, settings["represent_layer"], settings["represent_bn"])
+    return z.abs() if settings["represent_abs"] else z
+
+
+def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device, seed: int = 0) -> pd.DataFrame:
+    """One row of ``COLUMNS`` from ``represent_samples`` test inputs, drawn with the cell's ``seed``
+    (``represent_sample_seed: cell``) or with seed 0 for every cell (``fixed``)."""
+    if settings["represent_sample_seed"] not in SAMPLE_SEED_CHOICES:
+        raise ValueError(f"represent_sample_seed = {settings['represent_sample_seed']!r} is not allowed; "
+                         f"allowed: {list(SAMPLE_SEED_CHOICES)}")
+    sample_seed = seed if settings["represent_sample_seed"] == "cell" else 0
+    x, y, b = test_sample(dataset, settings["represent_samples"], "cpu", seed=sample_seed)
+    z = representation(model, x, settings)
+    metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"],
+                        neurons=settings["csi_neurons"])
+    return pd.DataFrame([metrics], columns=list(COLUMNS)).astype(COLUMNS)
 
 
 def cell_columns(table: pd.DataFrame) -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 from largelr.checks import SettingError
 from largelr.datasets import constructions, natural, synthetic
 from largelr.datasets.bases import DataMissingError
-from largelr.datasets.kind import Kind
+from largelr.datasets.kind import STANDARDIZATIONS, Kind
 from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
 
 KIND_MODULES = (synthetic, constructions, natural)
@@ -43,6 +43,8 @@ def build_dataset(kind: str, params: dict[str, Any], data_root: str | Path, seed
         raise ValueError(str(error)) from None
     dataset = record.build(merged, Path(data_root), seed)
     dataset.update(name=name or kind, kind=kind, traits=record.traits)
+    if "standardize" in merged:  # applied by load_dataset; the file keeps the raw inputs
+        dataset["normalization"] = dict(STANDARDIZATIONS[merged["standardize"]])
     return dataset
 
 

@@ -57,6 +57,8 @@ def card_summary(dataset: dict[str, Any]) -> dict[str, Any]:
         "num_classes": dataset["num_classes"],
         "num_bias": dataset["num_bias"],
         "lazy": bool(dataset.get("lazy", False)),
+        # inputs standardised on load with these constants (the kind's ``standardize`` parameter)
+        "normalization": dataset.get("normalization"),
         "has_spurious_mask": dataset.get("spurious_mask") is not None,
         "has_core_mask": dataset.get("core_mask") is not None,
         "has_noise_mask": dataset.get("noise_mask") is not None,
@@ -122,7 +124,12 @@ def lazy_images(dataset: dict[str, Any], split: str, indices: torch.Tensor) -> t
 def display_images(dataset: dict[str, Any], split: str, indices: torch.Tensor) -> torch.Tensor:
     if dataset.get("lazy"):
         return lazy_images(dataset, split, indices)
-    return rescale_for_display(dataset[split]["x"][indices].float())
+    images = dataset[split]["x"][indices].float()
+    if dataset.get("standardized_on_load"):  # undo load_dataset's standardisation: the stored pixels
+        from largelr.analyses.attribute import unnormalized
+
+        images = unnormalized(images, dataset).clamp(0, 1)
+    return rescale_for_display(images)
 
 
 def show_image(axes: plt.Axes, image: torch.Tensor) -> None:

@@ -83,6 +83,34 @@ def count(default: int, doc: str) -> Setting:
     return Setting(default, doc, type=int, minimum=1)
 
 
+# Input standardisation (x - mean) / std applied when a dataset file is loaded, per the dataset's
+# ``standardize`` parameter: the constants of the authors' code (MNIST scalar, CIFAR per channel).
+STANDARDIZATIONS: dict[str, dict[str, Any]] = {
+    "none": {"mean": 0.0, "std": 1.0},
+    "mnist": {"mean": 0.1307, "std": 0.3081},
+    "cifar10": {"mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]},
+    "cifar100": {"mean": [0.5071, 0.4867, 0.4408], "std": [0.2675, 0.2565, 0.2761]},
+}
+
+
+def standardize_param(default: str) -> dict[str, Setting]:
+    return {"standardize": Setting(default, "inputs standardised on load, (x - mean) / std with the constants of: "
+                                   "mnist (0.1307, 0.3081) | cifar10 | cifar100 (per channel) | none (raw [0, 1])",
+                                   type=str, choices=tuple(STANDARDIZATIONS))}
+
+
+def is_identity(normalization: dict[str, Any]) -> bool:
+    return normalization["mean"] in (0, 0.0) and normalization["std"] in (1, 1.0)
+
+
+def standardized(x: torch.Tensor, normalization: dict[str, Any]) -> torch.Tensor:
+    """(x - mean) / std; per-channel lists broadcast over [N, C, H, W], scalars over anything."""
+    mean, std = (torch.as_tensor(normalization[key], dtype=x.dtype) for key in ("mean", "std"))
+    if mean.dim():
+        mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
 FILE_PARAMS = {
     "download": Setting(False, "let torchvision download missing base files (MNIST, CIFAR)", type=bool),
     "verify_checksums": Setting(True, "check base files against the official release", type=bool),

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from largelr.datasets.kind import group_ids
+from largelr.datasets.kind import group_ids, is_identity, standardized
 from largelr.io import atomic_torch_save, file_digest, write_json
 
 GRAY_LEVELS = 255.0
@@ -147,7 +147,9 @@ def damaged(path: Path, reason: str) -> DamagedDatasetError:
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
     """The dataset dict with float32 inputs, as built (see the storage table above), once its seal
-    holds; DamagedDatasetError naming the file otherwise."""
+    holds (DamagedDatasetError naming the file otherwise), then standardised with the dataset's
+    ``normalization`` (its ``standardize`` parameter; files hold the raw inputs).
+    ``standardized_on_load`` says whether that changed anything."""
     path = Path(path)
     if not path.exists():
         raise DamagedDatasetError(f"{path}: no such dataset file; build it with the workflow "
@@ -160,10 +162,14 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
         raise damaged(path, f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:120]}") from None
     if not isinstance(dataset, dict):
         raise damaged(path, f"holds a {type(dataset).__name__}, not a dataset")
+    normalization = dataset.get("normalization")
+    dataset["standardized_on_load"] = normalization is not None and not is_identity(normalization)
     for split in SPLIT_NAMES:
         part = dataset.get(split)
         if part is not None and "x" in part:
             part["x"] = decode_inputs(part["x"], part.pop("x_divisor", 1.0))
+            if dataset["standardized_on_load"]:
+                part["x"] = standardized(part["x"], normalization)
     return dataset
 
 
