@@ -200,6 +200,11 @@ def expected_jobs(config) -> Counter:
     jobs["data"] = len(datasets)  # the data job writes the card too
     jobs["paper_table1"] = jobs["paper_table2"] = 1
     jobs["intervention_figure"] = len(intervention_pairs)
+    for landscape in (config.get("landscapes") or {}).values():  # Fig 9: one job per pair common to its studies
+        if set(landscape["studies"]) <= set(config["default_studies"]):
+            common = set.intersection(*({(d, m) for d, m, _ in blocks(config["studies"][s])}
+                                        for s in landscape["studies"]))
+            jobs["landscape_figure"] += len(common)
     return jobs
 
 

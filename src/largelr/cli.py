@@ -250,12 +250,35 @@ def add_output_steps(steps) -> None:
     interventions.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
 
 
+def cmd_landscape_figure(args: argparse.Namespace) -> None:
+    from largelr.figures_extra import draw_landscape_figure
+
+    draw_landscape_figure(args.cells, args.rows, args.dataset, args.model, args.spurious, args.name, args.axis,
+                          args.out)
+
+
+def add_landscape_step(steps) -> None:
+    from largelr.landscape import SPURIOUS_CHOICES
+
+    landscape = steps.add_parser("landscape-figure", help="Fig. 9: one landscape's heatmaps for one (dataset, model)")
+    landscape.set_defaults(func=cmd_landscape_figure)
+    landscape.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the landscape's studies")
+    landscape.add_argument("--rows", nargs="+", required=True, help="study=axis value, one per study")
+    landscape.add_argument("--axis", default="lr", help="the training setting of the rows")
+    landscape.add_argument("--spurious", default="auto", choices=SPURIOUS_CHOICES)
+    landscape.add_argument("--name", default="", help="the landscape's name, for the title")
+    landscape.add_argument("--dataset", required=True)
+    landscape.add_argument("--model", required=True)
+    landscape.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="largelr", description=__doc__.splitlines()[0])
     steps = parser.add_subparsers(dest="step", required=True)
     add_data_steps(steps)
     add_cell_steps(steps)
     add_output_steps(steps)
+    add_landscape_step(steps)
     return parser
 
 

@@ -22,6 +22,7 @@ from largelr.analyses.prune import METHODS as PRUNE_METHODS
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
+from largelr.landscape import landscape_errors
 from largelr.models import MODELS
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -193,7 +194,7 @@ FIGURE_FORMATS = ("png", "pdf")
 # Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
 # of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.
 RULE_NAMES = ("all", "data", "train", "analyze", "hilo", "aggregate", "paper_table1", "paper_table2",
-              "intervention_figure")
+              "intervention_figure", "landscape_figure")
 RULE_PREFIXES = ("figures_",)
 
 
@@ -405,6 +406,7 @@ def _top_level_errors(config: dict[str, Any]) -> list[str]:
                f"{list(RULE_NAMES)} or one starting with {list(RULE_PREFIXES)}. Rename the study"
                for study in studies if study in RULE_NAMES or study.startswith(RULE_PREFIXES)]
     errors += check_section(config.get("analysis", {}) or {}, ANALYSIS_KEYS, "analysis")[1]
+    errors += landscape_errors(config)
     return errors
 
 

@@ -140,8 +140,36 @@ rule intervention_figure:
         " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
 
 
+# Fig. 9: a landscape's studies side by side, one row per study (its `axis` value).
+rule landscape_figure:
+    input:
+        cells=lambda wc: cells_tables(landscapes(config)[wc.landscape]["studies"]),
+    output:
+        png=report(
+            "results/figures/landscape-{landscape}-{dataset}-{model}.png",
+            caption="../report/landscape.rst",
+            category="landscapes",
+        ),
+        pdf="results/figures/landscape-{landscape}-{dataset}-{model}.pdf",
+    log:
+        "results/logs/figure/landscape-{landscape}-{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/figure/landscape-{landscape}-{dataset}-{model}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
+    params:
+        rows=landscape_row_args,
+        axis=lambda wc: landscapes(config)[wc.landscape]["axis"],
+        spurious=lambda wc: landscapes(config)[wc.landscape]["spurious"],
+    shell:
+        "largelr landscape-figure --cells {input.cells} --rows {params.rows} --axis {params.axis}"
+        " --spurious {params.spurious} --name {wildcards.landscape} --dataset {wildcards.dataset}"
+        " --model {wildcards.model} --out {output} > {log} 2>&1"
+
+
 localrules:
     aggregate,
     paper_table1,
     paper_table2,
     intervention_figure,
+    landscape_figure,

@@ -18,6 +18,7 @@ from largelr.config import (
 )
 from largelr.analyses.attribute import background_notice
 from largelr.datasets import KINDS, missing_data
+from largelr.landscape import landscape_pairs, landscape_rows, landscapes
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
@@ -43,6 +44,7 @@ wildcard_constraints:
     knob=r"[A-Za-z0-9_]+",
     value=r"[-+0-9.eE]+",
     seed=r"\d+",
+    landscape=r"[A-Za-z0-9_]+",
 
 
 def cell_outputs(files):
@@ -230,7 +232,38 @@ def paper_targets():
                 f"results/figures/interventions-{dataset}-{model}.{e}"
                 for e in FIGURE_FORMATS
             ]
+    return targets + landscape_targets(default_landscapes())
+
+
+def landscape_targets(names):
+    """The Fig. 9 heatmaps of the named landscapes: one per (dataset, model) pair that all of
+    the landscape's studies have and whose data is present."""
+    targets = []
+    for name in names:
+        studies = landscapes(config)[name]["studies"]
+        present = set.intersection(*(set(study_pairs(study)) for study in studies))
+        for dataset, model in landscape_pairs(config, name):
+            if (dataset, model) in present:
+                targets += [
+                    f"results/figures/landscape-{name}-{dataset}-{model}.{e}"
+                    for e in FIGURE_FORMATS
+                ]
     return targets
+
+
+def default_landscapes():
+    """Landscapes whose studies are all default studies (the default target draws them)."""
+    return [
+        name
+        for name, entry in landscapes(config).items()
+        if set(entry["studies"]) <= set(DEFAULT_STUDIES)
+    ]
+
+
+def landscape_row_args(wildcards):
+    """'study=value' per study of the landscape: the row each study's cells go to."""
+    rows = landscape_rows(config, wildcards.landscape, wildcards.dataset, wildcards.model)
+    return " ".join(f"{study}={value!r}" for study, value in rows.items())
 
 
 def command_line_targets():

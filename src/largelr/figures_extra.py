@@ -1,0 +1,108 @@
+"""Figures across studies and from saved maps: the (lr x focal gamma) landscape (Fig. 9) and
+IG beside DeepLift on the hi/lo samples (Fig. 14). Same style and file handling as
+:mod:`largelr.figures`; each family is one function with its own caption in workflow/report/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from largelr.figures import attribution_heat, displayable, placeholder_figure, save_figure, select_pair, use_style
+from largelr.landscape import SPURIOUS_MEASURES
+
+# The landscape's panels besides spurious feature use: column -> label. Training loss is the
+# cross-entropy of the full training set at the end of training (train.json's train_ce): the
+# focal objective's own value shrinks with gamma by construction, so CE is what compares across gamma.
+LANDSCAPE_PANELS = {"train_ce": "training loss (CE, full train set)", "test_acc": "unbiased test acc."}
+
+
+def spurious_measure(cells: pd.DataFrame, choice: str) -> tuple[pd.DataFrame, str]:
+    """The cells with the column the ``choice`` of spurious feature use names, and that column.
+
+    auto: spurious_share where any cell has it (the dataset marks its spurious region), else bsi.
+    bias_gap is computed here: test_acc_ba - test_acc_bc.
+    """
+    if choice == "auto":
+        has_share = "spurious_share" in cells and cells["spurious_share"].notna().any()
+        choice = "spurious_share" if has_share else "bsi"
+    if choice == "bias_gap":
+        return cells.assign(bias_gap=cells["test_acc_ba"] - cells["test_acc_bc"]), "bias_gap"
+    if choice not in SPURIOUS_MEASURES:
+        raise ValueError(f"landscape spurious = {choice!r} is not allowed; allowed: auto, {list(SPURIOUS_MEASURES)}")
+    if choice not in cells:
+        raise ValueError(f"landscape spurious = {choice!r}: the cells table has no {choice} column")
+    return cells, choice
+
+
+def landscape_grid(cells: pd.DataFrame, rows: Mapping[str, float], column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(seed means, included-seed counts) of ``column`` over included cells: index = each study's
+    axis value (``rows``: study -> value), columns = the knob's values, both ascending; NaN where
+    no included cell has a value."""
+    usable = cells[cells["included"] & cells["study"].isin(list(rows))].dropna(subset=[column])
+    usable = usable.assign(row=usable["study"].map(rows))
+    index = sorted(set(rows.values()))
+    columns = sorted(cells.loc[cells["study"].isin(list(rows)), "value"].unique())
+    grouped = usable.groupby(["row", "value"])[column]
+    means = grouped.mean().unstack().reindex(index=index, columns=columns)
+    counts = grouped.count().unstack().reindex(index=index, columns=columns).fillna(0).astype(int)
+    return means, counts
+
+
+def _heatmap(ax: plt.Axes, means: pd.DataFrame, counts: pd.DataFrame, title: str, knob: str, axis: str) -> None:
+    """One landscape panel: seed means as colours (missing: grey), each cell printed with its seed count."""
+    values = means.to_numpy(dtype=float)
+    shown = np.ma.masked_invalid(values)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+    image = ax.imshow(shown, cmap=cmap, origin="lower", aspect="auto")
+    middle = (np.nanmin(values) + np.nanmax(values)) / 2 if np.isfinite(values).any() else 0.0
+    for (i, j), value in np.ndenumerate(values):
+        text = "left out" if np.isnan(value) else f"{value:.3g}\nn={counts.iat[i, j]}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                color="black" if np.isnan(value) or value > middle else "white")  # legible on viridis
+    ax.set_xticks(range(len(means.columns)), [f"{v:g}" for v in means.columns])
+    ax.set_yticks(range(len(means.index)), [f"{v:g}" for v in means.index])
+    ax.set(xlabel=knob, ylabel=axis, title=title)
+    ax.grid(False)
+    plt.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+
+
+def landscape_figure(cells: pd.DataFrame, rows: Mapping[str, float], dataset: str, model: str, spurious: str,
+                     paths: Sequence[str | Path], name: str = "", axis: str = "lr") -> plt.Figure:
+    """Fig. 9: training loss, unbiased test accuracy and spurious feature use over (axis x knob), one
+    heatmap each; each square is the mean over the included seeds of the study at that axis value
+    and that knob value."""
+    pair = select_pair(cells, dataset, model, "landscape cells")
+    pair = pair[pair["study"].isin(list(rows))]
+    if pair.empty or not pair["included"].any():
+        return placeholder_figure(f"landscape {name}: {dataset} × {model}: no cell included", paths)
+    pair, column = spurious_measure(pair, spurious)
+    panels = {**LANDSCAPE_PANELS, column: f"spurious feature use: {SPURIOUS_MEASURES[column]}"}
+    use_style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.9), squeeze=False)
+    knob = pair["knob"].iloc[0]
+    for ax, (variable, label) in zip(axes.flat, panels.items()):
+        means, counts = landscape_grid(pair, rows, variable)
+        _heatmap(ax, means, counts, label, knob, axis)
+    seeds, left = pair["seed"].nunique(), int((~pair["included"]).sum())
+    fig.suptitle(f"landscape {name}: {dataset} × {model}, {axis} × {knob}; mean over included seeds "
+                 f"({seeds} seeds; {left} of {len(pair)} cells left out)", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, paths)
+    return fig
+
+
+def draw_landscape_figure(cells_files: Sequence[str], rows: Sequence[str], dataset: str, model: str, spurious: str,
+                          name: str, axis: str, paths: Sequence[str]) -> None:
+    """The CLI's entry: ``rows`` as 'study=value' texts."""
+    cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
+    mapping = {}
+    for text in rows:
+        study, _, value = text.partition("=")
+        mapping[study] = float(value)
+    landscape_figure(cells, mapping, dataset, model, spurious, paths, name=name, axis=axis)
+    print(f"wrote {' '.join(map(str, paths))}")

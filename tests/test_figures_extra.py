@@ -1,0 +1,105 @@
+"""The figures across studies and from saved maps (Figs 9, 13, 14, 28): what each draws, checked
+against values worked out here from small fabricated inputs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from largelr import figures_extra
+from largelr.config import ConfigError, read_config_file, validate_config
+from largelr.landscape import landscape_errors, landscape_pairs, landscape_rows
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def landscape_cells() -> pd.DataFrame:
+    """Two studies (lr 0.01 and 0.1) x focal gamma {0, 2} x seeds {0, 1}; one cell left out."""
+    rows = []
+    for study, lr in (("low", 0.01), ("high", 0.1)):
+        for gamma in (0.0, 2.0):
+            for seed in (0, 1):
+                rows.append({"study": study, "dataset": "d", "model": "m", "knob": "focal_gamma", "value": gamma,
+                             "seed": seed, "train_ce": lr * 10 + gamma + seed, "test_acc": 0.5 + lr + 0.01 * seed,
+                             "spurious_share": np.nan, "bsi": 0.3 - lr + 0.1 * gamma + 0.02 * seed,
+                             "test_acc_ba": 0.9, "test_acc_bc": 0.4 + lr + 0.1 * seed, "included": True})
+    cells = pd.DataFrame(rows)
+    # left out: (high, gamma 2, seed 1)
+    cells.loc[(cells["study"] == "high") & (cells["value"] == 2.0) & (cells["seed"] == 1), "included"] = False
+    return cells
+
+
+ROWS = {"low": 0.01, "high": 0.1}
+
+
+def test_landscape_grid_is_the_seed_mean_of_included_cells_per_study_and_knob_value():
+    means, counts = figures_extra.landscape_grid(landscape_cells(), ROWS, "train_ce")
+    assert list(means.index) == [0.01, 0.1] and list(means.columns) == [0.0, 2.0]
+    # low: 0.1 + gamma + seed -> means 0.6 (gamma 0), 2.6 (gamma 2); high: 1 + gamma + seed -> 1.5, and 3.0 (seed 0 only)
+    assert means.to_numpy() == pytest.approx(np.array([[0.6, 2.6], [1.5, 3.0]]))
+    assert counts.to_numpy().tolist() == [[2, 2], [2, 1]]
+
+
+def test_landscape_grid_marks_a_square_without_included_cells_as_missing():
+    cells = landscape_cells()
+    cells.loc[(cells["study"] == "high") & (cells["value"] == 2.0), "included"] = False
+    means, counts = figures_extra.landscape_grid(cells, ROWS, "test_acc")
+    assert np.isnan(means.loc[0.1, 2.0]) and counts.loc[0.1, 2.0] == 0
+    assert means.loc[0.01, 0.0] == pytest.approx(0.515)
+
+
+def panel_arrays(fig) -> list[np.ndarray]:
+    return [np.ma.filled(ax.images[0].get_array().astype(float), np.nan) for ax in fig.axes if ax.images]
+
+
+def test_landscape_figure_heatmaps_hold_the_seed_means_and_auto_reads_bsi_without_a_spurious_region(tmp_path):
+    paths = [tmp_path / "l.png", tmp_path / "l.pdf"]
+    fig = figures_extra.landscape_figure(landscape_cells(), ROWS, "d", "m", "auto", paths, name="t")
+    assert paths[0].read_bytes()[:8] == PNG and paths[1].read_bytes()[:5] == b"%PDF-"
+    loss, acc, spurious = panel_arrays(fig)
+    assert loss == pytest.approx(np.array([[0.6, 2.6], [1.5, 3.0]]))
+    assert acc == pytest.approx(np.array([[0.515, 0.515], [0.605, 0.6]]))
+    # bsi = 0.3 - lr + 0.1 gamma + 0.02 seed: low 0.3, 0.5; high 0.21, 0.4 (seed 0 only)
+    assert spurious == pytest.approx(np.array([[0.30, 0.50], [0.21, 0.40]]))
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert "bias selectivity" in titles[2] and "1 of 8 cells left out" in fig._suptitle.get_text()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0.01", "0.1"]
+
+
+def test_landscape_spurious_panel_follows_the_choice():
+    cells = landscape_cells()
+    with_gap, column = figures_extra.spurious_measure(cells, "bias_gap")
+    assert column == "bias_gap"
+    assert with_gap["bias_gap"].to_numpy() == pytest.approx(0.9 - cells["test_acc_bc"].to_numpy())
+    shares = cells.assign(spurious_share=0.25)
+    assert figures_extra.spurious_measure(shares, "auto")[1] == "spurious_share"
+    assert figures_extra.spurious_measure(shares, "bsi")[1] == "bsi"
+
+
+def test_config_landscapes_join_one_knob_studies_by_their_learning_rate():
+    config = read_config_file("config.yaml")
+    assert landscape_pairs(config, "fig9") == [("colored_mnist", "resnet18")]
+    rows = landscape_rows(config, "fig9", "colored_mnist", "resnet18")
+    assert sorted(rows.values()) == [0.001, 0.01, 0.05, 0.1, 0.25]
+    assert {config["studies"][s]["knob"] for s in rows} == {"focal_gamma"}
+    assert landscape_rows(config, "tiny", "tiny_parity", "fcn") == {"tiny_landscape_lr005": 0.05,
+                                                                    "tiny_landscape_lr05": 0.5}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["landscapes"]["tiny"].update(studies=["tiny_landscape_lr005", "nope"]), "'nope' is not a study"),
+    (lambda c: c["landscapes"]["tiny"].update(axis="focal_gamma"), "is the studies' knob"),
+    (lambda c: c["landscapes"]["tiny"].update(axis="colour"), "not a training setting"),
+    (lambda c: c["landscapes"]["tiny"].update(spurious="pixels"), "landscapes.tiny.spurious = 'pixels'"),
+    (lambda c: c["studies"]["tiny_landscape_lr05"]["train"].update(lr=0.05), "a different lr per study"),
+    (lambda c: c["landscapes"]["tiny"].update(studies=["tiny_landscape_lr005", "smoke"]), "different knobs"),
+])
+def test_bad_landscapes_fail_at_parse_time_naming_the_key(change, message):
+    config = copy.deepcopy(read_config_file("config.yaml"))
+    assert landscape_errors(config) == []
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
