@@ -103,3 +103,39 @@ def test_bad_landscapes_fail_at_parse_time_naming_the_key(change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def hilo_npz(path, n=2, deeplift=True):
+    rng = np.random.default_rng(0)
+    arrays = {"images": rng.random((n, 3, 4, 4), dtype=np.float32), "labels": np.arange(n),
+              "indices": np.arange(10, 10 + n), "lr_low": np.float64(0.01), "lr_high": np.float64(0.5),
+              "correct_low": np.zeros(n, np.float32), "correct_high": np.ones(n, np.float32)}
+    for group in ("low", "high"):
+        arrays[f"maps_{group}"] = rng.normal(size=(n, 3, 4, 4)).astype(np.float32)
+        if deeplift:
+            arrays[f"maps_{group}_deeplift"] = rng.normal(size=(n, 3, 4, 4)).astype(np.float32)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_hilo_methods_figure_shows_ig_and_deeplift_maps_scaled_by_their_own_max(tmp_path):
+    arrays = hilo_npz(tmp_path / "d-m.npz")
+    fig = figures_extra.hilo_methods_figure(tmp_path / "d-m.npz", "s", "d", "m", 3, [tmp_path / "f.png"])
+    assert (tmp_path / "f.png").read_bytes()[:8] == PNG
+    axes = np.array(fig.axes).reshape(2, 5)
+    for row in range(2):
+        for column, key in enumerate(("maps_low", "maps_low_deeplift", "maps_high", "maps_high_deeplift"), start=1):
+            heat = np.abs(arrays[key][row]).sum(0)  # channels summed, worked out here
+            shown = axes[row, column].images[0].get_array()
+            np.testing.assert_allclose(shown, heat / heat.max(), rtol=1e-6)
+            method = "DeepLift" if key.endswith("deeplift") else "IG"
+            lr = "0.01" if "low" in key else "0.5"
+            assert axes[row, column].get_title() == f"{method}, lr {lr} (max {heat.max():.2g})"
+    assert axes[1, 0].get_title() == "test #11, label 1"
+    assert "3 seeds per lr" in fig._suptitle.get_text()
+
+
+def test_hilo_methods_figure_names_the_missing_deeplift_maps(tmp_path):
+    hilo_npz(tmp_path / "d-m.npz", deeplift=False)
+    with pytest.raises(ValueError, match="maps_high_deeplift"):
+        figures_extra.hilo_methods_figure(tmp_path / "d-m.npz", "s", "d", "m", 3, [tmp_path / "f.png"])

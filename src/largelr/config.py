@@ -189,7 +189,8 @@ CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
 # A study's figures: file stem per family, under results/figures/{study}/, each in every format.
 FIGURE_FILES = {"normalized": "{dataset}-{model}", "compressibility": "{dataset}-{model}.compressibility",
                 "pruning": "{dataset}-{model}.pruning", "dynamics": "{dataset}-{model}.dynamics",
-                "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo"}
+                "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo",
+                "hilo_methods": "{dataset}-{model}.hilo_methods"}
 FIGURE_FORMATS = ("png", "pdf")
 # Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
 # of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.

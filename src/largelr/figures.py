@@ -442,6 +442,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], bool]] = {
     "mechanism": (("cells", "mechanism"), False),
     "csi_core": (("cells",), False),
     "hilo": (("hilo",), True),
+    "hilo_methods": (("hilo",), True),
 }
 
 
@@ -468,12 +469,15 @@ def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dic
             tasks.append((mechanism_figure, (table, frames["mechanism"], figure_paths(out_dir, family, formats))))
         elif family == "csi_core":
             tasks.append((csi_core_figure, (table, figure_paths(out_dir, family, formats))))
-        elif family == "hilo":
+        elif family in ("hilo", "hilo_methods"):
+            from largelr.figures_extra import hilo_methods_figure
+
+            draw = hilo_figure if family == "hilo" else hilo_methods_figure
             for npz in hilo:
                 dataset, model = Path(npz).stem.split("-", 1)
                 seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
                 paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
-                tasks.append((hilo_figure, (npz, table["study"].iloc[0], dataset, model, seeds, paths)))
+                tasks.append((draw, (npz, table["study"].iloc[0], dataset, model, seeds, paths)))
         else:
             function, frame = PAIR_FIGURES[family]
             for dataset, model in pairs:

@@ -106,3 +106,56 @@ def draw_landscape_figure(cells_files: Sequence[str], rows: Sequence[str], datas
         mapping[study] = float(value)
     landscape_figure(cells, mapping, dataset, model, spurious, paths, name=name, axis=axis)
     print(f"wrote {' '.join(map(str, paths))}")
+
+
+# --- Fig. 14: IG beside DeepLift on the hi/lo samples -----------------------------------------
+
+METHOD_COLUMNS = (("low", "", "IG"), ("low", "_deeplift", "DeepLift"), ("high", "", "IG"),
+                  ("high", "_deeplift", "DeepLift"))
+
+
+def load_maps(npz_path: str | Path, required: set[str]) -> dict[str, np.ndarray]:
+    with np.load(npz_path) as data:
+        arrays = {k: data[k] for k in data.files}
+    if missing := required - set(arrays):
+        raise ValueError(f"{npz_path}: arrays {sorted(missing)} are missing; expected {sorted(required)}")
+    return arrays
+
+
+def bare(axes: np.ndarray) -> None:
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+
+
+def hilo_methods_figure(npz_path: str | Path, study: str, dataset: str, model: str, n_seeds: int,
+                        paths: Sequence[str | Path], max_samples: int = 6) -> plt.Figure:
+    """Fig. 14: the hi/lo samples (right for most high-lr seeds, wrong for most low-lr seeds) with the
+    seed-mean |IG| and |DeepLift| maps at each learning rate side by side (channels summed, each
+    map scaled by its own max, printed above it)."""
+    arrays = load_maps(npz_path, {"images", "labels", "indices", "maps_low", "maps_high", "maps_low_deeplift",
+                                  "maps_high_deeplift", "lr_low", "lr_high"})
+    n = min(max_samples, len(arrays["labels"]))
+    lrs = {"low": float(arrays["lr_low"]), "high": float(arrays["lr_high"])}
+    title = f"{study}: {dataset} × {model}, IG vs DeepLift, lr {lrs['low']:g} vs {lrs['high']:g}, {n_seeds} seeds per lr"
+    if n == 0:
+        return placeholder_figure(f"{title}: no test sample is right for >75% of high-lr and <25% of low-lr models",
+                                  paths)
+    use_style()
+    fig, axes = plt.subplots(n, 5, figsize=(10.5, 2.1 * n + 0.4), squeeze=False, layout="constrained")
+    for row in range(n):
+        image = arrays["images"][row]
+        flat = image.ndim == 1
+        axes[row, 0].imshow(displayable(image), cmap="gray", aspect="auto" if flat else None)
+        axes[row, 0].set_title(f"test #{int(arrays['indices'][row])}, label {int(arrays['labels'][row])}", fontsize=7)
+        for column, (group, suffix, method) in enumerate(METHOD_COLUMNS, start=1):
+            heat = attribution_heat(arrays[f"maps_{group}{suffix}"][row])
+            peak = float(heat.max())
+            axes[row, column].imshow(heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1,
+                                     aspect="auto" if flat else None)
+            axes[row, column].set_title(f"{method}, lr {lrs[group]:g} (max {peak:.2g})", fontsize=7)
+    bare(axes)
+    fig.suptitle(title, fontsize=8)
+    save_figure(fig, paths)
+    return fig

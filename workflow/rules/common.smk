@@ -34,6 +34,7 @@ FIGURE_CAPTIONS = {
     "mechanism": "mechanism",
     "csi_core": "csi_core",
     "hilo": "hilo",
+    "hilo_methods": "hilo_methods",
 }
 
 
@@ -121,7 +122,12 @@ def study_families(study):
         "mechanism",
         "csi_core",
     ]
-    return families + (["hilo"] if hilo_pairs(study) else [])
+    if not hilo_pairs(study):
+        return families
+    deeplift = study_config.AnalysisSettings(
+        study_config.analysis_settings(config, study)
+    )["deeplift"]
+    return families + ["hilo"] + (["hilo_methods"] if deeplift else [])
 
 
 def study_figures(study):
@@ -129,7 +135,11 @@ def study_figures(study):
     outputs = []
     for family in study_families(study):
         pattern = FIGURE_FILES[family]
-        pairs = hilo_pairs(study) if family == "hilo" else study_pairs(study)
+        pairs = (
+            hilo_pairs(study)
+            if family in ("hilo", "hilo_methods")
+            else study_pairs(study)
+        )
         stems = (
             {pattern.format(dataset=d, model=m) for d, m in pairs}
             if "{" in pattern
