@@ -139,3 +139,44 @@ def test_hilo_methods_figure_names_the_missing_deeplift_maps(tmp_path):
     hilo_npz(tmp_path / "d-m.npz", deeplift=False)
     with pytest.raises(ValueError, match="maps_high_deeplift"):
         figures_extra.hilo_methods_figure(tmp_path / "d-m.npz", "s", "d", "m", 3, [tmp_path / "f.png"])
+
+
+def training_npz(path):
+    """Low run observed at steps 0, 10, 40 and high run at 0, 20; 2 samples of 1x3x3; 4 neurons."""
+    rng = np.random.default_rng(1)
+    arrays = {"images": rng.random((2, 1, 3, 3)), "labels": np.array([0, 1]), "indices": np.array([5, 9]),
+              "knob": np.str_("lr"), "seed": np.int64(0), "value_low": np.float64(0.01), "value_high": np.float64(0.5),
+              "steps_low": np.array([0, 10, 40]), "steps_high": np.array([0, 20])}
+    for group, steps in (("low", 3), ("high", 2)):
+        arrays[f"maps_{group}"] = rng.normal(size=(steps, 2, 1, 3, 3))
+        arrays[f"csi_{group}"] = rng.random((steps, 4))
+    # BSI per step and neuron: low's largest at the end is neuron 2, high's is neuron 0
+    arrays["bsi_low"] = np.array([[0.1, 0.2, 0.3, 0.0], [0.2, 0.1, 0.4, 0.1], [0.3, 0.1, 0.6, 0.2]])
+    arrays["bsi_high"] = np.array([[0.2, 0.2, 0.1, 0.1], [0.5, 0.1, 0.0, 0.3]])
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_training_maps_figure_shows_each_observed_step_of_each_run(tmp_path):
+    arrays = training_npz(tmp_path / "d-m.npz")
+    fig = figures_extra.training_maps_figure(tmp_path / "d-m.npz", "s", "d", "m", [tmp_path / "t.png"])
+    assert (tmp_path / "t.png").read_bytes()[:8] == PNG
+    axes = np.array(fig.axes).reshape(4, 4)  # rows: (sample 0 low, sample 0 high, sample 1 low, sample 1 high)
+    heat = np.abs(arrays["maps_high"][1, 1]).sum(0)  # high run, step 20, sample 1
+    np.testing.assert_allclose(axes[3, 2].images[0].get_array(), heat / heat.max(), rtol=1e-6)
+    assert axes[3, 2].get_title() == f"step 20 (end), max {heat.max():.2g}"
+    assert axes[0, 3].get_title().startswith("step 40 (end)") and axes[0, 2].get_title().startswith("step 10,")
+    assert not axes[1, 3].axison and not axes[1, 3].images  # the high run has one step fewer
+    assert axes[2, 0].get_title() == "#9, label 1; lr 0.01"
+
+
+def test_neuron_figure_follows_the_neuron_with_the_largest_final_bsi(tmp_path):
+    arrays = training_npz(tmp_path / "d-m.npz")
+    assert figures_extra.chosen_neuron(arrays["bsi_low"]) == 2 and figures_extra.chosen_neuron(arrays["bsi_high"]) == 0
+    fig = figures_extra.neuron_figure(tmp_path / "d-m.npz", "s", "d", "m", [tmp_path / "n.png"])
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    low = lines["lr 0.01, neuron 2: BSI"]
+    assert low.get_xdata().tolist() == [0, 10, 40] and low.get_ydata() == pytest.approx([0.3, 0.4, 0.6])
+    assert lines["lr 0.5, neuron 0: BSI"].get_ydata() == pytest.approx([0.2, 0.5])
+    assert lines["lr 0.5, neuron 0: CSI"].get_ydata() == pytest.approx(arrays["csi_high"][:, 0])
+    assert lines["lr 0.01: mean BSI of 4 neurons"].get_ydata() == pytest.approx([0.15, 0.2, 0.3])

@@ -165,6 +165,14 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "hilo_high_threshold": fraction(0.75, "samples right in more than this fraction of high-value models"),
     "hilo_low_threshold": fraction(0.25, "and in fewer than this fraction of low-value models"),
     "hilo_max_samples": Setting(16, "most samples kept", type=int, minimum=1),
+    # Figs 13 (maps over training) and 28 (one neuron over training): the first seed at hilo_low and
+    # hilo_high replayed and observed (largelr.analyses.over_training), for the pairs of hilo_models.
+    "training_maps": Setting(False, "replay the low and high cells' first seed and save IG maps and per-neuron "
+                             "CSI/BSI at training_map_steps and at the end", type=bool),
+    "training_map_steps": Setting([0, 100, 300, 1000, 3000], "steps observed besides the last (those past the "
+                                  "run's end are dropped)", type=list, items=Setting(0, type=int, minimum=0),
+                                  min_items=1),
+    "training_map_samples": Setting(4, "seeded test samples whose IG maps are saved", type=int, minimum=1),
 }
 
 
@@ -190,12 +198,13 @@ CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
 FIGURE_FILES = {"normalized": "{dataset}-{model}", "compressibility": "{dataset}-{model}.compressibility",
                 "pruning": "{dataset}-{model}.pruning", "dynamics": "{dataset}-{model}.dynamics",
                 "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo",
-                "hilo_methods": "{dataset}-{model}.hilo_methods"}
+                "hilo_methods": "{dataset}-{model}.hilo_methods", "training_maps": "{dataset}-{model}.training_maps",
+                "neuron": "{dataset}-{model}.neuron"}
 FIGURE_FORMATS = ("png", "pdf")
 # Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
 # of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.
 RULE_NAMES = ("all", "data", "train", "analyze", "hilo", "aggregate", "paper_table1", "paper_table2",
-              "intervention_figure", "landscape_figure")
+              "intervention_figure", "landscape_figure", "training_maps")
 RULE_PREFIXES = ("figures_",)
 
 

@@ -443,6 +443,8 @@ FAMILIES: dict[str, tuple[tuple[str, ...], bool]] = {
     "csi_core": (("cells",), False),
     "hilo": (("hilo",), True),
     "hilo_methods": (("hilo",), True),
+    "training_maps": (("training_maps",), True),
+    "neuron": (("training_maps",), True),
 }
 
 
@@ -459,7 +461,8 @@ PAIR_FIGURES = {"normalized": (pair_figure, None), "compressibility": (compressi
 
 
 def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dict[str, pd.DataFrame],
-                       hilo: Sequence[str], formats: Sequence[str]) -> list[tuple[Callable[..., None], tuple]]:
+                       hilo: Sequence[str], formats: Sequence[str],
+                       training_maps: Sequence[str] = ()) -> list[tuple[Callable[..., None], tuple]]:
     """(function, arguments) of every figure of the named families: one per pair, or one per study."""
     table = frames["cells"]
     pairs = list(dict.fromkeys(zip(table["dataset"], table["model"])))
@@ -478,6 +481,14 @@ def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dic
                 seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
                 paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
                 tasks.append((draw, (npz, table["study"].iloc[0], dataset, model, seeds, paths)))
+        elif family in ("training_maps", "neuron"):
+            from largelr.figures_extra import neuron_figure, training_maps_figure
+
+            draw = training_maps_figure if family == "training_maps" else neuron_figure
+            for npz in training_maps:
+                dataset, model = Path(npz).stem.split("-", 1)
+                paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
+                tasks.append((draw, (npz, table["study"].iloc[0], dataset, model, paths)))
         else:
             function, frame = PAIR_FIGURES[family]
             for dataset, model in pairs:
@@ -511,7 +522,8 @@ def run_tasks(tasks: list[tuple[Callable[..., None], tuple]], workers: int) -> N
 
 def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str, curves: str | None = None,
                        dynamics: str | None = None, mechanism: str | None = None, hilo: Sequence[str] = (),
-                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1) -> None:
+                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1,
+                       training_maps: Sequence[str] = ()) -> None:
     """Every figure of the named families for one study, from its aggregate files; in ``workers`` processes."""
     frames = {"cells": pd.read_parquet(cells)}
     for name, path in (("curves", curves), ("dynamics", dynamics), ("mechanism", mechanism)):
@@ -519,7 +531,7 @@ def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str,
             if path is None:
                 raise SystemExit(f"largelr figures: --{name} is required for {list(families)}")
             frames[name] = pd.read_parquet(path)
-    tasks = study_figure_tasks(families, out_dir, frames, hilo, formats)
+    tasks = study_figure_tasks(families, out_dir, frames, hilo, formats, training_maps)
     run_tasks(tasks, workers)
     print(f"drew {len(tasks)} figures of {', '.join(families)} -> {out_dir}")
 

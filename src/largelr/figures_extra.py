@@ -159,3 +159,75 @@ def hilo_methods_figure(npz_path: str | Path, study: str, dataset: str, model: s
     fig.suptitle(title, fontsize=8)
     save_figure(fig, paths)
     return fig
+
+
+# --- Figs 13 (left) and 28: maps and one neuron over training -----------------------------------
+
+TRAINING_ARRAYS = {"images", "labels", "indices", "knob", "seed", *(f"{key}_{group}" for group in ("low", "high")
+                                                                  for key in ("steps", "maps", "csi", "bsi", "value"))}
+
+
+def training_maps_figure(npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path],
+                         max_samples: int = 2) -> plt.Figure:
+    """Fig. 13 (left): |IG| maps of fixed test samples at the observed steps of the low- and the
+    high-value run (one row each per sample; channels summed, each map scaled by its own max)."""
+    arrays = load_maps(npz_path, TRAINING_ARRAYS)
+    knob, n = str(arrays["knob"]), min(max_samples, len(arrays["labels"]))
+    columns = 1 + max(len(arrays["steps_low"]), len(arrays["steps_high"]))
+    use_style()
+    fig, axes = plt.subplots(2 * n, columns, figsize=(1.9 * columns, 2.0 * 2 * n + 0.4), squeeze=False,
+                             layout="constrained")
+    for sample in range(n):
+        image = arrays["images"][sample]
+        flat = image.ndim == 1
+        for offset, group in enumerate(("low", "high")):
+            row = 2 * sample + offset
+            axes[row, 0].imshow(displayable(image), cmap="gray", aspect="auto" if flat else None)
+            axes[row, 0].set_title(f"#{int(arrays['indices'][sample])}, label {int(arrays['labels'][sample])}; "
+                                   f"{knob} {float(arrays[f'value_{group}']):g}", fontsize=6)
+            steps = arrays[f"steps_{group}"]
+            for column, step in enumerate(steps, start=1):
+                heat = attribution_heat(arrays[f"maps_{group}"][column - 1, sample])
+                peak = float(heat.max())
+                axes[row, column].imshow(heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1,
+                                         aspect="auto" if flat else None)
+                end = " (end)" if column == len(steps) else ""
+                axes[row, column].set_title(f"step {int(step)}{end}, max {peak:.2g}", fontsize=6)
+            for ax in axes[row, 1 + len(steps):]:
+                ax.axis("off")
+    bare(axes)
+    fig.suptitle(f"{study}: {dataset} × {model}, |IG| over training, {knob} {float(arrays['value_low']):g} vs "
+                 f"{float(arrays['value_high']):g} (seed {int(arrays['seed'])}, replayed)", fontsize=8)
+    save_figure(fig, paths)
+    return fig
+
+
+def chosen_neuron(bsi: np.ndarray) -> int:
+    """The penultimate neuron with the largest bias selectivity at the last observed step (first on ties)."""
+    return int(np.nanargmax(bsi[-1]))
+
+
+def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
+    """Fig. 28 (single neuron): the spurious feature use (bias selectivity, BSI) of one penultimate
+    neuron over training, at the low and the high value: in each run the neuron with the largest
+    BSI at the end (its class selectivity dashed; the mean BSI over all neurons dotted)."""
+    arrays = load_maps(npz_path, TRAINING_ARRAYS)
+    knob = str(arrays["knob"])
+    use_style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for group, colour in (("low", "tab:blue"), ("high", "tab:red")):
+        steps, bsi, csi = arrays[f"steps_{group}"], arrays[f"bsi_{group}"], arrays[f"csi_{group}"]
+        neuron = chosen_neuron(bsi)
+        label = f"{knob} {float(arrays[f'value_{group}']):g}, neuron {neuron}"
+        ax.plot(steps, bsi[:, neuron], color=colour, marker="o", label=f"{label}: BSI")
+        ax.plot(steps, csi[:, neuron], color=colour, marker="s", linestyle="--", label=f"{label}: CSI")
+        ax.plot(steps, np.nanmean(bsi, axis=1), color=colour, linestyle=":", label=f"{knob} "
+                f"{float(arrays[f'value_{group}']):g}: mean BSI of {bsi.shape[1]} neurons")
+    ax.set(xlabel="training step", ylabel="selectivity", ylim=(-0.02, 1.02))
+    ax.set_xscale("symlog", linthresh=100)  # step 0 and the first hundred steps linear, then log
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(f"{study}: {dataset} × {model}, one penultimate neuron's spurious feature use over training\n"
+                 f"(the neuron with the largest final BSI in each run; seed {int(arrays['seed'])}, replayed)",
+                 fontsize=8)
+    save_figure(fig, paths)
+    return fig

@@ -56,6 +56,10 @@ for _study in config["studies"]:
             dynamics=f"results/{_study}/dynamics.parquet",
             mechanism=f"results/tables/{_study}_mechanism.parquet",
             hilo=[f"results/{_study}/hilo/{d}-{m}.npz" for d, m in hilo_pairs(_study)],
+            training_maps=[
+                f"results/{_study}/training_maps/{d}-{m}.npz"
+                for d, m in training_map_pairs(_study)
+            ],
         output:
             study_figures(_study),
             summary=report(
@@ -78,7 +82,7 @@ for _study in config["studies"]:
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
-            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
+            " --hilo {input.hilo} --training-maps {input.training_maps} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
 
 
 rule paper_table1:

@@ -35,6 +35,8 @@ FIGURE_CAPTIONS = {
     "csi_core": "csi_core",
     "hilo": "hilo",
     "hilo_methods": "hilo_methods",
+    "training_maps": "training_maps",
+    "neuron": "neuron",
 }
 
 
@@ -113,6 +115,34 @@ def hilo_pairs(study):
     return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
 
 
+def training_map_pairs(study):
+    """Pairs whose low and high cells are replayed for maps over training (Figs 13, 28)."""
+    settings = study_config.analysis_settings(config, study)
+    if not settings.get("training_maps"):
+        return []
+    models = settings.get("hilo_models")
+    return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
+
+
+def training_map_cell(wildcards, which):
+    """The first seed's cell at the pair's low (which=0) or high (which=1) value."""
+    value = hilo_values(wildcards)[which]
+    return next(
+        cell
+        for cell in cells_of(wildcards.study)
+        if (cell.dataset, cell.model, cell.value)
+        == (wildcards.dataset, wildcards.model, value)
+    )
+
+
+def training_map_spec(wildcards, which):
+    cell = training_map_cell(wildcards, which)
+    spec = study_config.cell_spec(
+        config, cell.study, cell.dataset, cell.model, cell.knob, cell.value, cell.seed
+    )
+    return json.dumps(spec, sort_keys=True)
+
+
 def study_families(study):
     families = [
         "normalized",
@@ -122,6 +152,8 @@ def study_families(study):
         "mechanism",
         "csi_core",
     ]
+    if training_map_pairs(study):
+        families += ["training_maps", "neuron"]
     if not hilo_pairs(study):
         return families
     deeplift = study_config.AnalysisSettings(
@@ -138,7 +170,11 @@ def study_figures(study):
         pairs = (
             hilo_pairs(study)
             if family in ("hilo", "hilo_methods")
-            else study_pairs(study)
+            else (
+                training_map_pairs(study)
+                if family in ("training_maps", "neuron")
+                else study_pairs(study)
+            )
         )
         stems = (
             {pattern.format(dataset=d, model=m) for d, m in pairs}
