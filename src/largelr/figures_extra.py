@@ -122,6 +122,12 @@ def load_maps(npz_path: str | Path, required: set[str]) -> dict[str, np.ndarray]
     return arrays
 
 
+def row_height(image: np.ndarray, panel_width: float) -> float:
+    """Inches a row of maps of ``image`` needs at ``panel_width``: the image's aspect plus a title line."""
+    shape = displayable(image).shape
+    return panel_width * min(shape[0] / shape[1], 1.5) + 0.35
+
+
 def bare(axes: np.ndarray) -> None:
     for ax in axes.flat:
         ax.set_xticks([])
@@ -143,7 +149,8 @@ def hilo_methods_figure(npz_path: str | Path, study: str, dataset: str, model: s
         return placeholder_figure(f"{title}: no test sample is right for >75% of high-lr and <25% of low-lr models",
                                   paths)
     use_style()
-    fig, axes = plt.subplots(n, 5, figsize=(10.5, 2.1 * n + 0.4), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(n, 5, figsize=(10.5, row_height(arrays["images"][0], 2.1) * n + 0.4), squeeze=False,
+                             layout="constrained")
     for row in range(n):
         image = arrays["images"][row]
         flat = image.ndim == 1
@@ -175,7 +182,8 @@ def training_maps_figure(npz_path: str | Path, study: str, dataset: str, model: 
     knob, n = str(arrays["knob"]), min(max_samples, len(arrays["labels"]))
     columns = 1 + max(len(arrays["steps_low"]), len(arrays["steps_high"]))
     use_style()
-    fig, axes = plt.subplots(2 * n, columns, figsize=(1.9 * columns, 2.0 * 2 * n + 0.4), squeeze=False,
+    height = row_height(arrays["images"][0], 1.9)
+    fig, axes = plt.subplots(2 * n, columns, figsize=(1.9 * columns, height * 2 * n + 0.4), squeeze=False,
                              layout="constrained")
     for sample in range(n):
         image = arrays["images"][sample]
@@ -224,7 +232,11 @@ def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, pa
         ax.plot(steps, np.nanmean(bsi, axis=1), color=colour, linestyle=":", label=f"{knob} "
                 f"{float(arrays[f'value_{group}']):g}: mean BSI of {bsi.shape[1]} neurons")
     ax.set(xlabel="training step", ylabel="selectivity", ylim=(-0.02, 1.02))
-    ax.set_xscale("symlog", linthresh=100)  # step 0 and the first hundred steps linear, then log
+    steps = sorted({int(s) for group in ("low", "high") for s in arrays[f"steps_{group}"]})
+    positive = [s for s in steps if s > 0]
+    ax.set_xscale("symlog", linthresh=positive[0] if positive else 1)  # linear up to the first observed step
+    ax.set_xticks(steps, [str(s) for s in steps], rotation=45 if len(steps) > 6 else 0)
+    ax.minorticks_off()
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title(f"{study}: {dataset} × {model}, one penultimate neuron's spurious feature use over training\n"
                  f"(the neuron with the largest final BSI in each run; seed {int(arrays['seed'])}, replayed)",
