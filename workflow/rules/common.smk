@@ -308,7 +308,9 @@ def default_landscapes():
 
 def landscape_row_args(wildcards):
     """'study=value' per study of the landscape: the row each study's cells go to."""
-    rows = landscape_rows(config, wildcards.landscape, wildcards.dataset, wildcards.model)
+    rows = landscape_rows(
+        config, wildcards.landscape, wildcards.dataset, wildcards.model
+    )
     return " ".join(f"{study}={value!r}" for study, value in rows.items())
 
 
