@@ -11,7 +11,7 @@ import pytest
 
 from largelr import figures_extra
 from largelr.config import ConfigError, read_config_file, validate_config
-from largelr.landscape import landscape_errors, landscape_pairs, landscape_rows
+from largelr.config import landscape_errors, landscape_pairs, landscape_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

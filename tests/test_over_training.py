@@ -8,7 +8,7 @@ import torch
 from conftest import toy_spec
 
 from largelr.analyses.attribute import integrated_gradients
-from largelr.analyses.over_training import Snapshots, snapshot_steps, training_maps
+from largelr.over_training import Snapshots, snapshot_steps, training_maps
 from largelr.analyses.represent import penultimate_activations, selectivity_per_neuron
 from largelr.config import AnalysisSettings
 from largelr import evaluate

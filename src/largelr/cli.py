@@ -137,10 +137,15 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from largelr.figures import draw_study_figures
+    from largelr.figures_extra import EXTRA_FAMILIES, draw_extra_figures
 
-    draw_study_figures(args.families, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
-                       mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers,
-                       training_maps=args.training_maps)
+    own = [family for family in args.families if family not in EXTRA_FAMILIES]
+    if own:
+        draw_study_figures(own, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
+                           mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers)
+    if extra := [family for family in args.families if family in EXTRA_FAMILIES]:
+        draw_extra_figures(extra, args.out_dir, args.cells, {"hilo": args.hilo, "training_maps": args.training_maps},
+                           args.formats, args.workers)
     if args.summary_html:  # the study's summary page, in the same process
         write_summary_html([args.cells], args.summary_html)
 
@@ -261,7 +266,7 @@ def cmd_landscape_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_training_maps(args: argparse.Namespace) -> None:
-    from largelr.analyses.over_training import write_training_maps
+    from largelr.over_training import write_training_maps
     from largelr.config import AnalysisSettings
 
     device = _setup(args)

@@ -442,9 +442,6 @@ FAMILIES: dict[str, tuple[tuple[str, ...], bool]] = {
     "mechanism": (("cells", "mechanism"), False),
     "csi_core": (("cells",), False),
     "hilo": (("hilo",), True),
-    "hilo_methods": (("hilo",), True),
-    "training_maps": (("training_maps",), True),
-    "neuron": (("training_maps",), True),
 }
 
 
@@ -461,8 +458,7 @@ PAIR_FIGURES = {"normalized": (pair_figure, None), "compressibility": (compressi
 
 
 def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dict[str, pd.DataFrame],
-                       hilo: Sequence[str], formats: Sequence[str],
-                       training_maps: Sequence[str] = ()) -> list[tuple[Callable[..., None], tuple]]:
+                       hilo: Sequence[str], formats: Sequence[str]) -> list[tuple[Callable[..., None], tuple]]:
     """(function, arguments) of every figure of the named families: one per pair, or one per study."""
     table = frames["cells"]
     pairs = list(dict.fromkeys(zip(table["dataset"], table["model"])))
@@ -472,23 +468,12 @@ def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dic
             tasks.append((mechanism_figure, (table, frames["mechanism"], figure_paths(out_dir, family, formats))))
         elif family == "csi_core":
             tasks.append((csi_core_figure, (table, figure_paths(out_dir, family, formats))))
-        elif family in ("hilo", "hilo_methods"):
-            from largelr.figures_extra import hilo_methods_figure
-
-            draw = hilo_figure if family == "hilo" else hilo_methods_figure
+        elif family == "hilo":
             for npz in hilo:
                 dataset, model = Path(npz).stem.split("-", 1)
                 seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
                 paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
-                tasks.append((draw, (npz, table["study"].iloc[0], dataset, model, seeds, paths)))
-        elif family in ("training_maps", "neuron"):
-            from largelr.figures_extra import neuron_figure, training_maps_figure
-
-            draw = training_maps_figure if family == "training_maps" else neuron_figure
-            for npz in training_maps:
-                dataset, model = Path(npz).stem.split("-", 1)
-                paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
-                tasks.append((draw, (npz, table["study"].iloc[0], dataset, model, paths)))
+                tasks.append((hilo_figure, (npz, table["study"].iloc[0], dataset, model, seeds, paths)))
         else:
             function, frame = PAIR_FIGURES[family]
             for dataset, model in pairs:
@@ -522,8 +507,7 @@ def run_tasks(tasks: list[tuple[Callable[..., None], tuple]], workers: int) -> N
 
 def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str, curves: str | None = None,
                        dynamics: str | None = None, mechanism: str | None = None, hilo: Sequence[str] = (),
-                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1,
-                       training_maps: Sequence[str] = ()) -> None:
+                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1) -> None:
     """Every figure of the named families for one study, from its aggregate files; in ``workers`` processes."""
     frames = {"cells": pd.read_parquet(cells)}
     for name, path in (("curves", curves), ("dynamics", dynamics), ("mechanism", mechanism)):
@@ -531,7 +515,7 @@ def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str,
             if path is None:
                 raise SystemExit(f"largelr figures: --{name} is required for {list(families)}")
             frames[name] = pd.read_parquet(path)
-    tasks = study_figure_tasks(families, out_dir, frames, hilo, formats, training_maps)
+    tasks = study_figure_tasks(families, out_dir, frames, hilo, formats)
     run_tasks(tasks, workers)
     print(f"drew {len(tasks)} figures of {', '.join(families)} -> {out_dir}")
 

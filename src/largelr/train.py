@@ -572,7 +572,7 @@ def interrupt_flag() -> Iterator[dict[str, Any]]:
 
 REGIONS = ("spurious", "core", "noise")  # where a dataset's masks say its features live
 # Sees the model (in train mode) before each step, after ``step`` steps; True stops the run there, counted as
-# the step cap (a replay that needs only the first steps: largelr.analyses.over_training).
+# the step cap (a replay that needs only the first steps: largelr.over_training).
 Observer = Callable[[int, nn.Module], bool]
 
 

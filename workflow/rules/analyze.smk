@@ -58,7 +58,7 @@ rule hilo:
 
 
 # Figs 13 (maps over training) and 28 (one neuron over training): the first seed at the pair's low
-# and high value, replayed and observed at training_map_steps (largelr.analyses.over_training).
+# and high value, replayed and observed at training_map_steps (largelr.over_training).
 rule training_maps:
     input:
         data=rules.data.output.data,

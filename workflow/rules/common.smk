@@ -18,7 +18,7 @@ from largelr.config import (
 )
 from largelr.analyses.attribute import background_notice
 from largelr.datasets import KINDS, missing_data
-from largelr.landscape import landscape_pairs, landscape_rows, landscapes
+from largelr.config import landscape_pairs, landscape_rows, landscapes
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
