@@ -191,9 +191,10 @@ def expected_jobs(config) -> Counter:
             datasets.add(dataset)
         jobs["aggregate"] += 1
         jobs[f"figures_{name}"] += 1  # one job draws all of the study's figures
-        if spec.get("analysis", {}).get("hilo"):
-            models = spec["analysis"].get("hilo_models")
-            jobs["hilo"] += len([pair for pair in pairs if models is None or pair[1] in models])
+        models = spec.get("analysis", {}).get("hilo_models")
+        for rule in ("hilo", "training_maps"):  # one job per pair of hilo_models (null: every pair)
+            if spec.get("analysis", {}).get(rule):
+                jobs[rule] += len([pair for pair in pairs if models is None or pair[1] in models])
         if spec.get("paper") == "table2":
             intervention_pairs |= pairs
     jobs["analyze"] = jobs["train"]
