@@ -180,3 +180,13 @@ def test_neuron_figure_follows_the_neuron_with_the_largest_final_bsi(tmp_path):
     assert lines["lr 0.5, neuron 0: BSI"].get_ydata() == pytest.approx([0.2, 0.5])
     assert lines["lr 0.5, neuron 0: CSI"].get_ydata() == pytest.approx(arrays["csi_high"][:, 0])
     assert lines["lr 0.01: mean BSI of 4 neurons"].get_ydata() == pytest.approx([0.15, 0.2, 0.3])
+
+
+def test_neuron_figure_says_so_when_a_run_ends_without_a_finite_bsi(tmp_path):
+    arrays = training_npz(tmp_path / "d-m.npz")
+    arrays["bsi_high"][-1] = np.nan  # a diverged high run
+    np.savez(tmp_path / "d-m.npz", **arrays)
+    assert figures_extra.chosen_neuron(arrays["bsi_high"]) is None
+    fig = figures_extra.neuron_figure(tmp_path / "d-m.npz", "s", "d", "m", [tmp_path / "n.png"])
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "lr 0.5: no finite BSI at the end" in labels and "lr 0.01, neuron 2: BSI" in labels

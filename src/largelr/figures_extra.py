@@ -210,9 +210,10 @@ def training_maps_figure(npz_path: str | Path, study: str, dataset: str, model: 
     return fig
 
 
-def chosen_neuron(bsi: np.ndarray) -> int:
-    """The penultimate neuron with the largest bias selectivity at the last observed step (first on ties)."""
-    return int(np.nanargmax(bsi[-1]))
+def chosen_neuron(bsi: np.ndarray) -> int | None:
+    """The penultimate neuron with the largest bias selectivity at the last observed step (first on
+    ties); None when no neuron has one (a diverged run's NaN weights)."""
+    return None if np.isnan(bsi[-1]).all() else int(np.nanargmax(bsi[-1]))
 
 
 def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
@@ -226,6 +227,9 @@ def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, pa
     for group, colour in (("low", "tab:blue"), ("high", "tab:red")):
         steps, bsi, csi = arrays[f"steps_{group}"], arrays[f"bsi_{group}"], arrays[f"csi_{group}"]
         neuron = chosen_neuron(bsi)
+        if neuron is None:
+            ax.plot([], [], color=colour, label=f"{knob} {float(arrays[f'value_{group}']):g}: no finite BSI at the end")
+            continue
         label = f"{knob} {float(arrays[f'value_{group}']):g}, neuron {neuron}"
         ax.plot(steps, bsi[:, neuron], color=colour, marker="o", label=f"{label}: BSI")
         ax.plot(steps, csi[:, neuron], color=colour, marker="s", linestyle="--", label=f"{label}: CSI")
