@@ -162,20 +162,21 @@ def study_families(study):
     return families + ["hilo"] + (["hilo_methods"] if deeplift else [])
 
 
+def family_pairs(study, family):
+    """The pairs a figure family of the study is drawn for."""
+    if family in ("hilo", "hilo_methods"):
+        return hilo_pairs(study)
+    if family in ("training_maps", "neuron"):
+        return training_map_pairs(study)
+    return study_pairs(study)
+
+
 def study_figures(study):
     """Every figure file of the study, PNGs marked for the report with their family's caption."""
     outputs = []
     for family in study_families(study):
         pattern = FIGURE_FILES[family]
-        pairs = (
-            hilo_pairs(study)
-            if family in ("hilo", "hilo_methods")
-            else (
-                training_map_pairs(study)
-                if family in ("training_maps", "neuron")
-                else study_pairs(study)
-            )
-        )
+        pairs = family_pairs(study, family)
         stems = (
             {pattern.format(dataset=d, model=m) for d, m in pairs}
             if "{" in pattern
