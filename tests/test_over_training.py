@@ -58,3 +58,14 @@ def test_snapshots_restore_the_training_mode(toy_dataset):
     x, y, b = evaluate.test_sample(toy_dataset, 8, "cpu")
     snapshots = Snapshots([0], (x[:2], y[:2]), (x, y, b), AnalysisSettings({"ig_steps": 4}), 2)
     assert snapshots(0, model) is True and model.training and list(snapshots.records) == [0]
+
+
+@pytest.mark.parametrize("key, value", [("training_map_steps", [0, -5]), ("training_map_steps", []),
+                                        ("training_map_samples", 0), ("training_maps", "yes")])
+def test_bad_training_map_settings_fail_at_parse_time_naming_the_key(key, value):
+    from largelr.config import ConfigError, read_config_file, validate_config
+
+    config = read_config_file("config.yaml")
+    config["studies"]["lr_colored_mnist"]["analysis"][key] = value
+    with pytest.raises(ConfigError, match=f"studies.lr_colored_mnist.analysis.{key}"):
+        validate_config(config)
