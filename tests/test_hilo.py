@@ -84,3 +84,42 @@ def test_hilo_cli_writes_the_documented_npz(tmp_path):
     one_map, _ = integrated_gradients(load_checkpoint(paths["high"][0]), x, target, n_steps=8)
     assert arrays["maps_high"].dtype == np.float32
     np.testing.assert_allclose(arrays["maps_high"], 0.8 * one_map.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_hilo_with_deeplift_stores_deeplift_maps_beside_ig(tmp_path):
+    """On these models every ReLU is active between the zero baseline and x (positive inputs and
+    weights), so the network is linear there: DeepLift equals IG equals x * gradient, and its
+    attributions sum to f(x)[1] - f(0)[1] (completeness), both checked without captum."""
+    y = torch.tensor([0, 1, 1, 0, 1])
+    test = {"x": torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(1)) + 0.1, "y": y, "b": 1 - y}
+    dataset = {"name": "tiny", "train": test, "test": test, "num_classes": 2, "num_bias": 2, "input_shape": [3, 4, 4],
+               "spurious_mask": None, "core_mask": None, "params": {}, "normalization": {"mean": 0.0, "std": 1.0}}
+    save_dataset(dataset, tmp_path / "tiny.pt")
+    spec = {"name": "fcn", "input_shape": [3, 4, 4], "num_classes": 2, "params": {"depth": 1, "width": 5}}
+    paths = {"low": [], "high": []}
+    for name, ones in (("low", [False, False]), ("high", [True, True])):
+        for seed, predict_one in enumerate(ones):
+            path = tmp_path / name / f"seed={seed}" / "model.pt"
+            save_checkpoint(constant_class_fcn(predict_one), spec, path)
+            paths[name].append(str(path))
+    out = tmp_path / "tiny-fcn.npz"
+    settings = {"hilo_max_samples": 3, "ig_steps": 8, "deeplift": True}
+    main(["hilo", "--data", str(tmp_path / "tiny.pt"), "--device", "cpu", "--models-low", *paths["low"],
+          "--models-high", *paths["high"], "--lr-low", "0.01", "--lr-high", "0.5", "--settings", json.dumps(settings),
+          "--out", str(out)])
+    with np.load(out) as saved:
+        arrays = dict(saved)
+    assert {"maps_low_deeplift", "maps_high_deeplift"} <= set(arrays)
+    assert arrays["indices"].tolist() == [1, 2, 4]
+    x = load_dataset(tmp_path / "tiny.pt")["test"]["x"][[1, 2, 4]].double()
+    model = load_checkpoint(paths["high"][0]).double()
+    x.requires_grad_(True)
+    logit = model(x)[:, 1]
+    (gradient,) = torch.autograd.grad(logit.sum(), x)
+    by_hand = (x * gradient).detach().numpy()
+    np.testing.assert_allclose(arrays["maps_high_deeplift"], by_hand, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(arrays["maps_high"], by_hand, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        gain = (logit - model(torch.zeros_like(x))[:, 1]).numpy()
+    np.testing.assert_allclose(arrays["maps_high_deeplift"].reshape(3, -1).sum(1), gain, rtol=1e-4)
+    np.testing.assert_allclose(arrays["maps_low_deeplift"], 0.0, atol=1e-7)

@@ -191,15 +191,21 @@ def expected_jobs(config) -> Counter:
             datasets.add(dataset)
         jobs["aggregate"] += 1
         jobs[f"figures_{name}"] += 1  # one job draws all of the study's figures
-        if spec.get("analysis", {}).get("hilo"):
-            models = spec["analysis"].get("hilo_models")
-            jobs["hilo"] += len([pair for pair in pairs if models is None or pair[1] in models])
+        models = spec.get("analysis", {}).get("hilo_models")
+        for rule in ("hilo", "training_maps"):  # one job per pair of hilo_models (null: every pair)
+            if spec.get("analysis", {}).get(rule):
+                jobs[rule] += len([pair for pair in pairs if models is None or pair[1] in models])
         if spec.get("paper") == "table2":
             intervention_pairs |= pairs
     jobs["analyze"] = jobs["train"]
     jobs["data"] = len(datasets)  # the data job writes the card too
     jobs["paper_table1"] = jobs["paper_table2"] = 1
     jobs["intervention_figure"] = len(intervention_pairs)
+    for landscape in (config.get("landscapes") or {}).values():  # Fig 9: one job per pair common to its studies
+        if set(landscape["studies"]) <= set(config["default_studies"]):
+            common = set.intersection(*({(d, m) for d, m, _ in blocks(config["studies"][s])}
+                                        for s in landscape["studies"]))
+            jobs["landscape_figure"] += len(common)
     return jobs
 
 

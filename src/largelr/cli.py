@@ -140,9 +140,15 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from largelr.figures import draw_study_figures
+    from largelr.figures_extra import EXTRA_FAMILIES, draw_extra_figures
 
-    draw_study_figures(args.families, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
-                       mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers)
+    own = [family for family in args.families if family not in EXTRA_FAMILIES]
+    if own:
+        draw_study_figures(own, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
+                           mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers)
+    if extra := [family for family in args.families if family in EXTRA_FAMILIES]:
+        draw_extra_figures(extra, args.out_dir, args.cells, {"hilo": args.hilo, "training_maps": args.training_maps},
+                           args.formats, args.workers)
     if args.summary_html:  # the study's summary page, in the same process
         write_summary_html([args.cells], args.summary_html)
 
@@ -242,6 +248,8 @@ def add_output_steps(steps) -> None:
     figures.add_argument("--dynamics", help="the study's dynamics.parquet (dynamics)")
     figures.add_argument("--mechanism", help="the study's mechanism table (mechanism)")
     figures.add_argument("--hilo", nargs="*", default=[], help="hi/lo attribution npz files (hilo)")
+    figures.add_argument("--training-maps", nargs="*", default=[], help="maps-over-training npz files "
+                         "(training_maps, neuron)")
     figures.add_argument("--workers", type=int, default=1, help="processes drawing figures at once")
     figures.add_argument("--summary-html", help="also write the study's summary page (as `summary --html`)")
 
@@ -253,12 +261,58 @@ def add_output_steps(steps) -> None:
     interventions.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
 
 
+def cmd_landscape_figure(args: argparse.Namespace) -> None:
+    from largelr.figures_extra import draw_landscape_figure
+
+    draw_landscape_figure(args.cells, args.rows, args.dataset, args.model, args.spurious, args.name, args.axis,
+                          args.out)
+
+
+def cmd_training_maps(args: argparse.Namespace) -> None:
+    from largelr.over_training import write_training_maps
+    from largelr.config import AnalysisSettings
+
+    device = _setup(args)
+    write_training_maps(args.data, {"low": args.spec_low, "high": args.spec_high},
+                        {"low": args.model_low, "high": args.model_high},
+                        {"low": args.summary_low, "high": args.summary_high},
+                        AnalysisSettings(args.settings, where="analysis"), device, args.out)
+
+
+def add_training_maps_step(steps) -> None:
+    maps = add_compute_step(steps, "training-maps", cmd_training_maps,
+                            "Figs 13, 28: IG maps and neuron selectivity over training, low and high value")
+    for group in ("low", "high"):
+        maps.add_argument(f"--spec-{group}", type=_json, required=True, help=f"the {group} cell's spec JSON")
+        maps.add_argument(f"--model-{group}", required=True, help=f"the {group} cell's model.pt")
+        maps.add_argument(f"--summary-{group}", required=True, help=f"the {group} cell's train.json")
+    maps.add_argument("--settings", type=_json, default={}, help="analysis settings JSON")
+    maps.add_argument("--out", required=True, help="the .npz file to write")
+
+
+def add_landscape_step(steps) -> None:
+    from largelr.landscape import SPURIOUS_CHOICES
+
+    landscape = steps.add_parser("landscape-figure", help="Fig. 9: one landscape's heatmaps for one (dataset, model)")
+    landscape.set_defaults(func=cmd_landscape_figure)
+    landscape.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the landscape's studies")
+    landscape.add_argument("--rows", nargs="+", required=True, help="study=axis value, one per study")
+    landscape.add_argument("--axis", default="lr", help="the training setting of the rows")
+    landscape.add_argument("--spurious", default="auto", choices=SPURIOUS_CHOICES)
+    landscape.add_argument("--name", default="", help="the landscape's name, for the title")
+    landscape.add_argument("--dataset", required=True)
+    landscape.add_argument("--model", required=True)
+    landscape.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="largelr", description=__doc__.splitlines()[0])
     steps = parser.add_subparsers(dest="step", required=True)
     add_data_steps(steps)
     add_cell_steps(steps)
     add_output_steps(steps)
+    add_landscape_step(steps)
+    add_training_maps_step(steps)
     return parser
 
 

@@ -26,6 +26,7 @@ from largelr.analyses.represent import SAMPLE_SEED_CHOICES as REPRESENT_SAMPLE_S
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
+from largelr.landscape import LANDSCAPE_KEYS
 from largelr.models import MODELS
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -216,6 +217,14 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "hilo_high_threshold": fraction(0.75, "samples right in more than this fraction of high-value models"),
     "hilo_low_threshold": fraction(0.25, "and in fewer than this fraction of low-value models"),
     "hilo_max_samples": Setting(16, "most samples kept", type=int, minimum=1),
+    # Figs 13 (maps over training) and 28 (one neuron over training): the first seed at hilo_low and
+    # hilo_high replayed and observed (largelr.over_training), for the pairs of hilo_models.
+    "training_maps": Setting(False, "replay the low and high cells' first seed and save IG maps and per-neuron "
+                             "CSI/BSI at training_map_steps and at the end", type=bool),
+    "training_map_steps": Setting([0, 100, 300, 1000, 3000], "steps observed besides the last (those past the "
+                                  "run's end are dropped)", type=list, items=Setting(0, type=int, minimum=0),
+                                  min_items=1),
+    "training_map_samples": Setting(4, "seeded test samples whose IG maps are saved", type=int, minimum=1),
 }
 
 
@@ -240,12 +249,14 @@ CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
 # A study's figures: file stem per family, under results/figures/{study}/, each in every format.
 FIGURE_FILES = {"normalized": "{dataset}-{model}", "compressibility": "{dataset}-{model}.compressibility",
                 "pruning": "{dataset}-{model}.pruning", "dynamics": "{dataset}-{model}.dynamics",
-                "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo"}
+                "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo",
+                "hilo_methods": "{dataset}-{model}.hilo_methods", "training_maps": "{dataset}-{model}.training_maps",
+                "neuron": "{dataset}-{model}.neuron"}
 FIGURE_FORMATS = ("png", "pdf")
 # Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
 # of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.
 RULE_NAMES = ("all", "data", "train", "analyze", "hilo", "aggregate", "paper_table1", "paper_table2",
-              "intervention_figure")
+              "intervention_figure", "landscape_figure", "training_maps")
 RULE_PREFIXES = ("figures_",)
 
 
@@ -461,6 +472,7 @@ def _top_level_errors(config: dict[str, Any]) -> list[str]:
                f"{list(RULE_NAMES)} or one starting with {list(RULE_PREFIXES)}. Rename the study"
                for study in studies if study in RULE_NAMES or study.startswith(RULE_PREFIXES)]
     errors += check_section(config.get("analysis", {}) or {}, ANALYSIS_KEYS, "analysis")[1]
+    errors += landscape_errors(config)
     return errors
 
 
@@ -672,4 +684,75 @@ def _knob_value_errors(knob: str, values: Any, where: str) -> list[str]:
     texts = [format_value(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(set(texts)) != len(texts):
         errors.append(f"{where} = {values}: two values have the same path text; allowed: distinct values")
+    return errors
+
+
+# --- landscapes: one-knob studies joined over a second setting (Fig. 9; largelr.landscape) -------
+
+
+def landscapes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every landscape of the config with its defaults filled in."""
+    return {name: {"description": "", "axis": "lr", "spurious": "auto", **(entry or {})}
+            for name, entry in (config.get("landscapes") or {}).items()}
+
+
+def axis_value(config: dict[str, Any], study: str, dataset: str, model: str, axis: str) -> float:
+    """The study's value of the landscape axis on one pair (its explicit setting, else the default)."""
+    return float(train_settings(config, study, dataset, model).get(axis, TRAIN_DEFAULTS[axis]))
+
+
+def landscape_pairs(config: dict[str, Any], name: str) -> list[tuple[str, str]]:
+    """(dataset, model) pairs that every study of the landscape has."""
+    studies = landscapes(config)[name]["studies"]
+    common = list(pair_blocks(config, studies[0]))
+    return [pair for pair in common if all(pair in pair_blocks(config, study) for study in studies[1:])]
+
+
+def landscape_rows(config: dict[str, Any], name: str, dataset: str, model: str) -> dict[str, float]:
+    """study -> its axis value on the pair, for every study of the landscape."""
+    entry = landscapes(config)[name]
+    return {study: axis_value(config, study, dataset, model, entry["axis"]) for study in entry["studies"]}
+
+
+def landscape_errors(config: dict[str, Any]) -> list[str]:
+    """Every problem of the ``landscapes`` section, each with its key path, value and what is allowed."""
+    errors: list[str] = []
+    studies = config.get("studies") or {}
+    for name, entry in (config.get("landscapes") or {}).items():
+        where = f"landscapes.{name}"
+        checked, found = check_section(entry or {}, LANDSCAPE_KEYS, where)
+        errors += found
+        if "studies" not in checked:
+            errors += [] if found else [f"{where}.studies: missing; allowed: a list of at least two studies"]
+            continue
+        unknown = [s for s in checked["studies"] if s not in studies]
+        errors += [f"{where}.studies: {s!r} is not a study; allowed: {sorted(studies)}" for s in unknown]
+        axis = checked.get("axis", "lr")
+        if axis not in TRAIN_KEYS:
+            errors.append(f"{where}.axis = {axis!r}: not a training setting; allowed: {sorted(TRAIN_KEYS)}")
+        if unknown or found or axis not in TRAIN_KEYS:
+            continue
+        errors += _shape_errors(config, name, checked["studies"], axis, where)
+    return errors
+
+
+def _shape_errors(config: dict[str, Any], name: str, members: list[str], axis: str, where: str) -> list[str]:
+    """One knob for every study, other than the axis; a common pair; distinct axis values per pair."""
+    knobs = {config["studies"][s]["knob"] for s in members}
+    if len(knobs) != 1:
+        return [f"{where}.studies: the studies sweep different knobs {sorted(knobs)}; allowed: one knob for all"]
+    if axis in knobs:
+        return [f"{where}.axis = {axis!r} is the studies' knob; allowed: a training setting the studies fix"]
+    try:
+        pairs = landscape_pairs(config, name)
+    except ValueError as error:  # a study's own grid problem, reported with the study
+        return [f"{where}: {error}"]
+    if not pairs:
+        return [f"{where}.studies: no (dataset, model) pair is common to all of {members}"]
+    errors = []
+    for dataset, model in pairs:
+        rows = landscape_rows(config, name, dataset, model)
+        if len(set(rows.values())) != len(rows):
+            errors.append(f"{where}: studies {members} give ({dataset}, {model}) the {axis} values "
+                          f"{list(rows.values())}; allowed: a different {axis} per study")
     return errors

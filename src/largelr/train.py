@@ -583,6 +583,9 @@ def interrupt_flag() -> Iterator[dict[str, Any]]:
 
 
 REGIONS = ("spurious", "core", "noise")  # where a dataset's masks say its features live
+# Sees the model (in train mode) before each step, after ``step`` steps; True stops the run there, counted as
+# the step cap (a replay that needs only the first steps: largelr.over_training).
+Observer = Callable[[int, nn.Module], bool]
 
 
 class AttributionProbe:
@@ -649,7 +652,7 @@ class FixedBCRatioProbe:
 
 
 def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.device, log: Callable[[str], None] = print,
-               checkpoint: str | Path | None = None, checkpoint_every: int = 1000,
+               checkpoint: str | Path | None = None, checkpoint_every: int = 1000, observer: Observer | None = None,
                ) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
     """Train the cell described by ``spec`` (see ``largelr.config.cell_spec``).
 
@@ -659,7 +662,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     (``stopped_by="diverged"``), not an error. With ``select_on_val`` the weights of the best
     evaluation on validation are returned. With a ``checkpoint`` path, the state is saved there
     every ``checkpoint_every`` steps and on SIGTERM/SIGINT (then ``Preempted`` is raised); a later
-    call with the same spec resumes from it and ends as an uninterrupted run would.
+    call with the same spec resumes from it and ends as an uninterrupted run would (``observer``: see Observer).
     """
     settings, seed = TrainSettings(spec["train"], where="train"), spec["seed"]
     torch.manual_seed(seed)
@@ -676,7 +679,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     max_steps, eval_every, history_every = settings.max_steps, settings.eval_every, settings.history_every
     outcome = ("max_steps", None)
     with interrupt_flag() as interrupt:
-        while (step := state.step) < max_steps:
+        while (step := state.step) < max_steps and not (observer and observer(step, model)):
             if checkpoint and (interrupt["raised"] or (step > resumed_from and step % checkpoint_every == 0)):
                 state.save(checkpoint, spec)
             if interrupt["raised"]:

@@ -56,6 +56,10 @@ for _study in config["studies"]:
             dynamics=f"results/{_study}/dynamics.parquet",
             mechanism=f"results/tables/{_study}_mechanism.parquet",
             hilo=[f"results/{_study}/hilo/{d}-{m}.npz" for d, m in hilo_pairs(_study)],
+            training_maps=[
+                f"results/{_study}/training_maps/{d}-{m}.npz"
+                for d, m in training_map_pairs(_study)
+            ],
         output:
             study_figures(_study),
             summary=report(
@@ -78,7 +82,7 @@ for _study in config["studies"]:
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
-            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
+            " --hilo {input.hilo} --training-maps {input.training_maps} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
             + LOG_FAILURE
 
 
@@ -142,8 +146,36 @@ rule intervention_figure:
         + LOG_FAILURE
 
 
+# Fig. 9: a landscape's studies side by side, one row per study (its `axis` value).
+rule landscape_figure:
+    input:
+        cells=lambda wc: cells_tables(landscapes(config)[wc.landscape]["studies"]),
+    output:
+        png=report(
+            "results/figures/landscape-{landscape}-{dataset}-{model}.png",
+            caption="../report/landscape.rst",
+            category="landscapes",
+        ),
+        pdf="results/figures/landscape-{landscape}-{dataset}-{model}.pdf",
+    log:
+        "results/logs/figure/landscape-{landscape}-{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/figure/landscape-{landscape}-{dataset}-{model}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
+    params:
+        rows=landscape_row_args,
+        axis=lambda wc: landscapes(config)[wc.landscape]["axis"],
+        spurious=lambda wc: landscapes(config)[wc.landscape]["spurious"],
+    shell:
+        "largelr landscape-figure --cells {input.cells} --rows {params.rows} --axis {params.axis}"
+        " --spurious {params.spurious} --name {wildcards.landscape} --dataset {wildcards.dataset}"
+        " --model {wildcards.model} --out {output} > {log} 2>&1"
+
+
 localrules:
     aggregate,
     paper_table1,
     paper_table2,
     intervention_figure,
+    landscape_figure,

@@ -57,3 +57,36 @@ rule hilo:
         " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
         f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"
         + LOG_FAILURE
+
+
+# Figs 13 (maps over training) and 28 (one neuron over training): the first seed at the pair's low
+# and high value, replayed and observed at training_map_steps (largelr.over_training).
+rule training_maps:
+    input:
+        data=dataset_input,
+        low_model=lambda wc: training_map_cell(wc, 0).file("model"),
+        low_summary=lambda wc: training_map_cell(wc, 0).file("summary"),
+        high_model=lambda wc: training_map_cell(wc, 1).file("model"),
+        high_summary=lambda wc: training_map_cell(wc, 1).file("summary"),
+    output:
+        "results/{study}/training_maps/{dataset}-{model}.npz",
+    log:
+        "results/logs/training_maps/{study}/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/training_maps/{study}/{dataset}-{model}.tsv"
+    conda:
+        "../../envs/largelr.yaml"
+    threads: 1
+    resources:
+        gpu=1 if DEVICE.startswith("cuda") else 0,
+    params:
+        settings=analysis_settings,
+        spec_low=lambda wc: training_map_spec(wc, 0),
+        spec_high=lambda wc: training_map_spec(wc, 1),
+        device=device_identity(),
+    shell:
+        "largelr training-maps --data {input.data} --spec-low {params.spec_low:q} --spec-high {params.spec_high:q}"
+        " --model-low {input.low_model} --model-high {input.high_model} --summary-low {input.low_summary}"
+        " --summary-high {input.high_summary} --settings {params.settings:q}"
+        f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"
+        + LOG_FAILURE

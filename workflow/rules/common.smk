@@ -20,6 +20,7 @@ from largelr.config import (
 from largelr.analyses.attribute import background_notice
 from largelr.datasets import KINDS, missing_data
 from largelr.datasets.storage import built_as, repair_dataset
+from largelr.config import landscape_pairs, landscape_rows, landscapes
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
@@ -35,6 +36,9 @@ FIGURE_CAPTIONS = {
     "mechanism": "mechanism",
     "csi_core": "csi_core",
     "hilo": "hilo",
+    "hilo_methods": "hilo_methods",
+    "training_maps": "training_maps",
+    "neuron": "neuron",
 }
 
 
@@ -45,6 +49,7 @@ wildcard_constraints:
     knob=r"[A-Za-z0-9_]+",
     value=r"[-+0-9.eE]+",
     seed=r"\d+",
+    landscape=r"[A-Za-z0-9_]+",
 
 
 def cell_outputs(files):
@@ -112,6 +117,34 @@ def hilo_pairs(study):
     return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
 
 
+def training_map_pairs(study):
+    """Pairs whose low and high cells are replayed for maps over training (Figs 13, 28)."""
+    settings = study_config.analysis_settings(config, study)
+    if not settings.get("training_maps"):
+        return []
+    models = settings.get("hilo_models")
+    return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
+
+
+def training_map_cell(wildcards, which):
+    """The first seed's cell at the pair's low (which=0) or high (which=1) value."""
+    value = hilo_values(wildcards)[which]
+    return next(
+        cell
+        for cell in cells_of(wildcards.study)
+        if (cell.dataset, cell.model, cell.value)
+        == (wildcards.dataset, wildcards.model, value)
+    )
+
+
+def training_map_spec(wildcards, which):
+    cell = training_map_cell(wildcards, which)
+    spec = study_config.cell_spec(
+        config, cell.study, cell.dataset, cell.model, cell.knob, cell.value, cell.seed
+    )
+    return json.dumps(spec, sort_keys=True)
+
+
 def study_families(study):
     families = [
         "normalized",
@@ -121,7 +154,23 @@ def study_families(study):
         "mechanism",
         "csi_core",
     ]
-    return families + (["hilo"] if hilo_pairs(study) else [])
+    if training_map_pairs(study):
+        families += ["training_maps", "neuron"]
+    if not hilo_pairs(study):
+        return families
+    deeplift = study_config.AnalysisSettings(
+        study_config.analysis_settings(config, study)
+    )["deeplift"]
+    return families + ["hilo"] + (["hilo_methods"] if deeplift else [])
+
+
+def family_pairs(study, family):
+    """The pairs a figure family of the study is drawn for."""
+    if family in ("hilo", "hilo_methods"):
+        return hilo_pairs(study)
+    if family in ("training_maps", "neuron"):
+        return training_map_pairs(study)
+    return study_pairs(study)
 
 
 def study_figures(study):
@@ -129,7 +178,7 @@ def study_figures(study):
     outputs = []
     for family in study_families(study):
         pattern = FIGURE_FILES[family]
-        pairs = hilo_pairs(study) if family == "hilo" else study_pairs(study)
+        pairs = family_pairs(study, family)
         stems = (
             {pattern.format(dataset=d, model=m) for d, m in pairs}
             if "{" in pattern
@@ -232,7 +281,40 @@ def paper_targets():
                 f"results/figures/interventions-{dataset}-{model}.{e}"
                 for e in FIGURE_FORMATS
             ]
+    return targets + landscape_targets(default_landscapes())
+
+
+def landscape_targets(names):
+    """The Fig. 9 heatmaps of the named landscapes: one per (dataset, model) pair that all of
+    the landscape's studies have and whose data is present."""
+    targets = []
+    for name in names:
+        studies = landscapes(config)[name]["studies"]
+        present = set.intersection(*(set(study_pairs(study)) for study in studies))
+        for dataset, model in landscape_pairs(config, name):
+            if (dataset, model) in present:
+                targets += [
+                    f"results/figures/landscape-{name}-{dataset}-{model}.{e}"
+                    for e in FIGURE_FORMATS
+                ]
     return targets
+
+
+def default_landscapes():
+    """Landscapes whose studies are all default studies (the default target draws them)."""
+    return [
+        name
+        for name, entry in landscapes(config).items()
+        if set(entry["studies"]) <= set(DEFAULT_STUDIES)
+    ]
+
+
+def landscape_row_args(wildcards):
+    """'study=value' per study of the landscape: the row each study's cells go to."""
+    rows = landscape_rows(
+        config, wildcards.landscape, wildcards.dataset, wildcards.model
+    )
+    return " ".join(f"{study}={value!r}" for study, value in rows.items())
 
 
 def command_line_targets():

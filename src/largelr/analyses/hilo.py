@@ -3,7 +3,7 @@
 The test samples that most high-learning-rate models get right and most low-learning-rate
 models get wrong (:func:`select_hilo`: right for > 0.75 of the high-rate seeds and < 0.25 of
 the low-rate seeds, as in the paper), with their IG maps averaged over the seeds of each
-learning rate (:func:`hilo_maps`).
+learning rate (:func:`hilo_maps`), and DeepLift's beside them where the study asks for DeepLift.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from largelr.analyses.attribute import ig_baseline, integrated_gradients
+from largelr.analyses.attribute import deeplift, ig_baseline, integrated_gradients
 from largelr.evaluate import Split, predict_split
 
 
@@ -71,18 +71,30 @@ def hilo_maps(
     x, y, _ = (t.cpu() for t in test.samples(indices))
     arrays: dict[str, Any] = {"images": x.float().numpy(), "labels": y.long().numpy(), "indices": indices.long().numpy()}
     for name, models in (("low", models_low), ("high", models_high)):
-        total = torch.zeros_like(x, dtype=torch.float64)
-        if len(indices):
-            for model in models:
-                maps, _ = integrated_gradients(model, x.to(device), y.to(device), settings["ig_steps"],
-                                               settings["ig_method"], settings["ig_internal_batch_size"],
-                                               ig_baseline(x.to(device), settings["ig_baseline"]))
-                total += maps.double().cpu()
-        arrays[f"maps_{name}"] = (total / len(models)).float().numpy()
+        arrays.update(seed_mean_maps(models, x, y, settings, device, name))
         arrays[f"correct_{name}"] = correct[name][:, indices].float().mean(0).numpy()
     arrays["lr_low"] = np.float64(lr_low)
     arrays["lr_high"] = np.float64(lr_high)
     return arrays
+
+
+def seed_mean_maps(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, settings, device: torch.device,
+                   name: str) -> dict[str, np.ndarray]:
+    """maps_{name}: the seed-mean IG maps of ``x`` w.r.t. ``y``; with settings["deeplift"] also
+    maps_{name}_deeplift, DeepLift from the same baseline (Fig. 14 sets the two side by side)."""
+    methods = ("ig", "deeplift") if settings["deeplift"] else ("ig",)
+    totals = {method: torch.zeros_like(x, dtype=torch.float64) for method in methods}
+    if len(x):
+        x, y = x.to(device), y.to(device)
+        baseline = ig_baseline(x, settings["ig_baseline"])
+        for model in models:
+            maps, _ = integrated_gradients(model, x, y, settings["ig_steps"], settings["ig_method"],
+                                           settings["ig_internal_batch_size"], baseline)
+            totals["ig"] += maps.double().cpu()
+            if "deeplift" in totals:
+                totals["deeplift"] += deeplift(model, x, y, baseline).double().cpu()
+    suffix = {"ig": "", "deeplift": "_deeplift"}
+    return {f"maps_{name}{suffix[method]}": (total / len(models)).float().numpy() for method, total in totals.items()}
 
 
 def write_hilo(models_low: list[str], models_high: list[str], data_path: str, settings, device: torch.device,
