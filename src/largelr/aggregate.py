@@ -306,6 +306,18 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def compare_shape(compare: pd.DataFrame) -> pd.DataFrame:
+    """The comparison in the paper's layout: per (dataset, model, variable) the paper's 'min – max',
+    ours, and the differences 'diff min, diff max'."""
+    def span(low, high, joint=" – "):
+        return [f"{format_cell(lo)}{joint}{format_cell(hi)}" if np.isfinite(lo) else "" for lo, hi in zip(low, high)]
+
+    return pd.DataFrame({"dataset": compare["dataset"], "model": compare["model"], "variable": compare["variable"],
+                         "paper": span(compare["paper_min"], compare["paper_max"]),
+                         "ours": span(compare["ours_min"], compare["ours_max"]),
+                         "diff": span(compare["diff_min"], compare["diff_max"], ", ")})
+
+
 def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Pearson r between max BC loss ratio and test accuracy across usable cells, per
     (study, dataset, model, knob) and pooled per study (dataset = model = 'all')."""
@@ -490,12 +502,19 @@ def paper_shape(table: pd.DataFrame, knob_label: str | None = None) -> pd.DataFr
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, title: str, rendering: pd.DataFrame | None = None,
-                note: str = "") -> None:
+                note: str = "", latex: bool = False, latex_rendering: pd.DataFrame | None = None) -> None:
     """Write ``frame`` as Parquet and its Markdown rendering beside it (same name, .md), with ``note``
-    (e.g. which cells were left out) below the table."""
+    (e.g. which cells were left out) below the table; with ``latex`` the same rendering as a LaTeX
+    tabular too (.tex, largelr.latex), of ``latex_rendering`` when given."""
+    from largelr.latex import latex_table
+
     write_parquet(frame, path)
+    shown = frame if rendering is None else rendering
     with atomic_path(Path(path).with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(frame if rendering is None else rendering, title) + (f"\n{note}\n" if note else ""))
+        tmp.write_text(markdown(shown, title) + (f"\n{note}\n" if note else ""))
+    if latex:
+        with atomic_path(Path(path).with_suffix(".tex")) as tmp:
+            tmp.write_text(latex_table(shown if latex_rendering is None else latex_rendering, title, note, format_cell))
 
 
 # --- the aggregation jobs -----------------------------------------------------------------
@@ -510,7 +529,7 @@ def aggregate_study(train_jsons: list[str], out_cells: str, out_table1: str, out
     study, note = cells["study"].iloc[0], left_out_note(cells)
     minmax = table1(cells)
     write_table(minmax, out_table1, f"{study}: min and max over the included cells (Table 1 shape)",
-                paper_shape(minmax), note)
+                paper_shape(minmax), note, latex=True)
     write_table(seed_statistics(cells), out_stats, f"{study}: mean, sd and 95% t-interval over seeds (the interval from "
                 f"{CI_MIN_SEEDS} seeds on, the sd alone below; every cell; "
                 "`included` marks the values whose cells all enter the tables)", note=note)
@@ -531,9 +550,11 @@ def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
     """Table 1 over the Table 1 studies, and the comparison with the paper's reference rows."""
     cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
     table, note = table1(cells), left_out_note(cells)
-    write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note)
+    write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note,
+                latex=True)
     compare = compare_with_paper(table)
-    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)", note=note)
+    write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper)", note=note, latex=True,
+                latex_rendering=compare_shape(compare))
     print(compare.to_string(index=False))
 
 
@@ -543,5 +564,5 @@ def write_table2(intervention_files: list[str], lr_files: list[str], out: str) -
     cells = pd.concat([interventions, *[pd.read_parquet(path) for path in lr_files]], ignore_index=True)
     table = table2(cells, sorted(interventions["study"].unique()))
     write_table(table, out, "Table 2: interventions, min and max over each knob's range (batch size as 1/b)",
-                paper_shape(table, knob_label="knob values"), left_out_note(interventions))
+                paper_shape(table, knob_label="knob values"), left_out_note(interventions), latex=True)
     print(table.to_string(index=False))

@@ -21,6 +21,7 @@ rule aggregate:
         dynamics=update("results/{study}/dynamics.parquet"),
         table1=update("results/tables/{study}_table1.parquet"),
         table1_md=update("results/tables/{study}_table1.md"),
+        table1_tex=update("results/tables/{study}_table1.tex"),
         stats=update("results/tables/{study}_stats.parquet"),
         stats_md=update("results/tables/{study}_stats.md"),
         mechanism=update("results/tables/{study}_mechanism.parquet"),
@@ -87,8 +88,10 @@ rule paper_table1:
     output:
         table="results/tables/table1.parquet",
         table_md="results/tables/table1.md",
+        table_tex="results/tables/table1.tex",
         compare="results/compare_paper.parquet",
         compare_md="results/compare_paper.md",
+        compare_tex="results/compare_paper.tex",
     log:
         "results/logs/paper_tables/table1.log",
     benchmark:
@@ -107,6 +110,7 @@ rule paper_table2:
     output:
         table="results/tables/table2.parquet",
         table_md="results/tables/table2.md",
+        table_tex="results/tables/table2.tex",
     log:
         "results/logs/paper_tables/table2.log",
     benchmark:

@@ -24,6 +24,7 @@ DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
 STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
+LATEX_STUDY_TABLES = ("table1",)  # also written as LaTeX (largelr.latex), in the paper's layout
 # Report captions per figure family (workflow/report/).
 FIGURE_CAPTIONS = {
     "normalized": "normalized",
@@ -207,6 +208,7 @@ def study_targets(studies):
             for t in STUDY_TABLES
             for e in ("parquet", "md")
         ]
+        targets += [f"results/tables/{study}_{t}.tex" for t in LATEX_STUDY_TABLES]
         targets += [str(path) for path in study_figures(study)]
         targets.append(study_summary(study))
     return targets
@@ -221,10 +223,10 @@ def paper_targets():
     """Cross-study outputs: Tables 1 and 2, the comparison with the paper, the Fig. 6 grids."""
     targets = []
     if studies_of("table1"):
-        targets += [f"results/tables/table1.{e}" for e in ("parquet", "md")]
-        targets += [f"results/compare_paper.{e}" for e in ("parquet", "md")]
+        targets += [f"results/tables/table1.{e}" for e in ("parquet", "md", "tex")]
+        targets += [f"results/compare_paper.{e}" for e in ("parquet", "md", "tex")]
     if studies_of("table2"):
-        targets += [f"results/tables/table2.{e}" for e in ("parquet", "md")]
+        targets += [f"results/tables/table2.{e}" for e in ("parquet", "md", "tex")]
         for dataset, model in intervention_pairs():
             targets += [
                 f"results/figures/interventions-{dataset}-{model}.{e}"
