@@ -258,21 +258,22 @@ def test_summary_names_each_pairs_trends_and_the_cells_left_out():
     assert "|rho| >= 0.8 on >= 4 values" in text
 
 
-def test_summary_page_for_the_report_holds_the_summary_and_the_min_max_table():
+def test_summary_page_for_the_report_holds_the_trends_and_the_min_max_table():
     from html.parser import HTMLParser
 
     from largelr.aggregate import summary_html
 
-    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.95, 0.95]}).assign(converged=True, num_classes=2)
-    page = summary_html(mark_included(cells))
+    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.95, 0.95], 10.0: [0.96, 0.97]})
+    page = summary_html(mark_included(cells.assign(converged=True, num_classes=2)))
 
     class Cells(HTMLParser):
         def __init__(self):
             super().__init__()
-            self.tags, self.data = [], []
+            self.tags, self.data, self.classes = [], [], []
 
         def handle_starttag(self, tag, attrs):
             self.tags.append(tag)
+            self.classes += [value for name, value in attrs if name == "class"]
 
         def handle_data(self, data):
             self.data.append(data)
@@ -280,11 +281,15 @@ def test_summary_page_for_the_report_holds_the_summary_and_the_min_max_table():
     parsed = Cells()
     parsed.feed(page)
     text = "".join(parsed.data)
-    assert parsed.tags.count("pre") == 1 and parsed.tags.count("table") == 1
-    assert "Study s: trend of each variable over lr" in text and "|rho| >= 0.5" in text  # '>' escaped, read back
+    assert parsed.tags.count("pre") == 0 and parsed.tags.count("table") == 2
+    assert "Study s" in text and "|rho| >= 0.8 on >= 4 values" in text  # '>' escaped, read back
     assert "&gt;=" in page and "|rho| >=" not in page
-    # the table: test accuracy seed means 0.6, 0.85, 0.95 -> "0.6 – 0.95"
-    assert "0.6 – 0.95" in text
+    # test accuracy seed means 0.6, 0.85, 0.95, 0.965 rise over four rates: rho = 1, an arrow, coloured
+    assert "↑ +1.00 (2/2 seeds ↑)" in text and "up" in parsed.classes
+    # class_sep = 1 - acc falls: a down arrow
+    assert "↓ -1.00 (2/2 seeds ↓)" in text and "down" in parsed.classes
+    # the min/max table: test accuracy seed means 0.6 ... 0.965 -> "0.6 – 0.965"
+    assert "0.6 – 0.965" in text
 
 
 def test_a_study_may_keep_capped_cells_and_choose_its_range_drop():

@@ -439,12 +439,24 @@ def summary_text(cells: pd.DataFrame) -> str:
 
 
 def summary_html(cells: pd.DataFrame) -> str:
-    """The study's summary for the HTML report: the one-screen text, then its Table-1-shaped table."""
+    """The study's summary for the HTML report (a fragment; largelr.report_pages styles it): the trend
+    of every variable as a table with coloured arrows, the rule, the cells left out, then its
+    Table-1-shaped min/max table."""
     import html
 
-    study = html.escape(str(cells["study"].iloc[0]))
+    from largelr.report_pages import trend_cells_html
+
+    study, knob = html.escape(str(cells["study"].iloc[0])), html.escape(str(cells["knob"].iloc[0]))
+    trends = trend_summary(trend_table(cells)).drop(columns=["study"])
+    shown = [v for v in TREND_VARIABLES if v in trends.columns]
+    paper = ", ".join(f"{v} {TREND_VARIABLES[v]}" for v in shown)
+    trend_table_html = trend_cells_html(trends.to_html(index=False, na_rep="", border=0),
+                                        [text for v in shown for text in trends[v].dropna()])
     table = paper_shape(table1(cells)).to_html(index=False, na_rep="", float_format="{:.4g}".format, border=0)
-    return (f"<h2>Study {study}</h2>\n<pre>{html.escape(summary_text(cells))}</pre>\n"
+    return (f"<h2>Study {study}</h2>\n<p>Trend of each variable over {knob}: Spearman rho of the seed means over "
+            f"the included cells. {html.escape(TREND_RULE)}.</p>\n"
+            + (f"<p>The paper, as the learning rate grows: {html.escape(paper)}.</p>\n" if (cells["knob"] == "lr").all()
+               else "") + f"{trend_table_html}\n<p class=\"note\">{html.escape(left_out_note(cells))}</p>\n"
             f"<h3>Min and max over the included cells (Table 1 shape)</h3>\n{table}\n")
 
 

@@ -115,9 +115,10 @@ def write_summary_html(cells: list[str], out: str) -> None:
 
     from largelr.aggregate import summary_html
     from largelr.io import atomic_path
+    from largelr.report_pages import page
 
     with atomic_path(out) as tmp:
-        tmp.write_text("".join(summary_html(pd.read_parquet(path)) for path in cells))
+        tmp.write_text(page("".join(summary_html(pd.read_parquet(path)) for path in cells), "largelr summary"))
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -150,6 +151,10 @@ def cmd_figures(args: argparse.Namespace) -> None:
                        mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers)
     if args.summary_html:  # the study's summary page, in the same process
         write_summary_html([args.cells], args.summary_html)
+    if args.caption_dir:  # one page per figure, its caption under it, for the report
+        from largelr.report_pages import write_figure_pages
+
+        write_figure_pages(args.out_dir, args.families, args.caption_dir)
 
 
 def cmd_intervention_figure(args: argparse.Namespace) -> None:
@@ -251,6 +256,8 @@ def add_output_steps(steps) -> None:
     figures.add_argument("--hilo", nargs="*", default=[], help="hi/lo attribution npz files (hilo)")
     figures.add_argument("--workers", type=int, default=1, help="processes drawing figures at once")
     figures.add_argument("--summary-html", help="also write the study's summary page (as `summary --html`)")
+    figures.add_argument("--caption-dir", help="also write <figure>.html beside each PNG, with the caption "
+                         "<family>.rst of this folder under it (for the report)")
 
     interventions = steps.add_parser("intervention-figure", help="Fig. 6: one (dataset, model)'s interventions")
     interventions.set_defaults(func=cmd_intervention_figure)

@@ -62,8 +62,8 @@ for _study in config["studies"]:
             summary=report(
                 study_summary(_study),
                 caption="../report/summary.rst",
-                category=_study,
-                subcategory="summary",
+                category=FIGURE_CATEGORIES["summary"],
+                subcategory=_study,
             ),
         log:
             f"results/logs/figures/{_study}.log",
@@ -76,10 +76,12 @@ for _study in config["studies"]:
         params:
             families=" ".join(study_families(_study)),
             out_dir=f"results/figures/{_study}",
+            captions=str(Path(workflow.basedir) / "workflow/report"),
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
-            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
+            " --hilo {input.hilo} --workers {threads} --summary-html {output.summary}"
+            " --caption-dir {params.captions:q} > {log} 2>&1"
 
 
 rule paper_table1:
@@ -130,7 +132,7 @@ rule intervention_figure:
         png=report(
             "results/figures/interventions-{dataset}-{model}.png",
             caption="../report/interventions.rst",
-            category="interventions",
+            category=FIGURE_CATEGORIES["interventions"],
         ),
         pdf="results/figures/interventions-{dataset}-{model}.pdf",
     log:

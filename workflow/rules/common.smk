@@ -25,6 +25,21 @@ DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
 STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
 LATEX_STUDY_TABLES = ("table1",)  # also written as LaTeX (largelr.latex), in the paper's layout
+# The report's categories: the paper's figure numbers, then what the figures show. Each study is
+# a subcategory (no colon in a name: Snakemake turns each into a reStructuredText link target);
+# every figure is shown as a page with its caption under it (largelr.report_pages).
+FIGURE_CATEGORIES = {
+    "normalized": "Fig. 1, 3-5, 7, 10, 11, 15-18, 22-25 - normalized sweeps",
+    "dynamics": "Fig. 3 (right), 13, 24 - training dynamics",
+    "interventions": "Fig. 6, 19 - interventions",
+    "hilo": "Fig. 8, 29-34 - attribution maps, low vs high lr",
+    "mechanism": "Fig. 12, 27 - mechanism (max BC loss ratio)",
+    "compressibility": "Fig. 17, 25 - compressibility notions",
+    "pruning": "Fig. 20, 21 - pruning curves",
+    "csi_core": "Fig. 26 - class selectivity vs core use",
+    "summary": "Study summaries (trends, Table 1 shape)",
+    "datasets": "Datasets (cards)",
+}
 # Report captions per figure family (workflow/report/).
 FIGURE_CAPTIONS = {
     "normalized": "normalized",
@@ -124,7 +139,8 @@ def study_families(study):
 
 
 def study_figures(study):
-    """Every figure file of the study, PNGs marked for the report with their family's caption."""
+    """Every figure file of the study, and beside each PNG its page for the report (the figure with
+    its family's caption under it), filed under the paper's figure numbers."""
     outputs = []
     for family in study_families(study):
         pattern = FIGURE_FILES[family]
@@ -137,14 +153,15 @@ def study_figures(study):
         for stem in sorted(stems):
             for suffix in FIGURE_FORMATS:
                 path = f"results/figures/{study}/{stem}.{suffix}"
-                caption = f"../report/{FIGURE_CAPTIONS[family]}.rst"
-                if (
-                    suffix == "png"
-                ):  # the report shows the PNGs, with the family's caption
-                    path = report(
-                        path, caption=caption, category=study, subcategory=family
-                    )
                 outputs.append(path)
+            caption = f"../report/{FIGURE_CAPTIONS[family]}.rst"
+            page = report(
+                f"results/figures/{study}/{stem}.html",
+                caption=caption,
+                category=FIGURE_CATEGORIES[family],
+                subcategory=study,
+            )
+            outputs.append(page)
     return outputs
 
 
