@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import warnings
 from pathlib import Path
 
 from largelr.config import FIGURE_FILES
@@ -68,7 +69,9 @@ def caption_html(rst_path: Path) -> str:
         from docutils.core import publish_parts
     except ImportError:
         return f"<p>{html.escape(text)}</p>"
-    return publish_parts(text, writer_name="html", settings_overrides={"report_level": 5})["body"]
+    with warnings.catch_warnings():  # docutils >= 0.22 announces a new name for writer_name; older ones lack it
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return publish_parts(text, writer_name="html", settings_overrides={"report_level": 5})["body"]
 
 
 def figure_page(png: Path, title: str, caption: str) -> str:
