@@ -76,7 +76,8 @@ for _study in config["studies"]:
         params:
             families=" ".join(study_families(_study)),
             out_dir=f"results/figures/{_study}",
-            captions=str(Path(workflow.basedir) / "workflow/report"),
+            # relative: a checkout moved elsewhere keeps its params (they trigger reruns)
+            captions=os.path.relpath(Path(workflow.basedir) / "workflow/report"),
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"

@@ -1,6 +1,7 @@
 # Grid -> cells, paths, data availability and the targets every study feeds.
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
