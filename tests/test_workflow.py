@@ -277,6 +277,7 @@ def test_report_bundles_the_figures_with_captions(smoke_run):
     assert "Normalized multi-variable plot" in page and "mechanism.html" in page
     # the landing page: what was run, and the figures filed under the paper's figure numbers
     assert "Studies run" in page and "Fig. 12, 27 - mechanism" in page
+    assert "Study smoke" in page and "Study smoke_momentum" in page  # every study's summary on the landing page
 
 
 def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tmp_path):
