@@ -128,3 +128,20 @@ def test_every_flag_has_help_and_the_user_commands_come_first(capsys):
     text = capsys.readouterr().out
     assert text.index("commands for you:") < text.index("  status ") < text.index("steps the workflow's rules run")
     assert text.index("steps the workflow's rules run") < text.index("  train ")
+
+
+def test_make_test_says_what_it_will_do_to_the_machine_first():
+    import shutil as which
+    import subprocess
+
+    if which.which("make") is None:
+        pytest.skip("no make")
+    notice = subprocess.run(["make", "-s", "-C", str(ROOT), "test-notice"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60, env=os.environ | {"CI": "1"})
+    assert notice.returncode == 0, notice.stderr
+    text = notice.stdout
+    assert text.startswith("make test will:") and "virtual environment" in text and "full test suite" in text
+    assert ("start a single-node Slurm" in text) == (os.geteuid() == 0 and which.which("apt-get") is not None)
+    assert "Starting in 10 s" not in text  # under CI it does not wait
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "test"], capture_output=True, text=True, timeout=60)
+    assert dry.stdout.index("make test will:") < dry.stdout.index("pytest")  # the notice comes first
