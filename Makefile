@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # even where the environment sets PYTHONDONTWRITEBYTECODE.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install demo smoke test local-slurm slurm-profile clean
+.PHONY: install demo smoke test test-notice local-slurm slurm-profile clean
 
 install: $(VENV)/.installed
 
@@ -37,8 +37,22 @@ demo: install
 smoke: install
 	snakemake --cores $(CORES) smoke
 
-test: install local-slurm
+test: test-notice install local-slurm
 	pytest
+
+# `make test` changes the machine before it tests: say what, first.
+test-notice:
+	@echo "make test will:"
+	@echo "  1. create the virtual environment $(VENV) and install largelr with its test extras (about 5 GB, once);"
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "  2. as root: apt-get install slurm-wlm and munge, and start a single-node Slurm"; \
+		echo "     cluster on this machine (tools/local_slurm.sh), which keeps running afterwards;"; \
+	else \
+		echo "  2. not root with apt-get: start no Slurm; the Slurm tests will be skipped;"; \
+	fi
+	@echo "  3. run the full test suite (pytest; about 15-30 min on 2 cores)."
+	@if [ -n "$$CI" ] || [ ! -t 0 ]; then exit 0; fi; \
+	echo "Starting in 10 s (Ctrl-C to stop)."; sleep 10
 
 # A single-node Slurm on this machine for the Slurm tests (root with apt-get only).
 # Elsewhere those tests are skipped; under CI (CI set) they fail instead.

@@ -22,6 +22,10 @@ except ConfigError as error:
 configfile: "config.yaml"
 
 
+# The report's landing page: what was run, each study's summary, the figures by the paper's numbers.
+report: "workflow/report/workflow.rst"
+
+
 # Structure (the JSON schema), then every name and value against its Setting: all
 # problems at once, each with its key path, the value and what is allowed.
 try:

@@ -4,8 +4,9 @@
     python benchmarks/trends.py results/lr_synthetic/cells.parquet [more cells.parquet ...]
 
 Per (dataset, model): the Spearman rho of the seed means against the knob value over the
-included cells (converged, not diverged, in the usable range), the arrow it earns (↑/↓ when
-|rho| >= 0.5, ~ otherwise), min and max of the seed means, the paper's direction for
+included cells (converged, not diverged, in the usable range), how many seeds' own rho agree
+in sign, the arrow they earn (largelr.aggregate.TREND_RULE: |rho| >= 0.8 on >= 4 values, or on
+3 values with every seed agreeing), min and max of the seed means, the paper's direction for
 learning-rate sweeps, and the cells left out and why. The same code writes
 results/tables/{study}_trends.md and prints the summary at the end of `make demo`.
 """

@@ -68,6 +68,14 @@ from largelr.aggregate import (  # noqa: E402
 )
 
 
+def test_two_seeds_give_the_sd_and_no_t_interval():
+    cells = mark_included(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9]}))
+    row = seed_statistics(cells).set_index(["value", "metric"]).loc[(0.01, "test_acc")]
+    # sd of 0.5 and 0.7 (ddof 1) = 0.1 * sqrt(2); no interval (t(0.975, 1) = 12.7 would give [-0.67, 1.87])
+    assert row["n"] == 2 and row["std"] == pytest.approx(0.1 * math.sqrt(2))
+    assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+
+
 def test_seed_statistics_give_mean_sd_and_a_t_interval_worked_out_by_hand():
     cells = mark_included(sweep({0.01: [0.5, 0.6, 0.7], 0.1: [0.8, 0.8, 0.8]}))
     stats = seed_statistics(cells).set_index(["value", "metric"])
@@ -180,12 +188,50 @@ def test_trend_table_gives_the_spearman_rho_of_the_seed_means():
     cells = mark_included(sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.7, 0.7]}))
     trends = trend_table(cells).set_index("variable")
     assert trends.loc["test_acc", "spearman_rho"] == pytest.approx(0.5)
-    assert trends.loc["test_acc", "trend"] == "↑" and trends.loc["test_acc", "paper"] == "↑"
-    # prunability = 10 * lr + seed rises with lr: rho = 1; class_sep = 1 - acc: rho = -0.5
+    # one rank swap on three values: no arrow. Seed 0 (0.5, 0.8, 0.7) has rho 0.5, seed 1 (0.7, 0.9, 0.7)
+    # rho 0 (ranks 1.5, 3, 1.5 against 1, 2, 3): 1 of 2 seeds agrees
+    assert trends.loc["test_acc", "trend"] == "~" and trends.loc["test_acc", "paper"] == "↑"
+    assert trends.loc["test_acc", ["seeds", "seeds_agreeing"]].tolist() == [2, 1]
+    # prunability = 10 * lr + seed rises with lr in the means and in both seeds: rho = 1, 2/2 seeds -> arrow
     assert trends.loc["prunability", "spearman_rho"] == pytest.approx(1.0)
-    assert trends.loc["class_sep", "spearman_rho"] == pytest.approx(-0.5) and trends.loc["class_sep", "trend"] == "↓"
+    assert trends.loc["prunability", "trend"] == "↑"
+    assert trends.loc["class_sep", "spearman_rho"] == pytest.approx(-0.5) and trends.loc["class_sep", "trend"] == "~"
     assert trends.loc["compressibility", "trend"] == "?"  # constant: no rank correlation
-    assert trend_summary(trend_table(cells)).loc[0, "test_acc"] == "↑ +0.50"
+    summary = trend_summary(trend_table(cells)).loc[0]
+    assert summary["test_acc"] == "~ +0.50 (1/2 seeds ↑)" and summary["prunability"] == "↑ +1.00 (2/2 seeds ↑)"
+
+
+def trend_of(accs: dict[float, list[float]]) -> tuple[str, float, int, int]:
+    """(arrow, rho, seeds, seeds agreeing) of test accuracy in a hand-made sweep."""
+    from largelr.aggregate import trend_table
+
+    row = trend_table(mark_included(sweep(accs))).set_index("variable").loc["test_acc"]
+    return row["trend"], row["spearman_rho"], row["seeds"], row["seeds_agreeing"]
+
+
+def test_three_values_earn_an_arrow_only_when_every_seed_agrees():
+    # every seed rises over the three rates: means rise, rho = 1, 3/3 seeds
+    arrow, rho, seeds, agree = trend_of({0.01: [0.5, 0.6, 0.55], 0.1: [0.6, 0.7, 0.65], 1.0: [0.7, 0.8, 0.75]})
+    assert (arrow, seeds, agree) == ("↑", 3, 3) and rho == pytest.approx(1.0)
+    # means 0.85, 0.7933, 0.72 fall (rho = -1), but seed 2 (0.75, 0.78, 0.76: ranks 1, 3, 2) has rho +0.5
+    arrow, rho, seeds, agree = trend_of({0.01: [0.9, 0.9, 0.75], 0.1: [0.8, 0.8, 0.78], 1.0: [0.7, 0.7, 0.76]})
+    assert (arrow, seeds, agree) == ("~", 3, 2) and rho == pytest.approx(-1.0)
+    # one seed: rho = 1 on three values is 1 ordering in 6 by chance -> no arrow
+    arrow, rho, seeds, agree = trend_of({0.01: [0.5], 0.1: [0.6], 1.0: [0.7]})
+    assert (arrow, seeds, agree) == ("~", 1, 1) and rho == pytest.approx(1.0)
+
+
+def test_four_values_earn_an_arrow_on_a_strong_rho_of_the_means():
+    # means 0.7, 0.7, 0.725, 0.75 (ranks 1.5, 1.5, 3, 4): rho = 4.5 / sqrt(5 * 4.5) = 0.9487 >= 0.8 -> arrow,
+    # although seed 1 (0.9, 0.8, 0.75, 0.7) falls: 1 of 2 seeds agrees, and the summary says so
+    arrow, rho, seeds, agree = trend_of({0.01: [0.5, 0.9], 0.1: [0.6, 0.8], 1.0: [0.7, 0.75], 10.0: [0.8, 0.7]})
+    assert (arrow, seeds, agree) == ("↑", 2, 1) and rho == pytest.approx(4.5 / math.sqrt(5 * 4.5))
+    # ranks 2, 1, 4, 3: rho = 1 - 6 * 4 / (4 * 15) = 0.6 < 0.8 -> no arrow, even with every seed agreeing
+    arrow, rho, seeds, agree = trend_of({0.01: [0.6, 0.6], 0.1: [0.5, 0.5], 1.0: [0.8, 0.8], 10.0: [0.7, 0.7]})
+    assert (arrow, seeds, agree) == ("~", 2, 2) and rho == pytest.approx(0.6)
+    # falling on five values with one seed (each within the usable range's quarter drop): rho = -1 -> down arrow
+    arrow, rho, _, _ = trend_of({0.001: [0.9], 0.01: [0.88], 0.1: [0.86], 1.0: [0.84], 10.0: [0.82]})
+    assert arrow == "↓" and rho == pytest.approx(-1.0)
 
 
 def test_table2_prints_the_batch_size_knob_as_one_over_b():
@@ -206,25 +252,28 @@ def test_summary_names_each_pairs_trends_and_the_cells_left_out():
     text = summary_text(mark_included(cells))
     assert text.startswith("Study s: trend of each variable over lr")
     assert "the paper: test_acc ↑" in text
-    # test_acc seed means 0.7, 0.85, 0.95 rise monotonically: rho = 1; class_sep = 1 - acc falls: rho = -1
-    assert "↑ +1.00" in text and "↓ -1.00" in text and "1 not converged" in text
+    # test_acc seed means 0.7, 0.85, 0.95 rise monotonically: rho = 1; class_sep = 1 - acc falls: rho = -1.
+    # Three values, and only seed 1 keeps all three (seed 0's first cell is left out): no arrow
+    assert "~ +1.00 (1/1 seeds ↑)" in text and "~ -1.00 (1/1 seeds ↓)" in text and "1 not converged" in text
+    assert "|rho| >= 0.8 on >= 4 values" in text
 
 
-def test_summary_page_for_the_report_holds_the_summary_and_the_min_max_table():
+def test_summary_page_for_the_report_holds_the_trends_and_the_min_max_table():
     from html.parser import HTMLParser
 
     from largelr.aggregate import summary_html
 
-    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.95, 0.95]}).assign(converged=True, num_classes=2)
-    page = summary_html(mark_included(cells))
+    cells = sweep({0.01: [0.5, 0.7], 0.1: [0.8, 0.9], 1.0: [0.95, 0.95], 10.0: [0.96, 0.97]})
+    page = summary_html(mark_included(cells.assign(converged=True, num_classes=2)))
 
     class Cells(HTMLParser):
         def __init__(self):
             super().__init__()
-            self.tags, self.data = [], []
+            self.tags, self.data, self.classes = [], [], []
 
         def handle_starttag(self, tag, attrs):
             self.tags.append(tag)
+            self.classes += [value for name, value in attrs if name == "class"]
 
         def handle_data(self, data):
             self.data.append(data)
@@ -232,11 +281,15 @@ def test_summary_page_for_the_report_holds_the_summary_and_the_min_max_table():
     parsed = Cells()
     parsed.feed(page)
     text = "".join(parsed.data)
-    assert parsed.tags.count("pre") == 1 and parsed.tags.count("table") == 1
-    assert "Study s: trend of each variable over lr" in text and "|rho| >= 0.5" in text  # '>' escaped, read back
+    assert parsed.tags.count("pre") == 0 and parsed.tags.count("table") == 2
+    assert "Study s" in text and "|rho| >= 0.8 on >= 4 values" in text  # '>' escaped, read back
     assert "&gt;=" in page and "|rho| >=" not in page
-    # the table: test accuracy seed means 0.6, 0.85, 0.95 -> "0.6 – 0.95"
-    assert "0.6 – 0.95" in text
+    # test accuracy seed means 0.6, 0.85, 0.95, 0.965 rise over four rates: rho = 1, an arrow, coloured
+    assert "↑ +1.00 (2/2 seeds ↑)" in text and "up" in parsed.classes
+    # class_sep = 1 - acc falls: a down arrow
+    assert "↓ -1.00 (2/2 seeds ↓)" in text and "down" in parsed.classes
+    # the min/max table: test accuracy seed means 0.6 ... 0.965 -> "0.6 – 0.965"
+    assert "0.6 – 0.965" in text
 
 
 def test_a_study_may_keep_capped_cells_and_choose_its_range_drop():

@@ -239,6 +239,9 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
 # --- seed statistics, paper tables, comparison with the paper ------------------------------
 
 CONFIDENCE = 0.95
+# Fewer seeds give no t-interval, only the sd: with 2 seeds t(0.975, 1) = 12.7 makes the interval
+# wider than the range of any accuracy, and says nothing the two values do not.
+CI_MIN_SEEDS = 3
 # Table 2 compares interventions on these variables (the knob's own range is a row too).
 TABLE2_VARIABLES = {"test_acc": "test_acc", "prunability": "prunability", "csi": "csi"}
 # Columns of cells.parquet that are settings or bookkeeping, not per-seed results.
@@ -292,7 +295,8 @@ def seed_statistics(cells: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.D
 
     Every knob value is listed; ``in_range`` says whether all its cells are in the usable
     range and ``included`` whether all of them enter the tables (converged, not diverged, in
-    range). NaN results (diverged cells) are left out of n; n = 1 gives no interval.
+    range). NaN results (diverged cells) are left out of n; below CI_MIN_SEEDS (3) there is no
+    interval, only the sd (NaN for n = 1).
     """
     long = cells.melt(id_vars=PAIR_KEYS + ["value", "seed", "in_range", "included"],
                       value_vars=metric_columns(cells), var_name="metric", value_name="result")
@@ -302,7 +306,7 @@ def seed_statistics(cells: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.D
     stats["in_range"] = grouped["in_range"].all().to_numpy()
     stats["included"] = grouped["included"].all().to_numpy()
     half = scipy.stats.t.ppf(0.5 + confidence / 2, stats["n"] - 1) * stats["std"] / np.sqrt(stats["n"])
-    half = half.where(stats["n"] > 1)
+    half = half.where(stats["n"] >= CI_MIN_SEEDS)
     stats["ci_low"], stats["ci_high"] = stats["mean"] - half, stats["mean"] + half
     return stats.astype({"n": "int64", "value": "float64"})
 
@@ -357,6 +361,18 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def compare_shape(compare: pd.DataFrame) -> pd.DataFrame:
+    """The comparison in the paper's layout: per (dataset, model, variable) the paper's 'min – max',
+    ours, and the differences 'diff min, diff max'."""
+    def span(low, high, joint=" – "):
+        return [f"{format_cell(lo)}{joint}{format_cell(hi)}" if np.isfinite(lo) else "" for lo, hi in zip(low, high)]
+
+    return pd.DataFrame({"dataset": compare["dataset"], "model": compare["model"], "variable": compare["variable"],
+                         "paper": span(compare["paper_min"], compare["paper_max"]),
+                         "ours": span(compare["ours_min"], compare["ours_max"]),
+                         "diff": span(compare["diff_min"], compare["diff_max"], ", ")})
+
+
 def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Pearson r between max BC loss ratio and test accuracy across usable cells, per
     (study, dataset, model, knob) and pooled per study (dataset = model = 'all')."""
@@ -380,40 +396,81 @@ def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
 # The Table 1 variables and the direction the paper reports as the learning rate grows.
 TREND_VARIABLES = {"test_acc": "↑", "test_worst_group_acc": "↑", "prunability": "↑", "compressibility": "↑",
                    "csi": "↑", "class_sep": "↑"}
-TREND_THRESHOLD = 0.5  # |Spearman rho| at least this for an arrow; weaker is "~" (no clear trend)
+# When a trend earns an arrow (↑/↓; "~" otherwise, "?" when no rho can be computed). The rho of the
+# seed means is computed over at least TREND_MIN_VALUES knob values; it must reach TREND_RHO in size,
+# and hold on TREND_VALUES values or more, or else in every seed's own rho (at least two seeds, all of
+# the same sign). With three values a single rank swap gives rho = 0.5: no arrow.
+TREND_MIN_VALUES = 3
+TREND_RHO = 0.8
+TREND_VALUES = 4
+TREND_RULE = (f"↑/↓ when |rho| >= {TREND_RHO} on >= {TREND_VALUES} values, or on {TREND_MIN_VALUES} values with "
+              "every seed's own rho of that sign; ~ otherwise; k/n seeds: seeds whose own rho has the sign of the means'")
 
 
-def trend_arrow(rho: float) -> str:
+def spearman(series: pd.Series) -> float:
+    """Spearman rho of ``series`` (indexed by knob value) against its index; NaN on too few values or a constant."""
+    series = series.dropna()
+    if len(series) < TREND_MIN_VALUES or series.nunique() < 2:
+        return np.nan
+    return float(scipy.stats.spearmanr(series.index, series.to_numpy())[0])
+
+
+def trend_arrow(rho: float, n_values: int, seed_rhos: list[float]) -> str:
+    """The arrow the rho of the seed means earns under the rule above (TREND_RULE)."""
     if not np.isfinite(rho):
         return "?"
-    return "↑" if rho >= TREND_THRESHOLD else "↓" if rho <= -TREND_THRESHOLD else "~"
+    agreeing = len(seed_rhos) >= 2 and all(np.sign(r) == np.sign(rho) for r in seed_rhos)
+    if abs(rho) < TREND_RHO or not (n_values >= TREND_VALUES or agreeing):
+        return "~"
+    return "↑" if rho > 0 else "↓"
+
+
+def trend_row(usable: pd.DataFrame, means: pd.DataFrame, variable: str) -> dict:
+    """One variable's trend over the knob: rho of the seed means, every seed's own rho, the arrow."""
+    series = means[variable].dropna()
+    rho = spearman(series)
+    # every seed with enough values has its own rho (NaN when constant over the knob: it does not agree)
+    seed_rhos = [spearman(seed.set_index("value")[variable]) for _, seed in usable.groupby("seed")
+                 if seed[variable].count() >= TREND_MIN_VALUES]
+    agree = sum(np.sign(r) == np.sign(rho) for r in seed_rhos) if np.isfinite(rho) else 0
+    return {"variable": variable, "n_values": len(series), "spearman_rho": rho,
+            "trend": trend_arrow(rho, len(series), seed_rhos), "seeds": len(seed_rhos),
+            "seeds_agreeing": int(agree), "min": series.min(), "max": series.max()}
 
 
 def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Per (study, dataset, model, knob) and variable: Spearman rho of the seed means against the
-    knob value over the included cells, the arrow it earns, min and max of the seed means, the
-    paper's direction (lr sweeps) and how many cells were left out."""
+    knob value over the included cells, how many seeds' own rho share its sign, the arrow they earn
+    (TREND_RULE), min and max of the seed means, the paper's direction (lr sweeps) and how many
+    cells were left out."""
     rows = []
     for keys, pair in cells.groupby(PAIR_KEYS, sort=True):
         usable = pair[pair["included"]]
         present = [v for v in TREND_VARIABLES if v in usable and usable[v].notna().any()]
         means = usable.groupby("value")[present].mean()
         for variable in present:
-            series = means[variable].dropna()
-            enough = len(series) >= 3 and series.nunique() > 1
-            rho = float(scipy.stats.spearmanr(series.index, series.to_numpy())[0]) if enough else np.nan
-            rows.append(dict(zip(PAIR_KEYS, keys)) | {
-                "variable": variable, "n_values": len(series), "spearman_rho": rho, "trend": trend_arrow(rho),
-                "paper": TREND_VARIABLES[variable] if keys[3] == "lr" else "", "min": series.min(), "max": series.max(),
+            rows.append(dict(zip(PAIR_KEYS, keys)) | trend_row(usable, means, variable) | {
+                "paper": TREND_VARIABLES[variable] if keys[3] == "lr" else "",
                 "cells": len(pair), "left_out": int((~pair["included"]).sum())})
-    columns = PAIR_KEYS + ["variable", "n_values", "spearman_rho", "trend", "paper", "min", "max", "cells", "left_out"]
-    return pd.DataFrame(rows, columns=columns).astype({"n_values": "int64", "cells": "int64", "left_out": "int64"})
+    columns = PAIR_KEYS + ["variable", "n_values", "spearman_rho", "trend", "seeds", "seeds_agreeing", "paper",
+                           "min", "max", "cells", "left_out"]
+    return pd.DataFrame(rows, columns=columns).astype({"n_values": "int64", "seeds": "int64",
+                                                       "seeds_agreeing": "int64", "cells": "int64",
+                                                       "left_out": "int64"})
+
+
+def trend_text(arrow: str, rho: float, seeds: int, agreeing: int) -> str:
+    """'↑ +0.94 (3/3 seeds ↑)': the arrow, the rho of the seed means, the seeds whose own rho agrees."""
+    if not np.isfinite(rho):
+        return arrow
+    agreement = f" ({agreeing}/{seeds} seeds {'↑' if rho > 0 else '↓'})" if seeds and rho != 0 else ""
+    return f"{arrow} {rho:+.2f}{agreement}"
 
 
 def trend_summary(trends: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair, one column per variable: 'arrow rho' (e.g. '↑ 0.94'), for a one-screen view."""
-    text = trends.assign(shown=[f"{arrow} {rho:+.2f}" if np.isfinite(rho) else arrow
-                                for arrow, rho in zip(trends["trend"], trends["spearman_rho"])])
+    """One row per pair, one column per variable: 'arrow rho (k/n seeds)', for a one-screen view."""
+    text = trends.assign(shown=[trend_text(*row) for row in
+                                zip(trends["trend"], trends["spearman_rho"], trends["seeds"], trends["seeds_agreeing"])])
     wide = text.pivot_table(index=PAIR_KEYS + ["cells", "left_out"], columns="variable", values="shown",
                             aggfunc="first", sort=False)
     order = [v for v in TREND_VARIABLES if v in wide.columns]
@@ -429,7 +486,7 @@ def summary_text(cells: pd.DataFrame) -> str:
     shown = trend_summary(trends).drop(columns=["study"])
     paper = {v: d for v, d in TREND_VARIABLES.items() if v in shown.columns}
     lines = [f"Study {cells['study'].iloc[0]}: trend of each variable over {cells['knob'].iloc[0]} "
-             f"(Spearman rho of seed means over included cells; ↑/↓ when |rho| >= {TREND_THRESHOLD}, ~ otherwise)"]
+             f"(Spearman rho of seed means over included cells; {TREND_RULE})"]
     if (cells["knob"] == "lr").all():
         lines.append("the paper: " + ", ".join(f"{v} {d}" for v, d in paper.items()))
     lines += ["", shown.to_string(index=False), "", left_out_note(cells)]
@@ -437,12 +494,24 @@ def summary_text(cells: pd.DataFrame) -> str:
 
 
 def summary_html(cells: pd.DataFrame) -> str:
-    """The study's summary for the HTML report: the one-screen text, then its Table-1-shaped table."""
+    """The study's summary for the HTML report (a fragment; largelr.report_pages styles it): the trend
+    of every variable as a table with coloured arrows, the rule, the cells left out, then its
+    Table-1-shaped min/max table."""
     import html
 
-    study = html.escape(str(cells["study"].iloc[0]))
+    from largelr.report_pages import trend_cells_html
+
+    study, knob = html.escape(str(cells["study"].iloc[0])), html.escape(str(cells["knob"].iloc[0]))
+    trends = trend_summary(trend_table(cells)).drop(columns=["study"])
+    shown = [v for v in TREND_VARIABLES if v in trends.columns]
+    paper = ", ".join(f"{v} {TREND_VARIABLES[v]}" for v in shown)
+    trend_table_html = trend_cells_html(trends.to_html(index=False, na_rep="", border=0),
+                                        [text for v in shown for text in trends[v].dropna()])
     table = paper_shape(table1(cells)).to_html(index=False, na_rep="", float_format="{:.4g}".format, border=0)
-    return (f"<h2>Study {study}</h2>\n<pre>{html.escape(summary_text(cells))}</pre>\n"
+    return (f"<h2>Study {study}</h2>\n<p>Trend of each variable over {knob}: Spearman rho of the seed means over "
+            f"the included cells. {html.escape(TREND_RULE)}.</p>\n"
+            + (f"<p>The paper, as the learning rate grows: {html.escape(paper)}.</p>\n" if (cells["knob"] == "lr").all()
+               else "") + f"{trend_table_html}\n<p class=\"note\">{html.escape(left_out_note(cells))}</p>\n"
             f"<h3>Min and max over the included cells (Table 1 shape)</h3>\n{table}\n")
 
 
@@ -500,12 +569,19 @@ def paper_shape(table: pd.DataFrame, knob_label: str | None = None) -> pd.DataFr
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, title: str, rendering: pd.DataFrame | None = None,
-                note: str = "") -> None:
+                note: str = "", latex: bool = False, latex_rendering: pd.DataFrame | None = None) -> None:
     """Write ``frame`` as Parquet and its Markdown rendering beside it (same name, .md), with ``note``
-    (e.g. which cells were left out) below the table."""
+    (e.g. which cells were left out) below the table; with ``latex`` the same rendering as a LaTeX
+    tabular too (.tex, largelr.latex), of ``latex_rendering`` when given."""
+    from largelr.latex import latex_table
+
     write_parquet(frame, path)
+    shown = frame if rendering is None else rendering
     with atomic_path(Path(path).with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(frame if rendering is None else rendering, title) + (f"\n{note}\n" if note else ""))
+        tmp.write_text(markdown(shown, title) + (f"\n{note}\n" if note else ""))
+    if latex:
+        with atomic_path(Path(path).with_suffix(".tex")) as tmp:
+            tmp.write_text(latex_table(shown if latex_rendering is None else latex_rendering, title, note, format_cell))
 
 
 # --- the aggregation jobs -----------------------------------------------------------------
@@ -520,15 +596,16 @@ def aggregate_study(train_jsons: list[str], out_cells: str, out_table1: str, out
     study, note = cells["study"].iloc[0], left_out_note(cells)
     minmax = table1(cells)
     write_table(minmax, out_table1, f"{study}: min and max over the included cells (Table 1 shape)",
-                paper_shape(minmax), note)
-    write_table(seed_statistics(cells), out_stats, f"{study}: mean, sd and 95% t-interval over seeds (every cell; "
+                paper_shape(minmax), note, latex=True)
+    write_table(seed_statistics(cells), out_stats, f"{study}: mean, sd and 95% t-interval over seeds (the interval from "
+                f"{CI_MIN_SEEDS} seeds on, the sd alone below; every cell; "
                 "`included` marks the values whose cells all enter the tables)", note=note)
     correlations = mechanism_table(cells)
     write_table(correlations, out_mechanism, f"{study}: Pearson r, max BC loss ratio vs test accuracy", note=note)
     trends = trend_table(cells)
     if out_trends:
         write_table(trends, out_trends, f"{study}: trend of each variable over {cells['knob'].iloc[0]} "
-                    f"(Spearman rho of seed means; arrow when |rho| >= {TREND_THRESHOLD})", trend_summary(trends), note)
+                    f"(Spearman rho of seed means; {TREND_RULE})", trend_summary(trends), note)
     write_parquet(prune_curves(train_jsons), out_curves)
     write_parquet(dynamics(train_jsons), out_dynamics)
     print(f"{len(cells)} cells ({int((~cells['included']).sum())} left out) -> {out_cells}")
@@ -540,10 +617,11 @@ def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
     """Table 1 over the Table 1 studies, and the comparison with the paper's reference rows."""
     cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
     table, note = table1(cells), left_out_note(cells)
-    write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note)
+    write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note,
+                latex=True)
     compare = with_other_csi_reading(compare_with_paper(table), cells)
     write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper; other_min/max: CSI "
-                "under the other csi_neurons reading)", note=note)
+                "under the other csi_neurons reading)", note=note, latex=True, latex_rendering=compare_shape(compare))
     print(compare.to_string(index=False))
 
 
@@ -577,5 +655,5 @@ def write_table2(intervention_files: list[str], lr_files: list[str], out: str) -
     cells = pd.concat([interventions, *[pd.read_parquet(path) for path in lr_files]], ignore_index=True)
     table = table2(cells, sorted(interventions["study"].unique()))
     write_table(table, out, "Table 2: interventions, min and max over each knob's range (batch size as 1/b)",
-                paper_shape(table, knob_label="knob values"), left_out_note(interventions))
+                paper_shape(table, knob_label="knob values"), left_out_note(interventions), latex=True)
     print(table.to_string(index=False))

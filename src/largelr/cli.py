@@ -118,9 +118,10 @@ def write_summary_html(cells: list[str], out: str) -> None:
 
     from largelr.aggregate import summary_html
     from largelr.io import atomic_path
+    from largelr.report_pages import page
 
     with atomic_path(out) as tmp:
-        tmp.write_text("".join(summary_html(pd.read_parquet(path)) for path in cells))
+        tmp.write_text(page("".join(summary_html(pd.read_parquet(path)) for path in cells), "largelr summary"))
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -138,6 +139,14 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print("\n".join(args.where))
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from largelr.status import merged_config, status_report
+
+    config = merged_config([args.config, *args.configfile])
+    print(status_report(config, args.study, Path(args.root), jobs=args.jobs, active_s=args.active_minutes * 60,
+                        show_done=args.all))
+
+
 def cmd_figures(args: argparse.Namespace) -> None:
     from largelr.figures import draw_study_figures
     from largelr.figures_extra import EXTRA_FAMILIES, draw_extra_figures
@@ -151,6 +160,10 @@ def cmd_figures(args: argparse.Namespace) -> None:
                            args.formats, args.workers)
     if args.summary_html:  # the study's summary page, in the same process
         write_summary_html([args.cells], args.summary_html)
+    if args.caption_dir:  # one page per figure, its caption under it, for the report
+        from largelr.report_pages import write_figure_pages
+
+        write_figure_pages(args.out_dir, args.families, args.caption_dir)
 
 
 def cmd_intervention_figure(args: argparse.Namespace) -> None:
@@ -171,20 +184,20 @@ def add_compute_step(steps, name: str, func, helptext: str) -> argparse.Argument
 def add_data_steps(steps) -> None:
     data = steps.add_parser("data", help="build a dataset file (and its card)")
     data.set_defaults(func=cmd_data)
-    data.add_argument("--name", required=True)
+    data.add_argument("--name", required=True, help="the dataset's name in config.yaml (recorded in the file)")
     data.add_argument("--kind", required=True, help="construction, e.g. parity, colored_digits")
-    data.add_argument("--params", type=_json, default={})
-    data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--data-root", default="data")
-    data.add_argument("--out", required=True)
+    data.add_argument("--params", type=_json, default={}, help="the dataset's parameters as JSON (default: {})")
+    data.add_argument("--seed", type=int, default=0, help="seed of the dataset's random draw (default: 0)")
+    data.add_argument("--data-root", default="data", help="folder of downloaded raw data (default: data)")
+    data.add_argument("--out", required=True, help="the dataset file (.pt) to write")
     data.add_argument("--card-json", help="also write the dataset card's JSON here")
     data.add_argument("--card-png", help="and its sample grid here")
 
     card = steps.add_parser("card", help="dataset card: sizes, group counts, realized rho, sample grid")
     card.set_defaults(func=cmd_card)
     card.add_argument("--data", required=True, help="dataset file from `largelr data`")
-    card.add_argument("--json", required=True)
-    card.add_argument("--png", required=True)
+    card.add_argument("--json", required=True, help="the card's JSON file to write")
+    card.add_argument("--png", required=True, help="the card's sample grid (PNG) to write")
 
 
 def add_cell_steps(steps) -> None:
@@ -192,19 +205,20 @@ def add_cell_steps(steps) -> None:
 
     train = add_compute_step(steps, "train", cmd_train, "train one cell")
     train.add_argument("--spec", type=_json, required=True, help="cell spec JSON (largelr.config.cell_spec)")
-    train.add_argument("--out-dir", required=True)
+    train.add_argument("--out-dir", required=True, help="the cell's folder; model.pt, history, predictions, train.json")
     train.add_argument("--checkpoint-every", type=int, default=1000, help="steps between resume checkpoints")
 
     analyze = add_compute_step(steps, "analyze", cmd_analyze, "prune, represent and attribute one trained cell")
     analyze.add_argument("--cell-dir", required=True, help="the cell's directory; tables are written there")
     analyze.add_argument("--settings", type=_json, required=True, help="analysis settings JSON")
-    analyze.add_argument("--steps", nargs="+", choices=list(ANALYSES), default=list(ANALYSES))
+    analyze.add_argument("--steps", nargs="+", choices=list(ANALYSES), default=list(ANALYSES),
+                         help="analyses to run (default: all)")
 
     hilo = add_compute_step(steps, "hilo", cmd_hilo, "hi/lo learning-rate attribution maps of one (study, dataset, model)")
     hilo.add_argument("--models-low", nargs="+", required=True, help="model.pt of every seed at the low lr")
     hilo.add_argument("--models-high", nargs="+", required=True, help="model.pt of every seed at the high lr")
-    hilo.add_argument("--lr-low", type=float, required=True)
-    hilo.add_argument("--lr-high", type=float, required=True)
+    hilo.add_argument("--lr-low", type=float, required=True, help="the low learning rate (for the record)")
+    hilo.add_argument("--lr-high", type=float, required=True, help="the high learning rate (for the record)")
     hilo.add_argument("--settings", type=_json, default={}, help="analysis settings JSON (hilo_*, ig_*)")
     hilo.add_argument("--out", required=True, help="the .npz file to write")
 
@@ -228,9 +242,9 @@ def add_output_steps(steps) -> None:
     paper.set_defaults(func=cmd_paper_tables)
     paper.add_argument("--table1-cells", nargs="*", default=[], help="cells.parquet of the Table 1 studies")
     paper.add_argument("--table2-cells", nargs="*", default=[], help="cells.parquet of the intervention studies")
-    paper.add_argument("--out-table1", help="with --out-compare: Table 1 and compare_paper")
-    paper.add_argument("--out-compare")
-    paper.add_argument("--out-table2")
+    paper.add_argument("--out-table1", help="Table 1 (Markdown beside); with --out-compare")
+    paper.add_argument("--out-compare", help="the comparison with the paper's Table 1 ranges (Markdown beside)")
+    paper.add_argument("--out-table2", help="Table 2 (Markdown beside)")
 
     summary = steps.add_parser("summary", help="one screen per study: trends over the knob, cells left out")
     summary.set_defaults(func=cmd_summary)
@@ -240,9 +254,10 @@ def add_output_steps(steps) -> None:
 
     figures = steps.add_parser("figures", help="every figure of one study, for the families named")
     figures.set_defaults(func=cmd_figures)
-    figures.add_argument("--families", nargs="+", choices=list(FIGURE_FILES), required=True)
+    figures.add_argument("--families", nargs="+", choices=list(FIGURE_FILES), required=True,
+                         help="figure families to draw")
     figures.add_argument("--out-dir", required=True, help="the study's figure folder")
-    figures.add_argument("--formats", nargs="+", default=["png", "pdf"])
+    figures.add_argument("--formats", nargs="+", default=["png", "pdf"], help="file formats (default: png pdf)")
     figures.add_argument("--cells", required=True, help="the study's cells.parquet")
     figures.add_argument("--curves", help="the study's prune_curves.parquet (pruning)")
     figures.add_argument("--dynamics", help="the study's dynamics.parquet (dynamics)")
@@ -252,12 +267,14 @@ def add_output_steps(steps) -> None:
                          "(training_maps, neuron)")
     figures.add_argument("--workers", type=int, default=1, help="processes drawing figures at once")
     figures.add_argument("--summary-html", help="also write the study's summary page (as `summary --html`)")
+    figures.add_argument("--caption-dir", help="also write <figure>.html beside each PNG, with the caption "
+                         "<family>.rst of this folder under it (for the report)")
 
     interventions = steps.add_parser("intervention-figure", help="Fig. 6: one (dataset, model)'s interventions")
     interventions.set_defaults(func=cmd_intervention_figure)
     interventions.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the studies to compare")
-    interventions.add_argument("--dataset", required=True)
-    interventions.add_argument("--model", required=True)
+    interventions.add_argument("--dataset", required=True, help="the dataset of the pair to draw")
+    interventions.add_argument("--model", required=True, help="the model of the pair to draw")
     interventions.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
 
 
@@ -305,14 +322,54 @@ def add_landscape_step(steps) -> None:
     landscape.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
 
 
+def add_status_command(steps) -> None:
+    status = steps.add_parser("status", help="a study's cells: done / running / failed / missing, and the time left",
+                              description="Which cells of STUDY are done, running, failed or missing, from their "
+                              "files and training logs, and the training time left (largelr.status). Run it in "
+                              "the workflow's folder, as snakemake.")
+    status.set_defaults(func=cmd_status)
+    status.add_argument("study", help="a study of the config, e.g. demo")
+    status.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
+    status.add_argument("--configfile", nargs="*", default=[],
+                        help="overlays merged over it, as given to snakemake --configfile")
+    status.add_argument("--root", default=".", help="the folder holding results/ (default: .)")
+    status.add_argument("--jobs", type=int, default=1, help="jobs run at once, to divide the time left (default: 1)")
+    status.add_argument("--active-minutes", type=float, default=30.0,
+                        help="a log silent for longer counts as a failed (stopped) job (default: 30)")
+    status.add_argument("--all", action="store_true", help="list the done cells too")
+
+
+# The commands a person runs; every other subcommand is a step that a Snakemake rule calls.
+USER_COMMANDS = ("summary", "status", "download", "card")
+
+
+def command_listing(steps) -> str:
+    """The --help epilog: the user-facing commands apart from the rule steps, each with its help."""
+    helps = {action.dest: action.help for action in steps._choices_actions}
+    width = max(map(len, helps)) + 2
+
+    def rows(names) -> list[str]:
+        return [f"  {name:<{width}}{helps[name]}" for name in names]
+
+    user = [name for name in USER_COMMANDS if name in helps]
+    rule_steps = [name for name in helps if name not in USER_COMMANDS]
+    return "\n".join(["commands for you:", *rows(user), "", "steps the workflow's rules run (snakemake calls them):",
+                      *rows(rule_steps), "", "`largelr COMMAND --help` describes each one's flags."])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="largelr", description=__doc__.splitlines()[0])
-    steps = parser.add_subparsers(dest="step", required=True)
+    parser = argparse.ArgumentParser(prog="largelr", usage="largelr [-h] COMMAND ...",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="The largelr pipeline's command line: the commands below, and one "
+                                     "step per Snakemake rule.")
+    steps = parser.add_subparsers(dest="step", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     add_data_steps(steps)
     add_cell_steps(steps)
     add_output_steps(steps)
     add_landscape_step(steps)
     add_training_maps_step(steps)
+    add_status_command(steps)
+    parser.epilog = command_listing(steps)
     return parser
 
 

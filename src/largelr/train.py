@@ -40,6 +40,7 @@ from largelr.config import TrainSettings
 from largelr.evaluate import EVAL_BATCH, Split, group_accuracies, predictions_and_losses, sample_indices
 from largelr.io import atomic_torch_save
 from largelr.models import build_model
+from largelr.progress import step_text, time_text
 
 # Rows every ``history_every`` steps and at every evaluation; "loss" is the
 # cross-entropy whatever the training loss. "lr" (the rate used at that step) is added
@@ -769,8 +770,9 @@ def evaluate_and_decide(state: TrainState, forward: nn.Module, splits: dict[str,
         if splits["test"] is not None:
             history.measured(step, "test_acc", accuracy(splits["test"])[0])
     steps_per_s, images_per_s = clock.rates(step)
-    log(f"step {step:>6}  loss {history.stats[step - 1, 0].item():.4f}  train acc {clock.train_acc:.4f}  "
-        f"{steps_per_s:.1f} steps/s  {images_per_s:.0f} img/s")
+    cap, elapsed_s = state.settings.max_steps, time.perf_counter() - clock.started
+    log(f"step {step_text(step, cap)}  loss {history.stats[step - 1, 0].item():.4f}  train acc {clock.train_acc:.4f}  "
+        f"{steps_per_s:.1f} steps/s  {images_per_s:.0f} img/s  {time_text(step, cap, clock.resumed_from, elapsed_s)}")
     if val_acc is not None:
         state.stopping.keep_if_best(step, val_acc, state.model)
     return state.stopping.after_evaluation(step, clock.train_acc, clock.train_ce)

@@ -21,6 +21,7 @@ rule aggregate:
         dynamics=update("results/{study}/dynamics.parquet"),
         table1=update("results/tables/{study}_table1.parquet"),
         table1_md=update("results/tables/{study}_table1.md"),
+        table1_tex=update("results/tables/{study}_table1.tex"),
         stats=update("results/tables/{study}_stats.parquet"),
         stats_md=update("results/tables/{study}_stats.md"),
         mechanism=update("results/tables/{study}_mechanism.parquet"),
@@ -65,8 +66,8 @@ for _study in config["studies"]:
             summary=report(
                 study_summary(_study),
                 caption="../report/summary.rst",
-                category=_study,
-                subcategory="summary",
+                category=FIGURE_CATEGORIES["summary"],
+                subcategory=_study,
             ),
         log:
             f"results/logs/figures/{_study}.log",
@@ -79,10 +80,13 @@ for _study in config["studies"]:
         params:
             families=" ".join(study_families(_study)),
             out_dir=f"results/figures/{_study}",
+            # relative: a checkout moved elsewhere keeps its params (they trigger reruns)
+            captions=os.path.relpath(Path(workflow.basedir) / "workflow/report"),
         shell:
             "largelr figures --families {params.families} --out-dir {params.out_dir} --cells {input.cells}"
             " --curves {input.curves} --dynamics {input.dynamics} --mechanism {input.mechanism}"
-            " --hilo {input.hilo} --training-maps {input.training_maps} --workers {threads} --summary-html {output.summary} > {log} 2>&1"
+            " --hilo {input.hilo} --training-maps {input.training_maps} --workers {threads}"
+            " --summary-html {output.summary} --caption-dir {params.captions:q} > {log} 2>&1"
             + LOG_FAILURE
 
 
@@ -92,8 +96,10 @@ rule paper_table1:
     output:
         table="results/tables/table1.parquet",
         table_md="results/tables/table1.md",
+        table_tex="results/tables/table1.tex",
         compare="results/compare_paper.parquet",
         compare_md="results/compare_paper.md",
+        compare_tex="results/compare_paper.tex",
     log:
         "results/logs/paper_tables/table1.log",
     benchmark:
@@ -112,6 +118,7 @@ rule paper_table2:
     output:
         table="results/tables/table2.parquet",
         table_md="results/tables/table2.md",
+        table_tex="results/tables/table2.tex",
     log:
         "results/logs/paper_tables/table2.log",
     benchmark:
@@ -131,7 +138,7 @@ rule intervention_figure:
         png=report(
             "results/figures/interventions-{dataset}-{model}.png",
             caption="../report/interventions.rst",
-            category="interventions",
+            category=FIGURE_CATEGORIES["interventions"],
         ),
         pdf="results/figures/interventions-{dataset}-{model}.pdf",
     log:

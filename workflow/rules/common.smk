@@ -2,6 +2,7 @@
 import functools
 import json
 import shlex
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,22 @@ DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
 STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
+LATEX_STUDY_TABLES = ("table1",)  # also written as LaTeX (largelr.latex), in the paper's layout
+# The report's categories: the paper's figure numbers, then what the figures show. Each study is
+# a subcategory (no colon in a name: Snakemake turns each into a reStructuredText link target);
+# every figure is shown as a page with its caption under it (largelr.report_pages).
+FIGURE_CATEGORIES = {
+    "normalized": "Fig. 1, 3-5, 7, 10, 11, 15-18, 22-25 - normalized sweeps",
+    "dynamics": "Fig. 3 (right), 13, 24 - training dynamics",
+    "interventions": "Fig. 6, 19 - interventions",
+    "hilo": "Fig. 8, 29-34 - attribution maps, low vs high lr",
+    "mechanism": "Fig. 12, 27 - mechanism (max BC loss ratio)",
+    "compressibility": "Fig. 17, 25 - compressibility notions",
+    "pruning": "Fig. 20, 21 - pruning curves",
+    "csi_core": "Fig. 26 - class selectivity vs core use",
+    "summary": "Study summaries (trends, Table 1 shape)",
+    "datasets": "Datasets (cards)",
+}
 # Report captions per figure family (workflow/report/).
 FIGURE_CAPTIONS = {
     "normalized": "normalized",
@@ -174,7 +191,8 @@ def family_pairs(study, family):
 
 
 def study_figures(study):
-    """Every figure file of the study, PNGs marked for the report with their family's caption."""
+    """Every figure file of the study, and beside each PNG its page for the report (the figure with
+    its family's caption under it), filed under the paper's figure numbers."""
     outputs = []
     for family in study_families(study):
         pattern = FIGURE_FILES[family]
@@ -187,14 +205,15 @@ def study_figures(study):
         for stem in sorted(stems):
             for suffix in FIGURE_FORMATS:
                 path = f"results/figures/{study}/{stem}.{suffix}"
-                caption = f"../report/{FIGURE_CAPTIONS[family]}.rst"
-                if (
-                    suffix == "png"
-                ):  # the report shows the PNGs, with the family's caption
-                    path = report(
-                        path, caption=caption, category=study, subcategory=family
-                    )
                 outputs.append(path)
+            caption = f"../report/{FIGURE_CAPTIONS[family]}.rst"
+            page = report(
+                f"results/figures/{study}/{stem}.html",
+                caption=caption,
+                category=FIGURE_CATEGORIES[family],
+                subcategory=study,
+            )
+            outputs.append(page)
     return outputs
 
 
@@ -258,6 +277,7 @@ def study_targets(studies):
             for t in STUDY_TABLES
             for e in ("parquet", "md")
         ]
+        targets += [f"results/tables/{study}_{t}.tex" for t in LATEX_STUDY_TABLES]
         targets += [str(path) for path in study_figures(study)]
         targets.append(study_summary(study))
     return targets
@@ -272,10 +292,10 @@ def paper_targets():
     """Cross-study outputs: Tables 1 and 2, the comparison with the paper, the Fig. 6 grids."""
     targets = []
     if studies_of("table1"):
-        targets += [f"results/tables/table1.{e}" for e in ("parquet", "md")]
-        targets += [f"results/compare_paper.{e}" for e in ("parquet", "md")]
+        targets += [f"results/tables/table1.{e}" for e in ("parquet", "md", "tex")]
+        targets += [f"results/compare_paper.{e}" for e in ("parquet", "md", "tex")]
     if studies_of("table2"):
-        targets += [f"results/tables/table2.{e}" for e in ("parquet", "md")]
+        targets += [f"results/tables/table2.{e}" for e in ("parquet", "md", "tex")]
         for dataset, model in intervention_pairs():
             targets += [
                 f"results/figures/interventions-{dataset}-{model}.{e}"
