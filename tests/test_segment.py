@@ -170,7 +170,9 @@ def test_analyze_cli_with_a_tiny_smp_checkpoint_end_to_end(tmp_path):
     x, y = dataset["test"]["x"][idx], dataset["test"]["y"][idx]
     masks = background_masks(load_smp_segmenter(tmp_path / "segmenter.pt"), x, input_size=64)
     maps, _ = integrated_gradients(load_checkpoint(cell_dir / "model.pt"), x, y, n_steps=4)
-    assert table.loc[0, "background_share"] == pytest.approx(region_share(maps, masks[:, None]).nanmean().item())
+    # the default attribution_share: the normalised map
+    expected = region_share(maps, masks[:, None], "normalized").nanmean().item()
+    assert table.loc[0, "background_share"] == pytest.approx(expected)
     oracle = x.amax(1) == 0
     assert table.loc[0, "background_iou"] == pytest.approx(int((masks & oracle).sum()) / int((masks | oracle).sum()))
 
@@ -182,19 +184,26 @@ def test_analyze_cli_with_oracle_masks(tmp_path):
     from largelr.evaluate import sample_indices
     from largelr.models import load_checkpoint
 
+    from largelr.analyses.attribute import normalized_map
+
     dataset, cell_dir = fabricated_cell(tmp_path)
-    table = analyze(tmp_path, cell_dir, {"background": "oracle", "ig_baseline": "mean"})
+    table = analyze(tmp_path, cell_dir, {"background": "oracle", "ig_baseline": "mean", "attribution_share": "raw"})
     idx = sample_indices(12, 6, seed=0)
     x, y = dataset["test"]["x"][idx], dataset["test"]["y"][idx]
     maps, _ = integrated_gradients(load_checkpoint(cell_dir / "model.pt"), x, y, n_steps=4, baseline=x.mean(0))
     # by construction the bar (rows 4-11, 3 columns from 3 * (i % 3) + 3) is the object, the rest background
-    magnitude = maps.abs().double()
-    shares = []
-    for row, i in enumerate(idx.tolist()):
-        bar = magnitude[row, :, 4:12, 3 * (i % 3) + 3 : 3 * (i % 3) + 6].sum()
-        shares.append(1 - bar / magnitude[row].sum())
-    assert table.loc[0, "background_share"] == pytest.approx(sum(shares).item() / len(shares))
+
+    def background_share(magnitude):  # [N, ..., H, W]: channels, if any, summed with the pixels
+        shares = []
+        for row, i in enumerate(idx.tolist()):
+            bar = magnitude[row, ..., 4:12, 3 * (i % 3) + 3 : 3 * (i % 3) + 6].sum()
+            shares.append(1 - bar / magnitude[row].sum())
+        return sum(shares).item() / len(shares)
+
+    assert table.loc[0, "background_share"] == pytest.approx(background_share(maps.abs().double()))
     assert 0.0 < table.loc[0, "background_share"] < 1.0
+    normalized = analyze(tmp_path, cell_dir, {"background": "oracle", "ig_baseline": "mean"})  # the default reading
+    assert normalized.loc[0, "background_share"] == pytest.approx(background_share(normalized_map(maps)))
     assert math.isnan(table.loc[0, "background_iou"])  # no segmenter to compare
 
 
