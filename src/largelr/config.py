@@ -19,6 +19,7 @@ from typing import Any
 from largelr.analyses import ANALYSES
 from largelr.analyses.attribute import BACKGROUND_CHOICES, BASELINE_CHOICES
 from largelr.analyses.prune import METHODS as PRUNE_METHODS
+from largelr.analyses.prune import READINGS as PRUNE_READINGS
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
@@ -119,6 +120,10 @@ ANALYSIS_KEYS: dict[str, Setting] = {
                              "pruning curves to compute; structured (neurons and kernels) is the paper's "
                              "prunability, structured_columns the input columns of every linear layer", type=list,
                              items=Setting("structured", type=str, choices=PRUNE_METHODS), min_items=1),
+    "prunability": Setting("chance", "Table 1's prunability: chance (mean over kappa of (Acc_k - c)/(Acc - c), c = 1/K, "
+                           "or 0 for worst-group accuracy; the reading the paper's printed values fit) | ratio (mean of "
+                           "Acc_k/Acc, the text's formula); cells.parquet holds both", type=str,
+                           choices=tuple(PRUNE_READINGS)),
     "prune_extra_samples": Setting(2000, "test inputs of the non-structured curves (0 = all)", type=int, minimum=0),
     "eval_batch_size": Setting(1000, "inputs per forward pass in pruning curves and hi/lo predictions",
                                type=int, minimum=1),
