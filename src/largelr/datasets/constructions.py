@@ -201,14 +201,14 @@ def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) 
     return mnist_cifar_from_bases(digits, load_cifar10_unit(data_root, params), params, seed)
 
 
-def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, severity: int, seed: int, split: str) -> torch.Tensor:
+def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, level: int, seed: int, split: str) -> torch.Tensor:
     """Images with b = k get corruption CORRUPTION_NAMES[k], from generator (seed, split-corrupt, k), saved
     on the 8-bit grid as CIFAR-10-C saves its images."""
     corrupted = images.clone()
     for kind, name in enumerate(CORRUPTION_NAMES):
         members = torch.nonzero(b == kind).flatten()
         generator = split_generator(seed, f"{split}-corrupt", kind)
-        corrupted[members] = saved_as_uint8(corrupt(images[members], name, severity, generator))
+        corrupted[members] = saved_as_uint8(corrupt(images[members], name, level, generator))  # CIFAR-10-C level
     return corrupted
 
 
