@@ -66,8 +66,9 @@ TRAIN_KEYS: dict[str, Setting] = {
     "history_every": Setting(1, "record the per-step statistics every k steps", type=int, minimum=1),
     "attribution_every": Setting(0, "steps between IG spurious-share records on 64 train samples; 0 = off",
                                  type=int, minimum=0),
-    "amp": Setting("auto", "auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off", type=str,
-                   choices=("auto", "bf16", "off")),
+    "amp": Setting("off", "off (fp32, the default for every model) | bf16 (autocast in the training steps, a "
+                   "deviation: reported accuracies and analyses stay fp32) | auto (bf16 on CUDA for resnet*/wrn*/swin*)",
+                   type=str, choices=("auto", "bf16", "off")),
     "channels_last": Setting(True, "channels-last memory format of conv models (CPU and CUDA)", type=bool),
     "compile": Setting(False, "torch.compile the model", type=bool),
     "num_workers": Setting(4, "DataLoader workers for lazy (image-file) datasets", type=int, minimum=0),
