@@ -157,6 +157,9 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     # aggregation (largelr.aggregate): which cells enter tables and figures
     "require_converged": Setting(True, "leave cells that stopped at the step cap short of their fit criterion out "
                                  "of tables and figures (the paper trains until 100% training accuracy)", type=bool),
+    "min_epochs": Setting(10.0, "a study that requires converged cells must give every cell a step cap of at least "
+                          "this many epochs of its training set (max_steps x batch_size / training samples), checked "
+                          "at parse time", minimum=0.0),
     "usable_range_drop": Setting(0.25, "an lr sweep's usable range ends where one seed loses more than this fraction "
                                  "of the best seed-mean test accuracy (the paper's >25%)", above=0.0, below=1.0),
     "chance_margin": Setting(0.05, "cells whose test accuracy is within this of chance (1 / classes) are flagged "
@@ -451,6 +454,31 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
         for position, block in enumerate(spec["grid"]):
             train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {})}
             errors += _effect_errors(train, knob, f"{where}.grid[{position}]")
+        errors += _budget_errors(config, study)
+    return errors
+
+
+def _budget_errors(config: dict[str, Any], study: str) -> list[str]:
+    """Step caps that cannot reach the fit criterion (largelr.budgets), per grid block and knob value."""
+    from largelr.budgets import budget_errors, train_size
+
+    spec = config["studies"][study]
+    try:
+        settings = AnalysisSettings(analysis_settings(config, study))
+    except SettingError:
+        return []  # reported with the analysis block
+    errors = []
+    for position, block in enumerate(spec["grid"]):
+        cells = []
+        for dataset, model in itertools.product(block["datasets"], block["models"]):
+            kind = dataset_kind(config, dataset)
+            n_train = train_size(kind, KINDS[kind].merged_params(dataset_params(config, dataset)))
+            for value in block.get("values", spec.get("values")):
+                train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {}),
+                         spec.get("knob", "lr"): value}
+                cells.append((dataset, model, n_train, train))
+        errors += budget_errors(cells, settings.min_epochs, settings.require_converged,
+                                f"studies.{study}.grid[{position}]")
     return errors
 
 
