@@ -43,7 +43,8 @@ def epochs(max_steps: int, batch_size: int, n_train: int) -> float:
 
 def needs_fit(train: dict[str, Any], require_converged: bool) -> bool:
     """Whether a cell must reach its fit criterion (100% training accuracy or the CE target) to count."""
-    return require_converged and (train["target_train_acc"] <= 1.0 or train["stop_train_ce"] > 0)
+    # a target of 0 is met at the first evaluation; above 1 the schedule runs to its cap
+    return require_converged and (0.0 < train["target_train_acc"] <= 1.0 or train["stop_train_ce"] > 0)
 
 
 def budget_errors(cells: list[tuple[str, str, int, dict[str, Any]]], min_epochs: float, require_converged: bool,

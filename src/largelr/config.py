@@ -157,9 +157,9 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     # aggregation (largelr.aggregate): which cells enter tables and figures
     "require_converged": Setting(True, "leave cells that stopped at the step cap short of their fit criterion out "
                                  "of tables and figures (the paper trains until 100% training accuracy)", type=bool),
-    "min_epochs": Setting(10.0, "a study that requires converged cells must give every cell a step cap of at least "
+    "min_epochs": Setting(3.0, "a study that requires converged cells must give every cell a step cap of at least "
                           "this many epochs of its training set (max_steps x batch_size / training samples), checked "
-                          "at parse time", minimum=0.0),
+                          "at parse time (a lower bound that catches caps certainly too short)", minimum=0.0),
     "usable_range_drop": Setting(0.25, "an lr sweep's usable range ends where one seed loses more than this fraction "
                                  "of the best seed-mean test accuracy (the paper's >25%)", above=0.0, below=1.0),
     "chance_margin": Setting(0.05, "cells whose test accuracy is within this of chance (1 / classes) are flagged "
@@ -472,7 +472,10 @@ def _budget_errors(config: dict[str, Any], study: str) -> list[str]:
         cells = []
         for dataset, model in itertools.product(block["datasets"], block["models"]):
             kind = dataset_kind(config, dataset)
-            n_train = train_size(kind, KINDS[kind].merged_params(dataset_params(config, dataset)))
+            try:
+                n_train = train_size(kind, KINDS[kind].merged_params(dataset_params(config, dataset)))
+            except (SettingError, KeyError):
+                continue  # an unknown kind or bad parameters: reported with the datasets
             for value in block.get("values", spec.get("values")):
                 train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {}),
                          spec.get("knob", "lr"): value}
