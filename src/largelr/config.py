@@ -132,6 +132,10 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "represent_samples": Setting(1000, "seeded test inputs of the representation statistics", type=int, minimum=1),
     "compress_q": Setting(2.0, "q of the (q, kappa)-compressibility", above=0.0),
     "compress_kappa": Setting(0.1, "kappa of the (q, kappa)-compressibility", above=0.0, maximum=1.0),
+    # Diao et al.'s PQ-index 1 - d^(1/q - 1/p) ||z||_p / ||z||_q is a sparsity measure only for p < q; the
+    # paper's Fig 25 caption prints p = 2, q = 1, read here as the pair (1, 2) with the roles swapped
+    "pq_p": Setting(1.0, "p of the PQ-index (needs 0 < p < q)", above=0.0),
+    "pq_q": Setting(2.0, "q of the PQ-index", above=0.0),
     "csi_eps": Setting(1e-7, "epsilon in the class-selectivity denominator", minimum=0.0),
     # attributions (largelr.analyses.attribute)
     "attribute_samples": Setting(200, "seeded test inputs of the attribution measures", type=int, minimum=1),
@@ -505,6 +509,10 @@ def _analysis_errors(config: dict[str, Any], study: str) -> list[str]:
         settings = AnalysisSettings(analysis_settings(config, study))
     except SettingError:
         return []  # reported with the top-level analysis block
+    if not settings.pq_p < settings.pq_q:
+        errors.append(f"{where}: pq_p = {settings.pq_p} and pq_q = {settings.pq_q}: the PQ-index (Diao et al. 2023) "
+                      "needs p < q; allowed: pq_p < pq_q (default 1 and 2; the paper's Fig 25 caption's p = 2, q = 1 "
+                      "is this pair with the roles swapped)")
     if settings.background == "smp" and not settings.segmenter_checkpoint:
         errors.append(f"{where}.segmenter_checkpoint = '': background: smp needs the path of a segmentation-models-"
                       "pytorch DeepLabV3 checkpoint (largelr.analyses.segment.save_smp_checkpoint); allowed: a file path")

@@ -136,13 +136,14 @@ def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) 
 
 
 def summarize(
-    z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7
+    z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7,
+    pq: tuple[float, float] = (1.0, 2.0),
 ) -> dict[str, float]:
     """All representation statistics of features z with class labels y and bias labels b."""
     return {
         "compressibility": compressibility(z, q=q, kappa=kappa),
         "sparsity": sparsity(z),
-        "pq_index": pq_index(z),
+        "pq_index": pq_index(z, *pq),
         "csi": selectivity_index(z, y, eps=eps, what="class"),
         "bsi": selectivity_index(z, b, eps=eps, what="bias"),
         "class_sep": class_separation(z, y),
@@ -165,7 +166,8 @@ def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int) 
 def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device) -> pd.DataFrame:
     x, y, b = test_sample(dataset, settings["represent_samples"], "cpu")
     z = penultimate_activations(model, x, settings["eval_batch_size"])
-    metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"])
+    metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"],
+                        pq=(settings["pq_p"], settings["pq_q"]))
     return pd.DataFrame([metrics])
 
 
