@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
