@@ -120,12 +120,59 @@ def test_compare_with_paper_subtracts_the_reference_and_lists_every_reference_ro
                           "variable": ["lr", "test_acc"], "min": [0.01, 0.80], "max": [0.2, 0.95],
                           "n_values": 5, "n_seeds": 3})
     compare = compare_with_paper(table).set_index(["dataset", "model", "variable"])
-    assert len(compare) == sum(len(v) for v in PAPER_TABLE1.values())
+    # every reference entry once, the prunability ones a second time in the other reading; the CelebA row
+    # twice more (celeba and celeba_blond)
+    per_row = {key: len(v) + ("prunability" in v) for key, v in PAPER_TABLE1.items()}
+    assert len(compare) == sum(per_row.values()) + per_row[("celeba", "swin_t")]
     row = compare.loc[("colored_mnist", "cnn", "test_acc")]
     assert (row["paper_min"], row["paper_max"]) == (0.882, 0.915)  # PAPER.md: 88.2-91.5
     assert row["diff_min"] == pytest.approx(0.80 - 0.882) and row["diff_max"] == pytest.approx(0.95 - 0.915)
     assert compare.loc[("colored_mnist", "cnn", "lr"), "diff_max"] == pytest.approx(0.2 - 0.35)
     assert np.isnan(compare.loc[("celeba", "swin_t", "worst_group_acc"), "ours_min"])
+
+
+def test_compare_with_paper_uses_the_chosen_prunability_reading_and_lists_the_other():
+    table = pd.DataFrame({"study": "s", "dataset": "colored_mnist", "model": "cnn", "knob": "lr",
+                          "variable": ["prunability", "prunability_ratio", "prunability_chance"],
+                          "min": [0.5, 0.9, 0.5], "max": [0.8, 0.97, 0.8], "n_values": 5, "n_seeds": 3})
+    for reading, other, other_min in (("chance", "ratio", 0.9), ("ratio", "chance", 0.5)):
+        compare = compare_with_paper(table, reading).set_index(["dataset", "model", "variable"])
+        chosen = compare.loc[("colored_mnist", "cnn", "prunability")]
+        assert chosen["reading"] == reading and chosen["diff_min"] == pytest.approx(0.5 - 0.532)  # paper 0.532-0.931
+        listed = compare.loc[("colored_mnist", "cnn", f"prunability_{other}")]
+        assert listed["reading"] == other and listed["paper_min"] == pytest.approx(0.532)
+        assert listed["ours_min"] == pytest.approx(other_min)
+        assert ("colored_mnist", "cnn", f"prunability_{reading}") not in compare.index
+
+
+def test_both_celeba_readings_stand_against_the_paper_row_and_the_note_names_the_closer():
+    from largelr.aggregate import reading_fit_note
+
+    # paper: worst-group 0.409-0.482. celeba: 0.10-0.30 (|diffs| 0.309 + 0.182 = 0.491);
+    # celeba_blond: 0.40-0.50 (0.009 + 0.018 = 0.027): the benchmark reading fits
+    table = pd.DataFrame({"study": "lr_celeba", "dataset": ["celeba", "celeba_blond"], "model": "swin_t", "knob": "lr",
+                          "variable": "worst_group_acc", "min": [0.10, 0.40], "max": [0.30, 0.50],
+                          "n_values": 8, "n_seeds": 3})
+    compare = compare_with_paper(table).set_index(["dataset", "model", "variable"])
+    blond = compare.loc[("celeba_blond", "swin_t", "worst_group_acc")]
+    assert (blond["paper_min"], blond["paper_max"]) == (0.409, 0.482)
+    assert blond["diff_min"] == pytest.approx(-0.009)
+    note = reading_fit_note(compare.reset_index())
+    assert "fits `celeba_blond` best" in note and "celeba 0.491" in note and "celeba_blond 0.027" in note
+    assert reading_fit_note(compare_with_paper(table.iloc[:1])) == ""  # one reading run: nothing to say
+
+
+def test_build_cells_takes_prunability_from_the_chosen_reading():
+    from largelr.analyses.prune import chosen_reading
+
+    cells = pd.DataFrame({"prunability_ratio": [0.9], "prunability_chance": [0.4], "prunability_ratio_magnitude": [0.95],
+                          "prunability_chance_magnitude": [0.7]})
+    assert chosen_reading(cells, "chance")["prunability"].tolist() == [0.4]
+    ratio = chosen_reading(cells, "ratio")
+    assert ratio["prunability"].tolist() == [0.9] and ratio["prunability_magnitude"].tolist() == [0.95]
+    assert ratio["prunability_reading"] == "ratio"
+    with pytest.raises(ValueError, match="allowed: \\['ratio', 'chance'\\]"):
+        chosen_reading(cells, "percent")
 
 
 def test_mechanism_table_pearson_r_matches_numpy_and_pools_per_study():

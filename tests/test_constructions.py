@@ -67,7 +67,25 @@ def test_registry_and_defaults() -> None:
     }
     for name in NEW:
         assert DEFAULTS[name]["download"] is False and DEFAULTS[name]["verify_checksums"] is True
-    assert DEFAULTS["corrupted_cifar10"]["severity"] == 4
+    assert DEFAULTS["corrupted_cifar10"]["cifar10c_level"] == 5  # LfF's "Severity4" = CIFAR-10-C level 5
+    assert {name: DEFAULTS[name]["bias_assignment"] for name in NEW} == {
+        "colored_mnist": "lff", "double_mnist": "random", "mnist_cifar": "random", "corrupted_cifar10": "lff"}
+    assert DEFAULTS["colored_mnist"]["palette"] == "lff" and DEFAULTS["colored_mnist"]["color_noise_std"] == 0.005
+
+
+def expected_conflicting(y: torch.Tensor, rho: float, assignment: str) -> int:
+    """BC samples of a split: round(rho N) drawn, or per class k n_k minus its aligned block, which lies
+    between the milestones round(n_k (k q)) and round(n_k (k q + 1 - rho)), q = rho / 9 (LfF's blocks)."""
+    if assignment == "random":
+        return round(rho * len(y))
+    ratios = np.full(10, rho / 9)
+    aligned = 0
+    for k, n in enumerate(torch.bincount(y, minlength=10).tolist()):
+        ratios_k = ratios.copy()
+        ratios_k[k] = 1 - rho
+        milestones = np.round(n * np.cumsum(ratios_k))
+        aligned += int(milestones[k] - (milestones[k - 1] if k else 0))
+    return len(y) - aligned
 
 
 @pytest.mark.parametrize("name, n_train", [("colored_mnist", 60), ("double_mnist", 60), ("mnist_cifar", 50), ("corrupted_cifar10", 50)])
@@ -76,8 +94,9 @@ def test_exact_train_rho_and_recorded_params(build, name: str, n_train: int, rho
     ds = build(name) if rho is None else build(name, rho_train=rho)
     rho = DEFAULTS[name]["rho_train"] if rho is None else rho
     train, test = ds["train"], ds["test"]
-    assert int((train["y"] != train["b"]).sum()) == round(rho * n_train)
-    assert ds["params"]["realized_rho_train"] == pytest.approx(round(rho * n_train) / n_train)
+    conflicting = expected_conflicting(train["y"], rho, DEFAULTS[name]["bias_assignment"])
+    assert int((train["y"] != train["b"]).sum()) == conflicting
+    assert ds["params"]["realized_rho_train"] == pytest.approx(conflicting / n_train)
     assert ds["params"]["realized_rho_test"] == pytest.approx((test["y"] != test["b"]).double().mean().item())
     assert ds["params"]["realized_rho_test"] > 0.5  # unbiased test: about 0.9
     assert ds["params"]["verify_checksums"] is False and ds["params"]["download"] is False and ds["params"]["seed"] == 0
@@ -158,30 +177,30 @@ def test_corrupted_cifar10_applies_corruption_b(corrupted: dict, cifar: dict) ->
             members = b == kind
             if not members.any():
                 continue
-            unsaved = corrupt(clean[members], name, 4, split_generator(2, f"{split}-corrupt", kind))
+            unsaved = corrupt(clean[members], name, 5, split_generator(2, f"{split}-corrupt", kind))  # level 5
             below = unsaved - x[members]  # np.uint8 truncates: at most one level below, never above
             assert below.min() >= -1e-4 / 255 and below.max() < 1 / 255 + 1e-6, (split, name)
 
 
 def test_corrupted_cifar10_types_by_their_own_signature(corrupted: dict, cifar: dict) -> None:
-    """Properties of four generator-free corruptions at severity 4, checked without the module."""
+    """Properties of four generator-free corruptions at CIFAR-10-C level 5 (the default), checked without the module."""
     x, b, clean = corrupted["train"]["x"], corrupted["train"]["b"], cifar["x_train"]
     kinds = {name: b == CORRUPTION_NAMES.index(name) for name in ("brightness", "contrast", "jpeg", "pixelate")}
     assert all(members.any() for members in kinds.values())
     level = 1 / 255 + 1e-5  # the stored images are truncated to 8 bits
-    # brightness: the HSV value (largest channel) rises by 0.2, capped at 1.
+    # brightness: the HSV value (largest channel) rises by 0.3, capped at 1.
     members = kinds["brightness"]
-    difference = (clean[members].amax(dim=1) + 0.2).clamp(max=1) - x[members].amax(dim=1)
+    difference = (clean[members].amax(dim=1) + 0.3).clamp(max=1) - x[members].amax(dim=1)
     assert difference.min() >= -1e-5 and difference.max() <= level
-    # contrast: deviations from each channel's mean shrink by 0.3.
+    # contrast: deviations from each channel's mean shrink by 0.15.
     members = kinds["contrast"]
     mean = clean[members].mean(dim=(2, 3), keepdim=True)
-    difference = (0.3 * (clean[members] - mean) + mean) - x[members]
+    difference = (0.15 * (clean[members] - mean) + mean) - x[members]
     assert difference.min() >= -1e-5 and difference.max() <= level
     # jpeg and pixelate: decoded 8-bit images, stored as they are (the stored levels / 255 in float32 against
     # the decoder's float64 / 255 cast to float32: the same 8-bit levels within 1e-6, a level being 4e-3).
     for name in ("jpeg", "pixelate"):
-        torch.testing.assert_close(x[kinds[name]], corrupt(clean[kinds[name]], name, 4, torch.Generator()),
+        torch.testing.assert_close(x[kinds[name]], corrupt(clean[kinds[name]], name, 5, torch.Generator()),
                                    atol=1e-6, rtol=0)
 
 
@@ -496,7 +515,9 @@ def test_same_seed_same_data_and_different_seed_different_data(build, name: str)
         for key in ("x", "y", "b"):
             assert torch.equal(first[split][key], again[split][key])
         assert not torch.equal(first[split]["x"], other[split]["x"])
-        assert not torch.equal(first[split]["b"], other[split]["b"])
+        # LfF's assignment is no draw: the same bias labels under every seed
+        same_bias = DEFAULTS[name]["bias_assignment"] == "lff"
+        assert torch.equal(first[split]["b"], other[split]["b"]) == same_bias
 
 
 def random_base(n_train: int, n_test: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -528,16 +549,19 @@ def test_mnist_sized_set_materializes_fast(tmp_path: Path, construct, name: str)
         elapsed = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
-    assert len(loaded["train"]["x"]) == 60000 and int((loaded["train"]["y"] != loaded["train"]["b"]).sum()) == 1500
+    conflicting = expected_conflicting(base[1], DEFAULTS[name]["rho_train"], DEFAULTS[name]["bias_assignment"])
+    assert len(loaded["train"]["x"]) == 60000 and int((loaded["train"]["y"] != loaded["train"]["b"]).sum()) == conflicting
     assert elapsed <= 30, f"{name}: {elapsed:.1f} s"
 
 
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"severity": 6}, r"severity = 6.*\[1, 5\]"),
-        ({"severity": 0}, r"severity = 0"),
-        ({"severity": 2.5}, r"severity = 2.5.*whole number"),
+        ({"cifar10c_level": 6}, r"cifar10c_level = 6.*\[1, 5\]"),
+        ({"cifar10c_level": 0}, r"cifar10c_level = 0"),
+        ({"cifar10c_level": 2.5}, r"cifar10c_level = 2.5.*whole number"),
+        ({"severity": 4}, r"severity = 4: renamed to cifar10c_level.*Severity4.*cifar10c_level: 5"),
+        ({"bias_assignment": "drawn"}, r"bias_assignment = 'drawn'.*lff.*random"),
         ({"download": "yes"}, r"download = 'yes'.*true or false"),
         ({"verify_checksums": 1}, r"verify_checksums = 1.*true or false"),
     ],
@@ -724,3 +748,61 @@ def test_the_loader_standardises_with_the_authors_constants(build, tmp_path: Pat
     raw = ds["train"]["x"][:4]
     torch.testing.assert_close(loaded["train"]["x"][:4] * stds.view(-1, 1, 1) + means.view(-1, 1, 1), raw,
                                atol=2**-11, rtol=0)
+
+
+# --- LfF's protocol: bias labels by per-class blocks, its palette, its severity numbering ------
+
+
+def test_lff_bias_cuts_each_class_into_blocks_at_rounded_milestones() -> None:
+    from largelr.datasets.kind import lff_bias
+
+    # classes interleaved: class 1 at 0, 4, 8, 12, 16; class 2 at 2, 6, 10, 14; class 0 the other ten
+    y = torch.tensor([1, 0, 2, 0, 1, 0, 2, 0, 1, 0, 2, 0, 1, 0, 2, 0, 1, 0, 0])
+    b = lff_bias(y, 0.6, 3)
+    # class 0, n 10: ratios (0.6, 0.2, 0.2), milestones 10 x (0.6, 0.8, 1) = 6, 8, 10
+    assert b[y == 0].tolist() == [0] * 6 + [1] * 2 + [2] * 2
+    # class 1, n 5: ratios (0.2, 0.6, 0.2), milestones 5 x (0.2, 0.8, 1) = 1, 4, 5
+    assert b[y == 1].tolist() == [0, 1, 1, 1, 2]
+    # class 2, n 4: ratios (0.2, 0.2, 0.6), milestones round(0.8, 1.6, 4) = 1, 2, 4
+    assert b[y == 2].tolist() == [0, 1, 2, 2]
+    # numpy rounds halves to even: n 5, ratios (0.5, 0.5), milestones round(2.5, 5) = 2, 5
+    assert lff_bias(torch.zeros(5, dtype=torch.long), 0.5, 2).tolist() == [0, 0, 1, 1, 1]
+
+
+def test_lff_test_split_is_uniform_over_the_ten_bias_values_in_every_class() -> None:
+    from largelr.datasets.kind import lff_bias
+
+    y = torch.arange(10).repeat(20)  # 20 samples per class
+    counts = torch.bincount(group_ids(y, lff_bias(y, 0.1, 10), 10), minlength=100)
+    assert counts.tolist() == [2] * 100  # aligned ratio 0.1 = every bias value 2 times in every class
+
+
+def test_lff_palette_is_its_released_colours() -> None:
+    from largelr.datasets.constructions import LFF_PALETTE, PALETTES, PRIMARIES_PALETTE
+
+    assert LFF_PALETTE.shape == (10, 3) and PALETTE is LFF_PALETTE and PALETTES["primaries"] is PRIMARIES_PALETTE
+    torch.testing.assert_close(LFF_PALETTE[0], torch.tensor([0.983682, 0.312519, 0.168575]), atol=1e-7, rtol=0)
+    torch.testing.assert_close(LFF_PALETTE[4], torch.tensor([0.088016, 0.777963, 0.981808]), atol=1e-7, rtol=0)
+    torch.testing.assert_close(LFF_PALETTE[9], torch.tensor([0.833658, 0.202409, 0.266943]), atol=1e-7, rtol=0)
+
+
+def test_colored_mnist_takes_the_chosen_palette_and_shows_it_on_its_card(build, mnist: dict) -> None:
+    from largelr.datasets.cards import card_summary
+    from largelr.datasets.constructions import PRIMARIES_PALETTE
+
+    ds = build("colored_mnist", palette="primaries", color_noise_std=0.0)
+    gray = mnist["x_train"][:, None]
+    strokes = (gray > 0.1).float()
+    colour = (ds["train"]["x"] / gray.clamp_min(1e-6) * strokes).sum(dim=(2, 3)) / strokes.sum(dim=(2, 3))
+    torch.testing.assert_close(colour, PRIMARIES_PALETTE[ds["train"]["b"]], atol=1e-5, rtol=0)
+    assert card_summary(build("colored_mnist"))["bias_palette"][0] == pytest.approx([0.983682, 0.312519, 0.168575])
+    assert "bias_palette" not in card_summary(build("double_mnist"))
+
+
+def test_lff_severity_s_is_cifar10c_level_s_plus_one() -> None:
+    from largelr.datasets.constructions import cifar10c_level
+
+    assert [cifar10c_level(s) for s in range(5)] == [1, 2, 3, 4, 5]
+    assert DEFAULTS["corrupted_cifar10"]["cifar10c_level"] == cifar10c_level(4)  # "Severity4", the released sets
+    with pytest.raises(ValueError, match="Severity0..Severity4"):
+        cifar10c_level(5)

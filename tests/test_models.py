@@ -128,23 +128,46 @@ def test_resnets_use_each_relu_module_once_and_compute_torchvision_s_function(na
         ours = model.features(x)
     assert sorted(calls.values()) == [1] * len(relus)  # every ReLU module used exactly once (DeepLift needs it)
     reference = getattr(torchvision.models, name)(weights=None)  # torchvision's blocks, shared ReLUs
-    reference.conv1, reference.maxpool, reference.fc = model.body.conv1, nn.Identity(), nn.Identity()
+    reference.conv1, reference.maxpool, reference.fc = model.body.conv1, model.body.maxpool, nn.Identity()
     reference.load_state_dict(model.body.state_dict(), strict=True)  # the same parameter names
     # torchvision's block code, the same ops: float32 rounding at most; a wrong block moves features (0.1 to 1) by 0.1
     with torch.no_grad():
         torch.testing.assert_close(ours, reference.eval()(x), rtol=1e-4, atol=1e-5)
 
 
-def test_resnet_stem_rule_small_inputs_keep_full_resolution():
-    small = build_model("resnet18", [1, 28, 28], 10, {})
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_default_resnet_has_torchvision_s_layer_shapes(name):
+    import torchvision
+
+    ours = build_model(name, [3, 32, 32], 10, {})
+    shipped = getattr(torchvision.models, name)()
+    shapes = {key: tuple(value.shape) for key, value in shipped.state_dict().items() if not key.startswith("fc.")}
+    assert {key: tuple(value.shape) for key, value in ours.body.state_dict().items()} == shapes
+    conv, pool = ours.body.conv1, ours.body.maxpool
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (2, 2), (3, 3))
+    assert isinstance(pool, nn.MaxPool2d) and (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
+    assert ours.stem == "torchvision"
+
+
+def test_resnet_stems_by_hand():
+    x = torch.randn(1, 1, 28, 28)
+
+    def into_layer1(model):
+        body = model.body
+        return nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool, body.layer1)(x).shape
+
+    small = build_model("resnet18", [1, 28, 28], 10, {"stem": "small"})
     assert small.body.conv1.kernel_size == (3, 3) and small.body.conv1.stride == (1, 1) and small.body.conv1.in_channels == 1
     assert isinstance(small.body.maxpool, nn.Identity)
-    # Full resolution into layer1: its output is 28x28 (4x4 under the 7x7 stride-2 stem + pool).
-    stem = nn.Sequential(small.body.conv1, small.body.bn1, small.body.relu, small.body.maxpool, small.body.layer1)
-    assert stem(torch.randn(1, 1, 28, 28)).shape == (1, 64, 28, 28)
-    large = build_model("resnet18", [3, 96, 96], 10, {})
-    assert large.body.conv1.kernel_size == (7, 7) and large.body.conv1.stride == (2, 2)
-    assert isinstance(large.body.maxpool, nn.MaxPool2d)
+    assert into_layer1(small) == (1, 64, 28, 28)  # full resolution
+    # 1 channel, auto: the authors' 7x7 stride-1 conv and the max-pool: 28 -> 28 -> 14
+    grey = build_model("resnet18", [1, 28, 28], 10, {})
+    assert grey.stem == "stride1" and grey.body.conv1.kernel_size == (7, 7) and grey.body.conv1.stride == (1, 1)
+    assert into_layer1(grey) == (1, 64, 14, 14)
+    # torchvision's stem: 28 -> 14 (conv, stride 2) -> 7 (max-pool)
+    assert into_layer1(build_model("resnet18", [1, 28, 28], 10, {"stem": "torchvision"})) == (1, 64, 7, 7)
+    with pytest.raises(ValueError, match="allowed"):
+        build_model("resnet18", [3, 32, 32], 10, {"stem": "cifar"})
 
 
 def test_wide_resnet_101_2_builds_once_with_the_interface():

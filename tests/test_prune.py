@@ -1,3 +1,5 @@
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -314,6 +316,69 @@ def test_column_hand_counted_fraction_on_conv():
     # conv: input channel 0 (8 of 16 weights); head eye(2): column 0 (tie, first) adds 1 zero to its 2
     curve = retention_curve(model, torch.randn(2, 2, 3, 3), torch.tensor([0, 1]), kappas=(0.5,), method="column")
     assert curve.loc[0, "pruned_fraction"] == pytest.approx((8 + 1 + 2) / 20, abs=1e-12)
+
+
+def hand_curve(accuracies: list[float], chance: float) -> pd.DataFrame:
+    """A curve built by hand: retention columns of both readings from the accuracies (base first)."""
+    base = accuracies[0]
+    return pd.DataFrame({"kappa": [round(0.1 * i, 1) for i in range(len(accuracies))], "accuracy": accuracies,
+                         "retention": [a / base for a in accuracies],
+                         "retention_chance": [(a - chance) / (base - chance) for a in accuracies]})
+
+
+def test_both_prunability_readings_on_a_curve_that_falls_to_chance():
+    # binary task (c = 1/2), base 0.8, pruned models at chance from kappa 0.4 on
+    curve = hand_curve([0.8, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], chance=0.5)
+    # ratio: 1, 1, 7/8, 6/8, then 5/8 six times -> (2 + 0.875 + 0.75 + 3.75) / 10 = 0.7375, the floor's side:
+    # (1 + 9 * 0.5 / 0.8) / 10 = 0.6625 even if all nine pruned models were at chance
+    assert prunability(curve, "ratio") == pytest.approx(0.7375)
+    # chance: 1, 1, 2/3, 1/3, then 0 six times -> 3 / 10
+    assert prunability(curve, "chance") == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="allowed"):
+        prunability(curve, "percent")
+
+
+def test_both_prunability_readings_on_a_curve_above_its_base():
+    # ten classes (c = 0.1), base 0.5; kappa 0.1 scores 0.6 (above the base), kappa 0.2 falls to chance
+    curve = hand_curve([0.5, 0.6, 0.1], chance=0.1)
+    assert prunability(curve, "ratio") == pytest.approx((1 + 1.2 + 0.2) / 3)  # 0.8
+    assert prunability(curve, "chance") == pytest.approx((1 + 0.5 / 0.4 + 0.0) / 3)  # 0.75
+
+
+def test_chance_level_and_chance_retention():
+    from largelr.analyses.prune import chance_level, chance_retention
+
+    assert chance_level("accuracy", 10) == pytest.approx(0.1)
+    assert chance_level("accuracy", 2) == pytest.approx(0.5)
+    assert chance_level("worst_group_acc", 2) == 0.0  # a constant prediction scores 0 on the other class's groups
+    assert chance_retention(0.5, 0.8, 0.5) == pytest.approx(0.0)
+    assert chance_retention(0.9, 0.8, 0.5) == pytest.approx(4 / 3)
+    assert math.isnan(chance_retention(0.6, 0.5, 0.5))  # no headroom above chance: undefined
+
+
+def test_retention_curves_record_the_chance_corrected_retention():
+    from largelr.analyses.prune import retention_curves, tensor_batches
+
+    x, y = toy_data()
+    curve = retention_curves(TinyMLP(), tensor_batches(x, y, None, 3), kappas=(0.0, 0.5),
+                             methods=["structured_columns"], chance=0.5)
+    # accuracies 1 and 0.75 (test_retention_curve_hand_counted_fractions): chance-corrected 1 and 0.25 / 0.5
+    assert curve["retention_chance"].tolist() == pytest.approx([1.0, 0.5], abs=1e-12)
+    assert curve["retention"].tolist() == pytest.approx([1.0, 0.75], abs=1e-12)
+    assert (curve["chance"] == 0.5).all()
+
+
+def test_cell_columns_hold_both_readings_per_method():
+    from largelr.analyses.prune import cell_columns
+
+    table = pd.DataFrame({"method": ["structured", "structured", "magnitude", "magnitude"], "kappa": [0.0, 0.5] * 2,
+                          "retention": [1.0, 0.8, 1.0, 0.9], "retention_chance": [1.0, 0.6, 1.0, 0.7]})
+    row = cell_columns(table)
+    assert row["prunability_ratio"] == pytest.approx(0.9) and row["prunability_chance"] == pytest.approx(0.8)
+    assert row["prunability_ratio_magnitude"] == pytest.approx(0.95)
+    assert row["prunability_chance_magnitude"] == pytest.approx(0.85)
+    assert row["prunability"] == pytest.approx(0.8) and row["prunability_reading"] == "chance"  # the default
+    assert cell_columns(table, "ratio")["prunability_magnitude"] == pytest.approx(0.95)
 
 
 def test_worst_group_metric_by_hand():

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -305,3 +306,26 @@ def test_batches_never_leave_a_single_input_alone():
     assert _batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert _batches(9, 4) == [(0, 4), (4, 9)]  # 8..9 would be a batch of one
     assert _batches(1, 4) == [(0, 1)]
+
+
+    settings = AnalysisSettings({"represent_samples": 20})
+    table = run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"))
+    x, y, b = test_sample(toy_dataset, 20, "cpu")
+    expected = summarize(x.clamp_min(0), y, b)
+    assert table.iloc[0].to_dict() == pytest.approx(expected)
+
+
+def test_summarize_takes_the_pq_pair_and_config_requires_p_below_q():
+    from largelr.analyses.represent import summarize
+    from largelr.config import ConfigError, read_config_file, validate_config
+
+    z = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 2)  # d = 4, two equal rows (selectivity needs two classes)
+    y = b = torch.tensor([0, 1])
+    # p = 1, q = 2: 1 - 4^(1/2 - 1) * 2 / sqrt(2) = 1 - sqrt(2) / 2
+    assert summarize(z, y, b)["pq_index"] == pytest.approx(1 - 2 ** 0.5 / 2, abs=1e-6)
+    # p = 0.5, q = 1: 1 - 4^(1 - 2) * (sqrt(1) + sqrt(1))^2 / 2 = 1 - 1 / 2
+    assert summarize(z, y, b, pq=(0.5, 1.0))["pq_index"] == pytest.approx(0.5, abs=1e-6)
+    config = read_config_file(Path(__file__).parents[1] / "config.yaml")
+    config["studies"]["demo"]["analysis"] = {"pq_p": 2.0, "pq_q": 1.0}  # Fig 25's caption, taken literally
+    with pytest.raises(ConfigError, match="pq_p = 2.0 and pq_q = 1.0.*needs p < q"):
+        validate_config(config)

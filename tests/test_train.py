@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+
+from largelr.config import TRAIN_DEFAULTS
 import torch
 import torch.nn.functional as F
 
@@ -461,8 +463,20 @@ def test_bf16_autocast_key_is_honoured_on_cpu(toy_dataset):
     _, history, summary = fixed_run(toy_dataset, amp="bf16")
     assert off["amp"] == "off" and summary["amp"] == "bf16"
     assert history["loss"].notna().all() and not history["logit_norm"].equals(plain["logit_norm"])
-    _, _, auto = fixed_run(toy_dataset)  # auto: bf16 only for ResNet/WRN/Swin on CUDA
+    _, _, default = fixed_run(toy_dataset)  # the default is fp32 for every model
+    assert default["amp"] == "off" and TRAIN_DEFAULTS["amp"] == "off"
+    _, _, auto = fixed_run(toy_dataset, amp="auto")  # auto: bf16 only for ResNet/WRN/Swin on CUDA
     assert auto["amp"] == "off"
+
+
+def test_a_bf16_cell_reports_its_test_accuracy_in_fp32_like_the_pruning_base(toy_dataset):
+    from largelr.analyses.prune import accuracy
+
+    model, _, summary = fixed_run(toy_dataset, amp="bf16")
+    test = toy_dataset["test"]
+    with torch.no_grad():  # fp32, as the pruning curve's unpruned accuracy is measured
+        fp32 = accuracy(model.eval(), test["x"], test["y"])
+    assert summary["test_acc"] == pytest.approx(fp32, abs=1e-12)
 
 
 @pytest.mark.parametrize("key,value,hint", [("lr_schedule", "linear", "allowed: one of ['constant'"),

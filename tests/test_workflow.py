@@ -170,7 +170,7 @@ def test_missing_data_fails_with_the_expected_files_and_leaves_no_output(workdir
     assert not list((workdir / "results/data").glob("double_mnist.pt*"))
 
 
-def test_prunability_is_the_mean_structured_retention_and_every_curve_is_kept(smoke_run):
+def test_prunability_is_the_mean_chance_corrected_structured_retention_and_every_curve_is_kept(smoke_run):
     cells = pd.read_parquet(smoke_run / "results/smoke/cells.parquet")
     config = yaml.safe_load((smoke_run / "config.yaml").read_text())
     for cell in study_cells(config, "smoke")[:3]:
@@ -179,9 +179,15 @@ def test_prunability_is_the_mean_structured_retention_and_every_curve_is_kept(sm
         assert (prune.groupby("method").size() == 10).all()
         row = cells[(cells["dataset"] == cell.dataset) & (cells["model"] == cell.model)
                     & (cells["value"] == float(cell.value)) & (cells["seed"] == cell.seed)].iloc[0]
-        structured = prune[prune["method"] == "structured"]["retention"].mean()
-        assert row["prunability"] == pytest.approx(structured, nan_ok=True)
-        assert row["prunability_magnitude_global"] == pytest.approx(
+        structured = prune[prune["method"] == "structured"]
+        # c = 1/2 (binary smoke sets) or 1/10: the chance-corrected retention from the accuracies by hand
+        base = structured.loc[structured["kappa"] == 0.0, "accuracy"].iloc[0]
+        chance = 1 / row["num_classes"]
+        by_hand = ((structured["accuracy"] - chance) / (base - chance)).mean() if base > chance else float("nan")
+        assert row["prunability"] == pytest.approx(by_hand, nan_ok=True) and row["prunability_reading"] == "chance"
+        assert row["prunability_chance"] == pytest.approx(by_hand, nan_ok=True)
+        assert row["prunability_ratio"] == pytest.approx(structured["retention"].mean(), nan_ok=True)
+        assert row["prunability_ratio_magnitude_global"] == pytest.approx(
             prune[prune["method"] == "magnitude_global"]["retention"].mean(), nan_ok=True)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.stats
 
 from largelr.analyses import ANALYSES, cell_columns
+from largelr.analyses.prune import DEFAULT_READING, READINGS, chosen_reading
 from largelr.config import ANALYSIS_FILES, TRAIN_FILES
 from largelr.io import CELL_KEYS, PROVENANCE_KEYS, atomic_path, write_parquet
 
@@ -26,7 +27,9 @@ PAIR_KEYS = ["study", "dataset", "model", "knob"]
 # Paper Table 1 columns -> our cell columns.
 TABLE1_VARIABLES = {
     "test_acc": "test_acc",
-    "prunability": "prunability",
+    "prunability": "prunability",  # in the reading the analysis setting `prunability` chooses
+    "prunability_ratio": "prunability_ratio",  # both readings, side by side
+    "prunability_chance": "prunability_chance",
     "activation_compressibility": "compressibility",
     "csi": "csi",
     "class_separation": "class_sep",
@@ -166,6 +169,9 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
     cells = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     cells = cells.astype({"value": "float64", "seed": "int64", "diverged": "bool"})
     settings = settings or {}
+    if "prunability_ratio" in cells:  # the analysis setting `prunability` picks Table 1's reading
+        for column, values in chosen_reading(cells, settings.get("prunability", DEFAULT_READING)).items():
+            cells[column] = values
     cells = with_chosen_bc_ratio(cells, settings.get("bc_ratio", "minibatch"))
     drop = settings.get("usable_range_drop", ACCURACY_DROP)
     cells = mark_included(cells, settings.get("require_converged", True), drop,
@@ -343,21 +349,22 @@ def table2(cells: pd.DataFrame, intervention_studies: list[str]) -> pd.DataFrame
     return table
 
 
-def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
+def compare_with_paper(table: pd.DataFrame, reading: str = DEFAULT_READING) -> pd.DataFrame:
     """Our Table 1 min/max beside the paper's (PAPER_TABLE1), with ours - paper; one row per
-    reference entry, ours NaN where that (dataset, model) was not run."""
+    reference entry, ours NaN where that (dataset, model) was not run. The paper's prunability is
+    compared with ours in the chosen ``reading`` (variable ``prunability``), and then listed again
+    in the other reading (variable ``prunability_<other>``); column ``reading`` names it."""
     ours = table.set_index(["dataset", "model", "variable"])
     rows = []
-    for (dataset, model), reference in PAPER_TABLE1.items():
-        for variable, (paper_min, paper_max) in reference.items():
-            key = (dataset, model, variable)
-            found = ours.loc[[key]].iloc[0] if key in ours.index else None
-            our_min = float(found["min"]) if found is not None else np.nan
-            our_max = float(found["max"]) if found is not None else np.nan
-            rows.append({"dataset": dataset, "model": model, "variable": variable,
-                         "study": found["study"] if found is not None else None,
-                         "paper_min": paper_min, "paper_max": paper_max, "ours_min": our_min, "ours_max": our_max,
-                         "diff_min": our_min - paper_min, "diff_max": our_max - paper_max})
+    for (paper_dataset, model), reference in PAPER_TABLE1.items():
+        for dataset in (paper_dataset, *PAPER_READINGS.get(paper_dataset, ())):
+            for variable, (paper_min, paper_max) in reference.items():
+                names = [(variable, reading)]
+                if variable == "prunability":
+                    names += [(f"prunability_{other}", other) for other in READINGS if other != reading]
+                for name, shown in names:
+                    rows.append(_compared_row(ours, dataset, model, name, paper_min, paper_max)
+                                | {"reading": shown if name.startswith("prunability") else ""})
     return pd.DataFrame(rows)
 
 
@@ -371,6 +378,40 @@ def compare_shape(compare: pd.DataFrame) -> pd.DataFrame:
                          "paper": span(compare["paper_min"], compare["paper_max"]),
                          "ours": span(compare["ours_min"], compare["ours_max"]),
                          "diff": span(compare["diff_min"], compare["diff_max"], ", ")})
+
+
+# Datasets compared with another one's paper row: the paper's CelebA sentence (core gender, spurious hair
+# colour) is `celeba`; its worst-group accuracies are those ERM reaches on the common benchmark (target
+# Blond_Hair, spurious Male), run as `celeba_blond`. Both stand against the paper's CelebA row.
+PAPER_READINGS = {"celeba": ("celeba_blond",)}
+
+
+def reading_fit_note(compare: pd.DataFrame, variable: str = "worst_group_acc") -> str:
+    """Which dataset of each PAPER_READINGS group the paper's ``variable`` range fits best (smallest
+    |diff_min| + |diff_max|); empty when fewer than two of them were run."""
+    lines = []
+    for paper_dataset, others in PAPER_READINGS.items():
+        rows = compare[compare["dataset"].isin((paper_dataset, *others)) & (compare["variable"] == variable)]
+        distance = (rows["diff_min"].abs() + rows["diff_max"].abs()).set_axis(rows["dataset"]).dropna()
+        if len(distance) < 2:
+            continue
+        best = distance.idxmin()
+        listed = ", ".join(f"{name} {value:.3f}" for name, value in distance.items())
+        lines.append(f"The paper's {paper_dataset} {variable} range fits `{best}` best (|diff_min| + |diff_max|: "
+                     f"{listed}).")
+    return "\n".join(lines)
+
+
+def _compared_row(ours: pd.DataFrame, dataset: str, model: str, variable: str, paper_min: float,
+                  paper_max: float) -> dict:
+    key = (dataset, model, variable)
+    found = ours.loc[[key]].iloc[0] if key in ours.index else None
+    our_min = float(found["min"]) if found is not None else np.nan
+    our_max = float(found["max"]) if found is not None else np.nan
+    return {"dataset": dataset, "model": model, "variable": variable,
+            "study": found["study"] if found is not None else None,
+            "paper_min": paper_min, "paper_max": paper_max, "ours_min": our_min, "ours_max": our_max,
+            "diff_min": our_min - paper_min, "diff_max": our_max - paper_max}
 
 
 def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -619,9 +660,16 @@ def write_table1(cells_files: list[str], out: str, out_compare: str) -> None:
     table, note = table1(cells), left_out_note(cells)
     write_table(table, out, "Table 1: min and max over the included learning rates", paper_shape(table), note,
                 latex=True)
-    compare = with_other_csi_reading(compare_with_paper(table), cells)
+    readings = cells["prunability_reading"].dropna().unique() if "prunability_reading" in cells else []
+    if len(readings) > 1:
+        raise ValueError(f"the Table 1 studies use different prunability readings {sorted(readings)}; allowed: one "
+                         "reading for every Table 1 study (analysis setting `prunability`)")
+    compare = compare_with_paper(table, readings[0] if len(readings) else DEFAULT_READING)
+    compare = with_other_csi_reading(compare, cells)
+    fit = reading_fit_note(compare)
     write_table(compare, out_compare, "Our Table 1 beside the paper's (diff = ours - paper; other_min/max: CSI "
-                "under the other csi_neurons reading)", note=note, latex=True, latex_rendering=compare_shape(compare))
+                "under the other csi_neurons reading)", note=note + (f"\n\n{fit}" if fit else ""), latex=True,
+                latex_rendering=compare_shape(compare))
     print(compare.to_string(index=False))
 
 

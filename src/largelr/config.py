@@ -23,6 +23,7 @@ from largelr.analyses.represent import BN_CHOICES as REPRESENT_BN
 from largelr.analyses.represent import LAYER_CHOICES as REPRESENT_LAYERS
 from largelr.analyses.represent import NEURON_CHOICES as REPRESENT_NEURONS
 from largelr.analyses.represent import SAMPLE_SEED_CHOICES as REPRESENT_SAMPLE_SEEDS
+from largelr.analyses.prune import READINGS as PRUNE_READINGS
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
 from largelr.datasets import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
@@ -73,8 +74,9 @@ TRAIN_KEYS: dict[str, Setting] = {
                                 type=int, minimum=0),
     "attribution_every": Setting(0, "steps between IG spurious-share records on 64 train samples; 0 = off",
                                  type=int, minimum=0),
-    "amp": Setting("auto", "auto (bf16 autocast on CUDA for resnet*/wrn*/swin*) | bf16 | off", type=str,
-                   choices=("auto", "bf16", "off")),
+    "amp": Setting("off", "off (fp32, the default for every model) | bf16 (autocast in the training steps, a "
+                   "deviation: reported accuracies and analyses stay fp32) | auto (bf16 on CUDA for resnet*/wrn*/swin*)",
+                   type=str, choices=("auto", "bf16", "off")),
     "channels_last": Setting(True, "channels-last memory format of conv models (CPU and CUDA)", type=bool),
     "compile": Setting(False, "torch.compile the model", type=bool),
     "num_workers": Setting(4, "DataLoader workers for lazy (image-file) datasets", type=int, minimum=0),
@@ -145,6 +147,10 @@ ANALYSIS_KEYS: dict[str, Setting] = {
                              "pruning curves to compute; structured (neurons and kernels) is the paper's "
                              "prunability, structured_columns the input columns of every linear layer", type=list,
                              items=Setting("structured", type=str, choices=PRUNE_METHODS), min_items=1),
+    "prunability": Setting("chance", "Table 1's prunability: chance (mean over kappa of (Acc_k - c)/(Acc - c), c = 1/K, "
+                           "or 0 for worst-group accuracy; the reading the paper's printed values fit) | ratio (mean of "
+                           "Acc_k/Acc, the text's formula); cells.parquet holds both", type=str,
+                           choices=tuple(PRUNE_READINGS)),
     "prune_extra_samples": Setting(2000, "test inputs of the non-structured curves (0 = all)", type=int, minimum=0),
     "eval_batch_size": Setting(1000, "inputs per forward pass in pruning curves and hi/lo predictions",
                                type=int, minimum=1),
@@ -152,6 +158,10 @@ ANALYSIS_KEYS: dict[str, Setting] = {
     "represent_samples": Setting(1000, "seeded test inputs of the representation statistics", type=int, minimum=1),
     "compress_q": Setting(2.0, "q of the (q, kappa)-compressibility", above=0.0),
     "compress_kappa": Setting(0.1, "kappa of the (q, kappa)-compressibility", above=0.0, maximum=1.0),
+    # Diao et al.'s PQ-index 1 - d^(1/q - 1/p) ||z||_p / ||z||_q is a sparsity measure only for p < q; the
+    # paper's Fig 25 caption prints p = 2, q = 1, read here as the pair (1, 2) with the roles swapped
+    "pq_p": Setting(1.0, "p of the PQ-index (needs 0 < p < q)", above=0.0),
+    "pq_q": Setting(2.0, "q of the PQ-index", above=0.0),
     "csi_eps": Setting(1e-7, "epsilon in the class-selectivity denominator", minimum=0.0),
     "csi_neurons": Setting("active", "CSI/BSI average over the neurons active (> 0) on at least one sampled input "
                            "(the authors' code) | all (dead neurons count 0); both go to represent.parquet",
@@ -200,6 +210,9 @@ ANALYSIS_KEYS: dict[str, Setting] = {
                         "per-step minibatch ratio, the paper's text) | fixed (largest over evaluations on "
                         "bc_ratio_samples fixed training inputs, the authors' code); cells.parquet has both",
                         type=str, choices=("minibatch", "fixed")),
+    "min_epochs": Setting(3.0, "a study that requires converged cells must give every cell a step cap of at least "
+                          "this many epochs of its training set (max_steps x batch_size / training samples), checked "
+                          "at parse time (a lower bound that catches caps certainly too short)", minimum=0.0),
     "usable_range_drop": Setting(0.25, "an lr sweep's usable range ends where one seed loses more than this fraction "
                                  "of the best seed-mean test accuracy (the paper's >25%)", above=0.0, below=1.0),
     "usable_range_reading": Setting("relative", "how usable_range_drop reads the paper's '>25% in test accuracy': "
@@ -517,6 +530,34 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
             errors += _dataset_fit_errors(config, study, block, {**TRAIN_DEFAULTS, **given}, values,
                                           f"{where}.grid[{position}]")
             errors += _step_never_reached({**TRAIN_DEFAULTS, **given}, knob, values, f"{where}.grid[{position}]")
+        errors += _budget_errors(config, study)
+    return errors
+
+
+def _budget_errors(config: dict[str, Any], study: str) -> list[str]:
+    """Step caps that cannot reach the fit criterion (largelr.budgets), per grid block and knob value."""
+    from largelr.budgets import budget_errors, train_size
+
+    spec = config["studies"][study]
+    try:
+        settings = AnalysisSettings(analysis_settings(config, study))
+    except SettingError:
+        return []  # reported with the analysis block
+    errors = []
+    for position, block in enumerate(spec["grid"]):
+        cells = []
+        for dataset, model in itertools.product(block["datasets"], block["models"]):
+            kind = dataset_kind(config, dataset)
+            try:
+                n_train = train_size(kind, KINDS[kind].merged_params(dataset_params(config, dataset)))
+            except (SettingError, KeyError):
+                continue  # an unknown kind or bad parameters: reported with the datasets
+            for value in block.get("values", spec.get("values")):
+                train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {}),
+                         spec.get("knob", "lr"): value}
+                cells.append((dataset, model, n_train, train))
+        errors += budget_errors(cells, settings.min_epochs, settings.require_converged,
+                                f"studies.{study}.grid[{position}]")
     return errors
 
 
@@ -614,6 +655,10 @@ def _analysis_errors(config: dict[str, Any], study: str) -> list[str]:
         settings = AnalysisSettings(analysis_settings(config, study))
     except SettingError:
         return []  # reported with the top-level analysis block
+    if not settings.pq_p < settings.pq_q:
+        errors.append(f"{where}: pq_p = {settings.pq_p} and pq_q = {settings.pq_q}: the PQ-index (Diao et al. 2023) "
+                      "needs p < q; allowed: pq_p < pq_q (default 1 and 2; the paper's Fig 25 caption's p = 2, q = 1 "
+                      "is this pair with the roles swapped)")
     if settings.background == "smp" and not settings.segmenter_checkpoint:
         errors.append(f"{where}.segmenter_checkpoint = '': background: smp needs the path of a segmentation-models-"
                       "pytorch DeepLabV3 checkpoint (largelr.analyses.segment.save_smp_checkpoint); allowed: a file path")

@@ -307,7 +307,8 @@ def compressibility_figure(cells: pd.DataFrame, dataset: str, model: str, paths:
     sparsity, PQ-index) against the knob, normalized per variable; included cells only."""
     pair = select_pair(cells, dataset, model, "cells")
     usable = pair[pair["included"]]
-    methods = sorted(c for c in pair.columns if c.startswith("prunability_"))
+    readings = ("prunability_ratio", "prunability_chance", "prunability_reading")  # the chosen reading is shown
+    methods = sorted(c for c in pair.columns if c.startswith("prunability_") and not c.startswith(readings))
     labels = {c: f"prunability ({c.removeprefix('prunability_')})" for c in methods} | COMPRESSIBILITY_VARIABLES
     if usable.empty:
         return placeholder_figure(f"{dataset} × {model}: no cell included ({left_out_text(pair)})", paths)

@@ -161,8 +161,9 @@ class VGGLike(BodyAndHead):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
 
-# Inputs no larger than this on either side get the CIFAR-style stem (see TorchvisionResNet).
-SMALL_INPUT_MAX_SIDE = 64
+# The ResNet stems (model parameter ``stem``, see TorchvisionResNet): (kernel, stride, padding, max-pool).
+STEMS = {"torchvision": (7, 2, 3, True), "small": (3, 1, 1, False), "stride1": (7, 1, 3, True)}
+STEM_CHOICES = ("auto", *STEMS)
 
 
 class SeparateReLUBlock(nn.Module):
@@ -198,13 +199,19 @@ class SeparateReLUBlock(nn.Module):
 
 
 class TorchvisionResNet(BodyAndHead):
-    """A torchvision ResNet (random init) adapted to the input's size and channel count.
+    """A torchvision ResNet (random init) adapted to the input's channel count.
 
-    Stem rule: inputs whose sides are both at most ``SMALL_INPUT_MAX_SIDE`` pixels
-    (28x28, 32x32, 64x32, 28x56) get a 3x3 stride-1 first conv and no stem max-pool, as
-    is usual for CIFAR-sized images; the 7x7 stride-2 stem would shrink a 28x28 image
-    to 7x7 before the first block. Larger inputs keep torchvision's stem. The first
-    conv takes the input's channel count (1 or 3); the classifier is ``head``.
+    The paper uses the ResNets "as included in torchvision". Model parameter ``stem``:
+
+    - ``torchvision``: the stem as shipped, a 7x7 stride-2 first conv and the 3x3 stride-2 max-pool;
+    - ``small``: a 3x3 stride-1 first conv and no max-pool, usual for CIFAR-sized images (a deviation:
+      full resolution into the first block);
+    - ``stride1``: a 7x7 stride-1 first conv keeping the max-pool, how the first author's public sibling
+      code rebuilds the first conv of a 1-channel ResNet;
+    - ``auto`` (default): ``torchvision`` for 3-channel inputs; for 1-channel inputs, whose first conv must
+      be rebuilt anyway (torchvision's reads 3 channels), ``stride1``, the authors' rebuild.
+
+    The first conv takes the input's channel count (1 or 3); the classifier is ``head``.
     ``features(x)`` = ``activations(x)`` is the global-average-pooled output of the last block
     (post-ReLU, non-negative). Every block is a :class:`SeparateReLUBlock` (same function and
     parameter names, DeepLift-ready). Pruning units are the (out, in) kernels of every conv,
@@ -212,22 +219,28 @@ class TorchvisionResNet(BodyAndHead):
     """
 
     builder = "resnet18"
-    PARAMS: dict[str, Setting] = {}
+    PARAMS: dict[str, Setting] = {
+        "stem": Setting("auto", "auto (torchvision for 3 channels, stride1 for 1 channel) | torchvision (7x7 stride 2 + "
+                        "max-pool, as shipped) | small (3x3 stride 1, no max-pool) | stride1 (7x7 stride 1 + max-pool)",
+                        type=str, choices=STEM_CHOICES),
+    }
 
-    def __init__(self, input_shape: list[int], num_classes: int):
+    def __init__(self, input_shape: list[int], num_classes: int, stem: str = "auto"):
         super().__init__()
         import torchvision.models  # imported on use: slow import
 
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__} needs image inputs [C, H, W], got input_shape {input_shape}; "
                              "use the fcn model for flat inputs")
-        channels, height, width = input_shape
+        if stem not in STEM_CHOICES:
+            raise ValueError(f"ResNet stem {stem!r} is not known; allowed: {list(STEM_CHOICES)}")
+        channels = input_shape[0]
+        self.stem = resolved_stem(stem, channels)
+        kernel, stride, padding, pool = STEMS[self.stem]
         net = getattr(torchvision.models, self.builder)(weights=None)
-        if max(height, width) <= SMALL_INPUT_MAX_SIDE:
-            net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=kernel, stride=stride, padding=padding, bias=False)
+        if not pool:
             net.maxpool = nn.Identity()
-        else:
-            net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # torchvision's init
         for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
             for index, block in enumerate(stage):
@@ -235,6 +248,13 @@ class TorchvisionResNet(BodyAndHead):
         self.head = nn.Linear(net.fc.in_features, num_classes)
         net.fc = nn.Identity()
         self.body = net
+
+
+def resolved_stem(stem: str, channels: int) -> str:
+    """The stem ``auto`` stands for: torchvision's for 3-channel inputs, the authors' stride1 for 1 channel."""
+    if stem != "auto":
+        return stem
+    return "torchvision" if channels == 3 else "stride1"
 
 
 class ResNet18(TorchvisionResNet):

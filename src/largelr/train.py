@@ -306,6 +306,13 @@ class Precision:
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device_type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
+    @staticmethod
+    def reported() -> contextlib.AbstractContextManager:
+        """The precision of every number a cell reports (final train/test accuracy, predictions; the
+        analyses too): fp32, so that a test accuracy and the pruning base accuracy it stands beside
+        come from one precision even when training ran in bf16 (``amp: bf16``)."""
+        return contextlib.nullcontext()
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -823,11 +830,11 @@ def finish(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train
         return summary
     train_acc, train_ce = clock.train_acc, clock.train_ce
     if settings.select_on_val:  # the returned weights are the best ones: measure those
-        pred, ce, _ = predictions_and_losses(forward, train, precision.autocast, precision.prepare)
+        pred, ce, _ = predictions_and_losses(forward, train, precision.reported, precision.prepare)
         train_acc, train_ce = (pred == train.y).float().mean().item(), ce.mean().item()
     summary.update(train_acc=train_acc, train_ce=train_ce)
     test = Split(dataset, "test", next(state.model.parameters()).device, num_workers=settings.num_workers)
-    test_pred, _, _ = predictions_and_losses(forward, test, precision.autocast, precision.prepare)
+    test_pred, _, _ = predictions_and_losses(forward, test, precision.reported, precision.prepare)
     summary.update({f"test_{k}": v for k, v in group_accuracies(test_pred, test.y, test.b).items()})
     return summary
 
@@ -843,7 +850,7 @@ def test_predictions(model: nn.Module, dataset: dict[str, Any], spec: dict[str, 
     if diverged:
         return frame.assign(pred=-1, p_true=math.nan)
     precision = Precision(model, spec["model"], TrainSettings(spec["train"]), device)
-    pred, _, p_true = predictions_and_losses(model, test, precision.autocast, precision.prepare)
+    pred, _, p_true = predictions_and_losses(model, test, precision.reported, precision.prepare)
     return frame.assign(pred=pred.cpu().numpy(), p_true=p_true.double().cpu().numpy())
 
 

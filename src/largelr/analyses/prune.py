@@ -33,6 +33,15 @@ kappas (:func:`masks_for_kappas`).
 Curves are measured on the whole unbiased test set; the metric whose retention is reported
 is plain accuracy, or worst-group accuracy where the dataset's traits say so (the natural
 sets, CelebA and Waterbirds).
+
+Two readings of retention, both in every table (see :func:`chance_level`):
+
+- ``retention`` = Acc(f^κ) / Acc(f), the paper's text ("retention of (unbiased) test accuracy");
+- ``retention_chance`` = (Acc(f^κ) − c) / (Acc(f) − c), the chance-corrected retention, c the score
+  of a model that has lost the task. A pruned model that predicts one class scores c, so the mean
+  ratio cannot fall below (1 + 9c/Acc)/10 while the chance-corrected mean can reach ≈ 0.1: the
+  paper's printed values (0.56 for parity at Acc 0.553, 0.267 for Corrupted CIFAR-10) fit only the
+  second. The analysis setting ``prunability`` chooses which one is Table 1's ``prunability``.
 ``pruned_fraction`` is the fraction of ``model.prunable()`` weights that are zero in the pruned
 model (already-zero weights included): the pruned-parameter ratio actually achieved. Biases
 zeroed with their neuron are not counted. Pruning κ of the neurons of every FCN layer zeroes
@@ -58,7 +67,11 @@ DEFAULT_KAPPAS: tuple[float, ...] = tuple(round(0.1 * step, 1) for step in range
 METRICS = ("accuracy", "worst_group_acc")
 # The table: one row per (method, kappa).
 COLUMNS = {"method": "object", "kappa": "float64", "accuracy": "float64", "worst_group_acc": "float64",
-           "retention": "float64", "pruned_fraction": "float64", "metric": "object", "test_inputs": "int64"}
+           "retention": "float64", "retention_chance": "float64", "chance": "float64",
+           "pruned_fraction": "float64", "metric": "object", "test_inputs": "int64"}
+# The two readings of prunability (the mean over kappa of a retention column) and their retention column.
+READINGS = {"ratio": "retention", "chance": "retention_chance"}
+DEFAULT_READING = "chance"
 CURVE_COLUMNS = list(COLUMNS)
 
 # Absorbs float noise such as 0.29 * 100 = 28.999999999999996 before flooring to a count.
@@ -336,6 +349,26 @@ def tensor_batches(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None, bat
             for i in range(0, len(x), batch_size)]
 
 
+def chance_level(metric: str, num_classes: int) -> float:
+    """The score c of a model that has lost the task, for the chance-corrected retention.
+
+    accuracy: 1 / K, what a constant (or uniformly random) prediction scores on a class-balanced
+    unbiased test set. worst_group_acc: 0, what a constant prediction scores on the groups of every
+    other class (a collapsed model predicts about one class), so for worst-group metrics the two
+    readings coincide.
+    """
+    if metric == "worst_group_acc":
+        return 0.0
+    if metric == "accuracy":
+        return 1.0 / num_classes
+    raise ValueError(f"pruning metric {metric!r} is not known; allowed: {list(METRICS)}")
+
+
+def chance_retention(value: float, base: float, chance: float) -> float:
+    """(value − chance) / (base − chance); NaN when the unpruned model is not above chance."""
+    return (value - chance) / (base - chance) if base > chance else math.nan
+
+
 def _metric_values(pred: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None) -> dict[str, float]:
     accuracy_value = (pred == y).double().mean().item()
     worst = math.nan if b is None else group_accuracies(pred, y, b)["worst_group_acc"]
@@ -407,12 +440,14 @@ def retention_curves(
     kappas: Sequence[float] = DEFAULT_KAPPAS,
     methods: Sequence[str] = ("structured",),
     metric: str = "accuracy",
+    chance: float = 0.0,
 ) -> pd.DataFrame:
     """Pruning curves of several methods in one pass over the data (columns CURVE_COLUMNS).
 
     Each batch is read once and fed to every pruned variant; variants whose masks coincide
     (kappa 0 of every method, column and structured_columns on linear layers) are evaluated once.
-    ``retention`` = metric of the pruned model / metric of the unpruned one.
+    ``retention`` = metric of the pruned model / metric of the unpruned one; ``retention_chance`` =
+    (metric − ``chance``) / (unpruned metric − ``chance``), ``chance`` from :func:`chance_level`.
     Masks of all variants are held at once: at most one bool per prunable weight per variant.
     """
     if metric not in METRICS:
@@ -429,8 +464,9 @@ def retention_curves(
         for kappa in (float(k) for k in kappas):
             index = variant_of[(method, kappa)]
             row = {"method": method, "kappa": kappa, **values[index], "pruned_fraction": fractions[index],
-                   "metric": metric, "test_inputs": len(y_all)}
+                   "metric": metric, "test_inputs": len(y_all), "chance": chance}
             row["retention"] = row[metric] / base if base > 0 else math.nan
+            row["retention_chance"] = chance_retention(row[metric], base, chance)
             rows.append(row)
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
@@ -449,9 +485,12 @@ def retention_curve(
     return curve[["kappa", "accuracy", "retention", "pruned_fraction"]]
 
 
-def prunability(curve_df: pd.DataFrame) -> float:
-    """Mean retention over the curve's kappas (the paper's prunability)."""
-    return float(curve_df["retention"].mean())
+def prunability(curve_df: pd.DataFrame, reading: str = "ratio") -> float:
+    """Mean retention over the curve's kappas: reading "ratio" (the text's Acc_κ/Acc) or "chance"
+    ((Acc_κ − c)/(Acc − c))."""
+    if reading not in READINGS:
+        raise ValueError(f"prunability reading {reading!r} is not known; allowed: {list(READINGS)}")
+    return float(curve_df[READINGS[reading]].mean())
 
 
 # --- the analysis: one cell's prune.parquet --------------------------------------------------
@@ -462,6 +501,7 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
     whole test set, the extra curves on a fixed seeded subset of ``prune_extra_samples`` inputs."""
     kappas = [float(k) for k in settings["kappas"]]
     metric = pruning_metric(dataset)
+    chance = chance_level(metric, int(dataset["num_classes"]))
     methods = list(settings["prune_methods"])
     n_test = len(dataset["test"]["y"])
     extra_samples = settings["prune_extra_samples"] or n_test
@@ -472,7 +512,7 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
             continue
         indices = None if samples >= n_test else sample_indices(n_test, samples, seed=0)
         split = Split(dataset, "test", device, indices)
-        curves.append(retention_curves(model, split.batches(settings["eval_batch_size"]), kappas, group, metric))
+        curves.append(retention_curves(model, split.batches(settings["eval_batch_size"]), kappas, group, metric, chance))
     table = pd.concat(curves, ignore_index=True)
     return table.set_index("method").loc[methods].reset_index()  # in the settings' order
 
@@ -485,10 +525,26 @@ def diverged(settings) -> pd.DataFrame:
         {column: dtype for column, dtype in COLUMNS.items() if dtype != "object"})
 
 
-def cell_columns(table: pd.DataFrame) -> dict[str, float]:
-    """What a cell's row in cells.parquet takes from this table: ``prunability_<method>`` per method
-    (mean retention over kappa) and ``prunability``, the paper's: that of "structured" (neurons and
-    kernels)."""
-    row = {f"prunability_{method}": float(curve["retention"].mean()) for method, curve in table.groupby("method")}
-    row["prunability"] = row.get("prunability_structured", math.nan)
-    return row
+def cell_columns(table: pd.DataFrame, reading: str = DEFAULT_READING) -> dict[str, float]:
+    """What a cell's row in cells.parquet takes from this table: per method, both readings
+    ``prunability_ratio_<method>`` and ``prunability_chance_<method>`` (means over kappa), and
+    ``prunability_<method>`` in ``reading``; the paper's curve ("structured": neurons and kernels)
+    also as ``prunability_ratio``, ``prunability_chance`` and ``prunability`` (in ``reading``)."""
+    row: dict[str, float] = {}
+    for method, curve in table.groupby("method"):
+        for name, column in READINGS.items():
+            row[f"prunability_{name}_{method}"] = float(curve[column].mean()) if column in curve else math.nan
+    for name in READINGS:
+        row[f"prunability_{name}"] = row.get(f"prunability_{name}_structured", math.nan)
+    return row | chosen_reading(row, reading)
+
+
+def chosen_reading(row: dict[str, Any] | pd.DataFrame, reading: str) -> dict[str, Any]:
+    """``prunability`` and ``prunability_<method>`` taken from the ``reading`` columns of a cell's row
+    (or of a cells table): the analysis setting ``prunability`` picks Table 1's reading."""
+    if reading not in READINGS:
+        raise ValueError(f"prunability reading {reading!r} is not known; allowed: {list(READINGS)}")
+    prefix = f"prunability_{reading}"
+    chosen = {f"prunability{column[len(prefix):]}": row[column] for column in list(row.keys())
+              if column == prefix or column.startswith(prefix + "_")}
+    return chosen | {"prunability_reading": reading}

@@ -170,6 +170,7 @@ def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) 
 def summarize(
     z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7,
     neurons: str = "active",
+    pq: tuple[float, float] = (1.0, 2.0),
 ) -> dict[str, float]:
     """All representation statistics of features z with class labels y and bias labels b.
 
@@ -184,7 +185,7 @@ def summarize(
     return {
         "compressibility": compressibility(z, q=q, kappa=kappa),
         "sparsity": sparsity(z),
-        "pq_index": pq_index(z),
+        "pq_index": pq_index(z, *pq),
         "class_sep": class_separation(z, y),
         "bias_sep": class_separation(z, b),
         **selectivity,
@@ -249,7 +250,7 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
     x, y, b = test_sample(dataset, settings["represent_samples"], "cpu", seed=sample_seed)
     z = representation(model, x, settings)
     metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"],
-                        neurons=settings["csi_neurons"])
+                        neurons=settings["csi_neurons"], pq=(settings["pq_p"], settings["pq_q"]))
     return pd.DataFrame([metrics], columns=list(COLUMNS)).astype(COLUMNS)
 
 

@@ -64,6 +64,8 @@ def card_summary(dataset: dict[str, Any]) -> dict[str, Any]:
         "has_noise_mask": dataset.get("noise_mask") is not None,
         # Group counts are keyed by (y, b); a group's id is y * num_bias + b, as stored per sample in `g`.
         "splits": {name: split_summary(dataset[name], dataset["num_bias"]) for name in SPLITS if name in dataset},
+        # RGB colour of each bias value where the bias is a colour (Colored MNIST), else absent
+        **({"bias_palette": dataset["bias_palette"]} if dataset.get("bias_palette") is not None else {}),
     }
 
 
@@ -176,6 +178,8 @@ def image_grid(dataset: dict[str, Any], groups: list[Group], picks: list[torch.T
                 show_image(axes_cell, row_images[column])
             hide_frame(axes_cell)
         label_row(axes[row, 0], group_label(group, counts[f"y={group[0]},b={group[1]}"]))
+        if dataset.get("bias_palette") is not None:  # the bias value's palette colour behind its label
+            axes[row, 0].yaxis.label.set_bbox({"facecolor": dataset["bias_palette"][group[1]], "edgecolor": "none"})
     return figure
 
 

@@ -1,14 +1,18 @@
 """Constructions on image bases, and the plain class-labelled sets.
 
 * ``colored_mnist`` / ``colored_digits``: digit strokes coloured by ``palette[b]`` plus noise
-  (Nam et al. 2020, "Learning from Failure").
+  (Nam et al. 2020, "Learning from Failure": its ten colours, noise std 0.005, clamped).
 * ``double_mnist`` / ``double_digits``: the core digit on the left (dim), a digit of class b
   on the right (bright, spurious).
 * ``mnist_cifar``: an MNIST digit of class b stacked above a CIFAR-10 image of class y
   (Shah et al. 2020's dominoes, 10 classes).
 * ``corrupted_cifar10``: CIFAR-10 under corruption type b (LfF's Corrupted CIFAR-10, "type 0"), with
-  the CIFAR-10-C parameters of :mod:`largelr.datasets.corruptions` at ``severity`` (default 4, the
-  severity of LfF's released Corrupted CIFAR-10 sets).
+  the CIFAR-10-C parameters of :mod:`largelr.datasets.corruptions` at ``cifar10c_level`` (default 5:
+  LfF's "Severity4" sets call the CIFAR-10-C functions with severity + 1).
+
+Bias labels of Colored MNIST and Corrupted CIFAR-10 follow LfF's release by default
+(``bias_assignment: lff``: deterministic per-class blocks, test split uniform over the ten bias
+values); Double MNIST and MNIST-CIFAR, which do not follow LfF, draw them (``random``).
 * ``cifar10`` / ``cifar100``: as released, b = y.
 
 Each takes any compatible base: ``base`` (``digits`` or ``mnist``) for the colored and double
@@ -40,7 +44,10 @@ from largelr.datasets.kind import (
     Kind,
     Split,
     assemble,
+    BIAS_ASSIGNMENTS,
     assign_bias,
+    bias_assignment,
+    lff_bias,
     rho,
     split_generator,
     standardize_param,
@@ -48,8 +55,24 @@ from largelr.datasets.kind import (
 )
 
 
-# Clearly distinct RGB colours in [0, 1]; palette[b] colours the strokes of bias group b.
-PALETTE = torch.tensor(
+# LfF's ten colours (its release's data/resource/colors.th), RGB in [0, 1]; palette[b] colours the
+# strokes of bias group b. Nam et al. 2020's Colored MNIST, which the paper cites for its set.
+LFF_PALETTE = torch.tensor(
+    [
+        [0.983682, 0.312519, 0.168575],
+        [0.990530, 0.915605, 0.351512],
+        [0.672964, 0.461070, 0.579808],
+        [0.783252, 0.831556, 0.601329],
+        [0.088016, 0.777963, 0.981808],
+        [0.321393, 0.961055, 0.446450],
+        [0.024616, 0.235650, 0.758666],
+        [0.555247, 0.101580, 0.761763],
+        [0.207723, 0.392949, 0.018702],
+        [0.833658, 0.202409, 0.266943],
+    ]
+)
+# Saturated primaries plus white: clearly distinct colours, not LfF's (kept as a choice).
+PRIMARIES_PALETTE = torch.tensor(
     [
         [1.0, 0.0, 0.0],  # red
         [0.0, 1.0, 0.0],  # green
@@ -63,10 +86,21 @@ PALETTE = torch.tensor(
         [0.0, 0.5, 0.5],  # teal
     ]
 )
+PALETTES = {"lff": LFF_PALETTE, "primaries": PRIMARIES_PALETTE}
+PALETTE = LFF_PALETTE  # the default
+# LfF's colour noise std per its severities 1..5; its released sets use severity 4 (0.005).
+LFF_COLOR_NOISE_STD = (0.05, 0.02, 0.01, 0.005, 0.002)
 
 
-def ten_class_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Biased train labels (exact-count rule) and unbiased test labels over 10 classes."""
+def ten_class_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int,
+                   assignment: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
+    """Biased train labels and unbiased test labels over 10 classes: ``lff`` assigns both deterministically
+    (aligned ratio 1 - rho_train in train, 0.1 in test: :func:`lff_bias`), ``random`` draws exactly
+    round(rho N) conflicting train samples and uniform test labels."""
+    if assignment == "lff":
+        return lff_bias(y_train, 1.0 - rho_train, 10), lff_bias(y_test, 0.1, 10)
+    if assignment != "random":
+        raise ValueError(f"bias assignment {assignment!r} is not known; allowed: {list(BIAS_ASSIGNMENTS)}")
     b_train = assign_bias(y_train, rho_train, 10, split_generator(seed, "train"))
     b_test = unbiased_bias(len(y_test), 10, split_generator(seed, "test"))
     return b_train, b_test
@@ -85,12 +119,14 @@ def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, 
 def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Gray digits [N, 1, H, W] in [0, 1] whose stroke colour is the bias."""
     x_train, y_train, x_test, y_test = base
-    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
     # Colour noise has its own streams so that it does not shift the bias draws.
-    noise = params["color_noise_std"]
-    train = {"x": colorize(x_train, b_train, PALETTE, noise, split_generator(seed, "train-colour")), "y": y_train, "b": b_train}
-    test = {"x": colorize(x_test, b_test, PALETTE, noise, split_generator(seed, "test-colour")), "y": y_test, "b": b_test}
-    return assemble(name, train, test, 10, 10, None, None, params, seed)
+    noise, palette = params["color_noise_std"], PALETTES[params["palette"]]
+    train = {"x": colorize(x_train, b_train, palette, noise, split_generator(seed, "train-colour")), "y": y_train, "b": b_train}
+    test = {"x": colorize(x_test, b_test, palette, noise, split_generator(seed, "test-colour")), "y": y_test, "b": b_test}
+    dataset = assemble(name, train, test, 10, 10, None, None, params, seed)
+    dataset["bias_palette"] = palette.tolist()  # shown on the dataset card
+    return dataset
 
 
 def pick_images_with_labels(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -119,7 +155,7 @@ def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, 
 def double_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Own digit (label) on the left, a digit of class b (bias) on the right."""
     x_train, y_train, x_test, y_test = base
-    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
     train = double_digits_split(x_train, y_train, b_train, params, split_generator(seed, "train-pick"))
     test = double_digits_split(x_test, y_test, b_test, params, split_generator(seed, "test-pick"))
     channels, height, width = x_train.shape[1:]
@@ -154,7 +190,7 @@ def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], see
     """CIFAR-10 object (label) below an MNIST digit of class b (bias), drawn from the same split."""
     digits_train, digit_labels_train, digits_test, digit_labels_test = mnist
     x_train, y_train, x_test, y_test = cifar
-    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
     train = dominoes_split(digits_train, digit_labels_train, x_train, y_train, b_train, split_generator(seed, "train-pick"))
     test = dominoes_split(digits_test, digit_labels_test, x_test, y_test, b_test, split_generator(seed, "test-pick"))
     spurious_mask = top_bottom_mask(*x_train.shape[1:])
@@ -166,29 +202,48 @@ def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) 
     return mnist_cifar_from_bases(digits, load_cifar10_unit(data_root, params), params, seed)
 
 
-def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, severity: int, seed: int, split: str) -> torch.Tensor:
+def corrupt_by_bias(images: torch.Tensor, b: torch.Tensor, level: int, seed: int, split: str) -> torch.Tensor:
     """Images with b = k get corruption CORRUPTION_NAMES[k], from generator (seed, split-corrupt, k), saved
     on the 8-bit grid as CIFAR-10-C saves its images."""
     corrupted = images.clone()
     for kind, name in enumerate(CORRUPTION_NAMES):
         members = torch.nonzero(b == kind).flatten()
         generator = split_generator(seed, f"{split}-corrupt", kind)
-        corrupted[members] = saved_as_uint8(corrupt(images[members], name, severity, generator))
+        corrupted[members] = saved_as_uint8(corrupt(images[members], name, level, generator))  # CIFAR-10-C level
     return corrupted
 
 
 def corrupted_cifar10_from_base(cifar: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """CIFAR-10 object (label) under corruption type b (bias), LfF's Corrupted CIFAR-10."""
     x_train, y_train, x_test, y_test = cifar
-    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
-    severity = params["severity"]
-    train = {"x": corrupt_by_bias(x_train, b_train, severity, seed, "train"), "y": y_train, "b": b_train}
-    test = {"x": corrupt_by_bias(x_test, b_test, severity, seed, "test"), "y": y_test, "b": b_test}
+    b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
+    level = params["cifar10c_level"]
+    train = {"x": corrupt_by_bias(x_train, b_train, level, seed, "train"), "y": y_train, "b": b_train}
+    test = {"x": corrupt_by_bias(x_test, b_test, level, seed, "test"), "y": y_test, "b": b_test}
     return assemble("corrupted_cifar10", train, test, 10, len(CORRUPTION_NAMES), None, None, params, seed)
 
 
 def build_corrupted_cifar10(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
     return corrupted_cifar10_from_base(load_cifar10_unit(data_root, params), params, seed)
+
+
+# LfF names its Corrupted CIFAR-10 sets "Severity s" and calls the CIFAR-10-C corruption at s + 1.
+LFF_SEVERITY_OFFSET = 1
+LFF_SEVERITY4_LEVEL = 4 + LFF_SEVERITY_OFFSET
+
+
+def cifar10c_level(lff_severity: int) -> int:
+    """The CIFAR-10-C level of LfF's "Severity s" Corrupted CIFAR-10 (s in 0..4): s + 1."""
+    if not 0 <= lff_severity <= 4:
+        raise ValueError(f"LfF severity {lff_severity} outside 0..4 (its sets are named Severity0..Severity4)")
+    return lff_severity + LFF_SEVERITY_OFFSET
+
+
+# A parameter renamed so that two numbering schemes cannot be confused: old name -> what to write now.
+RENAMED_CORRUPTION_PARAMS = {
+    "severity": "renamed to cifar10c_level (CIFAR-10-C's numbering, 1..5): LfF's \"Severity4\" sets, the paper's, "
+                "are cifar10c_level: 5 (the default); the old severity: 4 meant cifar10c_level: 4",
+}
 
 
 def plain_from_base(name: str, base: Base, num_classes: int, params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -237,10 +292,15 @@ def gray_base(key: str, default: str) -> dict[str, Setting]:
 BASE_STANDARDIZATION = {"mnist": "mnist", "digits": "none"}
 COLORED = {
     "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
-    "color_noise_std": Setting(0.005, "std of the Gaussian noise added to each sample's colour", minimum=0.0),
+    "color_noise_std": Setting(0.005, "std of the Gaussian noise added to each sample's colour, clamped to [0, 1] "
+                               "(LfF's sets: 0.005, its severity 4)", minimum=0.0),
+    "palette": Setting("lff", "the ten stroke colours: lff (LfF's release) | primaries (saturated primaries and "
+                       "white)", type=str, choices=tuple(PALETTES)),
+    "bias_assignment": bias_assignment("lff"),
 }
 DOUBLE = {
     "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
+    "bias_assignment": bias_assignment("random"),
     "core_brightness": Setting(0.5, "brightness factor of the left (core) digit", minimum=0.0),
     "spurious_brightness": Setting(1.0, "brightness factor of the right (spurious) digit", minimum=0.0),
 }
@@ -267,14 +327,15 @@ KINDS = (
     double_kind("double_mnist", "mnist"),
     Kind("mnist_cifar", "MNIST digit of class b stacked above a CIFAR-10 image of class y",
          {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"), **gray_base("digit_base", "mnist"),
-          **FILE_PARAMS, **standardize_param("none")},
+          "bias_assignment": bias_assignment("random"), **FILE_PARAMS, **standardize_param("none")},
          build_mnist_cifar, needs_bases("cifar10")),
     Kind("corrupted_cifar10", "CIFAR-10 under corruption type b (LfF type 0)",
          {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
-          "severity": Setting(4, "corruption severity (CIFAR-10-C levels 1..5; LfF's sets use 4)", type=int,
-                              minimum=1, maximum=5),
-          **FILE_PARAMS, **standardize_param("cifar10")},
-         build_corrupted_cifar10, needs_bases("cifar10")),
+          "cifar10c_level": Setting(LFF_SEVERITY4_LEVEL, "corruption level in CIFAR-10-C's numbering (1..5); LfF's "
+                                    "\"Severity4\" sets call CIFAR-10-C's functions with severity + 1, i.e. level 5",
+                                    type=int, minimum=1, maximum=5),
+          "bias_assignment": bias_assignment("lff"), **FILE_PARAMS, **standardize_param("cifar10")},
+         build_corrupted_cifar10, needs_bases("cifar10"), renamed=RENAMED_CORRUPTION_PARAMS),
     Kind("cifar10", "CIFAR-10 as released; b = y", {**FILE_PARAMS, **standardize_param("cifar10")}, build_cifar10,
          needs_bases("cifar10")),
     Kind("cifar100", "CIFAR-100 as released; b = y", {**FILE_PARAMS, **standardize_param("cifar100")}, build_cifar100,

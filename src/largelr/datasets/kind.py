@@ -18,7 +18,7 @@ The file carries its own traits, so no analysis is told the kind from outside.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Kind:
     # sizes, and the number of classes (None: sizes not known before the build).
     size_keys: tuple[str, str] | None = None
     num_classes: int | None = None
+    renamed: dict[str, str] = field(default_factory=dict)  # an old parameter name -> what to write instead
 
     @property
     def traits(self) -> dict[str, bool]:
@@ -62,7 +63,9 @@ class Kind:
 
     def check_params(self, params: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
         """(defaults overridden by the checked params, error messages naming ``where.key``)."""
-        checked, errors = check_section(params, self.params, where)
+        old = {key for key in params if key in self.renamed}
+        checked, errors = check_section({k: v for k, v in params.items() if k not in old}, self.params, where)
+        errors += [f"{where}.{key} = {params[key]!r}: {self.renamed[key]}" for key in sorted(old)]
         return {**defaults(self.params), **checked}, errors
 
     def merged_params(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +143,37 @@ def assign_bias(y: torch.Tensor, rho: float, num_bias: int, generator: torch.Gen
     b = y.clone()
     b[conflicting] = (y[conflicting] + shift) % num_bias
     return b
+
+
+def lff_bias(y: torch.Tensor, aligned_ratio: float, num_bias: int) -> torch.Tensor:
+    """Bias labels as LfF's public release assigns them (Nam et al. 2020, ``make_attr_labels``): no draw.
+
+    For class k, r_k[j] = ``aligned_ratio`` for j = k and (1 - aligned_ratio) / (num_bias - 1) otherwise;
+    its n_k samples, in dataset order, are cut into consecutive blocks for bias values 0, 1, ...,
+    num_bias - 1 at the milestones round(n_k * cumsum(r_k)) (numpy's round, half to even), so every
+    class has exact proportions. ``aligned_ratio`` 1 - rho gives a biased training split, 1 / num_bias
+    a test split uniform over the bias values. Requires ``0 <= y < num_bias``.
+    """
+    ratios = np.full((num_bias, num_bias), (1.0 - aligned_ratio) / (num_bias - 1))
+    np.fill_diagonal(ratios, aligned_ratio)
+    b = torch.empty_like(y)
+    for label in range(num_bias):
+        members = torch.nonzero(y == label).flatten()
+        milestones = np.round(len(members) * np.cumsum(ratios[label]))
+        # position i within the class gets the first bias value whose milestone exceeds i
+        positions = np.arange(len(members))
+        values = np.searchsorted(milestones, positions, side="right")
+        b[members] = torch.from_numpy(np.minimum(values, num_bias - 1)).to(y.dtype)
+    return b
+
+
+BIAS_ASSIGNMENTS = ("lff", "random")
+
+
+def bias_assignment(default: str) -> Setting:
+    return Setting(default, "lff (LfF's release: deterministic per-class blocks, exact proportions, test split "
+                   "uniform over the bias values) | random (exactly round(rho N) conflicting samples drawn at random, "
+                   "test bias drawn uniformly)", type=str, choices=BIAS_ASSIGNMENTS)
 
 
 def unbiased_bias(n: int, num_bias: int, generator: torch.Generator) -> torch.Tensor:
