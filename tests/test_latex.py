@@ -2,7 +2,6 @@
 
 import math
 
-import pandas as pd
 import pytest
 
 from largelr.aggregate import mark_included, table1, write_table1, write_table2

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from largelr.aggregate import PAPER_TABLE1
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVENTION_KNOBS = {"batch_size", "momentum", "l1", "weight_decay", "focal_gamma", "asam_rho"}

@@ -308,13 +308,6 @@ def test_batches_never_leave_a_single_input_alone():
     assert _batches(1, 4) == [(0, 1)]
 
 
-    settings = AnalysisSettings({"represent_samples": 20})
-    table = run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"))
-    x, y, b = test_sample(toy_dataset, 20, "cpu")
-    expected = summarize(x.clamp_min(0), y, b)
-    assert table.iloc[0].to_dict() == pytest.approx(expected)
-
-
 def test_summarize_takes_the_pq_pair_and_config_requires_p_below_q():
     from largelr.analyses.represent import summarize
     from largelr.config import ConfigError, read_config_file, validate_config

@@ -11,7 +11,6 @@ are flagged ``near_chance``: their pruning retention is trivially close to 1.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -514,7 +514,7 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
     if "values" not in spec and not all("values" in block for block in spec["grid"]):
         errors.append(f"{where}.values: missing; allowed: give `values` for the study or for every grid block")
     try:
-        pairs = pair_blocks(config, study)
+        pair_blocks(config, study)
     except ConfigError as error:
         return errors + [str(error)]
     for position, block in enumerate(spec["grid"]):

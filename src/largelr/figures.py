@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from largelr.aggregate import PAIR_KEYS
 from largelr.io import atomic_path
 
 FIGURE_VARIABLES = {
