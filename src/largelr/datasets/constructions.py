@@ -13,7 +13,9 @@
 
 Each takes any compatible base: ``base`` (``digits`` or ``mnist``) for the colored and double
 constructions, ``digit_base`` for the digit half of ``mnist_cifar``; ``colored_digits`` is
-``colored_mnist`` with ``base: digits``. Bases are read by :mod:`largelr.datasets.bases`.
+``colored_mnist`` with ``base: digits``, ``colored_fashion_mnist`` with ``base: fashion_mnist``
+(:mod:`largelr.datasets.fashion`). ``n_train``/``n_test`` subsample the colored and double
+constructions' base splits (before the bias is drawn). Bases are read by :mod:`largelr.datasets.bases`.
 """
 
 from __future__ import annotations
@@ -81,9 +83,29 @@ def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, 
     return gray_images * colours[:, :, None, None]
 
 
+def subsample_split(x: torch.Tensor, y: torch.Tensor, n: int | None, generator: torch.Generator,
+                    where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` samples drawn uniformly without replacement, in their base order (all of them for None)."""
+    if n is None:
+        return x, y
+    if n > len(y):
+        raise ValueError(f"dataset parameter {where}={n}: the base has only {len(y)} samples in that split")
+    chosen = torch.randperm(len(y), generator=generator)[:n].sort().values
+    return x[chosen], y[chosen]
+
+
+def subsampled(base: Base, params: dict[str, Any], seed: int) -> Base:
+    """The base with ``n_train``/``n_test`` samples per split (before the bias is assigned, so rho is exact)."""
+    x_train, y_train, x_test, y_test = base
+    x_train, y_train = subsample_split(x_train, y_train, params.get("n_train"), split_generator(seed, "train-subsample"),
+                                       "n_train")
+    x_test, y_test = subsample_split(x_test, y_test, params.get("n_test"), split_generator(seed, "test-subsample"), "n_test")
+    return x_train, y_train, x_test, y_test
+
+
 def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Gray digits [N, 1, H, W] in [0, 1] whose stroke colour is the bias."""
-    x_train, y_train, x_test, y_test = base
+    x_train, y_train, x_test, y_test = subsampled(base, params, seed)
     b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
     # Colour noise has its own streams so that it does not shift the bias draws.
     noise = params["color_noise_std"]
@@ -117,7 +139,7 @@ def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, 
 
 def double_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Own digit (label) on the left, a digit of class b (bias) on the right."""
-    x_train, y_train, x_test, y_test = base
+    x_train, y_train, x_test, y_test = subsampled(base, params, seed)
     b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed)
     train = double_digits_split(x_train, y_train, b_train, params, split_generator(seed, "train-pick"))
     test = double_digits_split(x_test, y_test, b_test, params, split_generator(seed, "test-pick"))
@@ -229,7 +251,14 @@ def needs_bases(*fixed: str):
 
 
 def gray_base(key: str, default: str) -> dict[str, Setting]:
-    return {key: Setting(default, "gray-digit base: digits (bundled, offline) or mnist", type=str, choices=GRAY_BASES)}
+    return {key: Setting(default, "gray base: digits (bundled, offline), mnist or fashion_mnist", type=str,
+                         choices=GRAY_BASES)}
+
+
+SUBSAMPLE = {
+    "n_train": Setting(None, "training samples drawn from the base (None: all)", type=int, minimum=1, nullable=True),
+    "n_test": Setting(None, "test samples drawn from the base (None: all)", type=int, minimum=1, nullable=True),
+}
 
 
 COLORED = {
@@ -245,14 +274,14 @@ DOUBLE = {
 
 def colored_kind(name: str, base: str) -> Kind:
     return Kind(name, "digit strokes coloured by the bias (palette[b] + noise)",
-                {**COLORED, **gray_base("base", base), **FILE_PARAMS},
+                {**COLORED, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS},
                 lambda params, root, seed: colored_from_base(name, load_gray_base(params["base"], root, params), params, seed),
                 needs_bases(), oracle_background=True)
 
 
 def double_kind(name: str, base: str) -> Kind:
     return Kind(name, "core digit left (dim), a digit of class b right (bright)",
-                {**DOUBLE, **gray_base("base", base), **FILE_PARAMS},
+                {**DOUBLE, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS},
                 lambda params, root, seed: double_from_base(name, load_gray_base(params["base"], root, params), params, seed),
                 needs_bases(), oracle_background=True)
 
@@ -262,6 +291,8 @@ KINDS = (
     double_kind("double_digits", "digits"),
     colored_kind("colored_mnist", "mnist"),
     double_kind("double_mnist", "mnist"),
+    colored_kind("colored_fashion_mnist", "fashion_mnist"),
+    double_kind("double_fashion_mnist", "fashion_mnist"),
     Kind("mnist_cifar", "MNIST digit of class b stacked above a CIFAR-10 image of class y",
          {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"), **gray_base("digit_base", "mnist"),
           **FILE_PARAMS},
