@@ -150,6 +150,25 @@ def cmd_intervention_figure(args: argparse.Namespace) -> None:
     draw_intervention_figure(args.cells, args.dataset, args.model, args.out)
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from largelr.download import download
+
+    hub_dir = Path(args.hub_dir) if args.hub_dir else Path(torch.hub.get_dir())
+    failed = download(args.names, Path(args.data_root), hub_dir)
+    if failed:
+        raise SystemExit(f"largelr download: {failed} of {len(args.names)} item(s) failed (see above)")
+
+
+def add_download_step(steps) -> None:
+    from largelr.download import NAMES  # torch-free to import
+
+    download = steps.add_parser("download", help="fetch datasets (md5-checked) and weights; manual steps for the rest")
+    download.set_defaults(func=cmd_download)
+    download.add_argument("names", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {', '.join(NAMES)}")
+    download.add_argument("--data-root", default="data", help="config.yaml's data_root")
+    download.add_argument("--hub-dir", default=None, help="torch hub directory (default: torch.hub.get_dir())")
+
+
 def add_compute_step(steps, name: str, func, helptext: str) -> argparse.ArgumentParser:
     step = steps.add_parser(name, help=helptext)
     step.set_defaults(func=func)
@@ -254,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="largelr", description=__doc__.splitlines()[0])
     steps = parser.add_subparsers(dest="step", required=True)
     add_data_steps(steps)
+    add_download_step(steps)
     add_cell_steps(steps)
     add_output_steps(steps)
     return parser
