@@ -97,3 +97,23 @@ def test_smoke_chain_on_a_folder(tmp_path):
     # Groups exist, so worst-group accuracy is reported, and it is at most the plain accuracy.
     assert cells["test_worst_group_acc"].notna().all()
     assert (cells["test_worst_group_acc"] <= cells["test_acc"] + 1e-9).all()
+
+
+def test_dry_run_shows_the_whole_plan_without_the_data(tmp_path):
+    """`snakemake -n STUDY` plans every cell of a study whose data is absent, below the missing-data block."""
+    from largelr.config import study_cells
+
+    work = copy_workflow(tmp_path / "work")
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["data_root"] = str(tmp_path / "empty")
+    config["studies"]["needs_folder"] = {**config["studies"]["smoke"], "seeds": [0, 1, 2], "values": [0.1, 0.2], "grid": [
+        {"datasets": ["mine"], "models": ["fcn", "cnn"]}]}
+    config["datasets"]["mine"] = {"kind": "folder", "folder": "mine"}
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run = snakemake(work, "needs_folder", "--dry-run", "--quiet", "rules")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "needs_folder: cannot run, missing mine" in run.stderr and "dry run: the plan below" in run.stderr
+    counts = {parts[0]: int(parts[1]) for line in run.stdout.splitlines()
+              if len(parts := line.split()) == 2 and parts[1].isdigit()}
+    assert counts["train"] == counts["analyze"] == 2 * 3 * 2 == len(study_cells(config, "needs_folder"))
+    assert counts["data"] == 1

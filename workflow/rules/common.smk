@@ -68,11 +68,32 @@ def missing_reason(dataset):
     )
 
 
+# A dry run (-n) shows each study's whole plan, data present or not; the missing-data block
+# above it says which data jobs would fail.
+def command_line_dry_run():
+    """Whether this is a dry run: Snakemake sets its executor (and `workflow.dryrun`) only after
+    the Snakefile is parsed, so the `snakemake` command line is read with Snakemake's parser."""
+    if getattr(workflow, "dryrun", False):
+        return True
+    if "snakemake" not in (Path(sys.argv[0]).name, Path(sys.argv[0]).parent.name):
+        return False
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (SystemExit, Exception):  # never fail here
+        return False
+    return bool(getattr(args, "dryrun", False))
+
+
+DRY_RUN = command_line_dry_run()
+
+
 @functools.cache
 def study_pairs(study):
-    """(dataset, model) pairs of the study whose data is present."""
+    """(dataset, model) pairs of the study whose data is present (every pair in a dry run)."""
     pairs = dict.fromkeys((c.dataset, c.model) for c in cells_of(study))
-    return [(d, m) for d, m in pairs if missing_reason(d) is None]
+    return [(d, m) for d, m in pairs if DRY_RUN or missing_reason(d) is None]
 
 
 def cell_files(study, name):
@@ -285,7 +306,8 @@ def report_missing_data(studies):
         datasets = study_config.study_datasets(config, study)
         missing = [d for d in datasets if missing_reason(d) is not None]
         if missing:
-            part = "cannot run" if not study_pairs(study) else "runs in part"
+            present = [d for d in datasets if missing_reason(d) is None]
+            part = "cannot run" if not present else "runs in part"
             lines.append(f"  {study}: {part}, missing {', '.join(missing)}")
             absent.update(dict.fromkeys(missing))
     if lines:
@@ -296,6 +318,9 @@ def report_missing_data(studies):
             "  whose data is present. Missing datasets:"
         )
         reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
+        if DRY_RUN:
+            footer += ("\n  (dry run: the plan below is each study's whole plan; run without -n, only the\n"
+                       "  studies' parts with data present are built)")
         print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
 
 
