@@ -169,6 +169,21 @@ def add_download_step(steps) -> None:
     download.add_argument("--hub-dir", default=None, help="torch hub directory (default: torch.hub.get_dir())")
 
 
+def cmd_gpu_slot(args: argparse.Namespace) -> None:
+    from largelr.gpu_slots import exec_on_slot
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    exec_on_slot(command, args.per_gpu, Path(args.lock_dir) if args.lock_dir else None)
+
+
+def add_gpu_slot_step(steps) -> None:
+    slot = steps.add_parser("gpu-slot", help="run a command on a free GPU slot (CUDA_VISIBLE_DEVICES), held while it runs")
+    slot.set_defaults(func=cmd_gpu_slot)
+    slot.add_argument("--per-gpu", type=int, default=1, help="slots per GPU (several small cells per GPU)")
+    slot.add_argument("--lock-dir", default=None, help="folder of the slot lock files (default: in the temp folder)")
+    slot.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+
+
 def add_compute_step(steps, name: str, func, helptext: str) -> argparse.ArgumentParser:
     step = steps.add_parser(name, help=helptext)
     step.set_defaults(func=func)
@@ -274,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     steps = parser.add_subparsers(dest="step", required=True)
     add_data_steps(steps)
     add_download_step(steps)
+    add_gpu_slot_step(steps)
     add_cell_steps(steps)
     add_output_steps(steps)
     return parser

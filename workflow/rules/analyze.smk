@@ -20,13 +20,13 @@ rule analyze:
         "../../envs/largelr.yaml"
     threads: 1
     resources:
-        gpu=1 if DEVICE.startswith("cuda") else 0,
+        gpu=1 if GPU_JOBS else 0,
     params:
         settings=analysis_settings,
         cell_dir=CELL_DIR,
         device=DEVICE,
     shell:
-        "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
+        GPU_SLOT + "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
         " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -45,13 +45,13 @@ rule hilo:
         "../../envs/largelr.yaml"
     threads: 1
     resources:
-        gpu=1 if DEVICE.startswith("cuda") else 0,
+        gpu=1 if GPU_JOBS else 0,
     params:
         settings=analysis_settings,
         lr_low=lambda wc: hilo_values(wc)[0],
         lr_high=lambda wc: hilo_values(wc)[1],
         device=DEVICE,
     shell:
-        "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
+        GPU_SLOT + "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
         " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
         " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"

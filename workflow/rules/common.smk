@@ -1,6 +1,7 @@
 # Grid -> cells, paths, data availability and the targets every study feeds.
 import functools
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,6 +24,15 @@ from largelr.datasets import KINDS, missing_data
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
+# GPU jobs: device cuda*, or auto where nvidia-smi exists (Snakemake's parse never imports torch).
+# Each holds one gpu resource and, unless a device index is given, runs on a free GPU slot
+# (largelr gpu-slot sets CUDA_VISIBLE_DEVICES for the job's lifetime; docs/workstation.md).
+GPU_JOBS = DEVICE.startswith("cuda") or (DEVICE == "auto" and shutil.which("nvidia-smi") is not None)
+GPU_SLOT = (
+    f"largelr gpu-slot --per-gpu {int(config.get('gpu_slots_per_device', 1))} -- "
+    if GPU_JOBS and DEVICE in ("auto", "cuda")
+    else ""
+)
 STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
 # Report captions per figure family (workflow/report/).
 FIGURE_CAPTIONS = {
