@@ -363,16 +363,12 @@ def load_cifar10_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
 
 
 def load_gray_base(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
-    """Gray images in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline), ``mnist`` (data_root) or
-    ``fashion_mnist`` (data_root or the Debian package, :mod:`largelr.datasets.fashion`)."""
+    """Gray digits in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline) or ``mnist`` (data_root);
+    ``fashion_mnist`` is read by :mod:`largelr.datasets.fashion` (see constructions.load_gray)."""
     if base == "digits":
         return load_digits_base()
     if base == "mnist":
         return load_mnist_unit(data_root, params)
-    if base == "fashion_mnist":
-        from largelr.datasets.fashion import load_fashion_mnist  # it imports this module
-
-        return unit_range(load_fashion_mnist(data_root, params["download"], params["verify_checksums"]))
     raise ValueError(f"dataset parameter base={base!r}: allowed {list(GRAY_BASES)}")
 
 
@@ -381,8 +377,4 @@ def missing_base(base: str, root: Path) -> str | None:
         return None
     if base == "mnist":
         return missing_mnist(root)
-    if base == "fashion_mnist":
-        from largelr.datasets.fashion import missing_fashion_mnist
-
-        return missing_fashion_mnist(root)
     return missing_cifar({"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[base], root)

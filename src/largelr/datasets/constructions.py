@@ -36,6 +36,7 @@ from largelr.datasets.bases import (
     missing_base,
     unit_range,
 )
+from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
 from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt, saved_as_uint8
 from largelr.datasets.kind import (
     FILE_PARAMS,
@@ -183,7 +184,7 @@ def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], see
 
 
 def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    digits = load_gray_base(params["digit_base"], data_root, params)
+    digits = load_gray(params["digit_base"], data_root, params)
     return mnist_cifar_from_bases(digits, load_cifar10_unit(data_root, params), params, seed)
 
 
@@ -236,6 +237,17 @@ def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> 
 # --- kind records ---------------------------------------------------------------------------
 
 
+def load_gray(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
+    """A gray base in [0, 1]: Fashion-MNIST here, the digit bases in :mod:`largelr.datasets.bases`."""
+    if base == "fashion_mnist":
+        return unit_range(load_fashion_mnist(data_root, params["download"], params["verify_checksums"]))
+    return load_gray_base(base, data_root, params)
+
+
+def missing_gray_or_cifar(base: str, root: Path) -> str | None:
+    return missing_fashion_mnist(root) if base == "fashion_mnist" else missing_base(base, root)
+
+
 def needs_bases(*fixed: str):
     """A missing-files check for the bases a construction reads: its ``base``/``digit_base``
     parameter (if any) and ``fixed`` ones; a base with ``download: true`` counts as present."""
@@ -244,7 +256,7 @@ def needs_bases(*fixed: str):
         if params.get("download"):
             return None
         bases = [params[key] for key in ("base", "digit_base") if key in params] + list(fixed)
-        messages = [m for base in bases if (m := missing_base(base, Path(data_root).absolute())) is not None]
+        messages = [m for base in bases if (m := missing_gray_or_cifar(base, Path(data_root).absolute())) is not None]
         return " ".join(messages) or None
 
     return missing
@@ -275,14 +287,14 @@ DOUBLE = {
 def colored_kind(name: str, base: str) -> Kind:
     return Kind(name, "digit strokes coloured by the bias (palette[b] + noise)",
                 {**COLORED, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS},
-                lambda params, root, seed: colored_from_base(name, load_gray_base(params["base"], root, params), params, seed),
+                lambda params, root, seed: colored_from_base(name, load_gray(params["base"], root, params), params, seed),
                 needs_bases(), oracle_background=True)
 
 
 def double_kind(name: str, base: str) -> Kind:
     return Kind(name, "core digit left (dim), a digit of class b right (bright)",
                 {**DOUBLE, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS},
-                lambda params, root, seed: double_from_base(name, load_gray_base(params["base"], root, params), params, seed),
+                lambda params, root, seed: double_from_base(name, load_gray(params["base"], root, params), params, seed),
                 needs_bases(), oracle_background=True)
 
 
