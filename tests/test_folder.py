@@ -112,7 +112,7 @@ def test_dry_run_shows_the_whole_plan_without_the_data(tmp_path):
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = snakemake(work, "needs_folder", "--dry-run", "--quiet", "rules")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "needs_folder: cannot run, missing mine" in run.stderr and "dry run: the plan below" in run.stderr
+    assert "needs_folder: cannot run, missing mine" in run.stderr and "Dry run: the plan below is each study's whole plan" in run.stderr
     counts = {parts[0]: int(parts[1]) for line in run.stdout.splitlines()
               if len(parts := line.split()) == 2 and parts[1].isdigit()}
     assert counts["train"] == counts["analyze"] == 2 * 3 * 2 == len(study_cells(config, "needs_folder"))

@@ -329,8 +329,8 @@ def report_missing_data(studies):
         )
         reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
         if DRY_RUN:
-            footer += ("\n  (dry run: the plan below is each study's whole plan; run without -n, only the\n"
-                       "  studies' parts with data present are built)")
+            reasons.append("  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
+                           "  whose data is present are built.")
         print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
 
 

@@ -97,10 +97,14 @@ class DataMissingError(FileNotFoundError):
     """A base dataset is absent, laid out wrongly or corrupt; the message says how to fix it."""
 
 
+DOWNLOAD_NAMES = {"MNIST": "mnist", "CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}  # `largelr download` names
+
+
 def how_to_obtain(dataset: str, directory: Path) -> str:
+    command = f" (`largelr download {DOWNLOAD_NAMES[dataset]}` fetches them)" if dataset in DOWNLOAD_NAMES else ""
     return (
         f"To obtain them, set `download: true` for this dataset in config.yaml, or copy the files of "
-        f"torchvision's {dataset} release (extracted) into {directory}."
+        f"torchvision's {dataset} release (extracted) into {directory}{command}."
     )
 
 
