@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # even where the environment sets PYTHONDONTWRITEBYTECODE.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install demo smoke test test-notice local-slurm slurm-profile clean
+.PHONY: install demo smoke test test-notice local-slurm fashion-mnist slurm-profile clean
 
 install: $(VENV)/.installed
 
@@ -37,7 +37,7 @@ demo: install
 smoke: install
 	snakemake --cores $(CORES) smoke
 
-test: test-notice install local-slurm
+test: test-notice install local-slurm fashion-mnist
 	pytest
 
 # `make test` changes the machine before it tests: say what, first.
@@ -61,6 +61,19 @@ local-slurm:
 		tools/local_slurm.sh || { echo "make: local Slurm could not be started" >&2; [ -z "$$CI" ] || exit 1; }; \
 	else \
 		echo "make: not root with apt-get: the Slurm tests will be skipped (see tools/local_slurm.sh)"; \
+	fi
+
+# Real Fashion-MNIST offline: Debian's dataset-fashion-mnist (root with apt-get only); the tests then
+# read the real files end to end, and the lr_fashion study runs. Elsewhere: `largelr download fashion_mnist`.
+fashion-mnist:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+		echo "make: Fashion-MNIST present in /usr/share/datasets/fashion-mnist"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
+			|| { echo "make: dataset-fashion-mnist could not be installed" >&2; [ -z "$$CI" ] || exit 1; }; \
+	else \
+		echo "make: not root with apt-get: run 'sudo apt-get install dataset-fashion-mnist' (Debian/Ubuntu) or"; \
+		echo "      'largelr download fashion_mnist' (online); until then the real-file tests are skipped"; \
 	fi
 
 # `snakemake --profile slurm` finds this repository's profile after this one step.

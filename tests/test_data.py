@@ -391,7 +391,7 @@ def test_digits_constructions_take_the_mnist_base_by_parameter(tmp_path) -> None
     with pytest.raises(FileNotFoundError, match=rf"MNIST not found: .*{tmp_path}"):
         build_dataset("colored_digits", {"base": "mnist"}, tmp_path, 0)
     assert "MNIST" in missing_data("colored_digits", {"base": "mnist"}, str(tmp_path))
-    with pytest.raises(ValueError, match=r"base = 'cifar10': allowed: one of \['digits', 'mnist'\]"):
+    with pytest.raises(ValueError, match=r"base = 'cifar10': allowed: one of \['digits', 'mnist', 'fashion_mnist'\]"):
         build_dataset("double_digits", {"base": "cifar10"}, tmp_path, 0)
 
 

@@ -18,17 +18,18 @@ from typing import Any
 
 # Training-set sizes of the official splits (CelebA: the 162 770 faces of its train partition;
 # Waterbirds: 4 795 of metadata.csv's split 0; ImageNet-1k: 1 281 167).
-BASE_TRAIN_SIZES = {"mnist": 60000, "digits": 1258, "cifar10": 50000, "cifar100": 50000, "celeba": 162770,
+BASE_TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "digits": 1258, "cifar10": 50000, "cifar100": 50000, "celeba": 162770,
                     "waterbirds": 4795, "imagenet": 1281167}
 # The base a kind reads its training split from (None: the kind's `base` parameter says).
 KIND_BASES = {"colored_mnist": None, "colored_digits": None, "double_mnist": None, "double_digits": None,
+              "colored_fashion_mnist": None, "double_fashion_mnist": None,
               "mnist_cifar": "cifar10", "corrupted_cifar10": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100",
               "celeba": "celeba", "waterbirds": "waterbirds", "imagenet": "imagenet"}
 
 
 def train_size(kind: str, params: dict[str, Any]) -> int | None:
     """Training samples of a dataset of ``kind`` with its merged ``params``; None where not known."""
-    if "n_train" in params:
+    if params.get("n_train") is not None:
         return int(params["n_train"])
     if kind not in KIND_BASES:
         return None

@@ -172,6 +172,40 @@ def cmd_intervention_figure(args: argparse.Namespace) -> None:
     draw_intervention_figure(args.cells, args.dataset, args.model, args.out)
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from largelr.download import download
+
+    hub_dir = Path(args.hub_dir) if args.hub_dir else Path(torch.hub.get_dir())
+    failed = download(args.names, Path(args.data_root), hub_dir)
+    if failed:
+        raise SystemExit(f"largelr download: {failed} of {len(args.names)} item(s) failed (see above)")
+
+
+def add_download_step(steps) -> None:
+    from largelr.download import NAMES  # torch-free to import
+
+    download = steps.add_parser("download", help="fetch datasets (md5-checked) and weights; manual steps for the rest")
+    download.set_defaults(func=cmd_download)
+    download.add_argument("names", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {', '.join(NAMES)}")
+    download.add_argument("--data-root", default="data", help="config.yaml's data_root")
+    download.add_argument("--hub-dir", default=None, help="torch hub directory (default: torch.hub.get_dir())")
+
+
+def cmd_gpu_slot(args: argparse.Namespace) -> None:
+    from largelr.gpu_slots import exec_on_slot
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    exec_on_slot(command, args.per_gpu, Path(args.lock_dir) if args.lock_dir else None)
+
+
+def add_gpu_slot_step(steps) -> None:
+    slot = steps.add_parser("gpu-slot", help="run a command on a free GPU slot (CUDA_VISIBLE_DEVICES), held while it runs")
+    slot.set_defaults(func=cmd_gpu_slot)
+    slot.add_argument("--per-gpu", type=int, default=1, help="slots per GPU (several small cells per GPU)")
+    slot.add_argument("--lock-dir", default=None, help="folder of the slot lock files (default: in the temp folder)")
+    slot.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+
+
 def add_compute_step(steps, name: str, func, helptext: str) -> argparse.ArgumentParser:
     step = steps.add_parser(name, help=helptext)
     step.set_defaults(func=func)
@@ -364,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "step per Snakemake rule.")
     steps = parser.add_subparsers(dest="step", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     add_data_steps(steps)
+    add_download_step(steps)
+    add_gpu_slot_step(steps)
     add_cell_steps(steps)
     add_output_steps(steps)
     add_landscape_step(steps)

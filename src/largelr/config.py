@@ -111,6 +111,8 @@ TOP_KEYS: dict[str, Setting] = {
                                items=Setting("", "a study", type=str)),
     "check_data": Setting(True, "list studies whose raw data is missing at parse time and leave them out of the "
                           "paper tables (false: a submit host without the data)", type=bool, from_text=True),
+    "gpu_slots_per_device": Setting(1, "concurrent GPU jobs per visible GPU (largelr gpu-slot; several small cells "
+                                    "per GPU)", type=int, minimum=1),
 }
 SEED_LIMIT = 2**64 - 1  # the largest seed torch.manual_seed and torch.Generator.manual_seed take
 STUDY_KEYS: dict[str, Setting] = {

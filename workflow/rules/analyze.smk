@@ -20,13 +20,13 @@ rule analyze:
         "../../envs/largelr.yaml"
     threads: 1
     resources:
-        gpu=1 if DEVICE.startswith("cuda") else 0,
+        gpu=1 if GPU_JOBS else 0,
     params:
         settings=analysis_settings,
         cell_dir=CELL_DIR,
         device=device_identity(),
     shell:
-        "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
+        GPU_SLOT + "largelr analyze --cell-dir {params.cell_dir} --data {input.data}"
         " --settings {params.settings:q}"
         f" --device {DEVICE} --threads {{threads}} > {{log}} 2>&1" + LOG_FAILURE
 
@@ -46,14 +46,14 @@ rule hilo:
         "../../envs/largelr.yaml"
     threads: 1
     resources:
-        gpu=1 if DEVICE.startswith("cuda") else 0,
+        gpu=1 if GPU_JOBS else 0,
     params:
         settings=analysis_settings,
         lr_low=lambda wc: hilo_values(wc)[0],
         lr_high=lambda wc: hilo_values(wc)[1],
         device=device_identity(),
     shell:
-        "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
+        GPU_SLOT + "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
         " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
         f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"
         + LOG_FAILURE
@@ -78,14 +78,14 @@ rule training_maps:
         "../../envs/largelr.yaml"
     threads: 1
     resources:
-        gpu=1 if DEVICE.startswith("cuda") else 0,
+        gpu=1 if GPU_JOBS else 0,
     params:
         settings=analysis_settings,
         spec_low=lambda wc: training_map_spec(wc, 0),
         spec_high=lambda wc: training_map_spec(wc, 1),
         device=device_identity(),
     shell:
-        "largelr training-maps --data {input.data} --spec-low {params.spec_low:q} --spec-high {params.spec_high:q}"
+        GPU_SLOT + "largelr training-maps --data {input.data} --spec-low {params.spec_low:q} --spec-high {params.spec_high:q}"
         " --model-low {input.low_model} --model-high {input.high_model} --summary-low {input.low_summary}"
         " --summary-high {input.high_summary} --settings {params.settings:q}"
         f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"

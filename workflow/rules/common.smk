@@ -1,8 +1,9 @@
 # Grid -> cells, paths, data availability and the targets every study feeds.
 import functools
 import json
-import shlex
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +28,15 @@ from largelr.config import landscape_pairs, landscape_rows, landscapes
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
 DEVICE = config.get("device", "auto")
 DATA_ROOT = config.get("data_root", "data")
+# GPU jobs: device cuda*, or auto where nvidia-smi exists (Snakemake's parse never imports torch).
+# Each holds one gpu resource and, unless a device index is given, runs on a free GPU slot
+# (largelr gpu-slot sets CUDA_VISIBLE_DEVICES for the job's lifetime; docs/workstation.md).
+GPU_JOBS = DEVICE.startswith("cuda") or (DEVICE == "auto" and shutil.which("nvidia-smi") is not None)
+GPU_SLOT = (
+    f"largelr gpu-slot --per-gpu {int(config.get('gpu_slots_per_device', 1))} -- "
+    if GPU_JOBS and DEVICE in ("auto", "cuda")
+    else ""
+)
 STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
 LATEX_STUDY_TABLES = ("table1",)  # also written as LaTeX (largelr.latex), in the paper's layout
 # The report's categories: the paper's figure numbers, then what the figures show. Each study is
@@ -92,11 +102,32 @@ def missing_reason(dataset):
     )
 
 
+# A dry run (-n) shows each study's whole plan, data present or not; the missing-data block
+# above it says which data jobs would fail.
+def command_line_dry_run():
+    """Whether this is a dry run: Snakemake sets its executor (and `workflow.dryrun`) only after
+    the Snakefile is parsed, so the `snakemake` command line is read with Snakemake's parser."""
+    if getattr(workflow, "dryrun", False):
+        return True
+    if "snakemake" not in (Path(sys.argv[0]).name, Path(sys.argv[0]).parent.name):
+        return False
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (SystemExit, Exception):  # never fail here
+        return False
+    return bool(getattr(args, "dryrun", False))
+
+
+DRY_RUN = command_line_dry_run()
+
+
 @functools.cache
 def study_pairs(study):
-    """(dataset, model) pairs of the study whose data is present."""
+    """(dataset, model) pairs of the study whose data is present (every pair in a dry run)."""
     pairs = dict.fromkeys((c.dataset, c.model) for c in cells_of(study))
-    return [(d, m) for d, m in pairs if missing_reason(d) is None]
+    return [(d, m) for d, m in pairs if DRY_RUN or missing_reason(d) is None]
 
 
 def cell_files(study, name):
@@ -389,7 +420,8 @@ def report_missing_data(studies):
         datasets = study_config.study_datasets(config, study)
         missing = [d for d in datasets if missing_reason(d) is not None]
         if missing:
-            part = "cannot run" if not study_pairs(study) else "runs in part"
+            present = [d for d in datasets if missing_reason(d) is None]
+            part = "cannot run" if not present else "runs in part"
             lines.append(f"  {study}: {part}, missing {', '.join(missing)}")
             absent.update(dict.fromkeys(missing))
     if lines:
@@ -400,6 +432,9 @@ def report_missing_data(studies):
             "  whose data is present. Missing datasets:"
         )
         reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
+        if DRY_RUN:
+            reasons.append("  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
+                           "  whose data is present are built.")
         print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
 
 

@@ -16,11 +16,11 @@ rule train:
         "../../envs/largelr.yaml"
     threads: 1
     resources:
-        gpu=1 if DEVICE.startswith("cuda") else 0,
+        gpu=1 if GPU_JOBS else 0,
     params:
         spec=train_spec,
         cell_dir=CELL_DIR,
         device=device_identity(),
     shell:
-        "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
+        GPU_SLOT + "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
         f" --device {DEVICE} --threads {{threads}} > {{log}} 2>&1" + LOG_FAILURE

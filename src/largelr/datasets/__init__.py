@@ -3,7 +3,7 @@
 One :class:`~largelr.datasets.kind.Kind` record per kind of dataset, in the module that
 builds it: :mod:`.synthetic` (parity, moon-star), :mod:`.constructions` (Colored / Double
 MNIST, MNIST-CIFAR, Corrupted CIFAR-10, plain CIFAR), :mod:`.natural` (CelebA, Waterbirds,
-ImageNet). A record holds the parameters with their defaults and allowed values, the builder,
+ImageNet), :mod:`.folder` (your own images with a CSV). A record holds the parameters with their defaults and allowed values, the builder,
 the files it needs and the traits (worst-group reporting, oracle background) that
 :func:`build_dataset` writes into the dataset file. Adding a kind: a record in a module listed
 in ``KIND_MODULES``, then a `datasets:` entry in config.yaml.
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from largelr.checks import SettingError
-from largelr.datasets import constructions, natural, synthetic
+from largelr.datasets import constructions, folder, natural, synthetic
 from largelr.datasets.bases import DataMissingError
 from largelr.datasets.kind import STANDARDIZATIONS, Kind
 from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
 
-KIND_MODULES = (synthetic, constructions, natural)
+KIND_MODULES = (synthetic, constructions, natural, folder)
 KINDS: dict[str, Kind] = {kind.name: kind for module in KIND_MODULES for kind in module.KINDS}
 
 __all__ = ["KINDS", "SPLIT_NAMES", "DamagedDatasetError", "DataMissingError", "Kind", "build_dataset", "get_kind", "load_dataset",
@@ -42,7 +42,8 @@ def build_dataset(kind: str, params: dict[str, Any], data_root: str | Path, seed
     except SettingError as error:
         raise ValueError(str(error)) from None
     dataset = record.build(merged, Path(data_root), seed)
-    dataset.update(name=name or kind, kind=kind, traits=record.traits)
+    # A builder may set traits its data decides (the folder kind: groups from its CSV).
+    dataset.update(name=name or kind, kind=kind, traits={**record.traits, **dataset.get("traits", {})})
     if "standardize" in merged:  # applied by load_dataset; the file keeps the raw inputs
         dataset["normalization"] = dict(STANDARDIZATIONS[merged["standardize"]])
     return dataset

@@ -97,10 +97,14 @@ class DataMissingError(FileNotFoundError):
     """A base dataset is absent, laid out wrongly or corrupt; the message says how to fix it."""
 
 
+DOWNLOAD_NAMES = {"MNIST": "mnist", "CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}  # `largelr download` names
+
+
 def how_to_obtain(dataset: str, directory: Path) -> str:
+    command = f" (`largelr download {DOWNLOAD_NAMES[dataset]}` fetches them)" if dataset in DOWNLOAD_NAMES else ""
     return (
         f"To obtain them, set `download: true` for this dataset in config.yaml, or copy the files of "
-        f"torchvision's {dataset} release (extracted) into {directory}."
+        f"torchvision's {dataset} release (extracted) into {directory}{command}."
     )
 
 
@@ -319,7 +323,7 @@ DIGITS_TEST_FRACTION = 0.3
 # Fixed so that every seed of every digits-based set shares one base train/test split.
 DIGITS_SPLIT_SEED = 12345
 # Gray-digit bases the colored, double and dominoes constructions accept.
-GRAY_BASES = ("digits", "mnist")
+GRAY_BASES = ("digits", "mnist", "fashion_mnist")
 
 
 def stratified_test_indices(y: torch.Tensor, test_fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -363,7 +367,8 @@ def load_cifar10_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
 
 
 def load_gray_base(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
-    """Gray digits in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline) or ``mnist`` (data_root)."""
+    """Gray digits in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline) or ``mnist`` (data_root);
+    ``fashion_mnist`` is read by :mod:`largelr.datasets.fashion` (see constructions.load_gray)."""
     if base == "digits":
         return load_digits_base()
     if base == "mnist":

@@ -17,7 +17,9 @@ values); Double MNIST and MNIST-CIFAR, which do not follow LfF, draw them (``ran
 
 Each takes any compatible base: ``base`` (``digits`` or ``mnist``) for the colored and double
 constructions, ``digit_base`` for the digit half of ``mnist_cifar``; ``colored_digits`` is
-``colored_mnist`` with ``base: digits``. Bases are read by :mod:`largelr.datasets.bases`.
+``colored_mnist`` with ``base: digits``, ``colored_fashion_mnist`` with ``base: fashion_mnist``
+(:mod:`largelr.datasets.fashion`). ``n_train``/``n_test`` subsample the colored and double
+constructions' base splits (before the bias is drawn). Bases are read by :mod:`largelr.datasets.bases`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from largelr.datasets.bases import (
     missing_base,
     unit_range,
 )
+from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
 from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt, saved_as_uint8
 from largelr.datasets.kind import (
     FILE_PARAMS,
@@ -116,9 +119,29 @@ def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, 
     return gray_images * colours[:, :, None, None]
 
 
+def subsample_split(x: torch.Tensor, y: torch.Tensor, n: int | None, generator: torch.Generator,
+                    where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` samples drawn uniformly without replacement, in their base order (all of them for None)."""
+    if n is None:
+        return x, y
+    if n > len(y):
+        raise ValueError(f"dataset parameter {where}={n}: the base has only {len(y)} samples in that split")
+    chosen = torch.randperm(len(y), generator=generator)[:n].sort().values
+    return x[chosen], y[chosen]
+
+
+def subsampled(base: Base, params: dict[str, Any], seed: int) -> Base:
+    """The base with ``n_train``/``n_test`` samples per split (before the bias is assigned, so rho is exact)."""
+    x_train, y_train, x_test, y_test = base
+    x_train, y_train = subsample_split(x_train, y_train, params.get("n_train"), split_generator(seed, "train-subsample"),
+                                       "n_train")
+    x_test, y_test = subsample_split(x_test, y_test, params.get("n_test"), split_generator(seed, "test-subsample"), "n_test")
+    return x_train, y_train, x_test, y_test
+
+
 def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Gray digits [N, 1, H, W] in [0, 1] whose stroke colour is the bias."""
-    x_train, y_train, x_test, y_test = base
+    x_train, y_train, x_test, y_test = subsampled(base, params, seed)
     b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
     # Colour noise has its own streams so that it does not shift the bias draws.
     noise, palette = params["color_noise_std"], PALETTES[params["palette"]]
@@ -154,7 +177,7 @@ def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, 
 
 def double_from_base(name: str, base: Base, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Own digit (label) on the left, a digit of class b (bias) on the right."""
-    x_train, y_train, x_test, y_test = base
+    x_train, y_train, x_test, y_test = subsampled(base, params, seed)
     b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
     train = double_digits_split(x_train, y_train, b_train, params, split_generator(seed, "train-pick"))
     test = double_digits_split(x_test, y_test, b_test, params, split_generator(seed, "test-pick"))
@@ -198,7 +221,7 @@ def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], see
 
 
 def build_mnist_cifar(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
-    digits = load_gray_base(params["digit_base"], data_root, params)
+    digits = load_gray(params["digit_base"], data_root, params)
     return mnist_cifar_from_bases(digits, load_cifar10_unit(data_root, params), params, seed)
 
 
@@ -270,6 +293,17 @@ def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> 
 # --- kind records ---------------------------------------------------------------------------
 
 
+def load_gray(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
+    """A gray base in [0, 1]: Fashion-MNIST here, the digit bases in :mod:`largelr.datasets.bases`."""
+    if base == "fashion_mnist":
+        return unit_range(load_fashion_mnist(data_root, params["download"], params["verify_checksums"]))
+    return load_gray_base(base, data_root, params)
+
+
+def missing_gray_or_cifar(base: str, root: Path) -> str | None:
+    return missing_fashion_mnist(root) if base == "fashion_mnist" else missing_base(base, root)
+
+
 def needs_bases(*fixed: str):
     """A missing-files check for the bases a construction reads: its ``base``/``digit_base``
     parameter (if any) and ``fixed`` ones; a base with ``download: true`` counts as present."""
@@ -278,18 +312,26 @@ def needs_bases(*fixed: str):
         if params.get("download"):
             return None
         bases = [params[key] for key in ("base", "digit_base") if key in params] + list(fixed)
-        messages = [m for base in bases if (m := missing_base(base, Path(data_root).absolute())) is not None]
+        messages = [m for base in bases if (m := missing_gray_or_cifar(base, Path(data_root).absolute())) is not None]
         return " ".join(messages) or None
 
     return missing
 
 
 def gray_base(key: str, default: str) -> dict[str, Setting]:
-    return {key: Setting(default, "gray-digit base: digits (bundled, offline) or mnist", type=str, choices=GRAY_BASES)}
+    return {key: Setting(default, "gray base: digits (bundled, offline), mnist or fashion_mnist", type=str,
+                         choices=GRAY_BASES)}
+
+
+SUBSAMPLE = {
+    "n_train": Setting(None, "training samples drawn from the base (None: all)", type=int, minimum=1, nullable=True),
+    "n_test": Setting(None, "test samples drawn from the base (None: all)", type=int, minimum=1, nullable=True),
+}
 
 
 # The authors standardise MNIST with its constants; the bundled 8x8 digits (an offline stand-in) stay raw.
-BASE_STANDARDIZATION = {"mnist": "mnist", "digits": "none"}
+# Fashion-MNIST is not among the authors' sets: raw, as the lr_fashion grid was chosen on raw inputs.
+BASE_STANDARDIZATION = {"mnist": "mnist", "digits": "none", "fashion_mnist": "none"}
 COLORED = {
     "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
     "color_noise_std": Setting(0.005, "std of the Gaussian noise added to each sample's colour, clamped to [0, 1] "
@@ -308,15 +350,17 @@ DOUBLE = {
 
 def colored_kind(name: str, base: str) -> Kind:
     return Kind(name, "digit strokes coloured by the bias (palette[b] + noise)",
-                {**COLORED, **gray_base("base", base), **FILE_PARAMS, **standardize_param(BASE_STANDARDIZATION[base])},
-                lambda params, root, seed: colored_from_base(name, load_gray_base(params["base"], root, params), params, seed),
+                {**COLORED, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS,
+                 **standardize_param(BASE_STANDARDIZATION[base])},
+                lambda params, root, seed: colored_from_base(name, load_gray(params["base"], root, params), params, seed),
                 needs_bases(), oracle_background=True)
 
 
 def double_kind(name: str, base: str) -> Kind:
     return Kind(name, "core digit left (dim), a digit of class b right (bright)",
-                {**DOUBLE, **gray_base("base", base), **FILE_PARAMS, **standardize_param(BASE_STANDARDIZATION[base])},
-                lambda params, root, seed: double_from_base(name, load_gray_base(params["base"], root, params), params, seed),
+                {**DOUBLE, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS,
+                 **standardize_param(BASE_STANDARDIZATION[base])},
+                lambda params, root, seed: double_from_base(name, load_gray(params["base"], root, params), params, seed),
                 needs_bases(), oracle_background=True)
 
 
@@ -325,6 +369,8 @@ KINDS = (
     double_kind("double_digits", "digits"),
     colored_kind("colored_mnist", "mnist"),
     double_kind("double_mnist", "mnist"),
+    colored_kind("colored_fashion_mnist", "fashion_mnist"),
+    double_kind("double_fashion_mnist", "fashion_mnist"),
     Kind("mnist_cifar", "MNIST digit of class b stacked above a CIFAR-10 image of class y",
          {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"), **gray_base("digit_base", "mnist"),
           "bias_assignment": bias_assignment("random"), **FILE_PARAMS, **standardize_param("none")},

@@ -187,7 +187,7 @@ def realized_rho(split: Split) -> float:
 
 # Append only: a stream's position seeds it, so reordering would change every dataset.
 SPLIT_STREAMS = ("train", "test", "train-colour", "test-colour", "train-pick", "test-pick", "train-corrupt",
-                 "test-corrupt", "train-noise", "test-noise")
+                 "test-corrupt", "train-noise", "test-noise", "train-subsample", "test-subsample")
 
 
 def split_generator(seed: int, stream: str, *indices: int) -> torch.Generator:
