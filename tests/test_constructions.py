@@ -632,7 +632,8 @@ def test_stored_dataset_loads_as_built(build, tmp_path: Path, name: str) -> None
         # then standardises with the dataset's constants (the same op on both sides)
         expected = standardized(ds[split]["x"], ds["normalization"])
         std = min(torch.as_tensor(ds["normalization"]["std"]).flatten().tolist())
-        assert torch.equal(x, expected) if on_grid else (x - expected).abs().max() <= 2**-12 / std
+        # float16 rounds values below 1 to within 2**-12; standardising adds float32 rounding
+        assert torch.equal(x, expected) if on_grid else (x - expected).abs().max() <= (2**-12 + 1e-6) / std
         for key in ("y", "b", "g"):
             assert torch.equal(loaded[split][key], ds[split][key])
 
