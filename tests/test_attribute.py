@@ -162,7 +162,8 @@ def test_black_canvas_kinds_carry_the_oracle_trait_under_any_config_name():
     from largelr.datasets import KINDS, build_dataset
 
     assert {name for name, kind in KINDS.items() if kind.oracle_background} == {
-        "colored_digits", "colored_mnist", "double_digits", "double_mnist", "moon_star"}
+        "colored_digits", "colored_mnist", "double_digits", "double_mnist", "moon_star", "colored_fashion_mnist",
+        "double_fashion_mnist"}
     # a config name other than the kind (tiny_moon_star in config.yaml) keeps the kind's traits
     dataset = build_dataset("moon_star", {"image_size": 16, "n_train": 20, "n_test": 20}, "unused", 0,
                             name="tiny_moon_star")

@@ -69,6 +69,17 @@ CASES = [
     ("intervention_figure_not_parquet", ["intervention-figure", "--cells", "{tmp}/text.parquet", "--dataset", "d",
                                          "--model", "m", "--out", "{tmp}/out/f.png"], 2,
      ["--cells {tmp}/text.parquet: not a readable Parquet"]),
+    ("status_config_missing", ["status", "demo", "--config", "{tmp}/absent.yaml"], 1,
+     ["{tmp}/absent.yaml: no such file"]),
+    ("gpu_slot_no_command", ["gpu-slot", "--per-gpu", "1"], 1, ["no command given"]),
+    ("landscape_figure_cells_missing", ["landscape-figure", "--cells", "{tmp}/absent.parquet", "--rows", "s=1",
+                                        "--dataset", "d", "--model", "m", "--out", "{tmp}/out/f.png"], 1,
+     ["no such file"]),
+    ("training_maps_data_missing", ["training-maps", "--data", "{tmp}/absent.pt", "--spec-low", "{}", "--spec-high",
+                                    "{}", "--model-low", "a", "--model-high", "b", "--summary-low", "c",
+                                    "--summary-high", "d", "--out", "{tmp}/out/m.npz"], 1,
+     ["{tmp}/absent.pt: no such dataset file"]),
+    ("download_unknown_name", ["download", "nosuchset"], 2, ["invalid choice: 'nosuchset'"]),
 ]
 
 

@@ -210,9 +210,10 @@ def test_analyze_cli_with_oracle_masks(tmp_path):
 def test_missing_segmenter_fails_before_data_and_model_are_read(tmp_path):
     _, cell_dir = fabricated_cell(tmp_path)
     with pytest.raises(SystemExit, match="segmenter checkpoint not found"):
-        # the dataset path does not exist either: the segmenter check comes first
+        # the dataset file is garbage: the segmenter check comes before it is read
+        (tmp_path / "garbage.pt").write_bytes(b"not a dataset")
         analyze(tmp_path, cell_dir, {"background": "smp", "segmenter_checkpoint": str(tmp_path / "none.pt")},
-                data="absent.pt")
+                data="garbage.pt")
 
 
 def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells(tmp_path):

@@ -349,10 +349,12 @@ def add_landscape_step(steps) -> None:
     landscape.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the landscape's studies")
     landscape.add_argument("--rows", nargs="+", required=True, help="study=axis value, one per study")
     landscape.add_argument("--axis", default="lr", help="the training setting of the rows")
-    landscape.add_argument("--spurious", default="auto", choices=SPURIOUS_CHOICES)
+    landscape.add_argument("--spurious", default="auto", choices=SPURIOUS_CHOICES,
+                           help="the spurious-use measure of the third heatmap (auto: the IG share on the spurious "
+                           "region where the dataset marks one, else BSI)")
     landscape.add_argument("--name", default="", help="the landscape's name, for the title")
-    landscape.add_argument("--dataset", required=True)
-    landscape.add_argument("--model", required=True)
+    landscape.add_argument("--dataset", required=True, help="the dataset of the pair to draw")
+    landscape.add_argument("--model", required=True, help="the model of the pair to draw")
     landscape.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
 
 

@@ -161,7 +161,7 @@ rule landscape_figure:
         png=report(
             "results/figures/landscape-{landscape}-{dataset}-{model}.png",
             caption="../report/landscape.rst",
-            category="landscapes",
+            category=FIGURE_CATEGORIES["landscape"],
         ),
         pdf="results/figures/landscape-{landscape}-{dataset}-{model}.pdf",
     log:

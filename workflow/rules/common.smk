@@ -45,6 +45,10 @@ LATEX_STUDY_TABLES = ("table1",)  # also written as LaTeX (largelr.latex), in th
 FIGURE_CATEGORIES = {
     "normalized": "Fig. 1, 3-5, 7, 10, 11, 15-18, 22-25 - normalized sweeps",
     "dynamics": "Fig. 3 (right), 13, 24 - training dynamics",
+    "landscape": "Fig. 9 - lr x focal gamma landscapes",
+    "training_maps": "Fig. 13 (left) - attribution maps over training",
+    "hilo_methods": "Fig. 14 - IG vs DeepLift maps",
+    "neuron": "Fig. 28 - one neuron over training",
     "interventions": "Fig. 6, 19 - interventions",
     "hilo": "Fig. 8, 29-34 - attribution maps, low vs high lr",
     "mechanism": "Fig. 12, 27 - mechanism (max BC loss ratio)",
