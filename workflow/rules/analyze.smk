@@ -53,7 +53,8 @@ rule hilo:
         lr_high=lambda wc: hilo_values(wc)[1],
         device=device_identity(),
     shell:
-        GPU_SLOT + "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
+        GPU_SLOT
+        + "largelr hilo --data {input.data} --models-low {input.low} --models-high {input.high}"
         " --lr-low {params.lr_low} --lr-high {params.lr_high} --settings {params.settings:q}"
         f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"
         + LOG_FAILURE
@@ -85,7 +86,8 @@ rule training_maps:
         spec_high=lambda wc: training_map_spec(wc, 1),
         device=device_identity(),
     shell:
-        GPU_SLOT + "largelr training-maps --data {input.data} --spec-low {params.spec_low:q} --spec-high {params.spec_high:q}"
+        GPU_SLOT
+        + "largelr training-maps --data {input.data} --spec-low {params.spec_low:q} --spec-high {params.spec_high:q}"
         " --model-low {input.low_model} --model-high {input.high_model} --summary-low {input.low_summary}"
         " --summary-high {input.high_summary} --settings {params.settings:q}"
         f" --device {DEVICE} --threads {{threads}} --out {{output}} > {{log}} 2>&1"

@@ -31,14 +31,18 @@ DATA_ROOT = config.get("data_root", "data")
 # GPU jobs: device cuda*, or auto where nvidia-smi exists (Snakemake's parse never imports torch).
 # Each holds one gpu resource and, unless a device index is given, runs on a free GPU slot
 # (largelr gpu-slot sets CUDA_VISIBLE_DEVICES for the job's lifetime; docs/workstation.md).
-GPU_JOBS = DEVICE.startswith("cuda") or (DEVICE == "auto" and shutil.which("nvidia-smi") is not None)
+GPU_JOBS = DEVICE.startswith("cuda") or (
+    DEVICE == "auto" and shutil.which("nvidia-smi") is not None
+)
 GPU_SLOT = (
     f"largelr gpu-slot --per-gpu {int(config.get('gpu_slots_per_device', 1))} -- "
     if GPU_JOBS and DEVICE in ("auto", "cuda")
     else ""
 )
 STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
-LATEX_STUDY_TABLES = ("table1",)  # also written as LaTeX (largelr.latex), in the paper's layout
+LATEX_STUDY_TABLES = (
+    "table1",
+)  # also written as LaTeX (largelr.latex), in the paper's layout
 # The report's categories: the paper's figure numbers, then what the figures show. Each study is
 # a subcategory (no colon in a name: Snakemake turns each into a reStructuredText link target);
 # every figure is shown as a page with its caption under it (largelr.report_pages).
@@ -110,7 +114,8 @@ def missing_reason(dataset):
 # above it says which data jobs would fail.
 def command_line_dry_run():
     """Whether this is a dry run: Snakemake sets its executor (and `workflow.dryrun`) only after
-    the Snakefile is parsed, so the `snakemake` command line is read with Snakemake's parser."""
+    the Snakefile is parsed, so the `snakemake` command line is read with Snakemake's parser.
+    """
     if getattr(workflow, "dryrun", False):
         return True
     if "snakemake" not in (Path(sys.argv[0]).name, Path(sys.argv[0]).parent.name):
@@ -437,8 +442,10 @@ def report_missing_data(studies):
         )
         reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
         if DRY_RUN:
-            reasons.append("  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
-                           "  whose data is present are built.")
+            reasons.append(
+                "  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
+                "  whose data is present are built."
+            )
         print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
 
 

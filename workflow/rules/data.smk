@@ -6,7 +6,9 @@ rule data:
     output:
         data="results/data/{dataset}.pt",
         card_json="results/data/{dataset}.json",
-        card_png=report("results/data/{dataset}.png", category=FIGURE_CATEGORIES["datasets"]),
+        card_png=report(
+            "results/data/{dataset}.png", category=FIGURE_CATEGORIES["datasets"]
+        ),
     log:
         "results/logs/data/{dataset}.log",
     benchmark:

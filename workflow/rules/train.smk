@@ -22,5 +22,6 @@ rule train:
         cell_dir=CELL_DIR,
         device=device_identity(),
     shell:
-        GPU_SLOT + "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
+        GPU_SLOT
+        + "largelr train --spec {params.spec:q} --data {input.data} --out-dir {params.cell_dir}"
         f" --device {DEVICE} --threads {{threads}} > {{log}} 2>&1" + LOG_FAILURE
