@@ -400,3 +400,14 @@ def test_the_paper_comparison_lists_csi_under_the_other_neuron_reading():
     flipped = with_other_csi_reading(compare_with_paper(table1(all_chosen)), all_chosen)
     row = flipped.set_index(["dataset", "model", "variable"]).loc[("colored_mnist", "cnn", "csi")]
     assert row["other_reading"] == "csi_active" and row["other_max"] == pytest.approx(0.45)
+
+
+def test_a_rank_correlation_of_exactly_the_threshold_earns_its_arrow():
+    from largelr.aggregate import spearman, trend_arrow
+
+    # ranks 2, 1, 3, 4 against 1, 2, 3, 4: rho = 1 - 6 (1 + 1) / (4 (16 - 1)) = 0.8 by hand
+    means = pd.Series([0.942, 0.938, 0.952, 0.954], index=[0.05, 0.1, 0.2, 0.3])
+    rho = spearman(means)
+    assert rho == pytest.approx(0.8, abs=1e-12)
+    assert trend_arrow(rho, 4, [0.8, 1.0]) == "↑"
+    assert trend_arrow(0.79, 4, [0.8, 1.0]) == "~"

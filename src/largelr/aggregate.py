@@ -460,7 +460,8 @@ def trend_arrow(rho: float, n_values: int, seed_rhos: list[float]) -> str:
     if not np.isfinite(rho):
         return "?"
     agreeing = len(seed_rhos) >= 2 and all(np.sign(r) == np.sign(rho) for r in seed_rhos)
-    if abs(rho) < TREND_RHO or not (n_values >= TREND_VALUES or agreeing):
+    # rho of ranks is a ratio of whole numbers: 0.8 may come out an ulp below it
+    if abs(rho) < TREND_RHO - 1e-9 or not (n_values >= TREND_VALUES or agreeing):
         return "~"
     return "↑" if rho > 0 else "↓"
 
