@@ -103,7 +103,10 @@ def test_scripts_named_in_the_docs_exist():
 
 def test_no_development_measurements_in_readme():
     assert TIMING.findall("took 3 min 20 s at 705 steps/s")  # the pattern catches what it should
-    found = TIMING.findall(README.read_text(encoding="utf-8"))
+    text = README.read_text(encoding="utf-8")
+    # One measured run may quote its wall time, between markers, with its command in docs/data.md.
+    text = re.sub(r"<!-- measured run:.*?<!-- /measured run -->", "", text, flags=re.S)
+    found = TIMING.findall(text)
     assert not found, f"timings {found} belong in docs/performance.md, with the command that measures them"
 
 
