@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from largelr.datasets import build_dataset, load_dataset, save_dataset
-from largelr.datasets.natural import IMAGENET_NORMALIZATION, decode_rgb, decode_rgb_pil, resize_and_normalize
+from largelr.datasets.lazy import IMAGENET_NORMALIZATION, decode_rgb, decode_rgb_pil, resize_and_normalize
 
 KINDS = ("parity", "moon_star", "colored_digits", "double_digits", "colored_mnist", "double_mnist", "mnist_cifar",
          "corrupted_cifar10", "cifar10")
@@ -119,7 +119,7 @@ def pil_pipeline(path: Path, image_size: int) -> torch.Tensor:
 
 
 def tensor_pipeline(decode):
-    """Decode with ``decode``, then resize, crop and normalize on tensors (largelr.datasets.natural.load_image)."""
+    """Decode with ``decode``, then resize, crop and normalize on tensors (largelr.datasets.lazy.load_image)."""
     return lambda path, image_size: resize_and_normalize(decode(path), image_size, IMAGENET_NORMALIZATION)
 
 

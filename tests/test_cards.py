@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from largelr.datasets.cards import MAX_GROUPS_SHOWN, groups_to_show, sample_figure, write_card
 from largelr.datasets import build_dataset
-from largelr.datasets.natural import build_waterbirds
+from largelr.datasets.waterbirds import build_waterbirds
 from test_natural import write_waterbirds
 
 

@@ -326,7 +326,7 @@ def test_frost_blends_a_crop_of_one_of_the_first_five_photographs(images: torch.
 
 def test_frost_photographs_come_from_the_installed_package() -> None:
     """The first five of the six photographs, each 0.2 x its size on disk (sizes read by PIL)."""
-    from largelr.datasets.corruptions import frost_photos
+    from largelr.datasets.corruptions.layers import frost_photos
 
     files = sorted(frost_photo_folder().iterdir())
     assert [path.name for path in files] == [f"frost{i}.{'png' if i <= 3 else 'jpg'}" for i in range(1, 7)]
@@ -351,7 +351,7 @@ def test_fog_adds_one_gray_plasma_layer_and_rescales(severity: int, strength: fl
 
 
 def test_plasma_fractal_is_smoother_for_a_larger_wibble_decay() -> None:
-    from largelr.datasets.corruptions import plasma_fractal
+    from largelr.datasets.corruptions.layers import plasma_fractal
 
     def roughness(decay: float) -> float:
         maps = plasma_fractal(64, 32, decay, seeded())
@@ -364,7 +364,7 @@ def test_plasma_fractal_is_smoother_for_a_larger_wibble_decay() -> None:
 def test_motion_blur_draws_a_gaussian_streak_along_the_angle() -> None:
     """A single lit pixel, angle -90 degrees (upwards): pixel (r, c) reads (r - i, c) with weight
     exp(-i^2 / 2 sigma^2), so the streak runs from the pixel downwards for 2 * radius + 1 rows."""
-    from largelr.datasets.corruptions import motion_blur
+    from largelr.datasets.corruptions.layers import motion_blur
 
     layer = torch.zeros(1, 32, 32, dtype=torch.float64)
     layer[0, 5, 10] = 1.0
@@ -377,7 +377,7 @@ def test_motion_blur_draws_a_gaussian_streak_along_the_angle() -> None:
 
 def test_clipped_zoom_is_bilinear_zoom_of_the_centre() -> None:
     """The reference's clipped zoom: the central ceil(32 / z) square, zoomed (corner-aligned bilinear), trimmed."""
-    from largelr.datasets.corruptions import clipped_zoom
+    from largelr.datasets.corruptions.layers import clipped_zoom
 
     layers = torch.rand(3, 32, 32, generator=seeded(), dtype=torch.float64)
     for zoom, crop, top, zoomed_size, trim in [(1.75, 19, 6, 33, 0), (2.25, 15, 8, 34, 1), (1.25, 26, 3, 32, 0)]:

@@ -11,20 +11,19 @@ import yaml
 from PIL import Image
 
 from largelr.checks import defaults
-from largelr.datasets.natural import (
-    CELEBA_PARAMS,
+from largelr.datasets.bases import DataMissingError
+from largelr.datasets.celeba import CELEBA_PARAMS, build_celeba
+from largelr.datasets.imagenet import build_imagenet
+from largelr.datasets.lazy import (
     IMAGENET_NORMALIZATION,
-    KINDS,
-    DataMissingError,
     LazyImageDataset,
-    build_celeba,
-    build_imagenet,
-    build_waterbirds,
     decode_rgb,
     decode_rgb_pil,
     group_counts,
     load_image,
 )
+from largelr.datasets.natural import KINDS
+from largelr.datasets.waterbirds import build_waterbirds
 
 CELEBA_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "

@@ -7,10 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from largelr.analyses.prune import (
-    METHODS,
+from largelr.analyses.prune import METHODS, accuracy, prunability, retention_curve
+from largelr.analyses.prune_masks import (
     WEIGHT_METHODS,
-    accuracy,
     column_mask,
     column_scores,
     global_magnitude_masks,
@@ -18,9 +17,7 @@ from largelr.analyses.prune import (
     magnitude_mask,
     masks_for_kappas,
     model_masks,
-    prunability,
     pruned,
-    retention_curve,
     structured_column_mask,
     structured_column_scores,
     unit_scores,
@@ -207,7 +204,7 @@ def test_retention_is_nan_when_the_unpruned_model_is_always_wrong():
 def test_prunability_is_the_mean_retention():
     curve = pd.DataFrame({"kappa": [0.0, 0.5, 0.9], "accuracy": [0.8, 0.6, 0.2], "retention": [1.0, 0.75, 0.25],
                           "pruned_fraction": [0.0, 0.5, 0.9]})
-    assert prunability(curve) == pytest.approx((1.0 + 0.75 + 0.25) / 3)
+    assert prunability(curve, "ratio") == pytest.approx((1.0 + 0.75 + 0.25) / 3)
 
 
 def test_column_mask_on_linear_equals_structured_column_mask():
@@ -343,6 +340,22 @@ def test_both_prunability_readings_on_a_curve_above_its_base():
     curve = hand_curve([0.5, 0.6, 0.1], chance=0.1)
     assert prunability(curve, "ratio") == pytest.approx((1 + 1.2 + 0.2) / 3)  # 0.8
     assert prunability(curve, "chance") == pytest.approx((1 + 0.5 / 0.4 + 0.0) / 3)  # 0.75
+
+
+def test_prunability_defaults_to_the_configured_reading():
+    from largelr.analyses.prune import DEFAULT_READING
+    from largelr.config import ANALYSIS_KEYS
+
+    curve = hand_curve([0.5, 0.6, 0.1], chance=0.1)
+    assert DEFAULT_READING == ANALYSIS_KEYS["prunability"].default == "chance"
+    assert prunability(curve) == prunability(curve, DEFAULT_READING) == pytest.approx((1 + 0.5 / 0.4 + 0.0) / 3)
+
+
+def test_the_methods_are_the_structured_units_and_the_weight_masks():
+    assert METHODS == ("structured", *WEIGHT_METHODS)
+    with pytest.raises(ValueError, match=r"allowed: \['structured', 'structured_columns', 'column', 'magnitude', "
+                                         r"'magnitude_global'\]"):
+        layer_masks([torch.ones(2, 2)], 0.5, "random")
 
 
 def test_chance_level_and_chance_retention():
@@ -619,7 +632,7 @@ def test_kappa_zero_leaves_accuracy_unchanged_for_random_networks(seed, method):
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), kappas=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
 def test_masks_ranked_once_equal_masks_per_kappa(seed, kappas):
-    from largelr.analyses.prune import weight_masks_for_kappas
+    from largelr.analyses.prune_masks import weight_masks_for_kappas
 
     generator = torch.Generator().manual_seed(seed)
     weights = [torch.randn(3, 4, 2, 2, generator=generator).round(), torch.randn(5, 6, generator=generator).round()]

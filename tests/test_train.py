@@ -487,7 +487,8 @@ def test_bad_train_settings_name_the_key_and_what_is_allowed(toy_dataset, key, v
 
 
 def test_lazy_image_dataset_trains_like_the_same_images_in_memory(tmp_path):
-    from largelr.datasets.natural import LazyImageDataset, build_waterbirds
+    from largelr.datasets.lazy import LazyImageDataset
+    from largelr.datasets.waterbirds import build_waterbirds
     from test_natural import write_waterbirds
 
     write_waterbirds(tmp_path)
@@ -522,7 +523,7 @@ def test_batch_order_drops_a_single_sample_last_batch_only():
 
 
 def test_lazy_image_dataset_resumes_in_the_same_batch_order(tmp_path):
-    from largelr.datasets.natural import build_waterbirds
+    from largelr.datasets.waterbirds import build_waterbirds
     from test_natural import write_waterbirds
 
     write_waterbirds(tmp_path)

@@ -47,7 +47,7 @@ class Split:
         if not self.lazy:
             self.x = take(part["x"]).to(self.device).contiguous()  # batches gathered from it are contiguous too
             return
-        from largelr.datasets.natural import LazyImageDataset
+        from largelr.datasets.lazy import LazyImageDataset
 
         images: torch.utils.data.Dataset = LazyImageDataset(dataset, split)
         if indices is not None:

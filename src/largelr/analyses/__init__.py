@@ -8,12 +8,13 @@ device) -> resources`` (loaded before any data, so a missing file fails at once)
 ``USES_CELL_SEED = True`` makes ``run`` receive the cell's ``seed`` (to draw its inputs with it).
 
 Adding a metric to an analysis: compute it in that module's ``run`` and list it in its
-``COLUMNS``. Adding an analysis: a module with those names, listed in ``ANALYSES``.
+``COLUMNS``. Adding an analysis: a module with those names, listed in ``ANALYSES``. The other
+modules here: ``prune_masks`` (the pruning methods' masks, used by ``prune``), ``segment``
+(background masks) and ``hilo`` (hi/lo attribution maps).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence

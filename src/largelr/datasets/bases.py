@@ -322,8 +322,6 @@ DIGITS_SIZE = 28
 DIGITS_TEST_FRACTION = 0.3
 # Fixed so that every seed of every digits-based set shares one base train/test split.
 DIGITS_SPLIT_SEED = 12345
-# Gray-digit bases the colored, double and dominoes constructions accept.
-GRAY_BASES = ("digits", "mnist", "fashion_mnist")
 
 
 def stratified_test_indices(y: torch.Tensor, test_fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -365,20 +363,3 @@ def load_mnist_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
 def load_cifar10_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
     return unit_range(load_cifar10(data_root, params["download"], params["verify_checksums"]))
 
-
-def load_gray_base(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
-    """Gray digits in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (offline) or ``mnist`` (data_root);
-    ``fashion_mnist`` is read by :mod:`largelr.datasets.fashion` (see constructions.load_gray)."""
-    if base == "digits":
-        return load_digits_base()
-    if base == "mnist":
-        return load_mnist_unit(data_root, params)
-    raise ValueError(f"dataset parameter base={base!r}: allowed {list(GRAY_BASES)}")
-
-
-def missing_base(base: str, root: Path) -> str | None:
-    if base == "digits":  # bundled with scikit-learn
-        return None
-    if base == "mnist":
-        return missing_mnist(root)
-    return missing_cifar({"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[base], root)

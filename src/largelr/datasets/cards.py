@@ -4,7 +4,7 @@ The PNG shows the training split, one row per (y, b) group. Images ([C, H, W], 1
 channels) are drawn as pictures; vectors ([D], e.g. parity's ±1 bits) as heatmap strips, one
 line per sample, with the spurious columns outlined (solid black) and the noise columns outlined
 (dashed gray); the remaining columns are the core ones where the dataset has a core mask. Lazy natural datasets are read through
-:class:`largelr.datasets.natural.LazyImageDataset` and un-normalized for display. Both files are
+:class:`largelr.datasets.lazy.LazyImageDataset` and un-normalized for display. Both files are
 written atomically.
 """
 
@@ -21,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from largelr.datasets.natural import LazyImageDataset, group_counts
+from largelr.datasets.lazy import LazyImageDataset, group_counts
 from largelr.io import atomic_path, write_json
 
 SPLITS = ("train", "val", "test")

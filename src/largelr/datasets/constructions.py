@@ -19,7 +19,8 @@ Each takes any compatible base: ``base`` (``digits`` or ``mnist``) for the color
 constructions, ``digit_base`` for the digit half of ``mnist_cifar``; ``colored_digits`` is
 ``colored_mnist`` with ``base: digits``, ``colored_fashion_mnist`` with ``base: fashion_mnist``
 (:mod:`largelr.datasets.fashion`). ``n_train``/``n_test`` subsample the colored and double
-constructions' base splits (before the bias is drawn). Bases are read by :mod:`largelr.datasets.bases`.
+constructions' base splits (before the bias is drawn). Bases are read by :mod:`largelr.datasets.bases`
+and :mod:`largelr.datasets.fashion`, picked by name in :mod:`largelr.datasets.bases_by_name`.
 """
 
 from __future__ import annotations
@@ -31,16 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from largelr.checks import Setting
-from largelr.datasets.bases import (
-    GRAY_BASES,
-    Base,
-    load_cifar10_unit,
-    load_cifar100,
-    load_gray_base,
-    missing_base,
-    unit_range,
-)
-from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
+from largelr.datasets.bases import Base, load_cifar10_unit, load_cifar100, unit_range
+from largelr.datasets.bases_by_name import GRAY_BASES, load_gray, missing_base
 from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt, saved_as_uint8
 from largelr.datasets.kind import (
     FILE_PARAMS,
@@ -293,17 +286,6 @@ def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> 
 # --- kind records ---------------------------------------------------------------------------
 
 
-def load_gray(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
-    """A gray base in [0, 1]: Fashion-MNIST here, the digit bases in :mod:`largelr.datasets.bases`."""
-    if base == "fashion_mnist":
-        return unit_range(load_fashion_mnist(data_root, params["download"], params["verify_checksums"]))
-    return load_gray_base(base, data_root, params)
-
-
-def missing_gray_or_cifar(base: str, root: Path) -> str | None:
-    return missing_fashion_mnist(root) if base == "fashion_mnist" else missing_base(base, root)
-
-
 def needs_bases(*fixed: str):
     """A missing-files check for the bases a construction reads: its ``base``/``digit_base``
     parameter (if any) and ``fixed`` ones; a base with ``download: true`` counts as present."""
@@ -312,7 +294,7 @@ def needs_bases(*fixed: str):
         if params.get("download"):
             return None
         bases = [params[key] for key in ("base", "digit_base") if key in params] + list(fixed)
-        messages = [m for base in bases if (m := missing_gray_or_cifar(base, Path(data_root).absolute())) is not None]
+        messages = [m for base in bases if (m := missing_base(base, Path(data_root).absolute())) is not None]
         return " ".join(messages) or None
 
     return missing

@@ -28,7 +28,7 @@ import torch
 from largelr.checks import Setting
 from largelr.datasets.bases import DataMissingError, missing_paths_message
 from largelr.datasets.kind import Kind, assemble
-from largelr.datasets.natural import check_unique, decode_rgb_pil, read_table
+from largelr.datasets.lazy import check_unique, decode_rgb_pil, read_table
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "0": "train", "1": "val", "2": "test"}
 REQUIRED_COLUMNS = ("path", "y", "split")

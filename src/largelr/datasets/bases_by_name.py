@@ -1,0 +1,41 @@
+"""The bases the constructions name: a gray base by its ``base``/``digit_base`` parameter, and
+which files any base needs.
+
+Readers: :mod:`largelr.datasets.bases` (the bundled digits, MNIST, CIFAR) and
+:mod:`largelr.datasets.fashion` (Fashion-MNIST); this module picks one by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from largelr.datasets.bases import Base, load_digits_base, load_mnist_unit, missing_cifar, missing_mnist, unit_range
+from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
+
+# Gray bases the colored, double and dominoes constructions accept.
+GRAY_BASES = ("digits", "mnist", "fashion_mnist")
+
+
+def load_gray(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
+    """Gray images in [0, 1] ([N, 1, 28, 28]) from base ``digits`` (bundled, offline), ``mnist`` or
+    ``fashion_mnist`` (under data_root)."""
+    if base == "digits":
+        return load_digits_base()
+    if base == "mnist":
+        return load_mnist_unit(data_root, params)
+    if base == "fashion_mnist":
+        return unit_range(load_fashion_mnist(data_root, params["download"], params["verify_checksums"]))
+    raise ValueError(f"dataset parameter base={base!r}: allowed {list(GRAY_BASES)}")
+
+
+def missing_base(base: str, root: Path) -> str | None:
+    """None if the files of base (a gray base, ``cifar10`` or ``cifar100``) exist under root, else
+    what is expected where (existence only: cheap enough for parse time)."""
+    if base == "digits":  # bundled with scikit-learn
+        return None
+    if base == "mnist":
+        return missing_mnist(root)
+    if base == "fashion_mnist":
+        return missing_fashion_mnist(root)
+    return missing_cifar({"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[base], root)

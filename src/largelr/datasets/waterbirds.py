@@ -1,0 +1,64 @@
+"""Waterbirds (the group-DRO release) as a lazy index of its images (see :mod:`largelr.datasets.lazy`).
+
+Expected layout under ``data_root``: ``<folder>/metadata.csv`` with columns ``img_filename, y,
+split, place`` and images at ``<folder>/<img_filename>``; ``folder`` is a parameter. The splits
+are the release's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from largelr.checks import Setting, defaults
+from largelr.datasets.bases import missing_paths_message
+from largelr.datasets.lazy import (
+    IMAGE_SIZE,
+    NO_DOWNLOAD,
+    SPLIT_CODES,
+    assemble_lazy,
+    check_codes,
+    check_some_images,
+    check_unique,
+    no_download,
+    raise_if_missing,
+    read_table,
+    splits_by_code,
+)
+
+WATERBIRDS_METADATA = "metadata.csv"
+WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
+WATERBIRDS_PARAMS = {
+    "folder": Setting("waterbird_complete95_forest2water2", "folder under data_root holding metadata.csv", type=str),
+    "image_size": IMAGE_SIZE,
+    "download": NO_DOWNLOAD,
+}
+
+
+def missing_waterbirds(params: dict[str, Any], data_root: str | Path) -> str | None:
+    """None if the Waterbirds metadata.csv exists under data_root/folder, else what to put where."""
+    directory = Path(data_root).expanduser().resolve() / params["folder"]
+    return no_download("Waterbirds", params, missing_paths_message(
+        "Waterbirds", directory, [WATERBIRDS_METADATA],
+        f"Place the group-DRO Waterbirds release there ({WATERBIRDS_METADATA} and the image "
+        f"folders it lists), or set the dataset's `folder` parameter to the folder that holds it."))
+
+
+def build_waterbirds(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    """y = bird type (0 land, 1 water), b = place (0 land, 1 water), splits from metadata.csv."""
+    params = {**defaults(WATERBIRDS_PARAMS), **params}
+    directory = Path(data_root).expanduser().resolve() / params["folder"]
+    raise_if_missing(missing_waterbirds(params, data_root))
+    path = directory / WATERBIRDS_METADATA
+    table = read_table(path, dtype={"img_filename": str})
+    missing = [column for column in WATERBIRDS_COLUMNS if column not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; required: {', '.join(WATERBIRDS_COLUMNS)}")
+    check_unique(table["img_filename"], path)
+    y = check_codes(table["y"], {0, 1}, "y", path)
+    b = check_codes(table["place"], {0, 1}, "place", path)
+    codes = check_codes(table["split"], set(SPLIT_CODES), "split", path)
+    splits = splits_by_code(table["img_filename"].tolist(), y, b, codes)
+    for split in splits.values():
+        check_some_images(directory, split["paths"], path)
+    return assemble_lazy("waterbirds", splits, 2, 2, directory, params, seed)
