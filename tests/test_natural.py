@@ -14,7 +14,6 @@ from largelr.checks import defaults
 from largelr.datasets.natural import (
     CELEBA_PARAMS,
     IMAGENET_NORMALIZATION,
-    KINDS,
     DataMissingError,
     LazyImageDataset,
     build_celeba,
@@ -25,6 +24,10 @@ from largelr.datasets.natural import (
     group_counts,
     load_image,
 )
+from largelr.registry.kinds import KINDS as ALL_KINDS
+
+# The kinds built by largelr.datasets.natural.
+KINDS = [kind for kind in ALL_KINDS.values() if kind.builder.startswith("largelr.datasets.natural:")]
 
 CELEBA_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "

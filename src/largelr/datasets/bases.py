@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from largelr.registry.kinds import GRAY_BASES
+
 
 def torchvision_datasets():
     """torchvision.datasets, imported on use: it costs about a second per process."""
@@ -322,8 +324,6 @@ DIGITS_SIZE = 28
 DIGITS_TEST_FRACTION = 0.3
 # Fixed so that every seed of every digits-based set shares one base train/test split.
 DIGITS_SPLIT_SEED = 12345
-# Gray-digit bases the colored, double and dominoes constructions accept.
-GRAY_BASES = ("digits", "mnist", "fashion_mnist")
 
 
 def stratified_test_indices(y: torch.Tensor, test_fraction: float, generator: torch.Generator) -> torch.Tensor:

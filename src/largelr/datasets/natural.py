@@ -45,9 +45,9 @@ from PIL import Image
 
 from torch.utils.data import Dataset
 
-from largelr.checks import Setting, defaults
+from largelr.checks import defaults
 from largelr.datasets.bases import DataMissingError, missing_paths_message
-from largelr.datasets.kind import Kind
+from largelr.registry.kinds import CELEBA_PARAMS, IMAGENET_PARAMS, WATERBIRDS_PARAMS
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 # Known and accepted: see decode_rgb.
@@ -63,24 +63,6 @@ WATERBIRDS_METADATA = "metadata.csv"
 WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
 IMAGENET_FOLDER = "imagenet"
 
-IMAGE_SIZE = Setting(224, "side of the square the images are resized and centre-cropped to", type=int, minimum=8)
-# `download` exists so that `download: true` gets a clear answer (there is no download for these).
-NO_DOWNLOAD = Setting(False, "not available for this set: it needs a manual download", type=bool)
-# The paper: "the spurious and core features are the hair color and gender, respectively". The
-# common benchmark's roles (target Blond_Hair, spurious Male) are a config entry away.
-CELEBA_PARAMS = {
-    "target_attribute": Setting("Male", "CelebA attribute that is the label y (core; the paper: gender)", type=str),
-    "spurious_attribute": Setting("Blond_Hair", "CelebA attribute that is the bias label b (spurious; the paper: "
-                                  "hair colour)", type=str),
-    "image_size": IMAGE_SIZE,
-    "download": NO_DOWNLOAD,
-}
-WATERBIRDS_PARAMS = {
-    "folder": Setting("waterbird_complete95_forest2water2", "folder under data_root holding metadata.csv", type=str),
-    "image_size": IMAGE_SIZE,
-    "download": NO_DOWNLOAD,
-}
-IMAGENET_PARAMS = {"image_size": IMAGE_SIZE, "download": NO_DOWNLOAD}
 
 LazySplit = dict[str, Any]
 
@@ -331,16 +313,6 @@ def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> 
                          f"({len(val_classes)} vs {len(classes)} classes)")
     splits = {"train": image_folder_split(root, "train", class_to_idx), "test": image_folder_split(root, "val", class_to_idx)}
     return assemble_lazy("imagenet", splits, len(classes), len(classes), root, params, seed)
-
-
-KINDS = (
-    Kind("celeba", "CelebA faces: y = target_attribute (Male), b = spurious_attribute (Blond_Hair), official splits "
-         "(lazy)",
-         CELEBA_PARAMS, build_celeba, missing_celeba, worst_group=True),
-    Kind("waterbirds", "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
-         WATERBIRDS_PARAMS, build_waterbirds, missing_waterbirds, worst_group=True),
-    Kind("imagenet", "ImageNet ImageFolder trees, b = y (lazy)", IMAGENET_PARAMS, build_imagenet, missing_imagenet),
-)
 
 
 # --- reading images -----------------------------------------------------------------------
