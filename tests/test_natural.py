@@ -27,7 +27,7 @@ from largelr.datasets.natural import (
 from largelr.registry.kinds import KINDS as ALL_KINDS
 
 # The kinds built by largelr.datasets.natural.
-KINDS = [kind for kind in ALL_KINDS.values() if kind.builder.startswith("largelr.datasets.natural:")]
+KINDS = [kind for kind in ALL_KINDS.values() if kind.builder.startswith("largelr.datasets.natural")]
 
 CELEBA_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "

@@ -5,7 +5,7 @@ its builder and its missing-files check by import path (``"largelr.datasets.synt
 Those are imported on their first call, so reading the records (config validation, Snakemake's parse)
 imports neither torch nor the builder modules. The builders live in :mod:`largelr.datasets`.
 
-Adding a kind: one record in ``KINDS`` below plus its builder function (docs/extending.md), then a
+Adding a kind: one record in ``RECORDS`` below plus its builder function (docs/extending.md), then a
 ``datasets:`` entry in config.yaml.
 """
 
