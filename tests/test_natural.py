@@ -22,8 +22,11 @@ from largelr.datasets.lazy import (
     group_counts,
     load_image,
 )
-from largelr.datasets.natural import KINDS
 from largelr.datasets.waterbirds import build_waterbirds
+from largelr.registry.kinds import KINDS as ALL_KINDS
+
+# The natural sets' kinds (CelebA, Waterbirds, ImageNet).
+KINDS = [ALL_KINDS[name] for name in ("celeba", "waterbirds", "imagenet")]
 
 CELEBA_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "

@@ -25,7 +25,7 @@ from largelr.analyses.represent import NEURON_CHOICES as REPRESENT_NEURONS
 from largelr.analyses.represent import SAMPLE_SEED_CHOICES as REPRESENT_SAMPLE_SEEDS
 from largelr.analyses.prune import READINGS as PRUNE_READINGS
 from largelr.checks import Setting, Settings, SettingError, check_section, defaults, suggestion
-from largelr.datasets import KINDS
+from largelr.registry.kinds import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
 from largelr.landscape import LANDSCAPE_KEYS
 from largelr.models import MODELS

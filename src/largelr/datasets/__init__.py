@@ -1,12 +1,13 @@
 """Datasets with a core feature (label ``y``) and a spurious feature (bias label ``b``).
 
-One :class:`~largelr.datasets.kind.Kind` record per kind of dataset, in the module that
-builds it: :mod:`.synthetic` (parity, moon-star), :mod:`.constructions` (Colored / Double
-MNIST, MNIST-CIFAR, Corrupted CIFAR-10, plain CIFAR), :mod:`.natural` (CelebA, Waterbirds,
-ImageNet), :mod:`.folder` (your own images with a CSV). A record holds the parameters with their defaults and allowed values, the builder,
-the files it needs and the traits (worst-group reporting, oracle background) that
-:func:`build_dataset` writes into the dataset file. Adding a kind: a record in a module listed
-in ``KIND_MODULES``, then a `datasets:` entry in config.yaml.
+The kinds of dataset are records in :mod:`largelr.registry.kinds` (torch-free, read when the workflow
+is parsed), re-exported here as ``KINDS``; each names its builder here by import path:
+:mod:`.synthetic` (parity, moon-star), :mod:`.constructions` (Colored / Double MNIST, MNIST-CIFAR,
+Corrupted CIFAR-10, plain CIFAR), :mod:`.natural` (CelebA, Waterbirds, ImageNet), :mod:`.folder`
+(your own images with a CSV). A record holds the parameters with their defaults and allowed values,
+the builder, the files it needs and the traits (worst-group reporting, oracle background) that
+:func:`build_dataset` writes into the dataset file. Adding a kind: a record in
+:mod:`largelr.registry.kinds` and its builder (docs/extending.md), then a `datasets:` entry in config.yaml.
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from largelr.checks import SettingError
-from largelr.datasets import constructions, folder, natural, synthetic
 from largelr.datasets.bases import DataMissingError
-from largelr.datasets.kind import STANDARDIZATIONS, Kind
 from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
-
-KIND_MODULES = (synthetic, constructions, natural, folder)
-KINDS: dict[str, Kind] = {kind.name: kind for module in KIND_MODULES for kind in module.KINDS}
+from largelr.registry.kinds import KINDS, STANDARDIZATIONS, Kind
 
 __all__ = ["KINDS", "SPLIT_NAMES", "DamagedDatasetError", "DataMissingError", "Kind", "build_dataset", "get_kind", "load_dataset",
            "missing_data", "save_dataset", "traits"]

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 
+
 def torchvision_datasets():
     """torchvision.datasets, imported on use: it costs about a second per process."""
     import torchvision.datasets

@@ -13,8 +13,7 @@ from typing import Any
 from largelr.datasets.bases import Base, load_digits_base, load_mnist_unit, missing_cifar, missing_mnist, unit_range
 from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
 
-# Gray bases the colored, double and dominoes constructions accept.
-GRAY_BASES = ("digits", "mnist", "fashion_mnist")
+from largelr.registry.kinds import GRAY_BASES
 
 
 def load_gray(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:

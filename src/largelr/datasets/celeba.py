@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from largelr.checks import Setting, defaults
+from largelr.checks import defaults
+from largelr.registry.kinds import CELEBA_PARAMS
 from largelr.datasets.bases import missing_paths_message
 from largelr.datasets.lazy import (
-    IMAGE_SIZE,
-    NO_DOWNLOAD,
     SPLIT_CODES,
     assemble_lazy,
     check_codes,
@@ -39,13 +38,6 @@ CELEBA_PARTITION = "list_eval_partition.txt"
 CELEBA_IMAGES = "img_align_celeba"
 # The paper: "the spurious and core features are the hair color and gender, respectively". The
 # common benchmark's roles (target Blond_Hair, spurious Male) are a config entry away.
-CELEBA_PARAMS = {
-    "target_attribute": Setting("Male", "CelebA attribute that is the label y (core; the paper: gender)", type=str),
-    "spurious_attribute": Setting("Blond_Hair", "CelebA attribute that is the bias label b (spurious; the paper: "
-                                  "hair colour)", type=str),
-    "image_size": IMAGE_SIZE,
-    "download": NO_DOWNLOAD,
-}
 
 
 def read_celeba_attributes(path: Path) -> tuple[list[str], pd.DataFrame]:

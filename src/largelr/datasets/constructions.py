@@ -31,24 +31,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from largelr.checks import Setting
 from largelr.datasets.bases import Base, load_cifar10_unit, load_cifar100, unit_range
-from largelr.datasets.bases_by_name import GRAY_BASES, load_gray, missing_base
+from largelr.datasets.bases_by_name import load_gray, missing_base
 from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt, saved_as_uint8
 from largelr.datasets.kind import (
-    FILE_PARAMS,
-    Kind,
-    Split,
+    SplitTensors,
     assemble,
-    BIAS_ASSIGNMENTS,
     assign_bias,
-    bias_assignment,
     lff_bias,
-    rho,
     split_generator,
-    standardize_param,
     unbiased_bias,
 )
+from largelr.registry.kinds import BIAS_ASSIGNMENTS, LFF_SEVERITY_OFFSET
 
 
 # LfF's ten colours (its release's data/resource/colors.th), RGB in [0, 1]; palette[b] colours the
@@ -162,7 +156,7 @@ def place_side_by_side(left: torch.Tensor, right: torch.Tensor, core_brightness:
     return torch.cat([core_brightness * left, spurious_brightness * right], dim=-1)
 
 
-def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: dict[str, Any], generator: torch.Generator) -> Split:
+def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: dict[str, Any], generator: torch.Generator) -> SplitTensors:
     right = pick_images_with_labels(images, y, b, generator)
     x = place_side_by_side(images, right, params["core_brightness"], params["spurious_brightness"])
     return {"x": x, "y": y, "b": b}
@@ -197,7 +191,7 @@ def stack_above(digits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
 
 def dominoes_split(digits: torch.Tensor, digit_labels: torch.Tensor, images: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
-                   generator: torch.Generator) -> Split:
+                   generator: torch.Generator) -> SplitTensors:
     tops = pick_images_with_labels(digits, digit_labels, b, generator)
     return {"x": stack_above(tops, images), "y": y, "b": b}
 
@@ -243,23 +237,11 @@ def build_corrupted_cifar10(params: dict[str, Any], data_root: str | Path, seed:
     return corrupted_cifar10_from_base(load_cifar10_unit(data_root, params), params, seed)
 
 
-# LfF names its Corrupted CIFAR-10 sets "Severity s" and calls the CIFAR-10-C corruption at s + 1.
-LFF_SEVERITY_OFFSET = 1
-LFF_SEVERITY4_LEVEL = 4 + LFF_SEVERITY_OFFSET
-
-
 def cifar10c_level(lff_severity: int) -> int:
     """The CIFAR-10-C level of LfF's "Severity s" Corrupted CIFAR-10 (s in 0..4): s + 1."""
     if not 0 <= lff_severity <= 4:
         raise ValueError(f"LfF severity {lff_severity} outside 0..4 (its sets are named Severity0..Severity4)")
     return lff_severity + LFF_SEVERITY_OFFSET
-
-
-# A parameter renamed so that two numbering schemes cannot be confused: old name -> what to write now.
-RENAMED_CORRUPTION_PARAMS = {
-    "severity": "renamed to cifar10c_level (CIFAR-10-C's numbering, 1..5): LfF's \"Severity4\" sets, the paper's, "
-                "are cifar10c_level: 5 (the default); the old severity: 4 meant cifar10c_level: 4",
-}
 
 
 def plain_from_base(name: str, base: Base, num_classes: int, params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -283,7 +265,7 @@ def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> 
     return plain_from_base("cifar100", base, 100, params, seed)
 
 
-# --- kind records ---------------------------------------------------------------------------
+# --- the builders and missing-files checks the records in largelr.registry.kinds name ---------
 
 
 def needs_bases(*fixed: str):
@@ -300,72 +282,18 @@ def needs_bases(*fixed: str):
     return missing
 
 
-def gray_base(key: str, default: str) -> dict[str, Setting]:
-    return {key: Setting(default, "gray base: digits (bundled, offline), mnist or fashion_mnist", type=str,
-                         choices=GRAY_BASES)}
+missing_bases = needs_bases()
+missing_bases_and_cifar10 = needs_bases("cifar10")
+missing_bases_and_cifar100 = needs_bases("cifar100")
 
 
-SUBSAMPLE = {
-    "n_train": Setting(None, "training samples drawn from the base (None: all)", type=int, minimum=1, nullable=True),
-    "n_test": Setting(None, "test samples drawn from the base (None: all)", type=int, minimum=1, nullable=True),
-}
+def build_colored(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    """A colored set of its gray ``base``, named after it (colored_digits, colored_mnist, ...)."""
+    base = params["base"]
+    return colored_from_base(f"colored_{base}", load_gray(base, data_root, params), params, seed)
 
 
-# The authors standardise MNIST with its constants; the bundled 8x8 digits (an offline stand-in) stay raw.
-# Fashion-MNIST is not among the authors' sets: raw, as the lr_fashion grid was chosen on raw inputs.
-BASE_STANDARDIZATION = {"mnist": "mnist", "digits": "none", "fashion_mnist": "none"}
-COLORED = {
-    "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
-    "color_noise_std": Setting(0.005, "std of the Gaussian noise added to each sample's colour, clamped to [0, 1] "
-                               "(LfF's sets: 0.005, its severity 4)", minimum=0.0),
-    "palette": Setting("lff", "the ten stroke colours: lff (LfF's release) | primaries (saturated primaries and "
-                       "white)", type=str, choices=tuple(PALETTES)),
-    "bias_assignment": bias_assignment("lff"),
-}
-DOUBLE = {
-    "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
-    "bias_assignment": bias_assignment("random"),
-    "core_brightness": Setting(0.5, "brightness factor of the left (core) digit", minimum=0.0),
-    "spurious_brightness": Setting(1.0, "brightness factor of the right (spurious) digit", minimum=0.0),
-}
-
-
-def colored_kind(name: str, base: str) -> Kind:
-    return Kind(name, "digit strokes coloured by the bias (palette[b] + noise)",
-                {**COLORED, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS,
-                 **standardize_param(BASE_STANDARDIZATION[base])},
-                lambda params, root, seed: colored_from_base(name, load_gray(params["base"], root, params), params, seed),
-                needs_bases(), oracle_background=True)
-
-
-def double_kind(name: str, base: str) -> Kind:
-    return Kind(name, "core digit left (dim), a digit of class b right (bright)",
-                {**DOUBLE, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS,
-                 **standardize_param(BASE_STANDARDIZATION[base])},
-                lambda params, root, seed: double_from_base(name, load_gray(params["base"], root, params), params, seed),
-                needs_bases(), oracle_background=True)
-
-
-KINDS = (
-    colored_kind("colored_digits", "digits"),
-    double_kind("double_digits", "digits"),
-    colored_kind("colored_mnist", "mnist"),
-    double_kind("double_mnist", "mnist"),
-    colored_kind("colored_fashion_mnist", "fashion_mnist"),
-    double_kind("double_fashion_mnist", "fashion_mnist"),
-    Kind("mnist_cifar", "MNIST digit of class b stacked above a CIFAR-10 image of class y",
-         {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"), **gray_base("digit_base", "mnist"),
-          "bias_assignment": bias_assignment("random"), **FILE_PARAMS, **standardize_param("none")},
-         build_mnist_cifar, needs_bases("cifar10")),
-    Kind("corrupted_cifar10", "CIFAR-10 under corruption type b (LfF type 0)",
-         {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
-          "cifar10c_level": Setting(LFF_SEVERITY4_LEVEL, "corruption level in CIFAR-10-C's numbering (1..5); LfF's "
-                                    "\"Severity4\" sets call CIFAR-10-C's functions with severity + 1, i.e. level 5",
-                                    type=int, minimum=1, maximum=5),
-          "bias_assignment": bias_assignment("lff"), **FILE_PARAMS, **standardize_param("cifar10")},
-         build_corrupted_cifar10, needs_bases("cifar10"), renamed=RENAMED_CORRUPTION_PARAMS),
-    Kind("cifar10", "CIFAR-10 as released; b = y", {**FILE_PARAMS, **standardize_param("cifar10")}, build_cifar10,
-         needs_bases("cifar10")),
-    Kind("cifar100", "CIFAR-100 as released; b = y", {**FILE_PARAMS, **standardize_param("cifar100")}, build_cifar100,
-         needs_bases("cifar100")),
-)
+def build_double(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
+    """A double set of its gray ``base``, named after it (double_digits, double_mnist, ...)."""
+    base = params["base"]
+    return double_from_base(f"double_{base}", load_gray(base, data_root, params), params, seed)

@@ -25,20 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from largelr.checks import Setting
 from largelr.datasets.bases import DataMissingError, missing_paths_message
-from largelr.datasets.kind import Kind, assemble
+from largelr.datasets.kind import assemble
 from largelr.datasets.lazy import check_unique, decode_rgb_pil, read_table
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "0": "train", "1": "val", "2": "test"}
 REQUIRED_COLUMNS = ("path", "y", "split")
-
-FOLDER_PARAMS = {
-    "folder": Setting("", "folder under data_root holding the images and the CSV", type=str, pattern=r".+"),
-    "metadata": Setting("metadata.csv", "CSV in the folder with columns path, y, split (and b for groups)", type=str),
-    "image_size": Setting(32, "side of the square the images are resized and centre-cropped to", type=int, minimum=4),
-    "grayscale": Setting(False, "read the images as one gray channel instead of RGB", type=bool),
-}
 
 
 def missing_folder(params: dict[str, Any], data_root: Path) -> str | None:
@@ -108,9 +100,3 @@ def build_folder(params: dict[str, Any], data_root: str | Path, seed: int) -> di
     # Groups exist when the CSV's bias label is not the class label: report the worst group then.
     dataset["traits"] = {"worst_group": bool((y != b).any())}
     return dataset
-
-
-KINDS = (
-    Kind("folder", "your own images: <data_root>/<folder>/ with a CSV of path, y, b, split (in memory)",
-         FOLDER_PARAMS, build_folder, missing_folder),
-)

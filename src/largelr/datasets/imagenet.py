@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from largelr.checks import defaults
+from largelr.registry.kinds import IMAGENET_PARAMS
 from largelr.datasets.bases import DataMissingError, missing_paths_message
-from largelr.datasets.lazy import IMAGE_SIZE, NO_DOWNLOAD, LazySplit, assemble_lazy, lazy_split, no_download, raise_if_missing
+from largelr.datasets.lazy import LazySplit, assemble_lazy, lazy_split, no_download, raise_if_missing
 
 IMAGENET_FOLDER = "imagenet"
-IMAGENET_PARAMS = {"image_size": IMAGE_SIZE, "download": NO_DOWNLOAD}
 
 IMAGENET_ADVICE = ("Place the ILSVRC-2012 train and val images there, one folder per class (wnid) in each, "
                    "as torchvision.datasets.ImageNet prepares them.")

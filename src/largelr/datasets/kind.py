@@ -1,9 +1,9 @@
-"""A dataset kind: its record, and the pieces every builder shares.
+"""The pieces every dataset builder shares; the kinds' records are in :mod:`largelr.registry.kinds`.
 
 A dataset is a plain dict of tensors and python scalars (``torch.load(weights_only=True)``
 reads it back):
 
-``name`` (the config name), ``kind``, ``traits`` (see :class:`Kind`), ``train``/``test``
+``name`` (the config name), ``kind``, ``traits`` (see :class:`largelr.registry.kinds.Kind`), ``train``/``test``
 (and ``val`` where the source has one), each ``{"x", "y", "b", "g"}`` with ``g = y *
 num_bias + b`` the (y, b) group id; ``num_classes``, ``num_bias``, ``input_shape``, the
 region masks ``spurious_mask``, ``core_mask`` and ``noise_mask`` (bool tensors of
@@ -17,89 +17,13 @@ The file carries its own traits, so no analysis is told the kind from outside.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from largelr.checks import Setting, SettingError, check_section, defaults
-
-Split = dict[str, torch.Tensor]
-Builder = Callable[[dict[str, Any], Path, int], dict[str, Any]]
-MissingCheck = Callable[[dict[str, Any], Path], "str | None"]
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One dataset kind: parameters, builder, the files it needs and its traits.
-
-    ``build(params, data_root, seed)`` returns the dataset dict; ``missing(params, data_root)``
-    says from file existence alone what is absent (None: buildable). Traits travel inside the
-    dataset file: ``worst_group`` (report worst-group accuracy, as the paper does for the
-    natural sets) and ``oracle_background`` (the object is drawn on an exactly black canvas,
-    so the black pixels are the background).
-    """
-
-    name: str
-    doc: str
-    params: dict[str, Setting]
-    build: Builder
-    missing: MissingCheck = lambda params, root: None
-    worst_group: bool = False
-    oracle_background: bool = False
-    flat_inputs: bool = False  # vectors, not images: no background to attribute to
-    # Parse-time checks of a study against the set's size: the parameters giving the train and test
-    # sizes, and the number of classes (None: sizes not known before the build).
-    size_keys: tuple[str, str] | None = None
-    num_classes: int | None = None
-    renamed: dict[str, str] = field(default_factory=dict)  # an old parameter name -> what to write instead
-
-    @property
-    def traits(self) -> dict[str, bool]:
-        return {"worst_group": self.worst_group, "oracle_background": self.oracle_background}
-
-    def check_params(self, params: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
-        """(defaults overridden by the checked params, error messages naming ``where.key``)."""
-        old = {key for key in params if key in self.renamed}
-        checked, errors = check_section({k: v for k, v in params.items() if k not in old}, self.params, where)
-        errors += [f"{where}.{key} = {params[key]!r}: {self.renamed[key]}" for key in sorted(old)]
-        return {**defaults(self.params), **checked}, errors
-
-    def merged_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        merged, errors = self.check_params(params, f"dataset {self.name}")
-        if errors:
-            raise SettingError("; ".join(errors))
-        return merged
-
-
-# --- parameters several kinds share -----------------------------------------------------
-
-
-def rho(default: float, doc: str) -> Setting:
-    return Setting(default, doc, minimum=0.0, maximum=1.0)
-
-
-def count(default: int, doc: str) -> Setting:
-    return Setting(default, doc, type=int, minimum=1)
-
-
-# Input standardisation (x - mean) / std applied when a dataset file is loaded, per the dataset's
-# ``standardize`` parameter: the constants of the authors' code (MNIST scalar, CIFAR per channel).
-STANDARDIZATIONS: dict[str, dict[str, Any]] = {
-    "none": {"mean": 0.0, "std": 1.0},
-    "mnist": {"mean": 0.1307, "std": 0.3081},
-    "cifar10": {"mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]},
-    "cifar100": {"mean": [0.5071, 0.4867, 0.4408], "std": [0.2675, 0.2565, 0.2761]},
-}
-
-
-def standardize_param(default: str) -> dict[str, Setting]:
-    return {"standardize": Setting(default, "inputs standardised on load, (x - mean) / std with the constants of: "
-                                   "mnist (0.1307, 0.3081) | cifar10 | cifar100 (per channel) | none (raw [0, 1])",
-                                   type=str, choices=tuple(STANDARDIZATIONS))}
+# One split's tensors: {"x", "y", "b"} and, once assembled, "g".
+SplitTensors = dict[str, torch.Tensor]
 
 
 def is_identity(normalization: dict[str, Any]) -> bool:
@@ -112,12 +36,6 @@ def standardized(x: torch.Tensor, normalization: dict[str, Any]) -> torch.Tensor
     if mean.dim():
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     return (x - mean) / std
-
-
-FILE_PARAMS = {
-    "download": Setting(False, "let torchvision download missing base files (MNIST, CIFAR)", type=bool),
-    "verify_checksums": Setting(True, "check base files against the official release", type=bool),
-}
 
 
 # --- bias labels ---------------------------------------------------------------------------
@@ -167,21 +85,12 @@ def lff_bias(y: torch.Tensor, aligned_ratio: float, num_bias: int) -> torch.Tens
     return b
 
 
-BIAS_ASSIGNMENTS = ("lff", "random")
-
-
-def bias_assignment(default: str) -> Setting:
-    return Setting(default, "lff (LfF's release: deterministic per-class blocks, exact proportions, test split "
-                   "uniform over the bias values) | random (exactly round(rho N) conflicting samples drawn at random, "
-                   "test bias drawn uniformly)", type=str, choices=BIAS_ASSIGNMENTS)
-
-
 def unbiased_bias(n: int, num_bias: int, generator: torch.Generator) -> torch.Tensor:
     """Bias labels uniform over all values, independent of y (rho about (num_bias-1)/num_bias)."""
     return torch.randint(0, num_bias, (n,), generator=generator)
 
 
-def realized_rho(split: Split) -> float:
+def realized_rho(split: SplitTensors) -> float:
     return (split["y"] != split["b"]).double().mean().item()
 
 
@@ -196,12 +105,12 @@ def split_generator(seed: int, stream: str, *indices: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def with_group_ids(split: Split, num_bias: int) -> Split:
+def with_group_ids(split: SplitTensors, num_bias: int) -> SplitTensors:
     return {**split, "g": group_ids(split["y"], split["b"], num_bias)}
 
 
-def assemble(name: str, train: Split, test: Split, num_classes: int, num_bias: int, spurious_mask: torch.Tensor | None,
-             core_mask: torch.Tensor | None, params: dict[str, Any], seed: int,
+def assemble(name: str, train: SplitTensors, test: SplitTensors, num_classes: int, num_bias: int,
+             spurious_mask: torch.Tensor | None, core_mask: torch.Tensor | None, params: dict[str, Any], seed: int,
              noise_mask: torch.Tensor | None = None) -> dict[str, Any]:
     """The dataset dict of an in-memory set (module docstring); ``kind`` and ``traits`` are added by
     :func:`largelr.datasets.build_dataset`."""

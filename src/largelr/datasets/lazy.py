@@ -29,7 +29,6 @@ from PIL import Image
 
 from torch.utils.data import Dataset
 
-from largelr.checks import Setting
 from largelr.datasets.bases import DataMissingError
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -38,9 +37,7 @@ TORCHVISION_IO_DEPRECATION = "The image decoding and encoding capabilities of To
 IMAGES_CHECKED = 5  # per split; see the module docstring
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}  # CelebA partition and Waterbirds split codes
 
-IMAGE_SIZE = Setting(224, "side of the square the images are resized and centre-cropped to", type=int, minimum=8)
-# `download` exists so that `download: true` gets a clear answer (there is no download for these).
-NO_DOWNLOAD = Setting(False, "not available for this set: it needs a manual download", type=bool)
+from largelr.registry.kinds import IMAGE_SIZE, NO_DOWNLOAD  # noqa: F401  (the readers' shared settings)
 
 LazySplit = dict[str, Any]
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from largelr.checks import Setting
-from largelr.datasets.kind import Kind, Split, assemble, assign_bias, count, rho, split_generator
+from largelr.datasets.kind import SplitTensors, assemble, assign_bias, split_generator
 
 STAR_INNER_RATIO = 0.4
 MOON_CUT_OFFSET = 0.5  # centre of the cut-out disk, in units of the moon radius
@@ -44,7 +43,7 @@ def signs_with_parity(parity: torch.Tensor, length: int, generator: torch.Genera
     return torch.cat([free, last[:, None]], dim=1)
 
 
-def parity_split(core_bits: int, spurious_bits: int, n: int, rho: float, generator: torch.Generator) -> Split:
+def parity_split(core_bits: int, spurious_bits: int, n: int, rho: float, generator: torch.Generator) -> SplitTensors:
     core = random_signs((n, core_bits), generator)
     y = sign_parity(core)
     b = assign_bias(y, rho, 2, generator)
@@ -52,7 +51,7 @@ def parity_split(core_bits: int, spurious_bits: int, n: int, rho: float, generat
     return {"x": torch.cat([core, spurious], dim=1), "y": y, "b": b}
 
 
-def with_noise_bits(split: Split, noise_bits: int, generator: torch.Generator) -> Split:
+def with_noise_bits(split: SplitTensors, noise_bits: int, generator: torch.Generator) -> SplitTensors:
     """``noise_bits`` uniform +-1 columns appended to x, drawn from their own stream (independent of y, b)."""
     noise = random_signs((len(split["y"]), noise_bits), generator)
     return {**split, "x": torch.cat([split["x"], noise], dim=1)}
@@ -145,7 +144,7 @@ def object_placements(b: torch.Tensor, size: int, generator: torch.Generator) ->
     return centres, radii
 
 
-def moon_star_split(size: int, n: int, rho: float, generator: torch.Generator) -> Split:
+def moon_star_split(size: int, n: int, rho: float, generator: torch.Generator) -> SplitTensors:
     y = (torch.arange(n) % 2)[torch.randperm(n, generator=generator)]  # balanced classes
     b = assign_bias(y, rho, 2, generator)
     centres, radii = object_placements(b, size, generator)
@@ -161,43 +160,3 @@ def build_moon_star(params: dict[str, Any], data_root: str | Path, seed: int) ->
     train = moon_star_split(size, params["n_train"], params["rho_train"], split_generator(seed, "train"))
     test = moon_star_split(size, params["n_test"], params["rho_test"], split_generator(seed, "test"))
     return assemble("moon_star", train, test, 2, 2, None, None, params, seed)
-
-
-PARITY = Kind(
-    name="parity",
-    doc="y = parity of the core bits, b = parity of the spurious bits, plus independent noise bits (+-1 inputs)",
-    params={
-        # Defaults from benchmarks/parity_trial.py: with the lr_synthetic FCN, 7/3/6 gives test accuracy
-        # rising with the learning rate (about 0.6 at 0.02 to 0.99 at 0.75); 8/3/10 is memorized at
-        # every rate, and 8 core bits without noise are learned at every rate.
-        "core_bits": count(7, "number of core bits (their parity is the label)"),
-        "spurious_bits": count(3, "number of spurious bits (their parity is the bias label)"),
-        "noise_bits": Setting(6, "number of noise bits (uniform +-1, independent of y and b)", type=int, minimum=0),
-        "n_train": count(10000, "training samples"),
-        "n_test": count(10000, "test samples"),
-        "rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
-        "rho_test": rho(0.5, "fraction of bias-conflicting test samples (0.5: unbiased)"),
-    },
-    build=build_parity,
-    flat_inputs=True,
-    size_keys=("n_train", "n_test"),
-    num_classes=2,
-)
-
-MOON_STAR = Kind(
-    name="moon_star",
-    doc="moon vs star; b = the diagonal quadrant pair holding the object",
-    params={
-        "image_size": Setting(32, "side of the square image in pixels", type=int, minimum=8),
-        "n_train": count(4000, "training samples"),
-        "n_test": count(2000, "test samples"),
-        "rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
-        "rho_test": rho(0.5, "fraction of bias-conflicting test samples (0.5: unbiased)"),
-    },
-    build=build_moon_star,
-    oracle_background=True,
-    size_keys=("n_train", "n_test"),
-    num_classes=2,
-)
-
-KINDS = (PARITY, MOON_STAR)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from largelr.checks import Setting, defaults
+from largelr.checks import defaults
+from largelr.registry.kinds import WATERBIRDS_PARAMS
 from largelr.datasets.bases import missing_paths_message
 from largelr.datasets.lazy import (
-    IMAGE_SIZE,
-    NO_DOWNLOAD,
     SPLIT_CODES,
     assemble_lazy,
     check_codes,
@@ -28,11 +27,6 @@ from largelr.datasets.lazy import (
 
 WATERBIRDS_METADATA = "metadata.csv"
 WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
-WATERBIRDS_PARAMS = {
-    "folder": Setting("waterbird_complete95_forest2water2", "folder under data_root holding metadata.csv", type=str),
-    "image_size": IMAGE_SIZE,
-    "download": NO_DOWNLOAD,
-}
 
 
 def missing_waterbirds(params: dict[str, Any], data_root: str | Path) -> str | None:
