@@ -3,12 +3,12 @@
 Three arms train the same model at the same batch size with the same optimizer (SGD, no
 momentum) on the same random data, for each case ``model@shape``:
 
-- **engine**: ``largelr.train.train_cell`` with the default train settings (data on the
+- **engine**: ``largelr.training.loop.train_cell`` with the default train settings (data on the
   device, batches indexed there, history and divergence detection, evaluations);
 - **bare**: the smallest loop that trains the model: a seeded permutation split into
   batches, ``index_select`` on the device, ``F.cross_entropy``, ``zero_grad / backward /
   step`` of ``torch.optim.SGD`` -- nothing recorded;
-- **bare PlainSGD**: the same loop with the engine's optimizer (``largelr.train.PlainSGD``:
+- **bare PlainSGD**: the same loop with the engine's optimizer (``largelr.training.optim.PlainSGD``:
   torch's functional SGD kernel without the ``Optimizer`` class), so that engine / bare
   PlainSGD is the cost of the engine's bookkeeping alone;
 - **dataloader**: the usual torchvision loop: ``DataLoader(shuffle=True)`` over a Dataset
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-import largelr.train
+import largelr.training.state
 from largelr.config import TRAIN_DEFAULTS
 from largelr.io import resolve_device
 from largelr.models import build_model
@@ -127,12 +127,12 @@ def engine_rate(case: Case, steps: int, device: torch.device, variant: dict, his
     train = TRAIN_DEFAULTS | {"lr": LR, "batch_size": BATCH, "max_steps": steps, "target_train_acc": 1.1} | settings
     spec = {"study": "benchmark", "dataset": "random", "model": case.model, "knob": "lr", "value": LR, "seed": 0,
             "train": train, "model_params": case.params}
-    engine_clock = largelr.train.time
-    largelr.train.time = SimpleNamespace(perf_counter=variant["timer"])
+    engine_clock = largelr.training.state.time  # RunClock's
+    largelr.training.state.time = SimpleNamespace(perf_counter=variant["timer"])
     try:
         _, _, summary = train_cell(spec, case.dataset(), device, log=lambda line: None)
     finally:
-        largelr.train.time = engine_clock
+        largelr.training.state.time = engine_clock
     return summary["steps_per_s"]
 
 

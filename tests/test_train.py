@@ -209,6 +209,30 @@ def test_sigterm_checkpoints_and_the_rerun_ends_like_an_uninterrupted_run(toy_da
         assert torch.equal(a, b), name
 
 
+def test_a_checkpoint_from_before_the_stopping_key_was_renamed_still_resumes(toy_dataset, tmp_path):
+    # Checkpoints written before the stopping state's key was "stopping" have it under "loop"; a job
+    # preempted then must still resume to the uninterrupted result (the best-on-validation state included).
+    spec = toy_spec(target_train_acc=1.1, max_steps=60, select_on_val=True)
+    reference_model, reference_history, reference = train_cell(spec, toy_dataset, CPU, log=quiet)
+
+    def preempt_at_step_30(line: str) -> None:
+        if line.startswith("step     30"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Preempted):
+        train_cell(spec, toy_dataset, CPU, log=preempt_at_step_30, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["stopping"]["best_step"] is not None
+    state["loop"] = state.pop("stopping")
+    torch.save(state, checkpoint)
+    lines = []
+    model, history, summary = train_cell(spec, toy_dataset, CPU, log=lines.append, checkpoint=checkpoint)
+    assert lines[0].startswith("resuming from step 30") and history.equals(reference_history)
+    assert same_weights(model, reference_model)
+    assert (summary["best_step"], summary["val_acc"]) == (reference["best_step"], reference["val_acc"])
+
+
 def test_a_checkpoint_of_other_settings_is_ignored(toy_dataset, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
     train_cell(toy_spec(target_train_acc=1.1), toy_dataset, CPU, log=quiet, checkpoint=checkpoint, checkpoint_every=15)
@@ -385,12 +409,12 @@ class CollapsingFCN(torch.nn.Module):
 
 
 def test_accuracy_collapse_is_recorded_as_divergence_through_the_cli(toy_dataset, tmp_path, monkeypatch):
-    import largelr.train
+    import largelr.training.loop
     from largelr.cli import main
     from largelr.datasets import save_dataset
 
-    original = largelr.train.build_model
-    monkeypatch.setattr(largelr.train, "build_model", lambda **spec: CollapsingFCN(original(**spec)))
+    original = largelr.training.loop.build_model
+    monkeypatch.setattr(largelr.training.loop, "build_model", lambda **spec: CollapsingFCN(original(**spec)))
     save_dataset(toy_dataset, tmp_path / "toy.pt")
     spec = toy_spec(target_train_acc=1.1, max_steps=200, collapse_patience=3)
     main(["train", "--spec", json.dumps(spec), "--data", str(tmp_path / "toy.pt"), "--out-dir", str(tmp_path / "cell"),

@@ -1,6 +1,6 @@
 """Progress of a training run: step out of the cap, elapsed wall time and the time left.
 
-Every evaluation line of a cell's log (``largelr.train``) ends with this, e.g.
+Every evaluation line of a cell's log (``largelr.training.loop``) ends with this, e.g.
 ``step    200/1000 (20%)  loss ...  elapsed 0:00:12  eta 0:00:48``. The estimate assumes the remaining steps
 run at the pace of the steps this process has run so far, evaluations included; a cell that
 fits its training set before the cap stops earlier, so the ETA is an upper bound.
