@@ -13,7 +13,7 @@ import html
 import warnings
 from pathlib import Path
 
-from largelr.config import FIGURE_FILES
+from largelr.registry.figures import figure_files
 
 STYLE = """<style>
 .largelr { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2937; max-width: 72rem;
@@ -53,12 +53,13 @@ def trend_cells_html(table_html: str, texts: list[str]) -> str:
 
 
 def family_of(stem: str, families: list[str]) -> str | None:
-    """The figure family (of ``families``) whose file pattern (largelr.config.FIGURE_FILES) names ``stem``."""
-    for family, pattern in FIGURE_FILES.items():  # fixed names, then "{dataset}-{model}.<suffix>"
+    """The figure family (of ``families``) whose file pattern (largelr.registry.figures) names ``stem``."""
+    patterns = figure_files()
+    for family, pattern in patterns.items():  # fixed names, then "{dataset}-{model}.<suffix>"
         suffix = pattern.split("}")[-1]
         if ("{" not in pattern and stem == pattern) or ("{" in pattern and suffix and stem.endswith(suffix)):
             return family if family in families else None
-    plain = [family for family in families if FIGURE_FILES[family].endswith("}")]  # "{dataset}-{model}"
+    plain = [family for family in families if patterns[family].endswith("}")]  # "{dataset}-{model}"
     return plain[0] if plain else None
 
 
