@@ -1,6 +1,5 @@
 """Figure families and study tables are one record each (largelr.registry): a toy family and a toy
-table, registered as one record each, reach the rules' outputs, the CLI and the figures job; the
-target helpers of workflow/rules/common.smk (largelr.targets) against hand-worked cases."""
+table, registered as one record each, reach the rules' outputs, the CLI and the figures job."""
 
 from __future__ import annotations
 
@@ -101,6 +100,15 @@ def test_the_toy_records_reach_captions_categories_and_report_pages(toy_records)
     assert "results/tables/s_toy.parquet" in targets.study_table_files("s")
 
 
+def test_the_records_and_the_target_helpers_import_neither_torch_nor_the_plotting_stack():
+    code = ("import sys, largelr.registry.figures, largelr.registry.tables, largelr.targets, largelr.report_pages; "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'seaborn') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
 def test_every_record_names_an_implementation_and_a_caption_that_exist():
     for family in FIGURE_FAMILIES.values():
         assert callable(family.function()), family.name
@@ -109,57 +117,3 @@ def test_every_record_names_an_implementation_and_a_caption_that_exist():
             len(family.inputs) == 1 and family.npz), family.name
     for table in STUDY_TABLES.values():
         assert callable(table.writer()), table.name
-
-
-PAIRS = [("d1", "fcn"), ("d1", "cnn"), ("d2", "fcn")]
-
-
-def test_a_study_draws_the_families_whose_pairs_and_setting_it_has():
-    only_study = {"study": PAIRS, "hilo": [], "training_maps": []}
-    assert targets.study_families(only_study, {}) == ["normalized", "compressibility", "pruning", "dynamics",
-                                                      "mechanism", "csi_core"]
-    maps = {"study": PAIRS, "hilo": PAIRS[:1], "training_maps": PAIRS[:1]}
-    assert targets.study_families(maps, {"deeplift": False})[-3:] == ["training_maps", "neuron", "hilo"]
-    assert targets.study_families(maps, {"deeplift": True})[-2:] == ["hilo", "hilo_methods"]
-
-
-def test_map_pairs_follow_the_switch_and_hilo_models():
-    assert targets.map_pairs({"hilo": False}, PAIRS, "hilo") == []
-    assert targets.map_pairs({"hilo": True}, PAIRS, "hilo") == PAIRS
-    assert targets.map_pairs({"training_maps": True, "hilo_models": ["fcn"]}, PAIRS, "training_maps") == [
-        ("d1", "fcn"), ("d2", "fcn")]
-
-
-def test_figure_files_are_one_per_pair_or_one_per_study_in_every_format():
-    files = targets.study_figure_files("s", {"study": PAIRS[:2], "hilo": [], "training_maps": []}, {}, ["png", "pdf"])
-    by_family = {}
-    for family, stem, paths in files:
-        by_family.setdefault(family, []).append((stem, paths))
-    assert by_family["normalized"] == [("d1-cnn", ["results/figures/s/d1-cnn.png", "results/figures/s/d1-cnn.pdf"]),
-                                       ("d1-fcn", ["results/figures/s/d1-fcn.png", "results/figures/s/d1-fcn.pdf"])]
-    mechanism = ["results/figures/s/mechanism.png", "results/figures/s/mechanism.pdf"]
-    assert by_family["mechanism"] == [("mechanism", mechanism)]
-    assert len(files) == 4 * 2 + 2
-
-
-@pytest.mark.parametrize(("argv", "expected", "dry"), [
-    (["/usr/bin/snakemake", "-n", "smoke", "--configfile", "extra.yaml"], ["smoke"], True),
-    (["/v/lib/python3.12/site-packages/snakemake/__main__.py", "--cores", "2", "a", "b"], ["a", "b"], False),
-    (["/usr/bin/snakemake", "--dry-run"], [], True),
-    (["/usr/bin/pytest", "-n", "smoke"], [], False),  # another program: its command line says nothing
-    ([], [], False),
-])
-def test_the_snakemake_command_line_gives_the_targets_and_the_dry_run(argv, expected, dry):
-    assert targets.command_line_targets(argv) == expected
-    assert targets.command_line_dry_run(argv) is dry
-
-
-def test_targets_name_the_studies_they_build():
-    studies, default = ["demo", "smoke", "lr_cifar"], ["demo"]
-    assert targets.requested_studies([], studies, default) == ["demo"]
-    assert targets.requested_studies(["all", "smoke"], studies, default) == ["demo"]
-    assert targets.requested_studies(["figures_smoke", "results/tables/lr_cifar_stats.md"], studies, default) == [
-        "smoke", "lr_cifar"]
-    assert targets.requested_studies(["results/figures/smoke/x.png", "results/smoke/cells.parquet"], studies,
-                                     default) == ["smoke"]
-    assert targets.requested_studies(["results/data/parity.pt"], studies, default) == []

@@ -3,12 +3,13 @@
 - the targets and dry-run flag of the ``snakemake`` command line (Snakemake sets its DAG targets
   and executor only after the Snakefile is parsed, so they are read with Snakemake's own parser);
 - the studies those targets build;
-- each study's figure families, figure files and table files (largelr.registry).
+- each study's figure families, figure files and table files (largelr.registry);
+- the low and high values of a pair's maps, and the parse-time note on missing data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,45 @@ def study_figure_files(study: str, pairs: Mapping[str, Sequence[Pair]], settings
 def study_table_files(study: str) -> list[str]:
     """Every table file of the study: each record's Parquet, Markdown, and LaTeX where written."""
     return [table.path(study, suffix) for table in STUDY_TABLES.values() for suffix in table.suffixes()]
+
+
+def hilo_values(values: Iterable[str], low: float | None, high: float | None, format_value: Callable[[float], str],
+                where: tuple[str, str, str]) -> list[str]:
+    """(low, high) knob values of a pair (``where``: study, dataset, model) as path text: the
+    settings hilo_low / hilo_high where given, else the pair's smallest / largest value."""
+    values = sorted(set(values), key=float)
+    study, dataset, model = where
+    chosen = []
+    for key, value, default in (("hilo_low", low, values[0]), ("hilo_high", high, values[-1])):
+        text = default if value is None else format_value(value)
+        if text not in values:
+            raise ValueError(f"config.yaml: analysis {key} = {value!r} (study {study}) is not a value of "
+                             f"({dataset}, {model}); allowed: {values}. Fix it in config.yaml.")
+        chosen.append(text)
+    return chosen
+
+
+def missing_data_report(study_datasets: Mapping[str, Sequence[str]], missing_reason: Callable[[str], str | None],
+                        data_root: str, dry_run: bool) -> str:
+    """One block ("" when nothing is missing): each study that cannot run (fully or in part)
+    because data is missing, then each missing dataset with the files it needs."""
+    absent: dict[str, None] = {}
+    lines = []
+    for study, datasets in study_datasets.items():
+        missing = [d for d in datasets if missing_reason(d) is not None]
+        if missing:
+            present = [d for d in datasets if missing_reason(d) is None]
+            part = "cannot run" if not present else "runs in part"
+            lines.append(f"  {study}: {part}, missing {', '.join(missing)}")
+            absent.update(dict.fromkeys(missing))
+    if not lines:
+        return ""
+    header = f"largelr: data missing under data_root={data_root!r}. Studies that cannot run (fully or in part):"
+    footer = ("  Their `data` jobs fail with these messages; the other studies are built (add\n"
+              "  --keep-going so the failures do not stop them); the paper tables use only studies\n"
+              "  whose data is present. Missing datasets:")
+    reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
+    if dry_run:
+        reasons.append("  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
+                       "  whose data is present are built.")
+    return "\n".join([header, *lines, footer, *reasons])

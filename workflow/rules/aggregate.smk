@@ -29,7 +29,8 @@ rule aggregate:
     shell:
         "largelr aggregate --train-json {input.summaries} "
         + aggregate_arguments()
-        + " --settings {params.settings:q} > {log} 2>&1" + LOG_FAILURE
+        + " --settings {params.settings:q} > {log} 2>&1"
+        + LOG_FAILURE
 
 
 # One figures job per study (rule figures_<study>): every family, every pair, one process.

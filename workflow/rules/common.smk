@@ -22,7 +22,7 @@ from largelr.analyses.attribute import background_notice
 from largelr.datasets import KINDS, missing_data
 from largelr.datasets.storage import built_as, repair_dataset
 from largelr.config import landscape_pairs, landscape_rows, landscapes
-from largelr import targets as study_targets_of
+from largelr import targets as target_helpers
 from largelr.registry.figures import figure_captions, figure_categories
 from largelr.registry.tables import STUDY_TABLES, aggregate_arguments, aggregate_outputs
 
@@ -89,10 +89,11 @@ def missing_reason(dataset):
 # above it says which data jobs would fail.
 def command_line_dry_run():
     """Whether this is a dry run: Snakemake sets its executor (and `workflow.dryrun`) only after
-    the Snakefile is parsed, so the `snakemake` command line is read (largelr.targets)."""
-    return bool(getattr(workflow, "dryrun", False)) or study_targets_of.command_line_dry_run(
-        sys.argv
-    )
+    the Snakefile is parsed, so the `snakemake` command line is read (largelr.targets).
+    """
+    return bool(
+        getattr(workflow, "dryrun", False)
+    ) or target_helpers.command_line_dry_run(sys.argv)
 
 
 DRY_RUN = command_line_dry_run()
@@ -134,13 +135,13 @@ def intervention_pairs():
 
 def hilo_pairs(study):
     settings = study_config.analysis_settings(config, study)
-    return study_targets_of.map_pairs(settings, study_pairs(study), "hilo")
+    return target_helpers.map_pairs(settings, study_pairs(study), "hilo")
 
 
 def training_map_pairs(study):
     """Pairs whose low and high cells are replayed for maps over training (Figs 13, 28)."""
     settings = study_config.analysis_settings(config, study)
-    return study_targets_of.map_pairs(settings, study_pairs(study), "training_maps")
+    return target_helpers.map_pairs(settings, study_pairs(study), "training_maps")
 
 
 def training_map_cell(wildcards, which):
@@ -177,14 +178,14 @@ def study_settings(study):
 
 def study_families(study):
     """The figure families the study draws (largelr.registry.figures, in its order)."""
-    return study_targets_of.study_families(family_pairs(study), study_settings(study))
+    return target_helpers.study_families(family_pairs(study), study_settings(study))
 
 
 def study_figures(study):
     """Every figure file of the study, and beside each PNG its page for the report (the figure with
     its family's caption under it), filed under the paper's figure numbers."""
     outputs = []
-    figures = study_targets_of.study_figure_files(
+    figures = target_helpers.study_figure_files(
         study, family_pairs(study), study_settings(study), FIGURE_FORMATS
     )
     for family, stem, files in figures:
@@ -201,28 +202,21 @@ def study_figures(study):
 
 def hilo_values(wildcards):
     """(low, high) knob values of a pair as path text: hilo_low/hilo_high, else the smallest/largest."""
-    settings = study_config.AnalysisSettings(
-        study_config.analysis_settings(config, wildcards.study)
-    )
-    values = sorted(
-        {
-            cell.value
-            for cell in cells_of(wildcards.study)
-            if (cell.dataset, cell.model) == (wildcards.dataset, wildcards.model)
-        },
-        key=float,
-    )
-    chosen = []
-    for key, default in (("hilo_low", values[0]), ("hilo_high", values[-1])):
-        value = settings[key]
-        text = default if value is None else study_config.format_value(value)
-        if text not in values:
-            raise WorkflowError(
-                f"config.yaml: analysis {key} = {value!r} (study {wildcards.study}) is not a value of "
-                f"({wildcards.dataset}, {wildcards.model}); allowed: {values}. Fix it in config.yaml."
-            )
-        chosen.append(text)
-    return chosen
+    settings = study_settings(wildcards.study)
+    pair = (wildcards.dataset, wildcards.model)
+    values = [
+        c.value for c in cells_of(wildcards.study) if (c.dataset, c.model) == pair
+    ]
+    try:
+        return target_helpers.hilo_values(
+            values,
+            settings["hilo_low"],
+            settings["hilo_high"],
+            study_config.format_value,
+            (wildcards.study, *pair),
+        )
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def hilo_model_files(wildcards, which):
@@ -254,7 +248,7 @@ def study_targets(studies):
         for name in CELL_FILES:
             targets += cell_files(study, name)
         targets.append(f"results/{study}/cells.parquet")
-        targets += study_targets_of.study_table_files(study)
+        targets += target_helpers.study_table_files(study)
         targets += [str(path) for path in study_figures(study)]
         targets.append(study_summary(study))
     return targets
@@ -321,43 +315,25 @@ def command_line_targets():
     settings = getattr(workflow, "dag_settings", None)
     if settings is not None and settings.targets:
         return [str(target) for target in settings.targets]
-    return study_targets_of.command_line_targets(sys.argv)
+    return target_helpers.command_line_targets(sys.argv)
 
 
 def requested_studies(targets):
     """Studies the given targets build (largelr.targets.requested_studies)."""
-    return study_targets_of.requested_studies(
-        targets, config["studies"], DEFAULT_STUDIES
-    )
+    return target_helpers.requested_studies(targets, config["studies"], DEFAULT_STUDIES)
 
 
 def report_missing_data(studies):
     """One block, before anything is scheduled: each study that cannot run (fully or in
     part) because data is missing, then each missing dataset with the files it needs."""
-    absent = {}
-    lines = []
-    for study in studies:
-        datasets = study_config.study_datasets(config, study)
-        missing = [d for d in datasets if missing_reason(d) is not None]
-        if missing:
-            present = [d for d in datasets if missing_reason(d) is None]
-            part = "cannot run" if not present else "runs in part"
-            lines.append(f"  {study}: {part}, missing {', '.join(missing)}")
-            absent.update(dict.fromkeys(missing))
-    if lines:
-        header = f"largelr: data missing under data_root={DATA_ROOT!r}. Studies that cannot run (fully or in part):"
-        footer = (
-            "  Their `data` jobs fail with these messages; the other studies are built (add\n"
-            "  --keep-going so the failures do not stop them); the paper tables use only studies\n"
-            "  whose data is present. Missing datasets:"
-        )
-        reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
-        if DRY_RUN:
-            reasons.append(
-                "  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
-                "  whose data is present are built."
-            )
-        print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
+    notice = target_helpers.missing_data_report(
+        {study: study_config.study_datasets(config, study) for study in studies},
+        missing_reason,
+        DATA_ROOT,
+        DRY_RUN,
+    )
+    if notice:
+        print(notice, file=sys.stderr)
 
 
 # Only the main Snakemake process reports (not the jobs it starts on a cluster).
