@@ -12,10 +12,8 @@ import argparse
 from largelr.registry.figures import FIGURE_FAMILIES  # the families' names; not largelr.figures (seaborn: ~2 s)
 from largelr.registry.tables import STUDY_FILES, STUDY_TABLES
 
-# What each aggregate output holds, for --help (a table record without an entry: its name).
-AGGREGATE_HELP = {"cells": "one row per cell", "curves": "all pruning curves", "dynamics": "all histories, thinned",
-                  "table1": "min/max table", "stats": "mean, sd, 95%% CI over seeds",
-                  "mechanism": "Pearson r table", "trends": "trend of every variable over the knob"}
+# What each aggregate output besides the study tables holds, for --help.
+STUDY_FILES_HELP = {"cells": "one row per cell", "curves": "all pruning curves", "dynamics": "all histories, thinned"}
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -94,9 +92,9 @@ def add_aggregate_step(steps, json_object) -> None:
     aggregate.set_defaults(func=cmd_aggregate)
     aggregate.add_argument("--train-json", nargs="+", required=True, help="train.json of every cell of the study")
     for name in STUDY_FILES:
-        aggregate.add_argument(f"--out-{name}", required=True, help=AGGREGATE_HELP.get(name, name))
-    for name in STUDY_TABLES:  # a table not named is not written
-        aggregate.add_argument(f"--out-{name}", help=f"{AGGREGATE_HELP.get(name, name)} (Markdown beside)")
+        aggregate.add_argument(f"--out-{name}", required=True, help=STUDY_FILES_HELP.get(name, name))
+    for name, table in STUDY_TABLES.items():  # a table not named is not written
+        aggregate.add_argument(f"--out-{name}", help=f"{(table.what or name).replace('%', '%%')} (Markdown beside)")
     aggregate.add_argument("--settings", type=json_object, default={}, help="the study's analysis settings JSON "
                            "(require_converged, usable_range_drop, chance_margin)")
 

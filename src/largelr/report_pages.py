@@ -13,7 +13,7 @@ import html
 import warnings
 from pathlib import Path
 
-from largelr.registry.figures import figure_files
+from largelr.registry.figures import FIGURE_FAMILIES, figure_files
 
 STYLE = """<style>
 .largelr { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2937; max-width: 72rem;
@@ -84,7 +84,8 @@ def figure_page(png: Path, title: str, caption: str) -> str:
 
 def write_figure_pages(out_dir: str | Path, families: list[str], caption_dir: str | Path) -> list[Path]:
     """Beside every PNG of the study's folder that belongs to ``families``: ``<stem>.html``, the figure
-    with its family's caption (``<caption_dir>/<family>.rst``). Returns the pages written."""
+    with its family's caption (``<caption_dir>/<caption>.rst``, the caption its record names). Returns
+    the pages written."""
     from largelr.io import atomic_path
 
     out_dir, written = Path(out_dir), []
@@ -92,7 +93,7 @@ def write_figure_pages(out_dir: str | Path, families: list[str], caption_dir: st
         family = family_of(png.stem, families)
         if family is None:
             continue
-        caption = caption_html(Path(caption_dir) / f"{family}.rst")
+        caption = caption_html(Path(caption_dir) / FIGURE_FAMILIES[family].caption_file)
         title = f"{out_dir.name}: {png.stem}"
         with atomic_path(png.with_suffix(".html")) as tmp:
             tmp.write_text(figure_page(png, title, caption))

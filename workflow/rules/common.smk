@@ -24,7 +24,7 @@ from largelr.datasets.storage import built_as, repair_dataset
 from largelr.config import landscape_pairs, landscape_rows, landscapes
 from largelr import targets as target_helpers
 from largelr.registry.figures import figure_captions, figure_categories
-from largelr.registry.tables import STUDY_TABLES, aggregate_arguments, aggregate_outputs
+from largelr.registry.tables import aggregate_arguments, aggregate_outputs
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
@@ -41,8 +41,6 @@ GPU_SLOT = (
     if GPU_JOBS and DEVICE in ("auto", "cuda")
     else ""
 )
-# The study tables (largelr.registry.tables), those also written as LaTeX in the paper's layout.
-LATEX_STUDY_TABLES = tuple(name for name, table in STUDY_TABLES.items() if table.latex)
 # The report's categories: the paper's figure numbers, then what the figures show (one per figure
 # family of largelr.registry.figures, and the figures of other rules). Each study is a subcategory
 # (no colon in a name: Snakemake turns each into a reStructuredText link target); every figure is
