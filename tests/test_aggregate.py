@@ -365,7 +365,7 @@ def test_usable_range_relative_and_points_readings_end_the_range_at_different_ra
 
 
 def test_build_cells_marks_the_chosen_range_reading_and_records_the_other(monkeypatch):
-    import largelr.aggregate as aggregate
+    import largelr.aggregate.cells as aggregate  # where build_cells looks read_cell up
 
     accs = sweep({0.01: [0.40, 0.42], 0.1: [0.44, 0.44], 1.0: [0.30, 0.36], 3.0: [0.18, 0.25]})
     rows = [row | {"converged": True, "max_bc_loss_ratio_minibatch": 0.5, "max_bc_loss_ratio_fixed": 0.2}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 from largelr.aggregate import mark_included
-from largelr.cli import write_summary_html
+from largelr.cli_outputs import write_summary_html
 from largelr.report_pages import arrow_class, family_of, write_figure_pages
 from test_aggregate import sweep
 

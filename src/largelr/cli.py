@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from largelr.cli_outputs import add_landscape_step, add_output_steps
 from largelr.io import resolve_device
 
 
@@ -94,82 +95,12 @@ def cmd_hilo(args: argparse.Namespace) -> None:
                _setup(args), args.lr_low, args.lr_high, args.out)
 
 
-def cmd_aggregate(args: argparse.Namespace) -> None:
-    from largelr.aggregate import aggregate_study
-
-    from largelr.config import AnalysisSettings
-
-    settings = AnalysisSettings(args.settings, where="analysis")
-    aggregate_study(args.train_json, args.out_cells, args.out_table1, args.out_stats, args.out_mechanism,
-                    args.out_curves, args.out_dynamics, args.out_trends, dict(settings))
-
-
-def cmd_paper_tables(args: argparse.Namespace) -> None:
-    from largelr.aggregate import write_table1, write_table2
-
-    if args.out_table1:
-        write_table1(args.table1_cells, args.out_table1, args.out_compare)
-    if args.out_table2:
-        write_table2(args.table2_cells, args.table1_cells, args.out_table2)
-
-
-def write_summary_html(cells: list[str], out: str) -> None:
-    import pandas as pd
-
-    from largelr.aggregate import summary_html
-    from largelr.io import atomic_path
-    from largelr.report_pages import page
-
-    with atomic_path(out) as tmp:
-        tmp.write_text(page("".join(summary_html(pd.read_parquet(path)) for path in cells), "largelr summary"))
-
-
-def cmd_summary(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from largelr.aggregate import summary_text
-
-    if args.html:
-        write_summary_html(args.cells, args.html)
-        return
-    for path in args.cells:
-        print(summary_text(pd.read_parquet(path)))
-        print()
-    if args.where:
-        print("\n".join(args.where))
-
-
 def cmd_status(args: argparse.Namespace) -> None:
     from largelr.status import merged_config, status_report
 
     config = merged_config([args.config, *args.configfile])
     print(status_report(config, args.study, Path(args.root), jobs=args.jobs, active_s=args.active_minutes * 60,
                         show_done=args.all))
-
-
-def cmd_figures(args: argparse.Namespace) -> None:
-    from largelr.figures import draw_study_figures
-    from largelr.figures_extra import EXTRA_FAMILIES, draw_extra_figures
-
-    own = [family for family in args.families if family not in EXTRA_FAMILIES]
-    if own:
-        draw_study_figures(own, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
-                           mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers)
-    if extra := [family for family in args.families if family in EXTRA_FAMILIES]:
-        draw_extra_figures(extra, args.out_dir, args.cells, {"hilo": args.hilo, "training_maps": args.training_maps},
-                           args.formats, args.workers)
-    if args.summary_html:  # the study's summary page, in the same process
-        write_summary_html([args.cells], args.summary_html)
-    if args.caption_dir:  # one page per figure, its caption under it, for the report
-        from largelr.report_pages import write_figure_pages
-
-        write_figure_pages(args.out_dir, args.families, args.caption_dir)
-
-
-def cmd_intervention_figure(args: argparse.Namespace) -> None:
-    from largelr.figures import draw_intervention_figure
-
-    draw_intervention_figure(args.cells, args.dataset, args.model, args.out)
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -248,75 +179,10 @@ def add_cell_steps(steps) -> None:
     analyze.add_argument("--steps", nargs="+", choices=list(ANALYSES), default=list(ANALYSES),
                          help="analyses to run (default: all)")
 
-    hilo = add_compute_step(steps, "hilo", cmd_hilo, "hi/lo learning-rate attribution maps of one (study, dataset, model)")
-    hilo.add_argument("--models-low", nargs="+", required=True, help="model.pt of every seed at the low lr")
-    hilo.add_argument("--models-high", nargs="+", required=True, help="model.pt of every seed at the high lr")
-    hilo.add_argument("--lr-low", type=float, required=True, help="the low learning rate (for the record)")
-    hilo.add_argument("--lr-high", type=float, required=True, help="the high learning rate (for the record)")
-    hilo.add_argument("--settings", type=_json, default={}, help="analysis settings JSON (hilo_*, ig_*)")
-    hilo.add_argument("--out", required=True, help="the .npz file to write")
-
-
-def add_output_steps(steps) -> None:
-    from largelr.config import FIGURE_FILES  # the families' names; not largelr.figures (seaborn: ~2 s a job)
-
-    aggregate = steps.add_parser("aggregate", help="one study's cells -> cells.parquet, its tables and figure inputs")
-    aggregate.set_defaults(func=cmd_aggregate)
-    aggregate.add_argument("--train-json", nargs="+", required=True, help="train.json of every cell of the study")
-    for name, what in (("cells", "one row per cell"), ("table1", "min/max table (Markdown beside)"),
-                       ("stats", "mean, sd, 95%% CI over seeds (Markdown beside)"),
-                       ("mechanism", "Pearson r table (Markdown beside)"), ("curves", "all pruning curves"),
-                       ("dynamics", "all histories, thinned")):
-        aggregate.add_argument(f"--out-{name}", required=True, help=what)
-    aggregate.add_argument("--out-trends", help="trend of every variable over the knob (Markdown beside)")
-    aggregate.add_argument("--settings", type=_json, default={}, help="the study's analysis settings JSON "
-                           "(require_converged, usable_range_drop, chance_margin)")
-
-    paper = steps.add_parser("paper-tables", help="Tables 1 and 2 across studies, and the comparison with the paper")
-    paper.set_defaults(func=cmd_paper_tables)
-    paper.add_argument("--table1-cells", nargs="*", default=[], help="cells.parquet of the Table 1 studies")
-    paper.add_argument("--table2-cells", nargs="*", default=[], help="cells.parquet of the intervention studies")
-    paper.add_argument("--out-table1", help="Table 1 (Markdown beside); with --out-compare")
-    paper.add_argument("--out-compare", help="the comparison with the paper's Table 1 ranges (Markdown beside)")
-    paper.add_argument("--out-table2", help="Table 2 (Markdown beside)")
-
-    summary = steps.add_parser("summary", help="one screen per study: trends over the knob, cells left out")
-    summary.set_defaults(func=cmd_summary)
-    summary.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the studies")
-    summary.add_argument("--where", nargs="*", default=[], help="lines to print after, e.g. where outputs are")
-    summary.add_argument("--html", help="write the summaries as an HTML page for the report instead of printing them")
-
-    figures = steps.add_parser("figures", help="every figure of one study, for the families named")
-    figures.set_defaults(func=cmd_figures)
-    figures.add_argument("--families", nargs="+", choices=list(FIGURE_FILES), required=True,
-                         help="figure families to draw")
-    figures.add_argument("--out-dir", required=True, help="the study's figure folder")
-    figures.add_argument("--formats", nargs="+", default=["png", "pdf"], help="file formats (default: png pdf)")
-    figures.add_argument("--cells", required=True, help="the study's cells.parquet")
-    figures.add_argument("--curves", help="the study's prune_curves.parquet (pruning)")
-    figures.add_argument("--dynamics", help="the study's dynamics.parquet (dynamics)")
-    figures.add_argument("--mechanism", help="the study's mechanism table (mechanism)")
-    figures.add_argument("--hilo", nargs="*", default=[], help="hi/lo attribution npz files (hilo)")
-    figures.add_argument("--training-maps", nargs="*", default=[], help="maps-over-training npz files "
-                         "(training_maps, neuron)")
-    figures.add_argument("--workers", type=int, default=1, help="processes drawing figures at once")
-    figures.add_argument("--summary-html", help="also write the study's summary page (as `summary --html`)")
-    figures.add_argument("--caption-dir", help="also write <figure>.html beside each PNG, with the caption "
-                         "<family>.rst of this folder under it (for the report)")
-
-    interventions = steps.add_parser("intervention-figure", help="Fig. 6: one (dataset, model)'s interventions")
-    interventions.set_defaults(func=cmd_intervention_figure)
-    interventions.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the studies to compare")
-    interventions.add_argument("--dataset", required=True, help="the dataset of the pair to draw")
-    interventions.add_argument("--model", required=True, help="the model of the pair to draw")
-    interventions.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
-
-
-def cmd_landscape_figure(args: argparse.Namespace) -> None:
-    from largelr.figures_extra import draw_landscape_figure
-
-    draw_landscape_figure(args.cells, args.rows, args.dataset, args.model, args.spurious, args.name, args.axis,
-                          args.out)
+    add_low_high_step(steps, "hilo", cmd_hilo, "hi/lo learning-rate attribution maps of one (study, dataset, model)",
+                      {"models": ("model.pt of every seed at the {group} lr", {"nargs": "+"}),
+                       "lr": ("the {group} learning rate (for the record)", {"type": float})},
+                      "analysis settings JSON (hilo_*, ig_*)")
 
 
 def cmd_training_maps(args: argparse.Namespace) -> None:
@@ -331,31 +197,24 @@ def cmd_training_maps(args: argparse.Namespace) -> None:
 
 
 def add_training_maps_step(steps) -> None:
-    maps = add_compute_step(steps, "training-maps", cmd_training_maps,
-                            "Figs 13, 28: IG maps and neuron selectivity over training, low and high value")
-    for group in ("low", "high"):
-        maps.add_argument(f"--spec-{group}", type=_json, required=True, help=f"the {group} cell's spec JSON")
-        maps.add_argument(f"--model-{group}", required=True, help=f"the {group} cell's model.pt")
-        maps.add_argument(f"--summary-{group}", required=True, help=f"the {group} cell's train.json")
-    maps.add_argument("--settings", type=_json, default={}, help="analysis settings JSON")
-    maps.add_argument("--out", required=True, help="the .npz file to write")
+    add_low_high_step(steps, "training-maps", cmd_training_maps,
+                      "Figs 13, 28: IG maps and neuron selectivity over training, low and high value",
+                      {"spec": ("the {group} cell's spec JSON", {"type": _json}),
+                       "model": ("the {group} cell's model.pt", {}),
+                       "summary": ("the {group} cell's train.json", {})})
 
 
-def add_landscape_step(steps) -> None:
-    from largelr.landscape import SPURIOUS_CHOICES
-
-    landscape = steps.add_parser("landscape-figure", help="Fig. 9: one landscape's heatmaps for one (dataset, model)")
-    landscape.set_defaults(func=cmd_landscape_figure)
-    landscape.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the landscape's studies")
-    landscape.add_argument("--rows", nargs="+", required=True, help="study=axis value, one per study")
-    landscape.add_argument("--axis", default="lr", help="the training setting of the rows")
-    landscape.add_argument("--spurious", default="auto", choices=SPURIOUS_CHOICES,
-                           help="the spurious-use measure of the third heatmap (auto: the IG share on the spurious "
-                           "region where the dataset marks one, else BSI)")
-    landscape.add_argument("--name", default="", help="the landscape's name, for the title")
-    landscape.add_argument("--dataset", required=True, help="the dataset of the pair to draw")
-    landscape.add_argument("--model", required=True, help="the model of the pair to draw")
-    landscape.add_argument("--out", nargs="+", required=True, help="output files; format from suffix")
+def add_low_high_step(steps, name: str, func, helptext: str, flags: dict[str, tuple[str, dict[str, Any]]],
+                      settings_help: str = "analysis settings JSON") -> argparse.ArgumentParser:
+    """A step on a study's low and high value: ``--<flag>-low`` and ``--<flag>-high`` for each flag
+    (help with ``{group}``, argparse options), then ``--settings`` and the ``--out`` npz file."""
+    step = add_compute_step(steps, name, func, helptext)
+    for flag, (text, options) in flags.items():
+        for group in ("low", "high"):
+            step.add_argument(f"--{flag}-{group}", required=True, help=text.format(group=group), **options)
+    step.add_argument("--settings", type=_json, default={}, help=settings_help)
+    step.add_argument("--out", required=True, help="the .npz file to write")
+    return step
 
 
 def add_status_command(steps) -> None:
@@ -403,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_step(steps)
     add_gpu_slot_step(steps)
     add_cell_steps(steps)
-    add_output_steps(steps)
+    add_output_steps(steps, _json)
     add_landscape_step(steps)
     add_training_maps_step(steps)
     add_status_command(steps)

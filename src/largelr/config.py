@@ -29,6 +29,7 @@ from largelr.registry.kinds import KINDS
 from largelr.io import CELL_KEYS, TRAIN_FILES  # noqa: F401  (the cell's keys and train files, re-exported)
 from largelr.landscape import LANDSCAPE_KEYS
 from largelr.models import MODELS
+from largelr.registry.figures import figure_files
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
@@ -262,11 +263,8 @@ CELL_ID = "{study}/{dataset}/{model}/{knob}={value}/seed={seed}"
 ANALYSIS_FILES = {name: f"{name}.parquet" for name in ANALYSES}
 CELL_FILES = {**TRAIN_FILES, **ANALYSIS_FILES}
 # A study's figures: file stem per family, under results/figures/{study}/, each in every format.
-FIGURE_FILES = {"normalized": "{dataset}-{model}", "compressibility": "{dataset}-{model}.compressibility",
-                "pruning": "{dataset}-{model}.pruning", "dynamics": "{dataset}-{model}.dynamics",
-                "mechanism": "mechanism", "csi_core": "csi_core", "hilo": "{dataset}-{model}.hilo",
-                "hilo_methods": "{dataset}-{model}.hilo_methods", "training_maps": "{dataset}-{model}.training_maps",
-                "neuron": "{dataset}-{model}.neuron"}
+# Figure family -> file stem pattern, derived from the family records (largelr.registry.figures).
+FIGURE_FILES = figure_files()
 FIGURE_FORMATS = ("png", "pdf")
 # Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
 # of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from largelr.figures import attribution_heat, displayable, placeholder_figure, save_figure, select_pair, use_style
+from largelr.figures.base import placeholder_figure, save_figure, select_pair, use_style
+from largelr.figures.maps import attribution_heat, displayable
 from largelr.landscape import SPURIOUS_MEASURES
 
 # The landscape's panels besides spurious feature use: column -> label. Training loss is the
@@ -247,29 +248,3 @@ def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, pa
                  fontsize=8)
     save_figure(fig, paths)
     return fig
-
-
-# --- one job draws a study's figures: these families beside largelr.figures' ---------------------
-
-# Family -> (drawing function, the study's npz files it reads: "hilo" or "training_maps").
-EXTRA_FAMILIES = {"hilo_methods": (hilo_methods_figure, "hilo"), "training_maps": (training_maps_figure, "training_maps"),
-                  "neuron": (neuron_figure, "training_maps")}
-
-
-def draw_extra_figures(families: Sequence[str], out_dir: str | Path, cells: str, npz: Mapping[str, Sequence[str]],
-                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1) -> None:
-    """The named families of EXTRA_FAMILIES for one study: one figure per npz file (named {dataset}-{model})."""
-    from largelr.figures import figure_paths, run_tasks
-
-    table = pd.read_parquet(cells)
-    study, tasks = table["study"].iloc[0], []
-    for family in families:
-        function, source = EXTRA_FAMILIES[family]
-        for path in npz.get(source, ()):
-            dataset, model = Path(path).stem.split("-", 1)
-            paths = figure_paths(out_dir, family, formats, dataset=dataset, model=model)
-            seeds = table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
-            extra = (seeds,) if source == "hilo" else ()
-            tasks.append((function, (path, study, dataset, model, *extra, paths)))
-    run_tasks(tasks, workers)
-    print(f"drew {len(tasks)} figures of {', '.join(families)} -> {out_dir}")

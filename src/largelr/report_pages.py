@@ -13,7 +13,7 @@ import html
 import warnings
 from pathlib import Path
 
-from largelr.config import FIGURE_FILES
+from largelr.registry.figures import FIGURE_FAMILIES, figure_files
 
 STYLE = """<style>
 .largelr { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2937; max-width: 72rem;
@@ -53,12 +53,13 @@ def trend_cells_html(table_html: str, texts: list[str]) -> str:
 
 
 def family_of(stem: str, families: list[str]) -> str | None:
-    """The figure family (of ``families``) whose file pattern (largelr.config.FIGURE_FILES) names ``stem``."""
-    for family, pattern in FIGURE_FILES.items():  # fixed names, then "{dataset}-{model}.<suffix>"
+    """The figure family (of ``families``) whose file pattern (largelr.registry.figures) names ``stem``."""
+    patterns = figure_files()
+    for family, pattern in patterns.items():  # fixed names, then "{dataset}-{model}.<suffix>"
         suffix = pattern.split("}")[-1]
         if ("{" not in pattern and stem == pattern) or ("{" in pattern and suffix and stem.endswith(suffix)):
             return family if family in families else None
-    plain = [family for family in families if FIGURE_FILES[family].endswith("}")]  # "{dataset}-{model}"
+    plain = [family for family in families if patterns[family].endswith("}")]  # "{dataset}-{model}"
     return plain[0] if plain else None
 
 
@@ -83,7 +84,8 @@ def figure_page(png: Path, title: str, caption: str) -> str:
 
 def write_figure_pages(out_dir: str | Path, families: list[str], caption_dir: str | Path) -> list[Path]:
     """Beside every PNG of the study's folder that belongs to ``families``: ``<stem>.html``, the figure
-    with its family's caption (``<caption_dir>/<family>.rst``). Returns the pages written."""
+    with its family's caption (``<caption_dir>/<caption>.rst``, the caption its record names). Returns
+    the pages written."""
     from largelr.io import atomic_path
 
     out_dir, written = Path(out_dir), []
@@ -91,7 +93,7 @@ def write_figure_pages(out_dir: str | Path, families: list[str], caption_dir: st
         family = family_of(png.stem, families)
         if family is None:
             continue
-        caption = caption_html(Path(caption_dir) / f"{family}.rst")
+        caption = caption_html(Path(caption_dir) / FIGURE_FAMILIES[family].caption_file)
         title = f"{out_dir.name}: {png.stem}"
         with atomic_path(png.with_suffix(".html")) as tmp:
             tmp.write_text(figure_page(png, title, caption))

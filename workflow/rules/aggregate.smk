@@ -16,18 +16,8 @@ rule aggregate:
             p for name in ANALYSIS_FILES for p in cell_files(wc.study, name)
         ],
     output:
-        cells=update("results/{study}/cells.parquet"),
-        curves=update("results/{study}/prune_curves.parquet"),
-        dynamics=update("results/{study}/dynamics.parquet"),
-        table1=update("results/tables/{study}_table1.parquet"),
-        table1_md=update("results/tables/{study}_table1.md"),
-        table1_tex=update("results/tables/{study}_table1.tex"),
-        stats=update("results/tables/{study}_stats.parquet"),
-        stats_md=update("results/tables/{study}_stats.md"),
-        mechanism=update("results/tables/{study}_mechanism.parquet"),
-        mechanism_md=update("results/tables/{study}_mechanism.md"),
-        trends=update("results/tables/{study}_trends.parquet"),
-        trends_md=update("results/tables/{study}_trends.md"),
+        # cells, figure inputs, then every study table (largelr.registry.tables) with its renderings
+        **{name: update(path) for name, path in aggregate_outputs().items()},
     log:
         "results/logs/aggregate/{study}.log",
     benchmark:
@@ -37,10 +27,10 @@ rule aggregate:
     params:
         settings=analysis_settings,
     shell:
-        "largelr aggregate --train-json {input.summaries} --out-cells {output.cells}"
-        " --out-table1 {output.table1} --out-stats {output.stats} --out-mechanism {output.mechanism}"
-        " --out-trends {output.trends} --out-curves {output.curves} --out-dynamics {output.dynamics}"
-        " --settings {params.settings:q} > {log} 2>&1" + LOG_FAILURE
+        "largelr aggregate --train-json {input.summaries} "
+        + aggregate_arguments()
+        + " --settings {params.settings:q} > {log} 2>&1"
+        + LOG_FAILURE
 
 
 # One figures job per study (rule figures_<study>): every family, every pair, one process.

@@ -15,7 +15,6 @@ from largelr.config import (
     CELL_DIR,
     CELL_FILES,
     CELL_ID,
-    FIGURE_FILES,
     FIGURE_FORMATS,
     TRAIN_FILES,
 )
@@ -23,6 +22,9 @@ from largelr.analyses.attribute import background_notice
 from largelr.datasets import KINDS, missing_data
 from largelr.datasets.storage import built_as, repair_dataset
 from largelr.config import landscape_pairs, landscape_rows, landscapes
+from largelr import targets as target_helpers
+from largelr.registry.figures import figure_captions, figure_categories
+from largelr.registry.tables import aggregate_arguments, aggregate_outputs
 
 # Studies the default target builds (config.yaml: every paper study).
 DEFAULT_STUDIES = config.get("default_studies", ["demo"])
@@ -39,42 +41,13 @@ GPU_SLOT = (
     if GPU_JOBS and DEVICE in ("auto", "cuda")
     else ""
 )
-STUDY_TABLES = ("table1", "stats", "mechanism", "trends")
-LATEX_STUDY_TABLES = (
-    "table1",
-)  # also written as LaTeX (largelr.latex), in the paper's layout
-# The report's categories: the paper's figure numbers, then what the figures show. Each study is
-# a subcategory (no colon in a name: Snakemake turns each into a reStructuredText link target);
-# every figure is shown as a page with its caption under it (largelr.report_pages).
-FIGURE_CATEGORIES = {
-    "normalized": "Fig. 1, 3-5, 7, 10, 11, 15-18, 22-25 - normalized sweeps",
-    "dynamics": "Fig. 3 (right), 13, 24 - training dynamics",
-    "landscape": "Fig. 9 - lr x focal gamma landscapes",
-    "training_maps": "Fig. 13 (left) - attribution maps over training",
-    "hilo_methods": "Fig. 14 - IG vs DeepLift maps",
-    "neuron": "Fig. 28 - one neuron over training",
-    "interventions": "Fig. 6, 19 - interventions",
-    "hilo": "Fig. 8, 29-34 - attribution maps, low vs high lr",
-    "mechanism": "Fig. 12, 27 - mechanism (max BC loss ratio)",
-    "compressibility": "Fig. 17, 25 - compressibility notions",
-    "pruning": "Fig. 20, 21 - pruning curves",
-    "csi_core": "Fig. 26 - class selectivity vs core use",
-    "summary": "Study summaries (trends, Table 1 shape)",
-    "datasets": "Datasets (cards)",
-}
-# Report captions per figure family (workflow/report/).
-FIGURE_CAPTIONS = {
-    "normalized": "normalized",
-    "compressibility": "compressibility",
-    "pruning": "pruning",
-    "dynamics": "dynamics",
-    "mechanism": "mechanism",
-    "csi_core": "csi_core",
-    "hilo": "hilo",
-    "hilo_methods": "hilo_methods",
-    "training_maps": "training_maps",
-    "neuron": "neuron",
-}
+# The report's categories: the paper's figure numbers, then what the figures show (one per figure
+# family of largelr.registry.figures, and the figures of other rules). Each study is a subcategory
+# (no colon in a name: Snakemake turns each into a reStructuredText link target); every figure is
+# shown as a page with its caption under it (largelr.report_pages).
+FIGURE_CATEGORIES = figure_categories()
+# Report captions per figure family (workflow/report/<caption>.rst).
+FIGURE_CAPTIONS = figure_captions()
 
 
 wildcard_constraints:
@@ -114,19 +87,11 @@ def missing_reason(dataset):
 # above it says which data jobs would fail.
 def command_line_dry_run():
     """Whether this is a dry run: Snakemake sets its executor (and `workflow.dryrun`) only after
-    the Snakefile is parsed, so the `snakemake` command line is read with Snakemake's parser.
+    the Snakefile is parsed, so the `snakemake` command line is read (largelr.targets).
     """
-    if getattr(workflow, "dryrun", False):
-        return True
-    if "snakemake" not in (Path(sys.argv[0]).name, Path(sys.argv[0]).parent.name):
-        return False
-    from snakemake.cli import get_argument_parser
-
-    try:
-        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
-    except (SystemExit, Exception):  # never fail here
-        return False
-    return bool(getattr(args, "dryrun", False))
+    return bool(
+        getattr(workflow, "dryrun", False)
+    ) or target_helpers.command_line_dry_run(sys.argv)
 
 
 DRY_RUN = command_line_dry_run()
@@ -168,19 +133,13 @@ def intervention_pairs():
 
 def hilo_pairs(study):
     settings = study_config.analysis_settings(config, study)
-    if not settings.get("hilo"):
-        return []
-    models = settings.get("hilo_models")
-    return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
+    return target_helpers.map_pairs(settings, study_pairs(study), "hilo")
 
 
 def training_map_pairs(study):
     """Pairs whose low and high cells are replayed for maps over training (Figs 13, 28)."""
     settings = study_config.analysis_settings(config, study)
-    if not settings.get("training_maps"):
-        return []
-    models = settings.get("hilo_models")
-    return [(d, m) for d, m in study_pairs(study) if models is None or m in models]
+    return target_helpers.map_pairs(settings, study_pairs(study), "training_maps")
 
 
 def training_map_cell(wildcards, which):
@@ -202,85 +161,60 @@ def training_map_spec(wildcards, which):
     return json.dumps(spec, sort_keys=True)
 
 
+def family_pairs(study):
+    """The pairs each source of figure pairs gives the study's figure families (largelr.targets)."""
+    return {
+        "study": study_pairs(study),
+        "hilo": hilo_pairs(study),
+        "training_maps": training_map_pairs(study),
+    }
+
+
+def study_settings(study):
+    return study_config.AnalysisSettings(study_config.analysis_settings(config, study))
+
+
 def study_families(study):
-    families = [
-        "normalized",
-        "compressibility",
-        "pruning",
-        "dynamics",
-        "mechanism",
-        "csi_core",
-    ]
-    if training_map_pairs(study):
-        families += ["training_maps", "neuron"]
-    if not hilo_pairs(study):
-        return families
-    deeplift = study_config.AnalysisSettings(
-        study_config.analysis_settings(config, study)
-    )["deeplift"]
-    return families + ["hilo"] + (["hilo_methods"] if deeplift else [])
-
-
-def family_pairs(study, family):
-    """The pairs a figure family of the study is drawn for."""
-    if family in ("hilo", "hilo_methods"):
-        return hilo_pairs(study)
-    if family in ("training_maps", "neuron"):
-        return training_map_pairs(study)
-    return study_pairs(study)
+    """The figure families the study draws (largelr.registry.figures, in its order)."""
+    return target_helpers.study_families(family_pairs(study), study_settings(study))
 
 
 def study_figures(study):
     """Every figure file of the study, and beside each PNG its page for the report (the figure with
     its family's caption under it), filed under the paper's figure numbers."""
     outputs = []
-    for family in study_families(study):
-        pattern = FIGURE_FILES[family]
-        pairs = family_pairs(study, family)
-        stems = (
-            {pattern.format(dataset=d, model=m) for d, m in pairs}
-            if "{" in pattern
-            else {pattern}
+    figures = target_helpers.study_figure_files(
+        study, family_pairs(study), study_settings(study), FIGURE_FORMATS
+    )
+    for family, stem, files in figures:
+        outputs += files
+        page = report(
+            f"results/figures/{study}/{stem}.html",
+            caption=f"../report/{FIGURE_CAPTIONS[family]}.rst",
+            category=FIGURE_CATEGORIES[family],
+            subcategory=study,
         )
-        for stem in sorted(stems):
-            for suffix in FIGURE_FORMATS:
-                path = f"results/figures/{study}/{stem}.{suffix}"
-                outputs.append(path)
-            caption = f"../report/{FIGURE_CAPTIONS[family]}.rst"
-            page = report(
-                f"results/figures/{study}/{stem}.html",
-                caption=caption,
-                category=FIGURE_CATEGORIES[family],
-                subcategory=study,
-            )
-            outputs.append(page)
+        outputs.append(page)
     return outputs
 
 
 def hilo_values(wildcards):
     """(low, high) knob values of a pair as path text: hilo_low/hilo_high, else the smallest/largest."""
-    settings = study_config.AnalysisSettings(
-        study_config.analysis_settings(config, wildcards.study)
-    )
-    values = sorted(
-        {
-            cell.value
-            for cell in cells_of(wildcards.study)
-            if (cell.dataset, cell.model) == (wildcards.dataset, wildcards.model)
-        },
-        key=float,
-    )
-    chosen = []
-    for key, default in (("hilo_low", values[0]), ("hilo_high", values[-1])):
-        value = settings[key]
-        text = default if value is None else study_config.format_value(value)
-        if text not in values:
-            raise WorkflowError(
-                f"config.yaml: analysis {key} = {value!r} (study {wildcards.study}) is not a value of "
-                f"({wildcards.dataset}, {wildcards.model}); allowed: {values}. Fix it in config.yaml."
-            )
-        chosen.append(text)
-    return chosen
+    settings = study_settings(wildcards.study)
+    pair = (wildcards.dataset, wildcards.model)
+    values = [
+        c.value for c in cells_of(wildcards.study) if (c.dataset, c.model) == pair
+    ]
+    try:
+        return target_helpers.hilo_values(
+            values,
+            settings["hilo_low"],
+            settings["hilo_high"],
+            study_config.format_value,
+            (wildcards.study, *pair),
+        )
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def hilo_model_files(wildcards, which):
@@ -312,12 +246,7 @@ def study_targets(studies):
         for name in CELL_FILES:
             targets += cell_files(study, name)
         targets.append(f"results/{study}/cells.parquet")
-        targets += [
-            f"results/tables/{study}_{t}.{e}"
-            for t in STUDY_TABLES
-            for e in ("parquet", "md")
-        ]
-        targets += [f"results/tables/{study}_{t}.tex" for t in LATEX_STUDY_TABLES]
+        targets += target_helpers.study_table_files(study)
         targets += [str(path) for path in study_figures(study)]
         targets.append(study_summary(study))
     return targets
@@ -378,75 +307,31 @@ def landscape_row_args(wildcards):
 
 
 def command_line_targets():
-    """Targets of this run. Snakemake sets its DAG targets only after the Snakefile is
-    parsed, so they are read from the `snakemake` command line with Snakemake's parser.
+    """Targets of this run. Snakemake sets its DAG targets only after the Snakefile is parsed, so
+    they are read from the `snakemake` command line (largelr.targets); Snakemake's Python API: none.
     """
     settings = getattr(workflow, "dag_settings", None)
     if settings is not None and settings.targets:
         return [str(target) for target in settings.targets]
-    program = Path(sys.argv[0])
-    if "snakemake" not in (program.name, program.parent.name):
-        return []  # Snakemake's Python API: the caller's command line says nothing
-    from snakemake.cli import get_argument_parser
-
-    try:
-        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
-    except (SystemExit, Exception):  # it was parsed once already; never fail here
-        return []
-    return [str(target) for target in args.targets or ()]
+    return target_helpers.command_line_targets(sys.argv)
 
 
 def requested_studies(targets):
-    """Studies the given targets build: a study's name (or its figures_ rule), a path under
-    results/<study>/ or results/figures/<study>/, a study table; the default target (no
-    target, or `all`) builds the default studies. Other targets (a dataset) build none.
-    """
-    if not targets or "all" in targets:
-        return list(DEFAULT_STUDIES)
-    named = []
-    for target in targets:
-        parts = target.split("/")
-        for study in config["studies"]:
-            if (
-                target in (study, f"figures_{study}")
-                or parts[:2] == ["results", study]
-                or parts[:3] == ["results", "figures", study]
-                or (
-                    parts[:2] == ["results", "tables"]
-                    and parts[-1].split(".")[0].rsplit("_", 1)[0] == study
-                )
-            ):
-                named.append(study)
-    return list(dict.fromkeys(named))
+    """Studies the given targets build (largelr.targets.requested_studies)."""
+    return target_helpers.requested_studies(targets, config["studies"], DEFAULT_STUDIES)
 
 
 def report_missing_data(studies):
     """One block, before anything is scheduled: each study that cannot run (fully or in
     part) because data is missing, then each missing dataset with the files it needs."""
-    absent = {}
-    lines = []
-    for study in studies:
-        datasets = study_config.study_datasets(config, study)
-        missing = [d for d in datasets if missing_reason(d) is not None]
-        if missing:
-            present = [d for d in datasets if missing_reason(d) is None]
-            part = "cannot run" if not present else "runs in part"
-            lines.append(f"  {study}: {part}, missing {', '.join(missing)}")
-            absent.update(dict.fromkeys(missing))
-    if lines:
-        header = f"largelr: data missing under data_root={DATA_ROOT!r}. Studies that cannot run (fully or in part):"
-        footer = (
-            "  Their `data` jobs fail with these messages; the other studies are built (add\n"
-            "  --keep-going so the failures do not stop them); the paper tables use only studies\n"
-            "  whose data is present. Missing datasets:"
-        )
-        reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
-        if DRY_RUN:
-            reasons.append(
-                "  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
-                "  whose data is present are built."
-            )
-        print("\n".join([header, *lines, footer, *reasons]), file=sys.stderr)
+    notice = target_helpers.missing_data_report(
+        {study: study_config.study_datasets(config, study) for study in studies},
+        missing_reason,
+        DATA_ROOT,
+        DRY_RUN,
+    )
+    if notice:
+        print(notice, file=sys.stderr)
 
 
 # Only the main Snakemake process reports (not the jobs it starts on a cluster).
