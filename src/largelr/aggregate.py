@@ -5,7 +5,7 @@ A cell enters tables and figures only when it is ``included``: it did not diverg
 converged (was stopped by its fit criterion, not by the step cap) and its value lies in
 the usable range of its sweep. The others stay in cells.parquet with ``left_out`` saying
 why, and every table's Markdown counts them. Seeds are averaged before any min/max across
-knob values, as in the paper. Cells whose test accuracy is within ``CHANCE_MARGIN`` of chance
+knob values, as in the paper. Cells whose test accuracy is within ``NEAR_CHANCE_MARGIN`` (the ``chance_margin`` setting) of chance
 are flagged ``near_chance``: their pruning retention is trivially close to 1.
 """
 
@@ -21,6 +21,7 @@ from largelr.analyses import ANALYSES, cell_columns
 from largelr.analyses.prune import DEFAULT_READING, READINGS, chosen_reading
 from largelr.config import ANALYSIS_FILES, TRAIN_FILES
 from largelr.io import CELL_KEYS, PROVENANCE_KEYS, atomic_path, write_parquet
+from largelr.registry.analyses import AGGREGATE
 
 PAIR_KEYS = ["study", "dataset", "model", "knob"]
 # Paper Table 1 columns -> our cell columns.
@@ -36,8 +37,8 @@ TABLE1_VARIABLES = {
 }
 # "we utilize LRs up to the point of divergence or drastic performance loss (>25% in test
 # accuracy) among any one of the seeds": one seed below 75% of the best seed-mean ends the range.
-ACCURACY_DROP = 0.25
-CHANCE_MARGIN = 0.05  # "a few points" above chance (1 / classes)
+ACCURACY_DROP = AGGREGATE.default("usable_range_drop")
+NEAR_CHANCE_MARGIN = AGGREGATE.default("chance_margin")  # "a few points" above chance (1 / classes)
 LEFT_OUT = {"diverged": "diverged", "not_converged": "not converged (stopped at the step cap)",
             "past_range": "past the usable range"}
 
@@ -145,7 +146,7 @@ def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP, reading:
 
 
 def mark_included(cells: pd.DataFrame, require_converged: bool = True, drop: float = ACCURACY_DROP,
-                  chance_margin: float = CHANCE_MARGIN, reading: str = "relative") -> pd.DataFrame:
+                  chance_margin: float = NEAR_CHANCE_MARGIN, reading: str = "relative") -> pd.DataFrame:
     """``included`` (enters tables and figures), ``left_out`` (why not, "" if included) and
     ``near_chance`` (test accuracy within ``chance_margin`` of 1 / classes, where classes are known).
     With ``require_converged`` off, cells that stopped at the step cap are included."""
@@ -174,7 +175,7 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
     cells = with_chosen_bc_ratio(cells, settings.get("bc_ratio", "minibatch"))
     drop = settings.get("usable_range_drop", ACCURACY_DROP)
     cells = mark_included(cells, settings.get("require_converged", True), drop,
-                          settings.get("chance_margin", CHANCE_MARGIN), settings.get("usable_range_reading", "relative"))
+                          settings.get("chance_margin", NEAR_CHANCE_MARGIN), settings.get("usable_range_reading", "relative"))
     # the other reading of the usable range, side by side (tables use in_range / included)
     other = "points" if settings.get("usable_range_reading", "relative") == "relative" else "relative"
     cells[f"in_range_{other}"] = mark_usable_range(cells, drop, other)["in_range"]

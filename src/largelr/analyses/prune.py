@@ -61,17 +61,15 @@ from torch import nn
 
 from largelr.evaluate import Split, group_accuracies, predict, sample_indices
 from largelr.models import Units
+from largelr.registry.analyses import PRUNE, PRUNE_METHODS
+from largelr.registry.analyses import PRUNE_READINGS as READINGS
 
-NAME = "prune"
-DEFAULT_KAPPAS: tuple[float, ...] = tuple(round(0.1 * step, 1) for step in range(10))
+NAME = PRUNE.name
+DEFAULT_KAPPAS: tuple[float, ...] = tuple(PRUNE.default("kappas"))
 METRICS = ("accuracy", "worst_group_acc")
-# The table: one row per (method, kappa).
-COLUMNS = {"method": "object", "kappa": "float64", "accuracy": "float64", "worst_group_acc": "float64",
-           "retention": "float64", "retention_chance": "float64", "chance": "float64",
-           "pruned_fraction": "float64", "metric": "object", "test_inputs": "int64"}
-# The two readings of prunability (the mean over kappa of a retention column) and their retention column.
-READINGS = {"ratio": "retention", "chance": "retention_chance"}
-DEFAULT_READING = "chance"
+# The table: one row per (method, kappa); declared with the record.
+COLUMNS = PRUNE.columns
+DEFAULT_READING = PRUNE.default("prunability")
 CURVE_COLUMNS = list(COLUMNS)
 
 # Absorbs float noise such as 0.29 * 100 = 28.999999999999996 before flooring to a count.
@@ -236,6 +234,7 @@ GLOBAL_MASKS: dict[str, Callable[[Sequence[torch.Tensor], float], list[torch.Ten
 }
 WEIGHT_METHODS: tuple[str, ...] = (*MASKS, *GLOBAL_MASKS)  # defined on the prunable weights alone
 METHODS: tuple[str, ...] = ("structured", *WEIGHT_METHODS)
+assert set(METHODS) == set(PRUNE_METHODS), "the record's prune methods (largelr.registry.analyses) and MASKS differ"
 
 
 def layer_masks(weights: Sequence[torch.Tensor], kappa: float, method: str) -> list[torch.Tensor]:
