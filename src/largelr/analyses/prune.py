@@ -234,7 +234,6 @@ GLOBAL_MASKS: dict[str, Callable[[Sequence[torch.Tensor], float], list[torch.Ten
 }
 WEIGHT_METHODS: tuple[str, ...] = (*MASKS, *GLOBAL_MASKS)  # defined on the prunable weights alone
 METHODS: tuple[str, ...] = ("structured", *WEIGHT_METHODS)
-assert set(METHODS) == set(PRUNE_METHODS), "the record's prune methods (largelr.registry.analyses) and MASKS differ"
 
 
 def layer_masks(weights: Sequence[torch.Tensor], kappa: float, method: str) -> list[torch.Tensor]:
