@@ -63,7 +63,8 @@ PRUNE = AnalysisRecord(
                                "(mean of Acc_k/Acc, the text's formula); cells.parquet holds both", type=str,
                                choices=tuple(PRUNE_READINGS)),
         "prune_extra_samples": Setting(2000, "test inputs of the non-structured curves (0 = all)", type=int, minimum=0),
-        "eval_batch_size": Setting(1000, "inputs per forward pass in pruning curves and hi/lo predictions",
+        "eval_batch_size": Setting(1000, "inputs per forward pass in pruning curves, the representation "
+                                   "statistics (represent_bn: eval), hi/lo predictions and the maps over training",
                                    type=int, minimum=1),
     },
     columns={"method": "object", "kappa": "float64", "accuracy": "float64", "worst_group_acc": "float64",
