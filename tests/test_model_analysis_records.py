@@ -11,7 +11,15 @@ import pytest
 import yaml
 
 from largelr.checks import Setting
-from largelr.config import ANALYSIS_FILES, ANALYSIS_KEYS, CELL_FILES, ConfigError, cell_spec, schema_text, validate_config
+from largelr.config import (
+    ANALYSIS_FILES,
+    ANALYSIS_KEYS,
+    CELL_FILES,
+    ConfigError,
+    cell_spec,
+    schema_text,
+    validate_config,
+)
 from largelr.registry import analyses as analysis_records
 from largelr.registry import models as model_records
 
@@ -27,9 +35,8 @@ def test_config_and_registry_import_without_torch():
         code += "import types\nstub = types.ModuleType('largelr.registry.kinds')\nstub.KINDS = {}\n"
         code += "sys.modules['largelr.registry.kinds'] = stub\n"
     code += "import largelr.config, largelr.registry\nassert 'torch' not in sys.modules, 'torch imported'\n"
-    env_path = f"{SRC}"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={"PYTHONPATH": env_path, "PATH": ""})
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(SRC), "PATH": ""})
     assert result.returncode == 0, result.stderr
 
 

@@ -46,7 +46,13 @@ from largelr.config_files import (
     schema_text,
     short,
 )
-from largelr.config_landscapes import axis_value, landscape_errors, landscape_pairs, landscape_rows, landscapes
+from largelr.config_landscapes import (
+    axis_value,
+    landscape_errors,
+    landscape_pairs,
+    landscape_rows,
+    landscapes,
+)
 from largelr.config_settings import (
     ANALYSIS_DEFAULTS,
     ANALYSIS_KEYS,

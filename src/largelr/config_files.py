@@ -9,6 +9,7 @@ from largelr.checks import suggestion
 from largelr.config_cells import ConfigError
 from largelr.config_settings import STUDY_KEYS, TOP_KEYS
 
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A config file as a dict; ConfigError naming the file, line and column of a YAML syntax error
     or of a key given twice in one mapping (YAML keeps the last one silently)."""

@@ -9,6 +9,7 @@ from largelr.config_cells import pair_blocks, train_settings
 from largelr.config_settings import TRAIN_DEFAULTS, TRAIN_KEYS
 from largelr.landscape import LANDSCAPE_KEYS
 
+
 def landscapes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every landscape of the config with its defaults filled in."""
     return {name: {"description": "", "axis": "lr", "spurious": "auto", **(entry or {})}

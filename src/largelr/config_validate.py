@@ -33,6 +33,7 @@ from largelr.config_settings import (
 from largelr.registry.kinds import KINDS
 from largelr.registry.models import MODELS
 
+
 def validate_config(config: dict[str, Any], schema: str | Path | None = None) -> None:
     """Check the structure (against ``schema``, when given) and then every name and value of the
     config; raises ConfigError listing every problem with its key path, the value and what is allowed."""

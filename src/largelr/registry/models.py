@@ -42,7 +42,7 @@ class ModelRecord:
     cost: dict[str, Cost] = field(default_factory=dict)  # rule -> Cost, for every rule of COST_RULES
 
     @property
-    def PARAMS(self) -> dict[str, Setting]:  # noqa: N802  (the name the model classes use)
+    def PARAMS(self) -> dict[str, Setting]:  # the name the model classes use
         return self.params
 
     def load(self) -> Any:
