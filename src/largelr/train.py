@@ -41,6 +41,7 @@ from largelr.evaluate import EVAL_BATCH, Split, group_accuracies, predictions_an
 from largelr.io import atomic_torch_save
 from largelr.models import build_model
 from largelr.progress import step_text, time_text
+from largelr.registry.models import MODELS
 
 # Rows every ``history_every`` steps and at every evaluation; "loss" is the
 # cross-entropy whatever the training loss. "lr" (the rate used at that step) is added
@@ -56,10 +57,9 @@ PENDING_ROWS, PENDING_LIMIT = 1024, 1 << 22
 SPARSE_SERIES = ("spurious_share", "core_share", "noise_share", "train_acc", "test_acc", "bc_loss_ratio_fixed")
 ATTRIBUTION_SAMPLES = 64
 # Accuracy collapse: a run counts as having learned once its train accuracy reached
-# chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + CHANCE_MARGIN.
+# chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + COLLAPSE_MARGIN.
 LEARNED_MARGIN = 0.1
-CHANCE_MARGIN = 0.02
-AMP_AUTO_PREFIXES = ("resnet", "wrn", "swin")
+COLLAPSE_MARGIN = 0.02  # not aggregate's NEAR_CHANCE_MARGIN (the chance_margin setting), which flags cells
 
 
 # --- optimizer, schedule, loss -----------------------------------------------------------
@@ -300,7 +300,7 @@ class Precision:
         has_convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
         self.channels_last = settings.channels_last and has_convs
         self.amp = settings.amp == "bf16" or (
-            settings.amp == "auto" and device.type == "cuda" and model_name.startswith(AMP_AUTO_PREFIXES))
+            settings.amp == "auto" and device.type == "cuda" and MODELS[model_name].autocast)
         self.device_type = device.type
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -486,7 +486,7 @@ class Stopping:
         """(stopped_by, diverged_step) when training should stop after this evaluation, else None."""
         if train_acc >= self.chance + LEARNED_MARGIN:
             self.learned = True
-        if self.learned and train_acc <= self.chance + CHANCE_MARGIN:
+        if self.learned and train_acc <= self.chance + COLLAPSE_MARGIN:
             self.at_chance += 1
             self.first_at_chance = self.first_at_chance or step
         else:
