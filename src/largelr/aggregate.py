@@ -5,8 +5,9 @@ A cell enters tables and figures only when it is ``included``: it did not diverg
 converged (was stopped by its fit criterion, not by the step cap) and its value lies in
 the usable range of its sweep. The others stay in cells.parquet with ``left_out`` saying
 why, and every table's Markdown counts them. Seeds are averaged before any min/max across
-knob values, as in the paper. Cells whose test accuracy is within ``NEAR_CHANCE_MARGIN`` (the ``chance_margin`` setting) of chance
-are flagged ``near_chance``: their pruning retention is trivially close to 1.
+knob values, as in the paper. Cells whose test accuracy is within ``NEAR_CHANCE_MARGIN`` (the
+``chance_margin`` setting) of chance are flagged ``near_chance``: their pruning retention is
+trivially close to 1.
 """
 
 from __future__ import annotations
