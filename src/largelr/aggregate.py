@@ -22,7 +22,7 @@ from largelr.analyses import ANALYSES, cell_columns
 from largelr.analyses.prune import DEFAULT_READING, READINGS, chosen_reading
 from largelr.config import ANALYSIS_FILES, TRAIN_FILES
 from largelr.io import CELL_KEYS, PROVENANCE_KEYS, atomic_path, write_parquet
-from largelr.registry.analyses import AGGREGATE
+from largelr.registry.analyses import AGGREGATE, BC_RATIO_READINGS, USABLE_RANGE_READINGS
 
 PAIR_KEYS = ["study", "dataset", "model", "knob"]
 # Paper Table 1 columns -> our cell columns.
@@ -105,9 +105,6 @@ def read_cell(train_json: str | Path) -> dict:
     return row
 
 
-USABLE_RANGE_READINGS = ("relative", "points")
-
-
 def accuracy_floor(best_acc: float, drop: float, reading: str = "relative") -> float:
     """The test accuracy below which a seed has lost "more than drop": (1 - drop) x best
     (relative) or best - drop (points)."""
@@ -169,21 +166,18 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
     cells = pd.DataFrame([read_cell(path) for path in train_jsons])
     cells = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     cells = cells.astype({"value": "float64", "seed": "int64", "diverged": "bool"})
-    settings = settings or {}
+    settings = {**{key: AGGREGATE.default(key) for key in AGGREGATE.settings}, **(settings or {})}
     if "prunability_ratio" in cells:  # the analysis setting `prunability` picks Table 1's reading
         for column, values in chosen_reading(cells, settings.get("prunability", DEFAULT_READING)).items():
             cells[column] = values
-    cells = with_chosen_bc_ratio(cells, settings.get("bc_ratio", "minibatch"))
-    drop = settings.get("usable_range_drop", ACCURACY_DROP)
-    cells = mark_included(cells, settings.get("require_converged", True), drop,
-                          settings.get("chance_margin", NEAR_CHANCE_MARGIN), settings.get("usable_range_reading", "relative"))
+    cells = with_chosen_bc_ratio(cells, settings["bc_ratio"])
+    drop = settings["usable_range_drop"]
+    cells = mark_included(cells, settings["require_converged"], drop, settings["chance_margin"],
+                          settings["usable_range_reading"])
     # the other reading of the usable range, side by side (tables use in_range / included)
-    other = "points" if settings.get("usable_range_reading", "relative") == "relative" else "relative"
+    other = "points" if settings["usable_range_reading"] == "relative" else "relative"
     cells[f"in_range_{other}"] = mark_usable_range(cells, drop, other)["in_range"]
     return cells
-
-
-BC_RATIO_READINGS = ("minibatch", "fixed")
 
 
 def with_chosen_bc_ratio(cells: pd.DataFrame, reading: str) -> pd.DataFrame:
