@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from largelr.checks import Setting
 from largelr.io import atomic_torch_save
+from largelr.registry import models as records
+from largelr.registry.models import STEM_CHOICES, STEMS
 
 # VGG11's layer plan: channel counts and "M" for max-pool.
 VGG11_PLAN: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
@@ -105,8 +106,7 @@ class FCN(BodyAndHead):
     the hidden neurons of every layer (see :func:`neuron_chain`).
     """
 
-    PARAMS = {"depth": Setting(3, "hidden layers", type=int, minimum=1),
-              "width": Setting(200, "units per hidden layer", type=int, minimum=1)}
+    PARAMS = records.MODELS["fcn"].params
 
     def __init__(self, input_shape: list[int], num_classes: int, depth: int = 3, width: int = 200):
         super().__init__()
@@ -132,9 +132,7 @@ class VGGLike(BodyAndHead):
     Pruning units are the (out, in) kernels of the convs.
     """
 
-    PARAMS = {"width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0),
-              "pool": Setting("avg", "global pool before the head: avg (VGG's average pool, the authors' code) | max",
-                              type=str, choices=("avg", "max"))}
+    PARAMS = records.MODELS["cnn"].params
 
     def __init__(self, input_shape: list[int], num_classes: int, width: float = 1.0, pool: str = "avg"):
         super().__init__()
@@ -161,9 +159,8 @@ class VGGLike(BodyAndHead):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
 
-# The ResNet stems (model parameter ``stem``, see TorchvisionResNet): (kernel, stride, padding, max-pool).
-STEMS = {"torchvision": (7, 2, 3, True), "small": (3, 1, 1, False), "stride1": (7, 1, 3, True)}
-STEM_CHOICES = ("auto", *STEMS)
+# The ResNet stems (model parameter ``stem``, see TorchvisionResNet) are declared with the records:
+# STEMS (kernel, stride, padding, max-pool) and STEM_CHOICES, imported above.
 
 
 class SeparateReLUBlock(nn.Module):
@@ -219,11 +216,7 @@ class TorchvisionResNet(BodyAndHead):
     """
 
     builder = "resnet18"
-    PARAMS: dict[str, Setting] = {
-        "stem": Setting("auto", "auto (torchvision for 3 channels, stride1 for 1 channel) | torchvision (7x7 stride 2 + "
-                        "max-pool, as shipped) | small (3x3 stride 1, no max-pool) | stride1 (7x7 stride 1 + max-pool)",
-                        type=str, choices=STEM_CHOICES),
-    }
+    PARAMS = records.RESNET_PARAMS
 
     def __init__(self, input_shape: list[int], num_classes: int, stem: str = "auto"):
         super().__init__()
@@ -296,7 +289,7 @@ class SwinT(BodyAndHead):
     also takes its fc2 column with it.
     """
 
-    PARAMS = {"pretrained": Setting(True, "start from the ImageNet-1k weights in the torch hub cache", type=bool)}
+    PARAMS = records.MODELS["swin_t"].params
 
     def __init__(self, input_shape: list[int], num_classes: int, pretrained: bool = True):
         super().__init__()
@@ -357,20 +350,14 @@ def swin_t_weights_path() -> Path:
     return path
 
 
-MODELS: dict[str, type[nn.Module]] = {
-    "fcn": FCN,
-    "cnn": VGGLike,
-    "resnet18": ResNet18,
-    "resnet50": ResNet50,
-    "wrn101_2": WideResNet101,
-    "swin_t": SwinT,
-}
+# name -> class, from the records (largelr.registry.models), whose implementation paths name the classes above.
+MODELS: dict[str, type[nn.Module]] = {name: record.load() for name, record in records.MODELS.items()}
 
 
 def build_model(name: str, input_shape: list[int], num_classes: int, params: dict[str, Any]) -> nn.Module:
-    if name not in MODELS:
-        raise ValueError(f"model {name!r} is not known; allowed: {sorted(MODELS)}")
-    return MODELS[name](list(input_shape), num_classes, **params)
+    if name not in records.MODELS:
+        raise ValueError(f"model {name!r} is not known; allowed: {sorted(records.MODELS)}")
+    return records.MODELS[name].load()(list(input_shape), num_classes, **params)
 
 
 def save_checkpoint(model: nn.Module, spec: dict[str, Any], path: str | Path) -> None:

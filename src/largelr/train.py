@@ -19,7 +19,7 @@ from torch import nn
 
 from largelr.config import TrainSettings
 from largelr.evaluate import Split, predictions_and_losses
-from largelr.training.compute import AMP_AUTO_PREFIXES, ComputeFormat
+from largelr.training.compute import ComputeFormat
 from largelr.training.data import BatchOrder
 from largelr.training.history import HISTORY_COLUMNS, History
 from largelr.training.loop import Observer, train_cell
@@ -29,7 +29,6 @@ from largelr.training.state import Preempted, RunClock, Stopping, TrainState
 from largelr.training.summary import converged
 
 __all__ = [
-    "AMP_AUTO_PREFIXES",
     "ATTRIBUTION_SAMPLES",
     "HISTORY_COLUMNS",
     "BatchOrder",

@@ -5,7 +5,7 @@ A cell enters tables and figures only when it is ``included``: it did not diverg
 converged (was stopped by its fit criterion, not by the step cap) and its value lies in
 the usable range of its sweep. The others stay in cells.parquet with ``left_out`` saying
 why, and every table's Markdown counts them. Seeds are averaged before any min/max across
-knob values, as in the paper. Cells whose test accuracy is within ``CHANCE_MARGIN`` of chance
+knob values, as in the paper. Cells whose test accuracy is within ``NEAR_CHANCE_MARGIN`` (the ``chance_margin`` setting) of chance
 are flagged ``near_chance``: their pruning retention is trivially close to 1.
 
 - :mod:`largelr.aggregate.cells`: one row per cell, which cells are included, figure inputs;
@@ -15,7 +15,7 @@ are flagged ``near_chance``: their pruning retention is trivially close to 1.
 - :mod:`largelr.aggregate.study_tables`: the study tables' writers (largelr.registry.tables).
 """
 
-from largelr.aggregate.cells import (ACCURACY_DROP, BC_RATIO_READINGS, BOOKKEEPING, CHANCE_MARGIN, DYNAMICS_POINTS,
+from largelr.aggregate.cells import (ACCURACY_DROP, BC_RATIO_READINGS, BOOKKEEPING, NEAR_CHANCE_MARGIN, DYNAMICS_POINTS,
                                      LEFT_OUT, PAIR_KEYS, USABLE_RANGE_READINGS, accuracy_floor, build_cells,
                                      cell_max_bc_loss_ratio, checked_record, dynamics, mark_included,
                                      mark_usable_range, max_bc_loss_ratio, prune_curves, read_cell,
@@ -32,7 +32,7 @@ from largelr.aggregate.write import (aggregate_study, write_table, write_table1,
 from largelr.aggregate.study_tables import (write_mechanism, write_minmax, write_stats, write_trends)
 
 __all__ = [
-    "ACCURACY_DROP", "BC_RATIO_READINGS", "BOOKKEEPING", "CHANCE_MARGIN", "CI_MIN_SEEDS", "CONFIDENCE",
+    "ACCURACY_DROP", "BC_RATIO_READINGS", "BOOKKEEPING", "NEAR_CHANCE_MARGIN", "CI_MIN_SEEDS", "CONFIDENCE",
     "DYNAMICS_POINTS", "LEFT_OUT", "NOT_METRICS", "PAIR_KEYS", "PAPER_READINGS", "PAPER_TABLE1", "TABLE1_VARIABLES",
     "TABLE2_VARIABLES", "TREND_MIN_VALUES", "TREND_RHO", "TREND_RULE", "TREND_VALUES", "TREND_VARIABLES",
     "USABLE_RANGE_READINGS", "accuracy_floor", "aggregate_study", "build_cells", "cell_counts",

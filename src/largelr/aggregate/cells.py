@@ -13,15 +13,16 @@ from largelr.analyses import ANALYSES, cell_columns
 from largelr.analyses.prune import DEFAULT_READING, chosen_reading
 from largelr.config import ANALYSIS_FILES, TRAIN_FILES
 from largelr.io import CELL_KEYS, PROVENANCE_KEYS
+from largelr.registry.analyses import AGGREGATE, BC_RATIO_READINGS, USABLE_RANGE_READINGS
 
 PAIR_KEYS = ["study", "dataset", "model", "knob"]
 
 
 # "we utilize LRs up to the point of divergence or drastic performance loss (>25% in test
 # accuracy) among any one of the seeds": one seed below 75% of the best seed-mean ends the range.
-ACCURACY_DROP = 0.25
+ACCURACY_DROP = AGGREGATE.default("usable_range_drop")
 
-CHANCE_MARGIN = 0.05  # "a few points" above chance (1 / classes)
+NEAR_CHANCE_MARGIN = AGGREGATE.default("chance_margin")  # "a few points" above chance (1 / classes)
 
 LEFT_OUT = {"diverged": "diverged", "not_converged": "not converged (stopped at the step cap)",
             "past_range": "past the usable range"}
@@ -88,7 +89,6 @@ def read_cell(train_json: str | Path) -> dict:
     return row
 
 
-USABLE_RANGE_READINGS = ("relative", "points")
 
 
 def accuracy_floor(best_acc: float, drop: float, reading: str = "relative") -> float:
@@ -130,7 +130,7 @@ def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP, reading:
 
 
 def mark_included(cells: pd.DataFrame, require_converged: bool = True, drop: float = ACCURACY_DROP,
-                  chance_margin: float = CHANCE_MARGIN, reading: str = "relative") -> pd.DataFrame:
+                  chance_margin: float = NEAR_CHANCE_MARGIN, reading: str = "relative") -> pd.DataFrame:
     """``included`` (enters tables and figures), ``left_out`` (why not, "" if included) and
     ``near_chance`` (test accuracy within ``chance_margin`` of 1 / classes, where classes are known).
     With ``require_converged`` off, cells that stopped at the step cap are included."""
@@ -152,21 +152,20 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
     cells = pd.DataFrame([read_cell(path) for path in train_jsons])
     cells = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     cells = cells.astype({"value": "float64", "seed": "int64", "diverged": "bool"})
-    settings = settings or {}
+    settings = {**{key: AGGREGATE.default(key) for key in AGGREGATE.settings}, **(settings or {})}
     if "prunability_ratio" in cells:  # the analysis setting `prunability` picks Table 1's reading
         for column, values in chosen_reading(cells, settings.get("prunability", DEFAULT_READING)).items():
             cells[column] = values
-    cells = with_chosen_bc_ratio(cells, settings.get("bc_ratio", "minibatch"))
-    drop = settings.get("usable_range_drop", ACCURACY_DROP)
-    cells = mark_included(cells, settings.get("require_converged", True), drop,
-                          settings.get("chance_margin", CHANCE_MARGIN), settings.get("usable_range_reading", "relative"))
+    cells = with_chosen_bc_ratio(cells, settings["bc_ratio"])
+    drop = settings["usable_range_drop"]
+    cells = mark_included(cells, settings["require_converged"], drop, settings["chance_margin"],
+                          settings["usable_range_reading"])
     # the other reading of the usable range, side by side (tables use in_range / included)
-    other = "points" if settings.get("usable_range_reading", "relative") == "relative" else "relative"
+    other = "points" if settings["usable_range_reading"] == "relative" else "relative"
     cells[f"in_range_{other}"] = mark_usable_range(cells, drop, other)["in_range"]
     return cells
 
 
-BC_RATIO_READINGS = ("minibatch", "fixed")
 
 
 def with_chosen_bc_ratio(cells: pd.DataFrame, reading: str) -> pd.DataFrame:

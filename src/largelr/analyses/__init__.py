@@ -1,16 +1,17 @@
 """Analyses of one trained cell, one module each, one table each.
 
-Every analysis module declares ``NAME``, ``COLUMNS`` (its table's columns and dtypes) and
-``run(model, dataset, settings, device, **resources) -> DataFrame``; optionally ``setup(settings,
+Every analysis has a record in :mod:`largelr.registry.analyses` (its settings and its table's
+columns and dtypes, torch-free) naming its module here, which declares ``NAME``, ``COLUMNS`` (the
+record's) and ``run(model, dataset, settings, device, **resources) -> DataFrame``; optionally ``setup(settings,
 device) -> resources`` (loaded before any data, so a missing file fails at once),
 ``diverged(settings)`` (the table of a diverged cell; default: one NaN row of ``COLUMNS``) and
 ``cell_columns(table)`` (what the cell's row of cells.parquet takes from the table);
 ``USES_CELL_SEED = True`` makes ``run`` receive the cell's ``seed`` (to draw its inputs with it).
 
-Adding a metric to an analysis: compute it in that module's ``run`` and list it in its
-``COLUMNS``. Adding an analysis: a module with those names, listed in ``ANALYSES``. The other
-modules here: ``prune_masks`` (the pruning methods' masks, used by ``prune``), ``segment``
-(background masks) and ``hilo`` (hi/lo attribution maps).
+Adding a metric to an analysis: compute it in that module's ``run`` and list its column in the
+record. Adding an analysis: a module with those names and a record in ``largelr.registry.analyses.ANALYSES``.
+The other modules here: ``prune_masks`` (the pruning methods' masks, used by ``prune``),
+``segment`` (background masks) and ``hilo`` (hi/lo attribution maps).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from largelr.analyses import attribute, prune, represent
+from largelr.registry import analyses as records
 
-ANALYSES: dict[str, ModuleType] = {module.NAME: module for module in (prune, represent, attribute)}
+# name -> module, from the records (their implementation paths), in the records' order.
+ANALYSES: dict[str, ModuleType] = {name: record.load() for name, record in records.ANALYSES.items()}
 
 
 def diverged_table(module: ModuleType, settings) -> pd.DataFrame:

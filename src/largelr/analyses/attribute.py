@@ -30,30 +30,25 @@ from largelr.analyses.segment import (
     torchvision_weights_path,
 )
 from largelr.evaluate import test_sample
+from largelr.registry.analyses import (  # noqa: F401  (the choices, re-exported)
+    ATTRIBUTE,
+    AUTO_SEGMENTER_CHOICES,
+    BACKGROUND_CHOICES,
+    BASELINE_CHOICES,
+    REGIONS,
+    SHARE_CHOICES,
+)
 
-NAME = "attribute"
-# The regions a dataset may mask (its ``{region}_mask``): one ``{region}_share`` column each.
-REGIONS = ("spurious", "core", "noise")
-# Every column is always present (NaN where a region has no mask, without deeplift, without a background).
-# ``{region}_share`` is the reading ``attribution_share`` chooses; both readings sit beside it.
-COLUMNS = {name: "float64" for name in ("attribution_entropy", "ig_max_abs_delta",
-                                        *(f"{region}_share" for region in REGIONS),
-                                        "background_share", "background_iou",
-                                        *(f"deeplift_{region}_share" for region in REGIONS),
-                                        *(f"{region}_share_{reading}" for region in REGIONS
-                                          for reading in ("raw", "normalized")))}
-# ``attribution_share``: the share of the visualisation-normalised map (the authors' code) or of raw |attribution|.
-SHARE_CHOICES = ("normalized", "raw")
+NAME = ATTRIBUTE.name
+# Every column is always present (NaN where a region has no mask, without deeplift, without a background):
+# one ``{region}_share`` per region of REGIONS; see the record.
+COLUMNS = ATTRIBUTE.columns
 # The normalised map divides by the value at which the sorted map's cumulative sum reaches this
 # percentage of its total (captum's visualisation default: 2% outliers) and clips at 1.
 CUMULATIVE_MASS_PERCENT = 98.0
-# ``background`` analysis settings; "auto": see :func:`resolve_background`.
-BACKGROUND_CHOICES = ("auto", "none", "oracle", *SEGMENTERS)
-# ``auto_segmenter``: the segmenter "auto" uses where its weights are here; "none": never one.
-AUTO_SEGMENTER_CHOICES = ("none", *SEGMENTERS)
-DEFAULT_AUTO_SEGMENTER = "deeplabv3_mobilenet_v3_large"  # ~17x cheaper than deeplabv3_resnet50
-# ``ig_baseline``: the all-zero input, or the mean of the attributed inputs (one image for all).
-BASELINE_CHOICES = ("zero", "mean")
+# The choices of ``background`` ("auto": see :func:`resolve_background`), ``auto_segmenter``, ``ig_baseline``
+# and ``attribution_share`` are declared with the record (imported above).
+DEFAULT_AUTO_SEGMENTER = ATTRIBUTE.default("auto_segmenter")
 
 
 def ig_baseline(x: torch.Tensor, choice: str) -> torch.Tensor | None:

@@ -35,19 +35,17 @@ from torch import nn
 from largelr.analyses.prune_masks import mask_targets, masks_for_kappas, zero_fraction
 from largelr.evaluate import Split, group_accuracies, predict, sample_indices
 
-# The analysis settings' choices: pruning methods, the kappas of a curve, the readings of prunability.
-METHODS: tuple[str, ...] = ("structured", "structured_columns", "column", "magnitude", "magnitude_global")
-DEFAULT_KAPPAS: tuple[float, ...] = tuple(round(0.1 * step, 1) for step in range(10))
-# The two readings of prunability (the mean over kappa of a retention column) and their retention column.
-READINGS = {"ratio": "retention", "chance": "retention_chance"}
-DEFAULT_READING = "chance"
+# The analysis settings' choices live with its record (largelr.registry.analyses).
+from largelr.registry.analyses import PRUNE, PRUNE_METHODS
+from largelr.registry.analyses import PRUNE_READINGS as READINGS
 
-NAME = "prune"
+NAME = PRUNE.name
+METHODS: tuple[str, ...] = tuple(PRUNE_METHODS)
+DEFAULT_KAPPAS: tuple[float, ...] = tuple(PRUNE.default("kappas"))
+DEFAULT_READING = PRUNE.default("prunability")
 METRICS = ("accuracy", "worst_group_acc")
-# The table: one row per (method, kappa).
-COLUMNS = {"method": "object", "kappa": "float64", "accuracy": "float64", "worst_group_acc": "float64",
-           "retention": "float64", "retention_chance": "float64", "chance": "float64",
-           "pruned_fraction": "float64", "metric": "object", "test_inputs": "int64"}
+# The table: one row per (method, kappa); declared with the record.
+COLUMNS = PRUNE.columns
 CURVE_COLUMNS = list(COLUMNS)
 
 

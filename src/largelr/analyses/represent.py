@@ -21,21 +21,17 @@ import torch
 from torch import nn
 
 from largelr.evaluate import test_sample
+from largelr.registry.analyses import REPRESENT
+from largelr.registry.analyses import REPRESENT_BN_CHOICES as BN_CHOICES
+from largelr.registry.analyses import REPRESENT_LAYER_CHOICES as LAYER_CHOICES
+from largelr.registry.analyses import REPRESENT_NEURON_CHOICES as NEURON_CHOICES
+from largelr.registry.analyses import REPRESENT_SAMPLE_SEED_CHOICES as SAMPLE_SEED_CHOICES
 
-NAME = "represent"
+NAME = REPRESENT.name
 USES_CELL_SEED = True  # run() gets the cell's seed (represent_sample_seed: cell)
-# csi / bsi are the reading ``csi_neurons`` chooses; both readings and the active fraction sit beside them.
-COLUMNS = {name: "float64" for name in ("compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep",
-                                        "csi_active", "csi_all", "bsi_active", "bsi_all", "active_fraction")}
-# ``csi_neurons``: average the selectivity over the neurons active (> 0) on at least one sampled input (the
-# authors' code), or over all neurons (dead ones counting 0).
-NEURON_CHOICES = ("active", "all")
-# ``represent_layer``: the classifier head's input (the authors' hook), or the model's last post-activation values.
-LAYER_CHOICES = ("head_input", "last_activation")
-# ``represent_bn``: BatchNorm with its running statistics, or with batch statistics (the authors' train mode).
-BN_CHOICES = ("eval", "batch")
-# ``represent_sample_seed``: the test inputs drawn with the cell's seed (the authors), or one set for every cell.
-SAMPLE_SEED_CHOICES = ("cell", "fixed")
+# csi / bsi are the reading ``csi_neurons`` chooses; both readings and the active fraction sit beside them
+# (the choices of csi_neurons, represent_layer, represent_bn and represent_sample_seed: see the record).
+COLUMNS = REPRESENT.columns
 
 # Absorbs float noise such as 0.1 * 30 = 3.0000000000000004 before rounding to a count.
 _COUNT_SLACK = 1e-9

@@ -25,12 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from largelr.io import atomic_torch_save
+from largelr.registry.analyses import ATTRIBUTE, SEGMENTERS, TORCHVISION_SEGMENTERS  # noqa: F401
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Square side fed to the segmenter: near torchvision's 520 and divisible by 32 as smp encoders need.
-DEFAULT_INPUT_SIZE = 512
+# Square side fed to the segmenter (the segmenter_input_size setting's default).
+DEFAULT_INPUT_SIZE = ATTRIBUTE.default("segmenter_input_size")
 
 
 class SegmenterMissingError(FileNotFoundError):
@@ -48,8 +49,6 @@ class _OutputLogits(nn.Module):
         return self.model(x)["out"]
 
 
-TORCHVISION_SEGMENTERS = ("deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
-SEGMENTERS = (*TORCHVISION_SEGMENTERS, "smp")
 # The COCO_WITH_VOC_LABELS_V1 weight URLs of torchvision's segmenters (tests check them against
 # torchvision), so that where their files belong is known without importing torchvision.
 TORCHVISION_WEIGHT_URLS = {

@@ -12,10 +12,7 @@ import torch
 from torch import nn
 
 from largelr.config import TrainSettings
-
-# Models whose name starts with one of these train under bf16 autocast with ``amp: auto`` on a GPU.
-# One constant for now; it is to become a trait of each model's record.
-AMP_AUTO_PREFIXES = ("resnet", "wrn", "swin")
+from largelr.registry.models import MODELS
 
 
 class ComputeFormat:
@@ -28,7 +25,7 @@ class ComputeFormat:
     def __init__(self, model: nn.Module, model_name: str, settings: TrainSettings, device: torch.device):
         has_convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
         self.channels_last = settings.channels_last and has_convs
-        amp_auto = settings.amp == "auto" and device.type == "cuda" and model_name.startswith(AMP_AUTO_PREFIXES)
+        amp_auto = settings.amp == "auto" and device.type == "cuda" and MODELS[model_name].autocast
         self.amp = settings.amp == "bf16" or amp_auto
         self.device_type = device.type
 

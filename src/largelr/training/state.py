@@ -28,9 +28,9 @@ from largelr.training.history import History
 from largelr.training.optim import make_optimizer
 
 # Accuracy collapse: a run counts as having learned once its train accuracy reached
-# chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + CHANCE_MARGIN.
+# chance + LEARNED_MARGIN; it has collapsed when it is back at or below chance + COLLAPSE_MARGIN.
 LEARNED_MARGIN = 0.1
-CHANCE_MARGIN = 0.02
+COLLAPSE_MARGIN = 0.02  # not aggregate's NEAR_CHANCE_MARGIN (the chance_margin setting), which flags cells
 
 
 class Stopping:
@@ -58,7 +58,7 @@ class Stopping:
         self.last_train_ce = train_ce
         if train_acc >= self.chance + LEARNED_MARGIN:
             self.learned = True
-        if self.learned and train_acc <= self.chance + CHANCE_MARGIN:
+        if self.learned and train_acc <= self.chance + COLLAPSE_MARGIN:
             self.at_chance += 1
             self.first_at_chance = self.first_at_chance or step
         else:
