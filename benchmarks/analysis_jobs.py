@@ -41,12 +41,32 @@ def main() -> None:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         data, cell = Path(tmp) / "data.pt", Path(tmp) / "cell"
-        run(["data", "--name", args.dataset, "--kind", dataset_kind(config, args.dataset),
-             "--params", json.dumps(dataset_params(config, args.dataset)), "--out", str(data)])
+        run(
+            [
+                "data",
+                "--name",
+                args.dataset,
+                "--kind",
+                dataset_kind(config, args.dataset),
+                "--params",
+                json.dumps(dataset_params(config, args.dataset)),
+                "--out",
+                str(data),
+            ]
+        )
         spec = cell_spec(config, "smoke", args.dataset, args.model, "lr", "0.05", 0)
         run(["train", "--spec", json.dumps(spec), "--data", str(data), "--out-dir", str(cell), "--device", "cpu"])
-        common = ["analyze", "--cell-dir", str(cell), "--data", str(data), "--device", "cpu",
-                  "--settings", json.dumps(analysis_settings(config, "smoke"))]
+        common = [
+            "analyze",
+            "--cell-dir",
+            str(cell),
+            "--data",
+            str(data),
+            "--device",
+            "cpu",
+            "--settings",
+            json.dumps(analysis_settings(config, "smoke")),
+        ]
         separate, merged = [], []
         for _ in range(args.repeats):
             separate.append(sum(run(common + ["--steps", step]) for step in ("prune", "represent", "attribute")))

@@ -32,16 +32,28 @@ def main() -> None:
     torch.set_num_threads(1)
     data, cpu = load_dataset(args.data), torch.device("cpu")
     for lr in args.lrs:
-        spec = {"study": "trial", "dataset": data["name"], "model": "resnet18", "knob": "lr", "value": lr, "seed": 0,
-                "train": TRAIN_DEFAULTS | {"lr": lr, "batch_size": 50, "max_steps": args.steps, "eval_every": 50},
-                "model_params": {}}
+        spec = {
+            "study": "trial",
+            "dataset": data["name"],
+            "model": "resnet18",
+            "knob": "lr",
+            "value": lr,
+            "seed": 0,
+            "train": TRAIN_DEFAULTS | {"lr": lr, "batch_size": 50, "max_steps": args.steps, "eval_every": 50},
+            "model_params": {},
+        }
         started = time.perf_counter()
         model, _, summary = train_cell(spec, data, cpu, log=lambda line: None)
         for bn in ("eval", "batch"):
-            row = run(model, data, AnalysisSettings({"represent_samples": args.samples, "represent_bn": bn}), cpu).iloc[0]
-            print(f"lr {lr:g}  steps {summary['steps']}  test acc {summary.get('test_acc', float('nan')):.3f}  "
-                  f"bn {bn:<5}  csi {row.csi:.3f}  class_sep {row.class_sep:.3f}  "
-                  f"compressibility {row.compressibility:.3f}", flush=True)
+            row = run(model, data, AnalysisSettings({"represent_samples": args.samples, "represent_bn": bn}), cpu).iloc[
+                0
+            ]
+            print(
+                f"lr {lr:g}  steps {summary['steps']}  test acc {summary.get('test_acc', float('nan')):.3f}  "
+                f"bn {bn:<5}  csi {row.csi:.3f}  class_sep {row.class_sep:.3f}  "
+                f"compressibility {row.compressibility:.3f}",
+                flush=True,
+            )
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 

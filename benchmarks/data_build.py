@@ -30,8 +30,17 @@ from PIL import Image
 from largelr.datasets import build_dataset, load_dataset, save_dataset
 from largelr.datasets.lazy import IMAGENET_NORMALIZATION, decode_rgb, decode_rgb_pil, resize_and_normalize
 
-KINDS = ("parity", "moon_star", "colored_digits", "double_digits", "colored_mnist", "double_mnist", "mnist_cifar",
-         "corrupted_cifar10", "cifar10")
+KINDS = (
+    "parity",
+    "moon_star",
+    "colored_digits",
+    "double_digits",
+    "colored_mnist",
+    "double_mnist",
+    "mnist_cifar",
+    "corrupted_cifar10",
+    "cifar10",
+)
 # Fabricated files are not the official release: skip the checksum / official-count checks.
 FILE_PARAMS = {"verify_checksums": False}
 
@@ -92,8 +101,10 @@ def measure_kind(kind: str, data_root: Path, out_dir: Path, scale: float, compar
     size = path.stat().st_size
     path.unlink()
     before = "  float32 save {:5.2f} load {:5.2f}".format(*float32_save_load(dataset, path)) if compare else ""
-    print(f"{kind:18s} {n:6d} {built - start:8.2f} {saved - built:7.2f} {done - saved:7.2f} "
-          f"{str(stored).removeprefix('torch.'):>8s} {size / 2**20:9.1f} {float32_bytes(dataset) / 2**20:9.1f}{before}")
+    print(
+        f"{kind:18s} {n:6d} {built - start:8.2f} {saved - built:7.2f} {done - saved:7.2f} "
+        f"{str(stored).removeprefix('torch.'):>8s} {size / 2**20:9.1f} {float32_bytes(dataset) / 2**20:9.1f}{before}"
+    )
 
 
 def write_jpegs(directory: Path, count: int, size: tuple[int, int], rng: np.random.Generator) -> list[Path]:
@@ -115,7 +126,9 @@ def pil_pipeline(path: Path, image_size: int) -> torch.Tensor:
     with Image.open(path) as image:
         rgb = image.convert("RGB")
     cropped = TF.center_crop(TF.resize(rgb, image_size), image_size)
-    return TF.normalize(TF.pil_to_tensor(cropped).float() / 255, IMAGENET_NORMALIZATION["mean"], IMAGENET_NORMALIZATION["std"])
+    return TF.normalize(
+        TF.pil_to_tensor(cropped).float() / 255, IMAGENET_NORMALIZATION["mean"], IMAGENET_NORMALIZATION["std"]
+    )
 
 
 def tensor_pipeline(decode):
@@ -154,19 +167,30 @@ def main() -> None:
         write_mnist(data_root, int(60000 * args.scale), int(10000 * args.scale), rng)
         write_cifar10(data_root, int(50000 * args.scale), int(10000 * args.scale), rng)
         print(f"torch threads: {args.threads}; times in s, sizes in MiB")
-        print(f"{'kind':18s} {'N':>6s} {'build':>8s} {'save':>7s} {'load':>7s} {'stored':>8s} {'file':>9s} {'float32':>9s}")
+        print(
+            f"{'kind':18s} {'N':>6s} {'build':>8s} {'save':>7s} {'load':>7s} {'stored':>8s} {'file':>9s} {'float32':>9s}"
+        )
         for kind in args.kinds:
             measure_kind(kind, data_root, out_dir, args.scale, args.compare_float32)
         if args.jpegs:
             torch.set_num_threads(1)  # as in a DataLoader worker
             print(f"decoding + resize to {args.image_size} + crop + normalize, 1 process, images/s:")
-            for label, size in (("CelebA-sized 178x218", (178, 218)), ("Waterbirds/ImageNet-sized 500x375", (500, 375))):
+            for label, size in (
+                ("CelebA-sized 178x218", (178, 218)),
+                ("Waterbirds/ImageNet-sized 500x375", (500, 375)),
+            ):
                 paths = write_jpegs(Path(temporary) / f"jpeg{size[0]}", args.jpegs, size, rng)
-                pipelines = {"PIL": pil_pipeline, "PIL decode + tensor resize": tensor_pipeline(decode_rgb_pil),
-                             "torchvision.io (used)": tensor_pipeline(decode_rgb)}
+                pipelines = {
+                    "PIL": pil_pipeline,
+                    "PIL decode + tensor resize": tensor_pipeline(decode_rgb_pil),
+                    "torchvision.io (used)": tensor_pipeline(decode_rgb),
+                }
                 rates = decoding_rates(pipelines, paths, args.image_size)
-                print(f"  {label}: " + ", ".join(f"{name} {rate:.0f}" for name, rate in rates.items())
-                      + f"; torchvision.io / PIL = {rates['torchvision.io (used)'] / rates['PIL']:.2f}")
+                print(
+                    f"  {label}: "
+                    + ", ".join(f"{name} {rate:.0f}" for name, rate in rates.items())
+                    + f"; torchvision.io / PIL = {rates['torchvision.io (used)'] / rates['PIL']:.2f}"
+                )
 
 
 if __name__ == "__main__":

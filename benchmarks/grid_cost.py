@@ -50,8 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 IG_STEPS = 20  # the attribution probe's IG steps (forward + backward per step and input)
 # Training / validation / test sizes of the natural and base sets (their official splits).
 MNIST, CIFAR, DIGITS = (60_000, 0, 10_000), (50_000, 0, 10_000), (1_258, 0, 539)
-NATURAL_SIZES = {"celeba": (162_770, 19_867, 19_962), "waterbirds": (4_795, 1_199, 5_794),
-                 "imagenet": (1_281_167, 0, 50_000)}
+NATURAL_SIZES = {
+    "celeba": (162_770, 19_867, 19_962),
+    "waterbirds": (4_795, 1_199, 5_794),
+    "imagenet": (1_281_167, 0, 50_000),
+}
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,16 @@ def dataset_shape(kind: str, params: dict) -> Shape:
         classes = 1000 if kind == "imagenet" else 2
         return Shape((3, p["image_size"], p["image_size"]), classes, *NATURAL_SIZES[kind])
     base = {"mnist": MNIST, "digits": DIGITS}.get(p.get("base"), CIFAR)
-    shapes = {"colored_digits": (3, 28, 28), "colored_mnist": (3, 28, 28), "double_digits": (1, 28, 56),
-              "double_mnist": (1, 28, 56), "mnist_cifar": (3, 64, 32), "corrupted_cifar10": (3, 32, 32),
-              "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+    shapes = {
+        "colored_digits": (3, 28, 28),
+        "colored_mnist": (3, 28, 28),
+        "double_digits": (1, 28, 56),
+        "double_mnist": (1, 28, 56),
+        "mnist_cifar": (3, 64, 32),
+        "corrupted_cifar10": (3, 32, 32),
+        "cifar10": (3, 32, 32),
+        "cifar100": (3, 32, 32),
+    }
     return Shape(shapes[kind], 100 if kind == "cifar100" else 10, *base)
 
 
@@ -95,30 +105,53 @@ class TimingKey:
     def label(self) -> str:
         params = json.loads(self.model_params)
         extra = ",".join(f"{k}={v}" for k, v in params.items())
-        return (f"{self.model}({extra})@{'x'.join(map(str, self.shape))} bs={self.batch_size} {self.optimizer}"
-                + (" asam" if self.asam else ""))
+        return f"{self.model}({extra})@{'x'.join(map(str, self.shape))} bs={self.batch_size} {self.optimizer}" + (
+            " asam" if self.asam else ""
+        )
 
 
 def timing_key(spec: dict, shape: Shape) -> TimingKey:
     train = spec["train"]
-    return TimingKey(spec["model"], json.dumps(spec["model_params"], sort_keys=True), shape.input_shape, shape.classes,
-                     int(train["batch_size"]), train["optimizer"], bool(train["asam_rho"]))
+    return TimingKey(
+        spec["model"],
+        json.dumps(spec["model_params"], sort_keys=True),
+        shape.input_shape,
+        shape.classes,
+        int(train["batch_size"]),
+        train["optimizer"],
+        bool(train["asam_rho"]),
+    )
 
 
 def random_dataset(shape: Shape, n_train: int) -> dict:
     generator = torch.Generator().manual_seed(0)
     y = torch.randint(0, shape.classes, (n_train,), generator=generator)
     x = torch.rand(n_train, *shape.input_shape, generator=generator)
-    return {"name": "random", "train": {"x": x, "y": y, "b": y}, "test": {"x": x[:2], "y": y[:2], "b": y[:2]},
-            "num_classes": shape.classes, "num_bias": shape.classes, "input_shape": list(shape.input_shape),
-            "spurious_mask": None}
+    return {
+        "name": "random",
+        "train": {"x": x, "y": y, "b": y},
+        "test": {"x": x[:2], "y": y[:2], "b": y[:2]},
+        "num_classes": shape.classes,
+        "num_bias": shape.classes,
+        "input_shape": list(shape.input_shape),
+        "spurious_mask": None,
+    }
 
 
 def engine_run(key: TimingKey, batch: int, steps: int, n_train: int, device: torch.device, spec: dict) -> dict:
     """One train_cell run of ``steps`` steps at ``batch``: its summary (training-only rate, evaluation time)."""
-    train = spec["train"] | {"batch_size": batch, "max_steps": steps, "eval_every": steps, "target_train_acc": 1.1,
-                             "stop_train_ce": 0.0, "select_on_val": False, "eval_test": False,
-                             "attribution_every": 0, "collapse_patience": 0, "lr": min(spec["train"]["lr"], 1e-3)}
+    train = spec["train"] | {
+        "batch_size": batch,
+        "max_steps": steps,
+        "eval_every": steps,
+        "target_train_acc": 1.1,
+        "stop_train_ce": 0.0,
+        "select_on_val": False,
+        "eval_test": False,
+        "attribution_every": 0,
+        "collapse_patience": 0,
+        "lr": min(spec["train"]["lr"], 1e-3),
+    }
     params = json.loads(key.model_params) | ({"pretrained": False} if key.model == "swin_t" else {})
     run_spec = {**spec, "train": train, "model_params": params}
     dataset = random_dataset(Shape(key.shape, key.classes, n_train, 0, 2), n_train)
@@ -138,8 +171,9 @@ class Timing:
         return self.seconds * batch / self.batch if batch != self.batch else self.seconds
 
     def note(self, batch: int) -> str:
-        return f"{self.steps} steps at bs {self.batch}" + (f", extrapolated x{batch / self.batch:g}"
-                                                           if batch != self.batch else "")
+        return f"{self.steps} steps at bs {self.batch}" + (
+            f", extrapolated x{batch / self.batch:g}" if batch != self.batch else ""
+        )
 
 
 def time_key(key: TimingKey, spec: dict, device: torch.device, args: argparse.Namespace) -> Timing:
@@ -195,8 +229,12 @@ def cell_seconds(spec: dict, shape: Shape, steps: int, timing: Timing) -> float:
     probes = steps // train["attribution_every"] if train["attribution_every"] else 0
     step_s = timing.step_s(int(train["batch_size"]))
     per_sample_step = step_s / int(train["batch_size"])
-    return (steps * step_s + evaluations * evaluated * timing.forward_s_per_sample
-            + probes * ATTRIBUTION_SAMPLES * IG_STEPS * per_sample_step + shape.n_test * timing.forward_s_per_sample)
+    return (
+        steps * step_s
+        + evaluations * evaluated * timing.forward_s_per_sample
+        + probes * ATTRIBUTION_SAMPLES * IG_STEPS * per_sample_step
+        + shape.n_test * timing.forward_s_per_sample
+    )
 
 
 def plan(config: dict, studies: list[str], results: Path) -> list[dict]:
@@ -209,8 +247,18 @@ def plan(config: dict, studies: list[str], results: Path) -> list[dict]:
             spec["train"] = dict(TrainSettings(spec["train"]))  # the defaults filled in
             shape = dataset_shape(dataset_kind(config, cell.dataset), dataset_params(config, cell.dataset))
             steps, source = expected_steps(cell, spec, measured)
-            rows.append({"study": study, "cell": cell, "spec": spec, "shape": shape, "key": timing_key(spec, shape),
-                         "steps": steps, "cap": int(spec["train"]["max_steps"]), "source": source})
+            rows.append(
+                {
+                    "study": study,
+                    "cell": cell,
+                    "spec": spec,
+                    "shape": shape,
+                    "key": timing_key(spec, shape),
+                    "steps": steps,
+                    "cap": int(spec["train"]["max_steps"]),
+                    "source": source,
+                }
+            )
     return rows
 
 
@@ -220,9 +268,13 @@ def reusable(key: TimingKey, timings: dict[TimingKey, Timing | None], device: to
     if device.type != "cpu":
         return None
     for other, timing in timings.items():
-        if (timing is not None and timing.batch < other.batch_size and timing.batch <= key.batch_size
-                and (other.model, other.model_params, other.shape, other.classes, other.optimizer, other.asam)
-                == (key.model, key.model_params, key.shape, key.classes, key.optimizer, key.asam)):
+        if (
+            timing is not None
+            and timing.batch < other.batch_size
+            and timing.batch <= key.batch_size
+            and (other.model, other.model_params, other.shape, other.classes, other.optimizer, other.asam)
+            == (key.model, key.model_params, key.shape, key.classes, key.optimizer, key.asam)
+        ):
             return timing
     return None
 
@@ -242,9 +294,13 @@ def time_all(rows: list[dict], device: torch.device, args: argparse.Namespace) -
             timing = None
         timings[key] = timing
         if timing is not None:
-            print(f"  {key.label()}: {timing.step_s(key.batch_size) * 1e3:.2f} ms/step, "
-                  f"{timing.forward_s_per_sample * 1e6:.1f} us/sample forward ({timing.note(key.batch_size)}; "
-                  f"{time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
+            print(
+                f"  {key.label()}: {timing.step_s(key.batch_size) * 1e3:.2f} ms/step, "
+                f"{timing.forward_s_per_sample * 1e6:.1f} us/sample forward ({timing.note(key.batch_size)}; "
+                f"{time.perf_counter() - started:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     return timings
 
 
@@ -256,24 +312,38 @@ def study_table(rows: list[dict], timings: dict[TimingKey, Timing | None]) -> pd
         seconds = sum(cell_seconds(r["spec"], r["shape"], r["steps"], timings[r["key"]]) for r in timed)
         sources = sorted({r["source"] for r in mine})
         extrapolated = any(timings[r["key"]].batch != int(r["spec"]["train"]["batch_size"]) for r in timed)
-        records.append({"study": study, "cells": len(mine), "steps_cap": sum(r["cap"] for r in mine),
-                        "steps_expected": sum(r["steps"] for r in mine), "steps_from": "+".join(sources),
-                        "device_hours": seconds / 3600 if len(timed) == len(mine) else math.nan,
-                        "untimed_cells": len(mine) - len(timed), "extrapolated": extrapolated})
+        records.append(
+            {
+                "study": study,
+                "cells": len(mine),
+                "steps_cap": sum(r["cap"] for r in mine),
+                "steps_expected": sum(r["steps"] for r in mine),
+                "steps_from": "+".join(sources),
+                "device_hours": seconds / 3600 if len(timed) == len(mine) else math.nan,
+                "untimed_cells": len(mine) - len(timed),
+                "extrapolated": extrapolated,
+            }
+        )
     return pd.DataFrame(records)
 
 
 def markdown(table: pd.DataFrame, total_label: str) -> str:
-    lines = ["| study | cells | steps (cap) | steps (expected) | from | device-hours | extrapolated |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| study | cells | steps (cap) | steps (expected) | from | device-hours | extrapolated |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples():
         hours = "n/a" if math.isnan(r.device_hours) else f"{r.device_hours:.3g}"
         untimed = f" ({r.untimed_cells} cells untimed)" if r.untimed_cells else ""
-        lines.append(f"| {r.study} | {r.cells} | {r.steps_cap:,} | {r.steps_expected:,} | {r.steps_from} | "
-                     f"{hours}{untimed} | {'yes' if r.extrapolated else 'no'} |")
+        lines.append(
+            f"| {r.study} | {r.cells} | {r.steps_cap:,} | {r.steps_expected:,} | {r.steps_from} | "
+            f"{hours}{untimed} | {'yes' if r.extrapolated else 'no'} |"
+        )
     total = table["device_hours"].sum(min_count=1)
-    lines.append(f"| **{total_label}** | {table['cells'].sum()} | {table['steps_cap'].sum():,} | "
-                 f"{table['steps_expected'].sum():,} | | {total:.3g} | |")
+    lines.append(
+        f"| **{total_label}** | {table['cells'].sum()} | {table['steps_cap'].sum():,} | "
+        f"{table['steps_expected'].sum():,} | | {total:.3g} | |"
+    )
     return "\n".join(lines)
 
 
@@ -284,8 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--studies", nargs="+", help="default: the config's default target (default_studies)")
     parser.add_argument("--results", default=str(ROOT / "results"), help="where results/{study}/cells.parquet lie")
     parser.add_argument("--steps", type=int, default=200, help="most timed steps per (model, shape, batch)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="time budget of each timed run (default 20 on CUDA, 3 on a CPU)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="time budget of each timed run (default 20 on CUDA, 3 on a CPU)"
+    )
     parser.add_argument("--cpu-batch", type=int, default=4, help="on a CPU: largest batch timed for costly models")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (as `largelr train`)")
     args = parser.parse_args(argv)
@@ -297,13 +368,18 @@ def main(argv: list[str] | None = None) -> None:
     studies = args.studies or default_target
     rows = plan(config, studies, Path(args.results))
     keys = len({row["key"] for row in rows})
-    print(f"device={device} studies={len(studies)} cells={len(rows)} timings={keys} (seconds per timing "
-          f"{args.seconds:g}, at most {args.steps} steps)", file=sys.stderr)
+    print(
+        f"device={device} studies={len(studies)} cells={len(rows)} timings={keys} (seconds per timing "
+        f"{args.seconds:g}, at most {args.steps} steps)",
+        file=sys.stderr,
+    )
     timings = time_all(rows, device, args)
     table = study_table(rows, timings)
     label = "total (default target)" if studies == default_target else f"total ({', '.join(studies)})"
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"{torch.get_num_threads()} thread(s)")
+    print(
+        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
+        f"{torch.get_num_threads()} thread(s)"
+    )
     print(markdown(table, label))
 
 

@@ -50,14 +50,27 @@ def parse_counts(text: str) -> tuple[int, int, int]:
 
 def cell_spec(lr: float, seed: int, max_steps: int) -> dict:
     train = TRAIN_DEFAULTS | TRAIN | {"lr": lr, "max_steps": max_steps}
-    return {"study": "parity_trial", "dataset": "parity", "model": "fcn", "knob": "lr", "value": lr, "seed": seed,
-            "train": train, "model_params": MODEL}
+    return {
+        "study": "parity_trial",
+        "dataset": "parity",
+        "model": "fcn",
+        "knob": "lr",
+        "value": lr,
+        "seed": seed,
+        "train": train,
+        "model_params": MODEL,
+    }
 
 
 def run_cell(dataset: dict, lr: float, seed: int, max_steps: int) -> dict:
     _, _, summary = train_cell(cell_spec(lr, seed, max_steps), dataset, torch.device("cpu"), log=lambda message: None)
-    return {"test_acc": summary.get("test_acc", float("nan")), "train_acc": summary.get("train_acc", float("nan")),
-            "steps": summary["steps"], "converged": summary["converged"], "stopped_by": summary["stopped_by"]}
+    return {
+        "test_acc": summary.get("test_acc", float("nan")),
+        "train_acc": summary.get("train_acc", float("nan")),
+        "steps": summary["steps"],
+        "converged": summary["converged"],
+        "stopped_by": summary["stopped_by"],
+    }
 
 
 def summarize(rows: list[dict]) -> None:
@@ -75,8 +88,19 @@ def trial_cell(job: tuple[str, float, int, int, int]) -> dict:
     text, lr, seed, max_steps, threads = job
     torch.set_num_threads(threads)
     core, spurious, noise = parse_counts(text)
-    dataset = build_dataset("parity", {"core_bits": core, "spurious_bits": spurious, "noise_bits": noise,
-                                       "n_train": 10000, "n_test": 10000, "rho_train": 0.1}, "unused", 0)
+    dataset = build_dataset(
+        "parity",
+        {
+            "core_bits": core,
+            "spurious_bits": spurious,
+            "noise_bits": noise,
+            "n_train": 10000,
+            "n_test": 10000,
+            "rho_train": 0.1,
+        },
+        "unused",
+        0,
+    )
     started = time.perf_counter()
     row = {"counts": text, "lr": lr, "seed": seed, **run_cell(dataset, lr, seed, max_steps)}
     return {**row, "wall_s": time.perf_counter() - started}
@@ -98,8 +122,11 @@ def main() -> None:
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for row in pool.imap(trial_cell, jobs):
             rows.append(row)
-            print(f"{row['counts']:>9} | {row['lr']:<5} | {row['seed']} | {row['test_acc']:.3f} | {row['train_acc']:.4f} | "
-                  f"{row['steps']:>5} | {row['converged']!s:>5} | {row['stopped_by']} | {row['wall_s']:.0f}", flush=True)
+            print(
+                f"{row['counts']:>9} | {row['lr']:<5} | {row['seed']} | {row['test_acc']:.3f} | {row['train_acc']:.4f} | "
+                f"{row['steps']:>5} | {row['converged']!s:>5} | {row['stopped_by']} | {row['wall_s']:.0f}",
+                flush=True,
+            )
     summarize(rows)
 
 

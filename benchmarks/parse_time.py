@@ -63,7 +63,9 @@ def medians(trees: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]
 def table(current: dict[str, float], baseline: dict[str, float], baseline_name: str, repeats: int) -> str:
     lines = [f"| command (median of {repeats}) | {baseline_name} (s) | current (s) | ratio |", "|---|---:|---:|---:|"]
     for name in COMMANDS:
-        lines.append(f"| `{name}` | {baseline[name]:.2f} | {current[name]:.2f} | {baseline[name] / current[name]:.2f} |")
+        lines.append(
+            f"| `{name}` | {baseline[name]:.2f} | {current[name]:.2f} | {baseline[name] / current[name]:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -76,8 +78,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats: at least 3")
     with tempfile.TemporaryDirectory(prefix="parse_time.") as scratch:
         baseline = Path(scratch) / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(baseline),
-                        args.baseline], check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(baseline), args.baseline], check=True
+        )
         try:
             times = medians({"baseline": baseline, "current": ROOT}, args.repeats)
         finally:

@@ -59,27 +59,36 @@ def readings_table(cells: pd.DataFrame) -> str:
             lines.append(f"\n**{label}**: not recorded in this study.\n")
             continue
         extra = ["active_fraction"] if default.startswith(("csi", "bsi")) else []
-        lines += [f"\n**{label}** (seed means of included cells)\n",
-                  "| study | dataset | model | value | default | other | other - default |"
-                  + "".join(f" {e} |" for e in extra),
-                  "|---|---|---|---|---|---|---|" + "---|" * len(extra)]
+        lines += [
+            f"\n**{label}** (seed means of included cells)\n",
+            "| study | dataset | model | value | default | other | other - default |"
+            + "".join(f" {e} |" for e in extra),
+            "|---|---|---|---|---|---|---|" + "---|" * len(extra),
+        ]
         for keys, pair in usable.groupby(PAIR):
             means = pair.groupby("value")[[default, other, *extra]].mean()
             for value, row in means.iterrows():
-                lines.append(f"| {' | '.join(map(str, keys[:3]))} | {value:g} | {fmt(row[default])} | "
-                             f"{fmt(row[other])} | {fmt(row[other] - row[default])} |"
-                             + "".join(f" {fmt(row[e])} |" for e in extra))
+                lines.append(
+                    f"| {' | '.join(map(str, keys[:3]))} | {value:g} | {fmt(row[default])} | "
+                    f"{fmt(row[other])} | {fmt(row[other] - row[default])} |"
+                    + "".join(f" {fmt(row[e])} |" for e in extra)
+                )
             trend = [spearman(means[c], pd.Series(means.index, index=means.index)) for c in (default, other)]
-            lines.append(f"| {' | '.join(map(str, keys[:3]))} | Spearman rho over {keys[3]} | {fmt(trend[0])} | "
-                         f"{fmt(trend[1])} | |" + " |" * len(extra))
+            lines.append(
+                f"| {' | '.join(map(str, keys[:3]))} | Spearman rho over {keys[3]} | {fmt(trend[0])} | "
+                f"{fmt(trend[1])} | |" + " |" * len(extra)
+            )
     return "\n".join(lines)
 
 
 def mechanism_rows(cells: pd.DataFrame) -> str:
     """Pearson r of max BC loss ratio vs test accuracy under each reading, per pair."""
     usable = cells[cells["included"]]
-    lines = ["\n**Mechanism (Fig 12): Pearson r, max BC loss ratio vs test accuracy**\n",
-             "| study | dataset | model | cells | r (minibatch) | r (fixed set) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "\n**Mechanism (Fig 12): Pearson r, max BC loss ratio vs test accuracy**\n",
+        "| study | dataset | model | cells | r (minibatch) | r (fixed set) |",
+        "|---|---|---|---|---|---|",
+    ]
     for keys, pair in usable.groupby(PAIR):
         rs = []
         for column in ("max_bc_loss_ratio_minibatch", "max_bc_loss_ratio_fixed"):
@@ -96,8 +105,11 @@ def range_rows(cells: pd.DataFrame) -> str:
     if other is None:
         return "\n**Usable LR range**: the other reading is not recorded in this study.\n"
     name = other.removeprefix("in_range_")
-    lines = [f"\n**Usable LR range: largest value in range** (chosen reading vs {name})\n",
-             f"| study | dataset | model | chosen | {name} |", "|---|---|---|---|---|"]
+    lines = [
+        f"\n**Usable LR range: largest value in range** (chosen reading vs {name})\n",
+        f"| study | dataset | model | chosen | {name} |",
+        "|---|---|---|---|---|",
+    ]
     for keys, pair in cells.groupby(PAIR):
         ends = [pair.loc[pair.groupby("value")[c].transform("all"), "value"].max() for c in ("in_range", other)]
         lines.append(f"| {' | '.join(map(str, keys[:3]))} | {fmt(ends[0])} | {fmt(ends[1])} |")
@@ -110,11 +122,17 @@ def against_rows(cells: pd.DataFrame, other: pd.DataFrame, label: str) -> str:
     columns = [c for c in REPRESENTATION if c in cells and c in other]
     both = cells[keys + columns].merge(other[keys + columns], on=keys, suffixes=("", "_other"))
     means = both.groupby([*PAIR[:3], "value"]).mean(numeric_only=True)
-    lines = [f"\n**{label}** (seed means; this run / the other run)\n",
-             "| dataset | model | value | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
-    for (study, dataset, model, value), row in means.iterrows():
-        lines.append(f"| {dataset} | {model} | {value:g} | "
-                     + " | ".join(f"{fmt(row[c])} / {fmt(row[c + '_other'])}" for c in columns) + " |")
+    lines = [
+        f"\n**{label}** (seed means; this run / the other run)\n",
+        "| dataset | model | value | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for (_study, dataset, model, value), row in means.iterrows():
+        lines.append(
+            f"| {dataset} | {model} | {value:g} | "
+            + " | ".join(f"{fmt(row[c])} / {fmt(row[c + '_other'])}" for c in columns)
+            + " |"
+        )
     return "\n".join(lines)
 
 

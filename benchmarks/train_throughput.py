@@ -66,8 +66,9 @@ class UInt8Images(Dataset):
 
         self.images, self.labels = images, labels
         channels = images.shape[-1]
-        self.transform = transforms.Compose([transforms.ToTensor(),
-                                             transforms.Normalize((0.5,) * channels, (0.5,) * channels)])
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -75,8 +76,9 @@ class UInt8Images(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        return self.transform(Image.fromarray(self.images[index].squeeze(-1) if self.images.shape[-1] == 1
-                                              else self.images[index])), int(self.labels[index])
+        return self.transform(
+            Image.fromarray(self.images[index].squeeze(-1) if self.images.shape[-1] == 1 else self.images[index])
+        ), int(self.labels[index])
 
 
 class Case:
@@ -85,8 +87,10 @@ class Case:
     def __init__(self, text: str, samples: int, seed: int = 0):
         model, _, shape = text.partition("@")
         self.model, _, params = model.partition(":")
-        self.params = {key: float(value) if "." in value else int(value)
-                       for key, value in (item.split("=") for item in params.split(",") if item)}
+        self.params = {
+            key: float(value) if "." in value else int(value)
+            for key, value in (item.split("=") for item in params.split(",") if item)
+        }
         self.shape = [int(side) for side in shape.split("x")]
         self.classes = 2 if len(self.shape) == 1 else 10
         generator = np.random.default_rng(seed)
@@ -103,9 +107,15 @@ class Case:
 
     def dataset(self) -> dict:
         test = slice(0, min(1000, len(self.y)))
-        return {"name": "random", "train": {"x": self.x, "y": self.y, "b": self.b},
-                "test": {"x": self.x[test], "y": self.y[test], "b": self.b[test]}, "num_classes": self.classes,
-                "num_bias": self.classes, "input_shape": self.shape, "spurious_mask": None}
+        return {
+            "name": "random",
+            "train": {"x": self.x, "y": self.y, "b": self.b},
+            "test": {"x": self.x[test], "y": self.y[test], "b": self.b[test]},
+            "num_classes": self.classes,
+            "num_bias": self.classes,
+            "input_shape": self.shape,
+            "spurious_mask": None,
+        }
 
 
 class Timer:
@@ -125,8 +135,16 @@ def engine_rate(case: Case, steps: int, device: torch.device, variant: dict, his
     chosen clock (the engine's clock is pointed at it for the run)."""
     settings = {key: variant[key] for key in ("amp", "channels_last", "compile")} | {"history_every": history_every}
     train = TRAIN_DEFAULTS | {"lr": LR, "batch_size": BATCH, "max_steps": steps, "target_train_acc": 1.1} | settings
-    spec = {"study": "benchmark", "dataset": "random", "model": case.model, "knob": "lr", "value": LR, "seed": 0,
-            "train": train, "model_params": case.params}
+    spec = {
+        "study": "benchmark",
+        "dataset": "random",
+        "model": case.model,
+        "knob": "lr",
+        "value": LR,
+        "seed": 0,
+        "train": train,
+        "model_params": case.params,
+    }
     engine_clock = largelr.training.state.time  # RunClock's
     largelr.training.state.time = SimpleNamespace(perf_counter=variant["timer"])
     try:
@@ -150,15 +168,19 @@ def prepared_model(case: Case, device: torch.device, variant: dict) -> tuple[tor
     return model, forward, prepare
 
 
-def loop_rate(batches: Callable, case: Case, steps: int, device: torch.device, variant: dict,
-              plain_sgd: bool = False) -> float:
+def loop_rate(
+    batches: Callable, case: Case, steps: int, device: torch.device, variant: dict, plain_sgd: bool = False
+) -> float:
     """Steps per second over ``steps`` steps of a plain training loop fed by ``batches``, from the first;
     with ``torch.optim.SGD``, or with the engine's ``PlainSGD`` when ``plain_sgd``."""
     model, forward, prepare = prepared_model(case, device, variant)
     params = list(model.parameters())
     optimizer = PlainSGD(params, lr=LR, momentum=0.0, weight_decay=0.0) if plain_sgd else torch.optim.SGD(params, lr=LR)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if variant["amp"] == "bf16" \
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if variant["amp"] == "bf16"
         else contextlib.nullcontext
+    )
     stream, timer = batches(), variant["timer"]
     started = timer()
     for _ in range(steps):
@@ -180,6 +202,7 @@ def bare_batches(case: Case, device: torch.device) -> Callable:
         while True:
             idx = order.next().to(device)
             yield x.index_select(0, idx), y.index_select(0, idx)
+
     return batches
 
 
@@ -191,6 +214,7 @@ def dataloader_batches(case: Case, device: torch.device) -> Callable:
         while True:
             for x, y in loader:
                 yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
     return batches
 
 
@@ -225,10 +249,12 @@ def rows(text: str, variant: dict, rates: dict[str, list[float]]) -> list[str]:
     """Table rows of one case and variant: one per engine arm (or one for the loops alone)."""
     median = {arm: f"{statistics.median(values):.1f}" for arm, values in rates.items()}
     engines = [arm for arm in rates if arm.startswith("engine")] or ["engine"]
-    return [f"| {text} | {variant['label']} {arm.removeprefix('engine').strip()} | {median.get(arm, 'n/a')} | "
-            f"{median['bare']} | {median.get('dataloader', 'n/a')} | {ratio(rates, arm, 'bare')} | "
-            f"{ratio(rates, arm, 'dataloader')} | {median['bare PlainSGD']} | {ratio(rates, arm, 'bare PlainSGD')} |"
-            for arm in engines]
+    return [
+        f"| {text} | {variant['label']} {arm.removeprefix('engine').strip()} | {median.get(arm, 'n/a')} | "
+        f"{median['bare']} | {median.get('dataloader', 'n/a')} | {ratio(rates, arm, 'bare')} | "
+        f"{ratio(rates, arm, 'dataloader')} | {median['bare PlainSGD']} | {ratio(rates, arm, 'bare PlainSGD')} |"
+        for arm in engines
+    ]
 
 
 def variants(args: argparse.Namespace, case: Case, device: torch.device) -> list[dict]:
@@ -237,11 +263,18 @@ def variants(args: argparse.Namespace, case: Case, device: torch.device) -> list
     timer = Timer(args.clock or ("cpu" if device.type == "cpu" else "wall"), device)
     chosen = []
     for amp in args.amp:
-        for layout in (args.channels_last if image and case.model != "fcn" else ["off"]):
+        for layout in args.channels_last if image and case.model != "fcn" else ["off"]:
             for mode in args.compile:
                 compile_ = {"off": False, "default": True}.get(mode, mode)
-                chosen.append({"amp": amp, "channels_last": layout == "on", "compile": compile_, "timer": timer,
-                               "label": f"amp={amp} cl={layout} compile={mode}"})
+                chosen.append(
+                    {
+                        "amp": amp,
+                        "channels_last": layout == "on",
+                        "compile": compile_,
+                        "timer": timer,
+                        "label": f"amp={amp} cl={layout} compile={mode}",
+                    }
+                )
     return chosen
 
 
@@ -252,28 +285,54 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=300, help="timed steps of the FCN cases per arm and round")
     parser.add_argument("--conv-steps", type=int, default=10, help="timed steps of the other models")
     parser.add_argument("--samples", type=int, default=5000, help="training samples of the random data (FCN)")
-    parser.add_argument("--conv-samples", type=int, default=1000,
-                        help="training samples of the other models (the engine evaluates them all at its end)")
+    parser.add_argument(
+        "--conv-samples",
+        type=int,
+        default=1000,
+        help="training samples of the other models (the engine evaluates them all at its end)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
     parser.add_argument("--clock", choices=["cpu", "wall"], help="default: cpu on a CPU device, wall on CUDA")
     parser.add_argument("--amp", nargs="+", default=["off"], choices=["off", "bf16"])
-    parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"],
-                        help="conv models only (the engine applies it on every device)")
-    parser.add_argument("--compile", nargs="+", default=["off"],
-                        help="off | default | reduce-overhead | max-autotune (the engine: off and default only)")
-    parser.add_argument("--history-every", nargs="+", type=int, default=[1, 10],
-                        help="one engine arm per value of the history_every setting")
+    parser.add_argument(
+        "--channels-last",
+        nargs="+",
+        default=["on"],
+        choices=["on", "off"],
+        help="conv models only (the engine applies it on every device)",
+    )
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        default=["off"],
+        help="off | default | reduce-overhead | max-autotune (the engine: off and default only)",
+    )
+    parser.add_argument(
+        "--history-every",
+        nargs="+",
+        type=int,
+        default=[1, 10],
+        help="one engine arm per value of the history_every setting",
+    )
     parser.add_argument("--no-dataloader", action="store_true", help="leave the dataloader arm out")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads, as `largelr train --threads` (default 1; 0 = torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads, as `largelr train --threads` (default 1; 0 = torch's default)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"device={device} batch={BATCH} samples={args.samples} rounds={args.rounds} threads={torch.get_num_threads()}"
-          f" clock={args.clock or ('cpu' if device.type == 'cpu' else 'wall')}")
-    print("| case | settings | engine steps/s | bare steps/s | dataloader steps/s | engine/bare | engine/dataloader "
-          "| bare PlainSGD steps/s | engine/bare PlainSGD |")
+    print(
+        f"device={device} batch={BATCH} samples={args.samples} rounds={args.rounds} threads={torch.get_num_threads()}"
+        f" clock={args.clock or ('cpu' if device.type == 'cpu' else 'wall')}"
+    )
+    print(
+        "| case | settings | engine steps/s | bare steps/s | dataloader steps/s | engine/bare | engine/dataloader "
+        "| bare PlainSGD steps/s | engine/bare PlainSGD |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for text in args.cases:
         case = Case(text, args.samples if text.startswith("fcn") else min(args.samples, args.conv_samples))

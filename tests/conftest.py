@@ -46,8 +46,16 @@ def toy_spec(**train_overrides) -> dict:
 
     train = TRAIN_DEFAULTS | {"lr": 0.1, "batch_size": 16, "max_steps": 40, "eval_every": 10}
     train.update(train_overrides)
-    return {"study": "t", "dataset": "toy", "model": "fcn", "knob": "lr", "value": train["lr"], "seed": 3,
-            "train": train, "model_params": {"depth": 2, "width": 16}}
+    return {
+        "study": "t",
+        "dataset": "toy",
+        "model": "fcn",
+        "knob": "lr",
+        "value": train["lr"],
+        "seed": 3,
+        "train": train,
+        "model_params": {"depth": 2, "width": 16},
+    }
 
 
 @pytest.fixture

@@ -8,9 +8,22 @@ def sweep(accs: dict[float, list[float]], diverged: dict[float, list[bool]] | No
     rows = []
     for value, per_seed in accs.items():
         for seed, acc in enumerate(per_seed):
-            rows.append({"study": "s", "dataset": "d", "model": "m", "knob": "lr", "value": value, "seed": seed,
-                         "test_acc": acc, "diverged": (diverged or {}).get(value, [False] * 9)[seed],
-                         "prunability": value * 10 + seed, "compressibility": 0.5, "csi": acc / 2, "class_sep": 1 - acc})
+            rows.append(
+                {
+                    "study": "s",
+                    "dataset": "d",
+                    "model": "m",
+                    "knob": "lr",
+                    "value": value,
+                    "seed": seed,
+                    "test_acc": acc,
+                    "diverged": (diverged or {}).get(value, [False] * 9)[seed],
+                    "prunability": value * 10 + seed,
+                    "compressibility": 0.5,
+                    "csi": acc / 2,
+                    "class_sep": 1 - acc,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -21,8 +34,9 @@ def test_range_ends_at_first_value_losing_more_than_a_quarter_of_the_best_accura
 
 
 def test_a_single_diverged_seed_ends_the_range():
-    cells = mark_usable_range(sweep({0.01: [0.7, 0.7], 0.1: [0.8, 0.8], 1.0: [0.8, 0.79]},
-                                    diverged={1.0: [False, True]}))
+    cells = mark_usable_range(
+        sweep({0.01: [0.7, 0.7], 0.1: [0.8, 0.8], 1.0: [0.8, 0.79]}, diverged={1.0: [False, True]})
+    )
     assert cells.groupby("value")["in_range"].all().to_dict() == {0.01: True, 0.1: True, 1.0: False}
 
 
@@ -64,7 +78,13 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 
 from largelr.aggregate import (  # noqa: E402
-    PAPER_TABLE1, compare_with_paper, markdown, mechanism_table, paper_shape, seed_statistics, table2,
+    PAPER_TABLE1,
+    compare_with_paper,
+    markdown,
+    mechanism_table,
+    paper_shape,
+    seed_statistics,
+    table2,
 )
 
 
@@ -95,7 +115,12 @@ def test_seed_statistics_give_mean_sd_and_a_t_interval_worked_out_by_hand():
 def test_seed_statistics_leave_nan_out_of_n_and_give_no_interval_for_one_seed():
     cells = mark_included(sweep({0.01: [0.5, float("nan")], 0.1: [0.8, 0.9]}))
     row = seed_statistics(cells).set_index(["value", "metric"]).loc[(0.01, "test_acc")]
-    assert row["n"] == 1 and row["mean"] == pytest.approx(0.5, rel=1e-12) and np.isnan(row["ci_low"]) and np.isnan(row["std"])
+    assert (
+        row["n"] == 1
+        and row["mean"] == pytest.approx(0.5, rel=1e-12)
+        and np.isnan(row["ci_low"])
+        and np.isnan(row["std"])
+    )
 
 
 def intervention(study: str, knob: str, accs: dict[float, list[float]]) -> pd.DataFrame:
@@ -116,9 +141,19 @@ def test_table2_has_each_knob_of_the_intervention_pairs_and_the_lr_rows_of_the_s
 
 
 def test_compare_with_paper_subtracts_the_reference_and_lists_every_reference_row():
-    table = pd.DataFrame({"study": "s", "dataset": "colored_mnist", "model": "cnn", "knob": "lr",
-                          "variable": ["lr", "test_acc"], "min": [0.01, 0.80], "max": [0.2, 0.95],
-                          "n_values": 5, "n_seeds": 3})
+    table = pd.DataFrame(
+        {
+            "study": "s",
+            "dataset": "colored_mnist",
+            "model": "cnn",
+            "knob": "lr",
+            "variable": ["lr", "test_acc"],
+            "min": [0.01, 0.80],
+            "max": [0.2, 0.95],
+            "n_values": 5,
+            "n_seeds": 3,
+        }
+    )
     compare = compare_with_paper(table).set_index(["dataset", "model", "variable"])
     # every reference entry once, the prunability ones a second time in the other reading; the CelebA row
     # twice more (celeba and celeba_blond)
@@ -132,9 +167,19 @@ def test_compare_with_paper_subtracts_the_reference_and_lists_every_reference_ro
 
 
 def test_compare_with_paper_uses_the_chosen_prunability_reading_and_lists_the_other():
-    table = pd.DataFrame({"study": "s", "dataset": "colored_mnist", "model": "cnn", "knob": "lr",
-                          "variable": ["prunability", "prunability_ratio", "prunability_chance"],
-                          "min": [0.5, 0.9, 0.5], "max": [0.8, 0.97, 0.8], "n_values": 5, "n_seeds": 3})
+    table = pd.DataFrame(
+        {
+            "study": "s",
+            "dataset": "colored_mnist",
+            "model": "cnn",
+            "knob": "lr",
+            "variable": ["prunability", "prunability_ratio", "prunability_chance"],
+            "min": [0.5, 0.9, 0.5],
+            "max": [0.8, 0.97, 0.8],
+            "n_values": 5,
+            "n_seeds": 3,
+        }
+    )
     for reading, other, other_min in (("chance", "ratio", 0.9), ("ratio", "chance", 0.5)):
         compare = compare_with_paper(table, reading).set_index(["dataset", "model", "variable"])
         chosen = compare.loc[("colored_mnist", "cnn", "prunability")]
@@ -150,9 +195,19 @@ def test_both_celeba_readings_stand_against_the_paper_row_and_the_note_names_the
 
     # paper: worst-group 0.409-0.482. celeba: 0.10-0.30 (|diffs| 0.309 + 0.182 = 0.491);
     # celeba_blond: 0.40-0.50 (0.009 + 0.018 = 0.027): the benchmark reading fits
-    table = pd.DataFrame({"study": "lr_celeba", "dataset": ["celeba", "celeba_blond"], "model": "swin_t", "knob": "lr",
-                          "variable": "worst_group_acc", "min": [0.10, 0.40], "max": [0.30, 0.50],
-                          "n_values": 8, "n_seeds": 3})
+    table = pd.DataFrame(
+        {
+            "study": "lr_celeba",
+            "dataset": ["celeba", "celeba_blond"],
+            "model": "swin_t",
+            "knob": "lr",
+            "variable": "worst_group_acc",
+            "min": [0.10, 0.40],
+            "max": [0.30, 0.50],
+            "n_values": 8,
+            "n_seeds": 3,
+        }
+    )
     compare = compare_with_paper(table).set_index(["dataset", "model", "variable"])
     blond = compare.loc[("celeba_blond", "swin_t", "worst_group_acc")]
     assert (blond["paper_min"], blond["paper_max"]) == (0.409, 0.482)
@@ -165,8 +220,14 @@ def test_both_celeba_readings_stand_against_the_paper_row_and_the_note_names_the
 def test_build_cells_takes_prunability_from_the_chosen_reading():
     from largelr.analyses.prune import chosen_reading
 
-    cells = pd.DataFrame({"prunability_ratio": [0.9], "prunability_chance": [0.4], "prunability_ratio_magnitude": [0.95],
-                          "prunability_chance_magnitude": [0.7]})
+    cells = pd.DataFrame(
+        {
+            "prunability_ratio": [0.9],
+            "prunability_chance": [0.4],
+            "prunability_ratio_magnitude": [0.95],
+            "prunability_chance_magnitude": [0.7],
+        }
+    )
     assert chosen_reading(cells, "chance")["prunability"].tolist() == [0.4]
     ratio = chosen_reading(cells, "ratio")
     assert ratio["prunability"].tolist() == [0.9] and ratio["prunability_magnitude"].tolist() == [0.95]
@@ -195,8 +256,7 @@ def test_markdown_and_paper_shape_render_min_max_per_variable():
     lines = text.splitlines()
     assert lines[0] == "# T" and lines[2].startswith("| study | dataset | model | knob | n_seeds | lr |")
     assert lines[3].count("|") == lines[2].count("|") and "| 0.6 – 0.85 |" in text
-    assert markdown(pd.DataFrame({"x": [float("nan"), 1 / 3, None]})).splitlines()[2:] == [
-        "|  |", "| 0.3333 |", "|  |"]
+    assert markdown(pd.DataFrame({"x": [float("nan"), 1 / 3, None]})).splitlines()[2:] == ["|  |", "| 0.3333 |", "|  |"]
     two_knobs = pd.concat([table1(cells), table1(cells.assign(knob="momentum", study="t"))])
     shaped = paper_shape(two_knobs, knob_label="knob values").set_index("knob")
     assert shaped.loc["momentum", "knob values"] == shaped.loc["lr", "knob values"] == "0.01 – 0.1"
@@ -286,8 +346,9 @@ def test_table2_prints_the_batch_size_knob_as_one_over_b():
     batch = mark_included(intervention("batch_study", "batch_size", {3: [0.6, 0.6], 100: [0.4, 0.6]}))
     rows = table2(pd.concat([lr_grid, batch], ignore_index=True), ["batch_study"]).set_index(["knob", "variable"])
     assert rows.loc[("batch_size", "1/batch_size"), ["min", "max"]].tolist() == pytest.approx([0.01, 1 / 3])
-    shaped = paper_shape(table2(pd.concat([lr_grid, batch], ignore_index=True), ["batch_study"]),
-                         knob_label="knob values").set_index("knob")
+    shaped = paper_shape(
+        table2(pd.concat([lr_grid, batch], ignore_index=True), ["batch_study"]), knob_label="knob values"
+    ).set_index("knob")
     assert shaped.loc["batch_size", "knob values"] == "0.01 – 0.3333"
 
 
@@ -368,8 +429,10 @@ def test_build_cells_marks_the_chosen_range_reading_and_records_the_other(monkey
     import largelr.aggregate.cells as aggregate  # where build_cells looks read_cell up
 
     accs = sweep({0.01: [0.40, 0.42], 0.1: [0.44, 0.44], 1.0: [0.30, 0.36], 3.0: [0.18, 0.25]})
-    rows = [row | {"converged": True, "max_bc_loss_ratio_minibatch": 0.5, "max_bc_loss_ratio_fixed": 0.2}
-            for row in accs.to_dict("records")]
+    rows = [
+        row | {"converged": True, "max_bc_loss_ratio_minibatch": 0.5, "max_bc_loss_ratio_fixed": 0.2}
+        for row in accs.to_dict("records")
+    ]
     monkeypatch.setattr(aggregate, "read_cell", lambda path: rows[int(path)])
     paths = [str(i) for i in range(len(rows))]
     cells = aggregate.build_cells(paths, {"usable_range_reading": "points", "bc_ratio": "fixed"})
@@ -390,7 +453,9 @@ def test_the_paper_comparison_lists_csi_under_the_other_neuron_reading():
     cells = mark_included(sweep({0.01: [0.8, 0.8], 0.1: [0.9, 0.9]}).assign(dataset="colored_mnist", model="cnn"))
     # csi = acc / 2 is the chosen (active) reading; the all-neuron one is half of it: 0.2 and 0.225
     cells = cells.assign(csi_active=cells["csi"], csi_all=cells["csi"] / 2)
-    compare = with_other_csi_reading(compare_with_paper(table1(cells)), cells).set_index(["dataset", "model", "variable"])
+    compare = with_other_csi_reading(compare_with_paper(table1(cells)), cells).set_index(
+        ["dataset", "model", "variable"]
+    )
     row = compare.loc[("colored_mnist", "cnn", "csi")]
     assert row["other_reading"] == "csi_all"
     assert (row["ours_min"], row["ours_max"]) == pytest.approx((0.4, 0.45))

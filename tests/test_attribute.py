@@ -54,7 +54,9 @@ def test_region_share_by_hand():
 
 def test_background_share_of_an_all_background_mask_is_one():
     attributions = torch.randn(5, 3, 4, 4)
-    assert torch.allclose(region_share(attributions, torch.ones(3, 4, 4, dtype=torch.bool)), torch.ones(5, dtype=torch.float64))
+    assert torch.allclose(
+        region_share(attributions, torch.ones(3, 4, 4, dtype=torch.bool)), torch.ones(5, dtype=torch.float64)
+    )
 
 
 def test_entropy_of_uniform_and_one_hot_maps():
@@ -117,19 +119,41 @@ def test_deeplift_sums_to_the_output_difference_on_relu_networks():
 def test_summarize_without_the_deeplift_key_keeps_its_outputs(toy_dataset):
     model = build_model("fcn", toy_dataset["input_shape"], 2, {"depth": 2, "width": 8})
     result = summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8}, torch.device("cpu"))
-    assert list(result) == list(COLUMNS) == [
-        "attribution_entropy", "ig_max_abs_delta", "spurious_share", "core_share", "noise_share",
-        "background_share", "background_iou", "deeplift_spurious_share", "deeplift_core_share",
-        "deeplift_noise_share", "spurious_share_raw", "spurious_share_normalized", "core_share_raw",
-        "core_share_normalized", "noise_share_raw", "noise_share_normalized"]
+    assert (
+        list(result)
+        == list(COLUMNS)
+        == [
+            "attribution_entropy",
+            "ig_max_abs_delta",
+            "spurious_share",
+            "core_share",
+            "noise_share",
+            "background_share",
+            "background_iou",
+            "deeplift_spurious_share",
+            "deeplift_core_share",
+            "deeplift_noise_share",
+            "spurious_share_raw",
+            "spurious_share_normalized",
+            "core_share_raw",
+            "core_share_normalized",
+            "noise_share_raw",
+            "noise_share_normalized",
+        ]
+    )
     assert result["spurious_share"] == result["spurious_share_normalized"]  # exact: the default reading, copied
     assert math.isnan(result["noise_share"])  # the toy set has no noise mask
     assert all(math.isnan(result[f"deeplift_{region}_share"]) for region in ("spurious", "core", "noise"))
     # a vector dataset has no background: auto resolves to none, the columns are NaN
     assert math.isnan(result["background_share"]) and math.isnan(result["background_iou"])
     with pytest.raises(ValueError, match="needs image inputs"):
-        summarize(model, toy_dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 8, "background": "smp"},
-                  torch.device("cpu"), segmenter=nn.Identity())
+        summarize(
+            model,
+            toy_dataset,
+            ANALYSIS_DEFAULTS | {"attribute_samples": 8, "background": "smp"},
+            torch.device("cpu"),
+            segmenter=nn.Identity(),
+        )
 
 
 def test_summarize_adds_deeplift_shares_when_asked(toy_dataset):
@@ -162,17 +186,28 @@ def test_black_canvas_kinds_carry_the_oracle_trait_under_any_config_name():
     from largelr.datasets import KINDS, build_dataset
 
     assert {name for name, kind in KINDS.items() if kind.oracle_background} == {
-        "colored_digits", "colored_mnist", "double_digits", "double_mnist", "moon_star", "colored_fashion_mnist",
-        "double_fashion_mnist"}
+        "colored_digits",
+        "colored_mnist",
+        "double_digits",
+        "double_mnist",
+        "moon_star",
+        "colored_fashion_mnist",
+        "double_fashion_mnist",
+    }
     # a config name other than the kind (tiny_moon_star in config.yaml) keeps the kind's traits
-    dataset = build_dataset("moon_star", {"image_size": 16, "n_train": 20, "n_test": 20}, "unused", 0,
-                            name="tiny_moon_star")
+    dataset = build_dataset(
+        "moon_star", {"image_size": 16, "n_train": 20, "n_test": 20}, "unused", 0, name="tiny_moon_star"
+    )
     assert dataset["name"] == "tiny_moon_star" and dataset["kind"] == "moon_star"
     assert dataset["traits"]["oracle_background"]
     torch.manual_seed(0)
     model = build_model("cnn", dataset["input_shape"], 2, {"width": 0.05})
-    result = summarize(model, dataset, ANALYSIS_DEFAULTS | {"attribute_samples": 4, "ig_steps": 4,
-                                                            "ig_baseline": "mean"}, torch.device("cpu"))
+    result = summarize(
+        model,
+        dataset,
+        ANALYSIS_DEFAULTS | {"attribute_samples": 4, "ig_steps": 4, "ig_baseline": "mean"},
+        torch.device("cpu"),
+    )
     assert 0.0 < result["background_share"] < 1.0  # auto = the oracle: measured, not NaN
 
 
@@ -193,13 +228,15 @@ def test_oracle_background_share_by_hand():
     assert math.isnan(result["background_iou"])
     on_strokes = images.clone()  # attribution exactly on the strokes: nothing on the background
     assert background_columns(on_strokes, images, True, "oracle", None, 32)["background_share"] == pytest.approx(
-        0.0, abs=1e-12)
+        0.0, abs=1e-12
+    )
     # a colour channel that is zero inside a stroke does not make the stroke background
     only_blue = torch.zeros_like(images)
     only_blue[0, 2, 1, 1] = 5.0
     only_blue[1, 2] = 1.0
     assert background_columns(only_blue, images, True, "oracle", None, 32)["background_share"] == pytest.approx(
-        (0.0 + 15 / 16) / 2)
+        (0.0 + 15 / 16) / 2
+    )
 
 
 def test_no_background_source_gives_nan_columns():
@@ -282,8 +319,11 @@ def test_region_shares_of_a_linear_model_by_hand(toy_dataset):
     x, y, _ = (dataset["test"][key][sample_indices(len(dataset["test"]["y"]), 10, seed=0)] for key in ("x", "y", "b"))
     magnitude = (model.weight.detach()[y] * x).abs().double()
     total = magnitude.sum(1)
-    expected = {"core": magnitude[:, 0] / total, "noise": magnitude[:, 1:5].sum(1) / total,
-                "spurious": magnitude[:, 5] / total}
+    expected = {
+        "core": magnitude[:, 0] / total,
+        "noise": magnitude[:, 1:5].sum(1) / total,
+        "spurious": magnitude[:, 5] / total,
+    }
     for region, share in expected.items():
         assert result[f"{region}_share"] == pytest.approx(share.mean().item(), rel=1e-5)
         assert result[f"deeplift_{region}_share"] == pytest.approx(share.mean().item(), rel=1e-5)
@@ -304,12 +344,19 @@ def test_auto_loads_the_cached_segmenter_itself_and_measures_the_background(empt
             return self.logits.view(1, -1, 1, 1).expand(len(x), -1, *x.shape[-2:])
 
     loaded = []
-    monkeypatch.setattr(segment, "load_segmenter", lambda name, checkpoint, device: loaded.append(name) or AllBackground())
+    monkeypatch.setattr(
+        segment, "load_segmenter", lambda name, checkpoint, device: loaded.append(name) or AllBackground()
+    )
     generator = torch.Generator().manual_seed(0)
     y = torch.arange(8) % 2
     split = {"x": torch.rand(8, 3, 6, 6, generator=generator), "y": y, "b": 1 - y}
-    dataset = {"name": "natural", "traits": {"worst_group": False, "oracle_background": False}, "test": split,
-               "input_shape": [3, 6, 6], "normalization": {"mean": 0.0, "std": 1.0}}
+    dataset = {
+        "name": "natural",
+        "traits": {"worst_group": False, "oracle_background": False},
+        "test": split,
+        "input_shape": [3, 6, 6],
+        "normalization": {"mean": 0.0, "std": 1.0},
+    }
     torch.manual_seed(0)
     model = build_model("cnn", [3, 6, 6], 2, {"width": 0.05})
     settings = ANALYSIS_DEFAULTS | {"attribute_samples": 4, "ig_steps": 4, "segmenter_input_size": 8}
@@ -324,9 +371,16 @@ def test_auto_loads_the_cached_segmenter_itself_and_measures_the_background(empt
 
 def study(background: str = "auto", datasets: dict | None = None, **settings) -> dict:
     analysis = ANALYSIS_DEFAULTS | {"background": background} | settings
-    return {"analysis": analysis, "datasets": datasets if datasets is not None else {
-        "cifar10": {"oracle_background": False}, "parity": {"oracle_background": False, "image": False},
-        "colored_mnist": {"oracle_background": True}}}
+    return {
+        "analysis": analysis,
+        "datasets": datasets
+        if datasets is not None
+        else {
+            "cifar10": {"oracle_background": False},
+            "parity": {"oracle_background": False, "image": False},
+            "colored_mnist": {"oracle_background": True},
+        },
+    }
 
 
 def test_background_notice_names_the_outputs_without_a_background_and_the_file(empty_hub):

@@ -65,7 +65,9 @@ def write_cifar10(root: Path, n_train: int = 50, n_test: int = 20, seed: int = 0
     x_train, y_train = cifar_rows(n_train, rng), balanced_labels(n_train, 10, rng).astype(np.int64)
     x_test, y_test = cifar_rows(n_test, rng), balanced_labels(n_test, 10, rng).astype(np.int64)
     for i, (rows, labels) in enumerate(zip(np.array_split(x_train, 5), np.array_split(y_train, 5)), start=1):
-        write_pickle(folder / f"data_batch_{i}", {b"batch_label": b"training batch", b"data": rows, b"labels": labels.tolist()})
+        write_pickle(
+            folder / f"data_batch_{i}", {b"batch_label": b"training batch", b"data": rows, b"labels": labels.tolist()}
+        )
     write_pickle(folder / "test_batch", {b"batch_label": b"testing batch", b"data": x_test, b"labels": y_test.tolist()})
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
@@ -78,7 +80,14 @@ def write_cifar100(root: Path, n_train: int = 50, n_test: int = 20, seed: int = 
     for split, n in (("train", n_train), ("test", n_test)):
         arrays[f"x_{split}"], arrays[f"y_{split}"] = cifar_rows(n, rng), rng.integers(0, 100, n)
         coarse = arrays[f"y_{split}"] // 5
-        write_pickle(folder / split, {b"data": arrays[f"x_{split}"], b"fine_labels": arrays[f"y_{split}"].tolist(), b"coarse_labels": coarse.tolist()})
+        write_pickle(
+            folder / split,
+            {
+                b"data": arrays[f"x_{split}"],
+                b"fine_labels": arrays[f"y_{split}"].tolist(),
+                b"coarse_labels": coarse.tolist(),
+            },
+        )
     return arrays
 
 
@@ -92,7 +101,9 @@ def test_mnist_round_trip(tmp_path: Path) -> None:
     x_train, y_train, x_test, y_test = load_mnist(tmp_path, verify_checksums=False)
     assert x_train.dtype == torch.uint8 and x_train.shape == (60, 1, 28, 28) and x_test.shape == (20, 1, 28, 28)
     assert y_train.dtype == torch.int64
-    assert np.array_equal(x_train[:, 0].numpy(), arrays["x_train"]) and np.array_equal(y_train.numpy(), arrays["y_train"])
+    assert np.array_equal(x_train[:, 0].numpy(), arrays["x_train"]) and np.array_equal(
+        y_train.numpy(), arrays["y_train"]
+    )
     assert np.array_equal(x_test[:, 0].numpy(), arrays["x_test"]) and np.array_equal(y_test.numpy(), arrays["y_test"])
 
 
@@ -101,7 +112,9 @@ def test_cifar_round_trip(tmp_path: Path, load, write) -> None:
     arrays = write(tmp_path)
     x_train, y_train, x_test, y_test = load(tmp_path, verify_checksums=False)
     assert x_train.dtype == torch.uint8 and x_train.shape == (50, 3, 32, 32) and x_test.shape == (20, 3, 32, 32)
-    assert np.array_equal(x_train.flatten(1).numpy(), arrays["x_train"]) and np.array_equal(x_test.flatten(1).numpy(), arrays["x_test"])
+    assert np.array_equal(x_train.flatten(1).numpy(), arrays["x_train"]) and np.array_equal(
+        x_test.flatten(1).numpy(), arrays["x_test"]
+    )
     assert np.array_equal(x_train[:, 0].numpy(), red_plane(arrays["x_train"]))
     assert np.array_equal(y_train.numpy(), arrays["y_train"]) and np.array_equal(y_test.numpy(), arrays["y_test"])
     assert y_train.dtype == torch.int64
@@ -123,7 +136,9 @@ def test_cifar_reads_str_keys_too(tmp_path: Path) -> None:
         (load_cifar100, "cifar-100-python", ("train", "test")),
     ],
 )
-def test_missing_data_names_expected_files_and_how_to_get_them(tmp_path: Path, load, folder: str, names: tuple[str, ...]) -> None:
+def test_missing_data_names_expected_files_and_how_to_get_them(
+    tmp_path: Path, load, folder: str, names: tuple[str, ...]
+) -> None:
     with pytest.raises(DataMissingError) as caught:
         load(tmp_path / "empty")
     message = str(caught.value)
@@ -202,17 +217,23 @@ def test_mnist_labels_out_of_range(tmp_path: Path) -> None:
         load_mnist(tmp_path, verify_checksums=False)
 
 
-@pytest.mark.parametrize("load, write, first_file", [(load_cifar10, write_cifar10, "data_batch_1"), (load_cifar100, write_cifar100, "train")])
+@pytest.mark.parametrize(
+    "load, write, first_file", [(load_cifar10, write_cifar10, "data_batch_1"), (load_cifar100, write_cifar100, "train")]
+)
 def test_checksum_verification(tmp_path: Path, load, write, first_file: str) -> None:
     write(tmp_path)
-    with pytest.raises(DataMissingError, match=rf"{first_file} has md5 [0-9a-f]{{32}}, but the official.*verify_checksums: false"):
+    with pytest.raises(
+        DataMissingError, match=rf"{first_file} has md5 [0-9a-f]{{32}}, but the official.*verify_checksums: false"
+    ):
         load(tmp_path)  # verification is on by default
     assert len(load(tmp_path, verify_checksums=False)[0]) == 50
 
 
 def test_mnist_verification_requires_official_counts(tmp_path: Path) -> None:
     write_mnist(tmp_path)
-    with pytest.raises(DataMissingError, match=r"train-images-idx3-ubyte holds images of shape \[60, 28, 28\].*\[60000, 28, 28\]"):
+    with pytest.raises(
+        DataMissingError, match=r"train-images-idx3-ubyte holds images of shape \[60, 28, 28\].*\[60000, 28, 28\]"
+    ):
         load_mnist(tmp_path)
     assert len(load_mnist(tmp_path, verify_checksums=False)[0]) == 60
 
@@ -262,7 +283,9 @@ def test_without_download_nothing_is_fetched_and_the_error_is_clear(tmp_path: Pa
     assert no_network["mnist"].calls == [] and no_network["archive"].calls == []
 
 
-def test_mnist_download_goes_through_torchvision_and_is_announced(tmp_path: Path, no_network: dict, monkeypatch, capsys) -> None:
+def test_mnist_download_goes_through_torchvision_and_is_announced(
+    tmp_path: Path, no_network: dict, monkeypatch, capsys
+) -> None:
     written, roots = {}, []
 
     def fabricate(dataset) -> None:  # replaces the method torchvision.datasets.MNIST.download(self)
@@ -272,27 +295,44 @@ def test_mnist_download_goes_through_torchvision_and_is_announced(tmp_path: Path
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", fabricate)
     x_train, y_train, _, y_test = load_mnist(tmp_path, download=True, verify_checksums=False)
     assert roots == [str(tmp_path.absolute())]
-    assert np.array_equal(x_train[:, 0].numpy(), written["x_train"]) and np.array_equal(y_test.numpy(), written["y_test"])
+    assert np.array_equal(x_train[:, 0].numpy(), written["x_train"]) and np.array_equal(
+        y_test.numpy(), written["y_test"]
+    )
     assert f"downloading MNIST into {tmp_path.absolute() / 'MNIST' / 'raw'}" in capsys.readouterr().err
     # Files present: a second load with download=true fetches nothing.
     load_mnist(tmp_path, download=True, verify_checksums=False)
     assert len(roots) == 1
 
 
-@pytest.mark.parametrize("load, write, release", [(load_cifar10, write_cifar10, torchvision.datasets.CIFAR10),
-                                                  (load_cifar100, write_cifar100, torchvision.datasets.CIFAR100)])
-def test_cifar_download_fetches_the_official_archive(tmp_path: Path, no_network: dict, monkeypatch, load, write, release) -> None:
+@pytest.mark.parametrize(
+    "load, write, release",
+    [
+        (load_cifar10, write_cifar10, torchvision.datasets.CIFAR10),
+        (load_cifar100, write_cifar100, torchvision.datasets.CIFAR100),
+    ],
+)
+def test_cifar_download_fetches_the_official_archive(
+    tmp_path: Path, no_network: dict, monkeypatch, load, write, release
+) -> None:
     written = {}
     recorder = Recorder(write=lambda url, root, **kwargs: written.update(write(Path(root))))
     monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", recorder)
     x_train, _, _, y_test = load(tmp_path, download=True, verify_checksums=False)
-    assert recorder.calls == [((release.url, str(tmp_path.absolute())), {"filename": release.filename, "md5": release.tgz_md5})]
-    assert np.array_equal(x_train.flatten(1).numpy(), written["x_train"]) and np.array_equal(y_test.numpy(), written["y_test"])
+    assert recorder.calls == [
+        ((release.url, str(tmp_path.absolute())), {"filename": release.filename, "md5": release.tgz_md5})
+    ]
+    assert np.array_equal(x_train.flatten(1).numpy(), written["x_train"]) and np.array_equal(
+        y_test.numpy(), written["y_test"]
+    )
 
 
 def test_a_failed_download_says_what_to_do_instead(tmp_path: Path, no_network: dict, monkeypatch) -> None:
     from urllib.error import URLError
 
-    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", Recorder(error=URLError("no route to host")))
-    with pytest.raises(DataMissingError, match=r"downloading CIFAR-10 into .*cifar-10-batches-py failed \(URLError.*Copy the files"):
+    monkeypatch.setattr(
+        torchvision.datasets.utils, "download_and_extract_archive", Recorder(error=URLError("no route to host"))
+    )
+    with pytest.raises(
+        DataMissingError, match=r"downloading CIFAR-10 into .*cifar-10-batches-py failed \(URLError.*Copy the files"
+    ):
         load_cifar10(tmp_path, download=True)

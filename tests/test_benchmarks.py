@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from conftest import quiet, toy_spec
+
 from largelr.train import train_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +70,15 @@ def test_a_short_last_batch_gets_its_own_row_in_the_batched_pass():
 # --- grid_cost: shapes, steps and seconds by hand --------------------------------------------
 
 
-@pytest.mark.parametrize("kind,params", [("parity", {"n_train": 40, "n_test": 30}),
-                                         ("moon_star", {"image_size": 16, "n_train": 20, "n_test": 10}),
-                                         ("colored_digits", {}), ("double_digits", {})])
+@pytest.mark.parametrize(
+    "kind,params",
+    [
+        ("parity", {"n_train": 40, "n_test": 30}),
+        ("moon_star", {"image_size": 16, "n_train": 20, "n_test": 10}),
+        ("colored_digits", {}),
+        ("double_digits", {}),
+    ],
+)
 def test_dataset_shapes_match_the_built_datasets(kind, params):
     from largelr.datasets import build_dataset
 
@@ -85,8 +91,15 @@ def test_dataset_shapes_match_the_built_datasets(kind, params):
 def test_expected_steps_take_the_measured_cell_then_its_pair_then_the_cap():
     from largelr.config import Cell
 
-    measured = pd.DataFrame({"dataset": ["d", "d", "d"], "model": ["fcn"] * 3, "value": [0.1, 0.1, 0.2],
-                             "seed": [0, 1, 0], "steps": [300, 500, 900]})
+    measured = pd.DataFrame(
+        {
+            "dataset": ["d", "d", "d"],
+            "model": ["fcn"] * 3,
+            "value": [0.1, 0.1, 0.2],
+            "seed": [0, 1, 0],
+            "steps": [300, 500, 900],
+        }
+    )
     spec = {"train": {"max_steps": 3000}}
     assert grid_cost.expected_steps(Cell("s", "d", "fcn", "lr", "0.1", 1), spec, measured) == (500, "measured")
     assert grid_cost.expected_steps(Cell("s", "d", "fcn", "lr", "0.4", 0), spec, measured) == (500, "pair median")
@@ -117,17 +130,35 @@ def test_throughput_ratio_is_the_median_of_per_round_ratios():
 
 
 def run_script(*command: str, timeout: int) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                        "PYTHON": sys.executable}
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": sys.executable,
+    }
     return subprocess.run(list(command), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_grid_cost_prints_the_smoke_study(tmp_path):
-    run = run_script(sys.executable, "benchmarks/grid_cost.py", "--device", "cpu", "--studies", "smoke",
-                     "--results", str(tmp_path), "--seconds", "0.5", "--steps", "20", timeout=300)
+    run = run_script(
+        sys.executable,
+        "benchmarks/grid_cost.py",
+        "--device",
+        "cpu",
+        "--studies",
+        "smoke",
+        "--results",
+        str(tmp_path),
+        "--seconds",
+        "0.5",
+        "--steps",
+        "20",
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
-            for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in run.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
     cells, cap, expected, source, hours, _ = rows["smoke"]
     assert (cells, cap, expected, source) == ("16", "960", "960", "cap")  # 16 cells x 60 steps, none run
     assert 0 < float(hours) < 1 and rows["**total (smoke)**"][4] == hours
@@ -141,7 +172,9 @@ def test_gpu_check_runs_at_ci_size_on_the_cpu(tmp_path):
     table = (tmp_path / "gpu_check.md").read_text()
     assert "smoke study" in table and ": ok, wall s" in table
     checks = [line for line in table.splitlines() if line.startswith("| throughput fcn@20, ")]
-    assert len(checks) == 6  # amp off and bf16, each against the bare loop (torch.optim.SGD, PlainSGD) and the DataLoader loop
+    assert (
+        len(checks) == 6
+    )  # amp off and bf16, each against the bare loop (torch.optim.SGD, PlainSGD) and the DataLoader loop
     assert all(math.isfinite(float(line.split("|")[-2])) for line in checks)
     assert "| grid cost, total (smoke): device-hours |" in table
     assert "| 2 cells: wall s at once" in table and "| 2 cells: training steps/s per cell" in table

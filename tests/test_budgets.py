@@ -9,10 +9,18 @@ from largelr.config import ConfigError, validate_config
 
 
 def study(max_steps: int, batch_size: int = 100, **analysis) -> dict:
-    config = {"datasets": {"parity": {"n_train": 1000}},
-              "studies": {"s": {"knob": "lr", "seeds": [0], "values": [0.1],
-                                "train": {"max_steps": max_steps, "batch_size": batch_size},
-                                "grid": [{"datasets": ["parity"], "models": ["fcn"]}]}}}
+    config = {
+        "datasets": {"parity": {"n_train": 1000}},
+        "studies": {
+            "s": {
+                "knob": "lr",
+                "seeds": [0],
+                "values": [0.1],
+                "train": {"max_steps": max_steps, "batch_size": batch_size},
+                "grid": [{"datasets": ["parity"], "models": ["fcn"]}],
+            }
+        },
+    }
     if analysis:
         config["studies"]["s"]["analysis"] = analysis
     return config
@@ -28,8 +36,11 @@ def test_epochs_and_training_set_sizes_by_hand():
 
 def test_a_cap_under_min_epochs_is_flagged_and_a_feasible_one_passes():
     validate_config(study(max_steps=30))  # 30 x 100 / 1000 = 3 epochs: the default min_epochs, feasible
-    with pytest.raises(ConfigError, match=r"\(parity, fcn\) max_steps 29 x batch_size 100 is 2.90 epochs of its 1000 "
-                                          r"training samples, under min_epochs 3.*max_steps >= 30"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\(parity, fcn\) max_steps 29 x batch_size 100 is 2.90 epochs of its 1000 "
+        r"training samples, under min_epochs 3.*max_steps >= 30",
+    ):
         validate_config(study(max_steps=29))
 
 
@@ -60,5 +71,7 @@ def test_the_paper_config_passes_and_celeba_under_require_converged_is_flagged()
     config = read_config_file(Path(__file__).parents[1] / "config.yaml")
     validate_config(config)  # every study's caps are feasible or on the documented fixed-budget protocol
     config["studies"]["lr_celeba"]["analysis"]["require_converged"] = True
-    with pytest.raises(ConfigError, match=r"lr_celeba.*\(celeba, swin_t\) max_steps 20000 x batch_size 16 is 1.97 epochs"):
+    with pytest.raises(
+        ConfigError, match=r"lr_celeba.*\(celeba, swin_t\) max_steps 20000 x batch_size 16 is 1.97 epochs"
+    ):
         validate_config(config)

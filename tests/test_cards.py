@@ -6,17 +6,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import matplotlib.pyplot as plt
-
-from largelr.datasets.cards import MAX_GROUPS_SHOWN, groups_to_show, sample_figure, write_card
-from largelr.datasets import build_dataset
-from largelr.datasets.waterbirds import build_waterbirds
 from test_natural import write_waterbirds
+
+from largelr.datasets import build_dataset
+from largelr.datasets.cards import MAX_GROUPS_SHOWN, groups_to_show, sample_figure, write_card
+from largelr.datasets.waterbirds import build_waterbirds
 
 
 def hand_made(channels: int = 3, normalized: bool = False) -> dict:
@@ -64,8 +63,11 @@ def assert_drawn(png: Image.Image) -> None:
 
 def test_json_matches_counts_computed_by_hand(tmp_path):
     card, png = write(hand_made(), tmp_path)
-    assert card["splits"]["train"] == {"size": 5, "rho": pytest.approx(0.4),
-                                       "group_counts": {"y=0,b=0": 1, "y=0,b=1": 1, "y=1,b=0": 1, "y=1,b=1": 2}}
+    assert card["splits"]["train"] == {
+        "size": 5,
+        "rho": pytest.approx(0.4),
+        "group_counts": {"y=0,b=0": 1, "y=0,b=1": 1, "y=1,b=0": 1, "y=1,b=1": 2},
+    }
     assert card["splits"]["test"] == expected_split(hand_made()["test"])
     assert "val" not in card["splits"]
     assert (card["name"], card["num_classes"], card["num_bias"], card["input_shape"]) == ("hand", 2, 2, [3, 8, 8])
@@ -81,8 +83,12 @@ def test_gray_and_normalized_images_are_drawn(tmp_path, channels, normalized):
 
 
 def parity_set(noise_bits: int) -> dict:
-    return build_dataset("parity", {"core_bits": 6, "spurious_bits": 3, "noise_bits": noise_bits, "n_train": 200,
-                                    "n_test": 100}, "unused", 0)
+    return build_dataset(
+        "parity",
+        {"core_bits": 6, "spurious_bits": 3, "noise_bits": noise_bits, "n_train": 200, "n_test": 100},
+        "unused",
+        0,
+    )
 
 
 def test_vector_dataset_card(tmp_path):
@@ -96,7 +102,11 @@ def test_vector_dataset_card(tmp_path):
 
 def outlines(figure) -> set[tuple[float, float, str]]:
     """(first column, column count, line style) of every outlined column run in the strips."""
-    return {(patch.get_x() + 0.5, patch.get_width(), patch.get_linestyle()) for axes in figure.axes for patch in axes.patches}
+    return {
+        (patch.get_x() + 0.5, patch.get_width(), patch.get_linestyle())
+        for axes in figure.axes
+        for patch in axes.patches
+    }
 
 
 def test_vector_card_outlines_spurious_columns_solid_and_noise_columns_dashed():

@@ -81,8 +81,10 @@ SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 def test_paper_families_and_check_data_are_settings_checked_with_the_schema(config):
     for check_data in (True, False, "false", "true"):  # `--config check_data=false` passes text
         validate_config(copy.deepcopy(config) | {"check_data": check_data}, schema=SCHEMA)
-    for edit, key in ((lambda c: c["studies"]["demo"].update(paper="table3"), "studies.demo.paper = 'table3'"),
-                      (lambda c: c.update(check_data="no"), "check_data = 'no'")):
+    for edit, key in (
+        (lambda c: c["studies"]["demo"].update(paper="table3"), "studies.demo.paper = 'table3'"),
+        (lambda c: c.update(check_data="no"), "check_data = 'no'"),
+    ):
         bad = copy.deepcopy(config)
         edit(bad)
         with pytest.raises(ConfigError, match="allowed") as error:
@@ -90,8 +92,21 @@ def test_paper_families_and_check_data_are_settings_checked_with_the_schema(conf
         assert key in str(error.value)
 
 
-VALUE_CONSTRAINTS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "default",
-                     "multipleOf", "minLength", "maxLength", "anyOf", "oneOf", "format"}
+VALUE_CONSTRAINTS = {
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "enum",
+    "const",
+    "default",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "anyOf",
+    "oneOf",
+    "format",
+}
 
 
 def schema_nodes(node, path=()):
@@ -119,8 +134,10 @@ def test_the_schema_declares_structure_only_and_every_value_has_one_setting():
     assert set(STUDY_KEYS) == {key for key, value in studies.items() if value == {}}
 
 
-@pytest.mark.parametrize("knob,values", [("momentum", [0, 0.5, 0.9]), ("weight_decay", [0, 1.0e-4]),
-                                         ("l1", [0, 1.0e-6]), ("asam_rho", [0.0, 0.1])])
+@pytest.mark.parametrize(
+    "knob,values",
+    [("momentum", [0, 0.5, 0.9]), ("weight_decay", [0, 1.0e-4]), ("l1", [0, 1.0e-6]), ("asam_rho", [0.0, 0.1])],
+)
 def test_zero_is_a_sweepable_value_where_the_knobs_setting_allows_it(config, knob, values):
     config["studies"]["smoke"].update(knob=knob, values=values)
     validate_config(config, schema=SCHEMA)
@@ -182,8 +199,10 @@ def test_rule_names_cover_the_per_study_rules(config):
         validate_config(config)
 
 
-@pytest.mark.parametrize(("key", "value"), [("background", "segformer"), ("ig_baseline", "blur"),
-                                            ("ig_target", "argmax"), ("ig_method", "simpson")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("background", "segformer"), ("ig_baseline", "blur"), ("ig_target", "argmax"), ("ig_method", "simpson")],
+)
 def test_analysis_choices_are_checked_at_parse_time(key, value):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["studies"]["smoke"]["analysis"][key] = value
@@ -209,11 +228,18 @@ def test_a_boolean_written_as_text_is_refused_except_where_the_command_line_pass
 def test_the_silent_choices_are_checked_at_parse_time(config):
     bad = copy.deepcopy(config)
     bad["datasets"]["colored_mnist"] = {"standardize": "imagenet"}
-    bad["studies"]["smoke"].setdefault("analysis", {}).update(csi_neurons="dead", bc_ratio="max",
-                                                              usable_range_reading="percent", represent_bn="train")
+    bad["studies"]["smoke"].setdefault("analysis", {}).update(
+        csi_neurons="dead", bc_ratio="max", usable_range_reading="percent", represent_bn="train"
+    )
     bad["studies"]["smoke"]["grid"][1]["model_params"]["cnn"]["pool"] = "min"
     with pytest.raises(ConfigError) as error:
         validate_config(bad)
-    for expected in ("datasets.colored_mnist.standardize = 'imagenet'", "csi_neurons = 'dead'", "bc_ratio = 'max'",
-                     "usable_range_reading = 'percent'", "represent_bn = 'train'", "pool = 'min'"):
+    for expected in (
+        "datasets.colored_mnist.standardize = 'imagenet'",
+        "csi_neurons = 'dead'",
+        "bc_ratio = 'max'",
+        "usable_range_reading = 'percent'",
+        "represent_bn = 'train'",
+        "pool = 'min'",
+    ):
         assert expected in str(error.value), expected

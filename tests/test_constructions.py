@@ -18,18 +18,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_bases import write_cifar10, write_cifar100, write_mnist
+from test_natural import write_celeba, write_imagenet, write_waterbirds
 
-from largelr.datasets.bases import DataMissingError
-from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt
 from largelr.checks import defaults
 from largelr.datasets import KINDS, build_dataset, load_dataset, missing_data, save_dataset
-from largelr.datasets.bases import load_digits_base
+from largelr.datasets.bases import DataMissingError, load_digits_base
 from largelr.datasets.constructions import PALETTE, colored_from_base, double_from_base
+from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt
 from largelr.datasets.kind import group_ids, split_generator
 
 DEFAULTS = {name: defaults(kind.params) for name, kind in KINDS.items()}
-from test_bases import write_cifar10, write_cifar100, write_mnist
-from test_natural import write_celeba, write_imagenet, write_waterbirds
 
 NEW = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")
 
@@ -43,13 +42,19 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mnist(data_root: Path) -> dict[str, torch.Tensor]:
     """Fabricated MNIST in [0, 1] as the constructions should see it."""
     arrays = write_mnist(data_root, n_train=60, n_test=20)
-    return {key: torch.from_numpy(value.astype(np.float32) / 255 if key[0] == "x" else value.astype(np.int64)) for key, value in arrays.items()}
+    return {
+        key: torch.from_numpy(value.astype(np.float32) / 255 if key[0] == "x" else value.astype(np.int64))
+        for key, value in arrays.items()
+    }
 
 
 @pytest.fixture(scope="module")
 def cifar(data_root: Path) -> dict[str, torch.Tensor]:
     arrays = write_cifar10(data_root, n_train=50, n_test=20)
-    return {key: torch.from_numpy(value.reshape(-1, 3, 32, 32).astype(np.float32) / 255 if key[0] == "x" else value) for key, value in arrays.items()}
+    return {
+        key: torch.from_numpy(value.reshape(-1, 3, 32, 32).astype(np.float32) / 255 if key[0] == "x" else value)
+        for key, value in arrays.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +68,20 @@ def build(data_root: Path, mnist: dict, cifar: dict):
 def test_registry_and_defaults() -> None:
     assert set(NEW) <= set(KINDS)
     assert {name: DEFAULTS[name]["rho_train"] for name in NEW} == {
-        "colored_mnist": 0.025, "double_mnist": 0.025, "mnist_cifar": 0.1, "corrupted_cifar10": 0.1,
+        "colored_mnist": 0.025,
+        "double_mnist": 0.025,
+        "mnist_cifar": 0.1,
+        "corrupted_cifar10": 0.1,
     }
     for name in NEW:
         assert DEFAULTS[name]["download"] is False and DEFAULTS[name]["verify_checksums"] is True
     assert DEFAULTS["corrupted_cifar10"]["cifar10c_level"] == 5  # LfF's "Severity4" = CIFAR-10-C level 5
     assert {name: DEFAULTS[name]["bias_assignment"] for name in NEW} == {
-        "colored_mnist": "lff", "double_mnist": "random", "mnist_cifar": "random", "corrupted_cifar10": "lff"}
+        "colored_mnist": "lff",
+        "double_mnist": "random",
+        "mnist_cifar": "random",
+        "corrupted_cifar10": "lff",
+    }
     assert DEFAULTS["colored_mnist"]["palette"] == "lff" and DEFAULTS["colored_mnist"]["color_noise_std"] == 0.005
 
 
@@ -88,7 +100,9 @@ def expected_conflicting(y: torch.Tensor, rho: float, assignment: str) -> int:
     return len(y) - aligned
 
 
-@pytest.mark.parametrize("name, n_train", [("colored_mnist", 60), ("double_mnist", 60), ("mnist_cifar", 50), ("corrupted_cifar10", 50)])
+@pytest.mark.parametrize(
+    "name, n_train", [("colored_mnist", 60), ("double_mnist", 60), ("mnist_cifar", 50), ("corrupted_cifar10", 50)]
+)
 @pytest.mark.parametrize("rho", [None, 0.2])
 def test_exact_train_rho_and_recorded_params(build, name: str, n_train: int, rho: float | None) -> None:
     ds = build(name) if rho is None else build(name, rho_train=rho)
@@ -200,8 +214,9 @@ def test_corrupted_cifar10_types_by_their_own_signature(corrupted: dict, cifar: 
     # jpeg and pixelate: decoded 8-bit images, stored as they are (the stored levels / 255 in float32 against
     # the decoder's float64 / 255 cast to float32: the same 8-bit levels within 1e-6, a level being 4e-3).
     for name in ("jpeg", "pixelate"):
-        torch.testing.assert_close(x[kinds[name]], corrupt(clean[kinds[name]], name, 5, torch.Generator()),
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            x[kinds[name]], corrupt(clean[kinds[name]], name, 5, torch.Generator()), atol=1e-6, rtol=0
+        )
 
 
 # --- each corruption against the reference's definition (PAPER.md's CIFAR-10-C table) ------
@@ -234,7 +249,9 @@ def test_brightness_raises_the_hsv_value_by_the_shift(images: torch.Tensor, seve
 
 
 @pytest.mark.parametrize("severity, scale, shift", [(1, 0.3, 0), (2, 0.1, 0), (3, 1.5, 0), (4, 2, 0.1), (5, 2.5, 0.2)])
-def test_saturate_scales_and_shifts_the_hsv_saturation(images: torch.Tensor, severity: int, scale: float, shift: float) -> None:
+def test_saturate_scales_and_shifts_the_hsv_saturation(
+    images: torch.Tensor, severity: int, scale: float, shift: float
+) -> None:
     before, after = hsv_pixels(images), hsv_pixels(corrupt(images, "saturate", severity, seeded()))
     np.testing.assert_allclose(after[:, 1], np.clip(before[:, 1] * scale + shift, 0, 1), atol=1e-5)
     np.testing.assert_allclose(after[:, 2], before[:, 2], atol=1e-6)  # value kept
@@ -301,20 +318,23 @@ def locate_crop(crop: np.ndarray, photos: list[np.ndarray]) -> tuple[int, int, i
     for index, photo in enumerate(photos):
         rows, cols = np.nonzero((photo[:-31, :-31] == crop[0, 0]).all(axis=2))
         for top, left in zip(rows, cols):
-            if np.array_equal(photo[top:top + 32, left:left + 32], crop):
+            if np.array_equal(photo[top : top + 32, left : left + 32], crop):
                 return index, int(top), int(left)
     return None
 
 
 @pytest.mark.parametrize("severity, image_weight, frost_weight", [(1, 1, 0.2), (3, 0.9, 0.4), (5, 0.75, 0.45)])
-def test_frost_blends_a_crop_of_one_of_the_first_five_photographs(images: torch.Tensor, severity: int,
-                                                                  image_weight: float, frost_weight: float) -> None:
+def test_frost_blends_a_crop_of_one_of_the_first_five_photographs(
+    images: torch.Tensor, severity: int, image_weight: float, frost_weight: float
+) -> None:
     """On black images frost leaves frost_weight * crop; the crop is found in a photograph shipped by
     imagecorruptions (frost1..5, resized x0.2), and on real images the output is the weighted sum."""
     import cv2
 
     names = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg"]
-    photos = [cv2.resize(cv2.imread(str(frost_photo_folder() / name)), (0, 0), fx=0.2, fy=0.2)[..., ::-1] for name in names]
+    photos = [
+        cv2.resize(cv2.imread(str(frost_photo_folder() / name)), (0, 0), fx=0.2, fy=0.2)[..., ::-1] for name in names
+    ]
     layer = corrupt(torch.zeros_like(images), "frost", severity, seeded(3)).double()
     crops = (layer * 255 / frost_weight).permute(0, 2, 3, 1).numpy()
     assert np.abs(crops - crops.round()).max() < 1e-3
@@ -381,11 +401,17 @@ def test_clipped_zoom_is_bilinear_zoom_of_the_centre() -> None:
 
     layers = torch.rand(3, 32, 32, generator=seeded(), dtype=torch.float64)
     for zoom, crop, top, zoomed_size, trim in [(1.75, 19, 6, 33, 0), (2.25, 15, 8, 34, 1), (1.25, 26, 3, 32, 0)]:
-        centre = layers[:, None, top:top + crop, top:top + crop]
+        centre = layers[:, None, top : top + crop, top : top + crop]
         zoomed = F.interpolate(centre, size=(zoomed_size, zoomed_size), mode="bilinear", align_corners=True)[:, 0]
-        torch.testing.assert_close(torch.from_numpy(clipped_zoom(layers.numpy(), zoom)),
-                                   zoomed[:, trim:trim + 32, trim:trim + 32], atol=1e-12, rtol=0)
-    np.testing.assert_allclose(clipped_zoom(layers.numpy(), 1.0), layers.numpy(), rtol=0, atol=1e-12)  # scipy's zoom by 1
+        torch.testing.assert_close(
+            torch.from_numpy(clipped_zoom(layers.numpy(), zoom)),
+            zoomed[:, trim : trim + 32, trim : trim + 32],
+            atol=1e-12,
+            rtol=0,
+        )
+    np.testing.assert_allclose(
+        clipped_zoom(layers.numpy(), 1.0), layers.numpy(), rtol=0, atol=1e-12
+    )  # scipy's zoom by 1
 
 
 @pytest.mark.parametrize("severity, image_weight", list(enumerate([0.95, 0.9, 0.9, 0.85, 0.8], start=1)))
@@ -431,7 +457,9 @@ def test_spatter_mud_blends_brown_in_where_the_mask_reaches_0_8(images: torch.Te
 
 def linear_ramps(count: int = 4) -> torch.Tensor:
     rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    return torch.stack([0.1 + 0.02 * rows + 0.005 * cols, 0.3 + 0.01 * rows, 0.2 + 0.02 * cols]).expand(count, 3, 32, 32)
+    return torch.stack([0.1 + 0.02 * rows + 0.005 * cols, 0.3 + 0.01 * rows, 0.2 + 0.02 * cols]).expand(
+        count, 3, 32, 32
+    )
 
 
 def plane_residuals(images: torch.Tensor) -> torch.Tensor:
@@ -471,8 +499,9 @@ def test_saved_as_uint8_truncates_like_numpy() -> None:
     expected[4] = 255 / 255  # within the 1e-4-level allowance: float rounding, not a lower level
     # torch's and numpy's (or Python's float64) division by 255: the same levels within 1e-6, a level being 4e-3
     np.testing.assert_allclose(saved_as_uint8(values).numpy(), expected, rtol=0, atol=1e-6)
-    torch.testing.assert_close(saved_as_uint8(torch.tensor([0.9999 / 255 * 254])), torch.tensor([253 / 255]),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        saved_as_uint8(torch.tensor([0.9999 / 255 * 254])), torch.tensor([253 / 255]), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("name", CORRUPTION_NAMES)
@@ -487,7 +516,10 @@ def test_each_corruption_changes_image_keeps_format_and_is_deterministic(images:
 
 @pytest.mark.parametrize("name", ["snow", "frost", "fog", "spatter", "elastic"])
 def test_random_corruptions_depend_on_the_generator(images: torch.Tensor, name: str) -> None:
-    assert not torch.equal(corrupt(images, name, 3, torch.Generator().manual_seed(1)), corrupt(images, name, 3, torch.Generator().manual_seed(2)))
+    assert not torch.equal(
+        corrupt(images, name, 3, torch.Generator().manual_seed(1)),
+        corrupt(images, name, 3, torch.Generator().manual_seed(2)),
+    )
 
 
 def test_corruption_types_differ_from_each_other(images: torch.Tensor) -> None:
@@ -525,6 +557,7 @@ def random_base(n_train: int, n_test: int, seed: int = 0) -> tuple[torch.Tensor,
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.rand(n, 1, 28, 28, generator=generator), torch.randint(0, 10, (n,), generator=generator)
+
     return (*split(n_train), *split(n_test))
 
 
@@ -550,7 +583,9 @@ def test_mnist_sized_set_materializes_fast(tmp_path: Path, construct, name: str)
     finally:
         torch.set_num_threads(threads)
     conflicting = expected_conflicting(base[1], DEFAULTS[name]["rho_train"], DEFAULTS[name]["bias_assignment"])
-    assert len(loaded["train"]["x"]) == 60000 and int((loaded["train"]["y"] != loaded["train"]["b"]).sum()) == conflicting
+    assert (
+        len(loaded["train"]["x"]) == 60000 and int((loaded["train"]["y"] != loaded["train"]["b"]).sum()) == conflicting
+    )
     assert elapsed <= 30, f"{name}: {elapsed:.1f} s"
 
 
@@ -571,7 +606,15 @@ def test_bad_params_are_rejected(data_root: Path, params: dict, message: str) ->
         build_dataset("corrupted_cifar10", params, data_root, 0)
 
 
-@pytest.mark.parametrize("name, folder", [("colored_mnist", "MNIST"), ("double_mnist", "MNIST"), ("mnist_cifar", "MNIST"), ("corrupted_cifar10", "cifar-10-batches-py")])
+@pytest.mark.parametrize(
+    "name, folder",
+    [
+        ("colored_mnist", "MNIST"),
+        ("double_mnist", "MNIST"),
+        ("mnist_cifar", "MNIST"),
+        ("corrupted_cifar10", "cifar-10-batches-py"),
+    ],
+)
 def test_missing_base_raises_data_missing(tmp_path: Path, name: str, folder: str) -> None:
     with pytest.raises(DataMissingError, match=rf"{tmp_path}.*{folder}.*download: true"):
         build_dataset(name, {}, tmp_path, 0)
@@ -601,7 +644,9 @@ def test_a_construction_takes_any_compatible_base(build) -> None:
         assert distance.max() < 1e-6 and torch.equal(labels[nearest], ds[split]["b"])
 
 
-@pytest.mark.parametrize("name, write, num_classes", [("cifar10", write_cifar10, 10), ("cifar100", write_cifar100, 100)])
+@pytest.mark.parametrize(
+    "name, write, num_classes", [("cifar10", write_cifar10, 10), ("cifar100", write_cifar100, 100)]
+)
 def test_plain_cifar_kinds_have_no_spurious_feature(tmp_path: Path, name: str, write, num_classes: int) -> None:
     arrays = write(tmp_path)
     ds = build_dataset(name, {"verify_checksums": False}, tmp_path, 0)
@@ -612,7 +657,9 @@ def test_plain_cifar_kinds_have_no_spurious_feature(tmp_path: Path, name: str, w
         assert torch.equal(x.flatten(1), torch.from_numpy(arrays[f"x_{split}"]).float() / 255)
         assert torch.equal(y, torch.from_numpy(arrays[f"y_{split}"]).long()) and torch.equal(b, y)
         assert torch.equal(ds[split]["g"], y * (num_classes + 1))  # g = y * num_bias + b with b = y
-    assert (ds["params"]["realized_rho_train"], ds["params"]["realized_rho_test"]) == pytest.approx((0.0, 0.0), abs=1e-12)
+    assert (ds["params"]["realized_rho_train"], ds["params"]["realized_rho_test"]) == pytest.approx(
+        (0.0, 0.0), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", ["mnist_cifar", "cifar10", "colored_mnist", "corrupted_cifar10"])
@@ -624,7 +671,9 @@ def test_stored_dataset_loads_as_built(build, tmp_path: Path, name: str) -> None
     save_dataset(ds, tmp_path / f"{name}.pt")
     loaded = load_dataset(tmp_path / f"{name}.pt")
     on_grid = name in ("mnist_cifar", "cifar10", "corrupted_cifar10")  # corruptions are saved on 8 bits
-    assert torch.load(tmp_path / f"{name}.pt", weights_only=True)["train"]["x"].dtype == (torch.uint8 if on_grid else torch.float16)
+    assert torch.load(tmp_path / f"{name}.pt", weights_only=True)["train"]["x"].dtype == (
+        torch.uint8 if on_grid else torch.float16
+    )
     for split in ("train", "test"):
         x = loaded[split]["x"]
         assert x.dtype == torch.float32
@@ -666,18 +715,32 @@ FILE_KINDS = [
     # kind, params, writers, names the message must hold, folder relative to the data root
     ("colored_mnist", {}, [write_mnist], ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"], "MNIST/raw"),
     ("double_mnist", {}, [write_mnist], ["train-labels-idx1-ubyte"], "MNIST/raw"),
-    ("mnist_cifar", {}, [write_mnist, write_cifar10], ["train-images-idx3-ubyte", "data_batch_5"], "cifar-10-batches-py"),
+    (
+        "mnist_cifar",
+        {},
+        [write_mnist, write_cifar10],
+        ["train-images-idx3-ubyte", "data_batch_5"],
+        "cifar-10-batches-py",
+    ),
     ("corrupted_cifar10", {}, [write_cifar10], ["data_batch_1", "test_batch"], "cifar-10-batches-py"),
     ("cifar10", {}, [write_cifar10], ["data_batch_1", "test_batch"], "cifar-10-batches-py"),
     ("cifar100", {}, [write_cifar100], ["train", "test"], "cifar-100-python"),
-    ("celeba", {}, [lambda root: write_natural("celeba", root)], ["list_attr_celeba.txt", "list_eval_partition.txt", "img_align_celeba/"], "celeba"),
+    (
+        "celeba",
+        {},
+        [lambda root: write_natural("celeba", root)],
+        ["list_attr_celeba.txt", "list_eval_partition.txt", "img_align_celeba/"],
+        "celeba",
+    ),
     ("waterbirds", {"folder": "wb"}, [lambda root: write_waterbirds(root, folder="wb")], ["metadata.csv"], "wb"),
     ("imagenet", {}, [lambda root: write_natural("imagenet", root)], ["train/", "val/"], "imagenet"),
 ]
 
 
 @pytest.mark.parametrize("kind, params, writers, names, folder", FILE_KINDS, ids=[row[0] for row in FILE_KINDS])
-def test_missing_data_names_files_and_path_until_they_exist(tmp_path: Path, kind, params, writers, names, folder) -> None:
+def test_missing_data_names_files_and_path_until_they_exist(
+    tmp_path: Path, kind, params, writers, names, folder
+) -> None:
     message = missing_data(kind, params, str(tmp_path))
     assert message is not None and str((tmp_path / folder).absolute()) in message
     assert all(name in message for name in names)
@@ -701,21 +764,44 @@ def truncate(path: Path, content: bytes) -> None:
     path.write_bytes(content)
 
 
-@pytest.mark.parametrize("kind, damage, message", [
-    ("colored_mnist", lambda root: None, r"MNIST not found: expected .*train-images-idx3-ubyte.*download: true"),
-    ("colored_mnist", lambda root: (write_mnist(root), truncate(root / "MNIST/raw/t10k-labels-idx1-ubyte", b"\0\0\x08")),
-     r"t10k-labels-idx1-ubyte is corrupt"),
-    ("corrupted_cifar10", lambda root: (write_cifar10(root), truncate(root / "cifar-10-batches-py/data_batch_3", b"not a pickle")),
-     r"data_batch_3 is corrupt"),
-], ids=["missing", "truncated-idx", "not-a-pickle"])
+@pytest.mark.parametrize(
+    "kind, damage, message",
+    [
+        ("colored_mnist", lambda root: None, r"MNIST not found: expected .*train-images-idx3-ubyte.*download: true"),
+        (
+            "colored_mnist",
+            lambda root: (write_mnist(root), truncate(root / "MNIST/raw/t10k-labels-idx1-ubyte", b"\0\0\x08")),
+            r"t10k-labels-idx1-ubyte is corrupt",
+        ),
+        (
+            "corrupted_cifar10",
+            lambda root: (write_cifar10(root), truncate(root / "cifar-10-batches-py/data_batch_3", b"not a pickle")),
+            r"data_batch_3 is corrupt",
+        ),
+    ],
+    ids=["missing", "truncated-idx", "not-a-pickle"],
+)
 def test_data_command_fails_clearly_and_leaves_no_output(tmp_path: Path, kind: str, damage, message: str) -> None:
     from largelr.cli import main
 
     damage(tmp_path / "root")
     out = tmp_path / "results" / "data" / "set.pt"
     with pytest.raises(SystemExit) as caught:
-        main(["data", "--name", "set", "--kind", kind, "--params", '{"verify_checksums": false}',
-              "--data-root", str(tmp_path / "root"), "--out", str(out)])
+        main(
+            [
+                "data",
+                "--name",
+                "set",
+                "--kind",
+                kind,
+                "--params",
+                '{"verify_checksums": false}',
+                "--data-root",
+                str(tmp_path / "root"),
+                "--out",
+                str(out),
+            ]
+        )
     assert re.search(message, str(caught.value.code))
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
@@ -724,18 +810,42 @@ def test_data_command_reports_a_malformed_listing_without_a_traceback(tmp_path: 
     from largelr.cli import main
 
     write_waterbirds(tmp_path, drop_column="place")
-    with pytest.raises(SystemExit, match=r"largelr data: dataset 'wb' \(waterbirds\): .*metadata.csv: missing column\(s\) place"):
-        main(["data", "--name", "wb", "--kind", "waterbirds", "--data-root", str(tmp_path), "--out", str(tmp_path / "wb.pt")])
+    with pytest.raises(
+        SystemExit, match=r"largelr data: dataset 'wb' \(waterbirds\): .*metadata.csv: missing column\(s\) place"
+    ):
+        main(
+            [
+                "data",
+                "--name",
+                "wb",
+                "--kind",
+                "waterbirds",
+                "--data-root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "wb.pt"),
+            ]
+        )
     assert not (tmp_path / "wb.pt").exists()
 
 
-@pytest.mark.parametrize("name, constants", [("colored_mnist", "mnist"), ("double_mnist", "mnist"),
-                                             ("cifar10", "cifar10"), ("corrupted_cifar10", "cifar10"),
-                                             ("mnist_cifar", "none")])
+@pytest.mark.parametrize(
+    "name, constants",
+    [
+        ("colored_mnist", "mnist"),
+        ("double_mnist", "mnist"),
+        ("cifar10", "cifar10"),
+        ("corrupted_cifar10", "cifar10"),
+        ("mnist_cifar", "none"),
+    ],
+)
 def test_the_loader_standardises_with_the_authors_constants(build, tmp_path: Path, name: str, constants: str) -> None:
     ds = build(name)
-    expected = {"mnist": {"mean": 0.1307, "std": 0.3081}, "none": {"mean": 0.0, "std": 1.0},
-                "cifar10": {"mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]}}[constants]
+    expected = {
+        "mnist": {"mean": 0.1307, "std": 0.3081},
+        "none": {"mean": 0.0, "std": 1.0},
+        "cifar10": {"mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]},
+    }[constants]
     assert ds["normalization"] == expected and ds["params"]["standardize"] == constants
     # a pixel of value mean maps to 0, a pixel of mean + std to 1, channel by channel (by hand)
     means, stds = (torch.as_tensor(expected[key]).flatten() for key in ("mean", "std"))
@@ -747,8 +857,9 @@ def test_the_loader_standardises_with_the_authors_constants(build, tmp_path: Pat
     assert loaded["test"]["x"][0].abs().max().item() == pytest.approx(0.0, abs=1e-3)  # stored on 8 bits: 1/255 / std
     assert loaded["test"]["x"][1].sub(1).abs().max().item() == pytest.approx(0.0, abs=2e-2)
     raw = ds["train"]["x"][:4]
-    torch.testing.assert_close(loaded["train"]["x"][:4] * stds.view(-1, 1, 1) + means.view(-1, 1, 1), raw,
-                               atol=2**-11, rtol=0)
+    torch.testing.assert_close(
+        loaded["train"]["x"][:4] * stds.view(-1, 1, 1) + means.view(-1, 1, 1), raw, atol=2**-11, rtol=0
+    )
 
 
 # --- LfF's protocol: bias labels by per-class blocks, its palette, its severity numbering ------

@@ -14,14 +14,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import toy_spec
+
 from largelr.io import TRAIN_FILES, DamagedCellError, check_cell
 
 CPU = torch.device("cpu")
 SEALED = ("model.pt", "history.parquet", "predictions.parquet")
-ANALYSIS_SETTINGS = {"kappas": [0.0, 0.5], "prune_methods": ["structured"], "represent_samples": 50,
-                     "attribute_samples": 4, "ig_steps": 2}
+ANALYSIS_SETTINGS = {
+    "kappas": [0.0, 0.5],
+    "prune_methods": ["structured"],
+    "represent_samples": 50,
+    "attribute_samples": 4,
+    "ig_steps": 2,
+}
 
 
 def quiet(_line: str) -> None:
@@ -54,8 +59,16 @@ def built(tmp_path_factory) -> Path:
         def write(name, table, folder=folder, cell=cell):
             write_parquet(with_cell_keys(table, cell, CPU), folder / ANALYSIS_FILES[name])
 
-        analyze_cell(folder / "train.json", folder / "model.pt", root / "tiny_parity.pt", settings, CPU,
-                     list(ANALYSIS_FILES), write, log=quiet)
+        analyze_cell(
+            folder / "train.json",
+            folder / "model.pt",
+            root / "tiny_parity.pt",
+            settings,
+            CPU,
+            list(ANALYSIS_FILES),
+            write,
+            log=quiet,
+        )
     return root
 
 
@@ -149,9 +162,16 @@ def test_analyze_names_a_truncated_model_instead_of_torchs_zip_error(built, stud
     truncate(folder / "model.pt")
     written = []
     with pytest.raises(DamagedCellError, match=r"model\.pt: \d+ bytes, sealed in train\.json with \d+"):
-        analyze_cell(folder / "train.json", folder / "model.pt", built / "tiny_parity.pt",
-                     AnalysisSettings(ANALYSIS_SETTINGS), CPU, ["prune"], lambda name, table: written.append(name),
-                     log=quiet)
+        analyze_cell(
+            folder / "train.json",
+            folder / "model.pt",
+            built / "tiny_parity.pt",
+            AnalysisSettings(ANALYSIS_SETTINGS),
+            CPU,
+            ["prune"],
+            lambda name, table: written.append(name),
+            log=quiet,
+        )
     assert written == [] and not (folder / "train.json").exists()
 
 

@@ -59,7 +59,9 @@ def test_group_ids() -> None:
     assert group_ids(y, b, 3).tolist() == [0, 2, 4, 6]
 
 
-@pytest.mark.parametrize("n, rho, num_bias", [(10, 0.0, 2), (10, 0.15, 2), (101, 0.1, 2), (1000, 0.025, 10), (37, 1.0, 3), (999, 0.5, 5)])
+@pytest.mark.parametrize(
+    "n, rho, num_bias", [(10, 0.0, 2), (10, 0.15, 2), (101, 0.1, 2), (1000, 0.025, 10), (37, 1.0, 3), (999, 0.5, 5)]
+)
 def test_assign_bias_exact_conflicting_count(n: int, rho: float, num_bias: int) -> None:
     y = torch.arange(n) % num_bias
     b = assign_bias(y, rho, num_bias, torch.Generator().manual_seed(1))
@@ -151,9 +153,15 @@ def test_config_parity_entry_has_the_three_regions_the_trial_chose() -> None:
     entry = dataset_params(config, "parity")
     defaults = {key: setting.default for key, setting in KINDS["parity"].params.items()}
     assert {key: entry[key] for key in ("core_bits", "spurious_bits", "noise_bits")} == {
-        "core_bits": 7, "spurious_bits": 3, "noise_bits": 6}
+        "core_bits": 7,
+        "spurious_bits": 3,
+        "noise_bits": 6,
+    }
     assert {key: defaults[key] for key in ("core_bits", "spurious_bits", "noise_bits")} == {
-        "core_bits": 7, "spurious_bits": 3, "noise_bits": 6}
+        "core_bits": 7,
+        "spurious_bits": 3,
+        "noise_bits": 6,
+    }
     ds = build_dataset("parity", {**entry, "n_train": 50, "n_test": 50}, "unused", 0)
     assert ds["input_shape"] == [16]
     assert [int(ds[f"{region}_mask"].sum()) for region in ("core", "spurious", "noise")] == [7, 3, 6]
@@ -298,7 +306,9 @@ def test_unknown_param_key_is_rejected() -> None:
         build_dataset("parity", {"rho": 0.1}, "unused", 0)
 
 
-@pytest.mark.parametrize("params", [{"n_train": "100"}, {"n_train": 1.5}, {"rho_train": True}, {"rho_train": 1.5}, {"image_size": 2}])
+@pytest.mark.parametrize(
+    "params", [{"n_train": "100"}, {"n_train": 1.5}, {"rho_train": True}, {"rho_train": 1.5}, {"image_size": 2}]
+)
 def test_bad_param_values_are_rejected(params: dict) -> None:
     key = next(iter(params))
     with pytest.raises(ValueError, match=key):
@@ -341,8 +351,15 @@ def test_save_does_not_change_the_dataset_in_memory(tmp_path, double: dict) -> N
     ],
 )
 def test_inputs_are_stored_compactly_and_loaded_as_float32(tmp_path, values, stored_dtype, exact) -> None:
-    dataset = {"name": "t", "num_bias": 2, "train": {"x": values[:, None], "y": torch.zeros(len(values), dtype=torch.long),
-                                                     "b": torch.zeros(len(values), dtype=torch.long)}}
+    dataset = {
+        "name": "t",
+        "num_bias": 2,
+        "train": {
+            "x": values[:, None],
+            "y": torch.zeros(len(values), dtype=torch.long),
+            "b": torch.zeros(len(values), dtype=torch.long),
+        },
+    }
     save_dataset(dataset, tmp_path / "t.pt")
     assert torch.load(tmp_path / "t.pt", weights_only=True)["train"]["x"].dtype == stored_dtype
     loaded = load_dataset(tmp_path / "t.pt")["train"]["x"]
@@ -396,5 +413,9 @@ def test_digits_constructions_take_the_mnist_base_by_parameter(tmp_path) -> None
 
 
 def test_every_in_memory_dataset_records_its_normalization():
-    for name, params in [("parity", {"n_train": 20, "n_test": 20}), ("moon_star", {"n_train": 8, "n_test": 8}), ("double_digits", {})]:
+    for name, params in [
+        ("parity", {"n_train": 20, "n_test": 20}),
+        ("moon_star", {"n_train": 8, "n_test": 8}),
+        ("double_digits", {}),
+    ]:
         assert build_dataset(name, params, "data", 0)["normalization"] == {"mean": 0.0, "std": 1.0}

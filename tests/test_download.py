@@ -12,12 +12,11 @@ from functools import partial
 
 import numpy as np
 import pytest
+from test_fashion import idx_bytes
 
 from largelr import download as dl
 from largelr.datasets.bases import MNIST_FILES, missing_cifar
 from largelr.datasets.fashion import load_fashion_mnist
-
-from test_fashion import idx_bytes
 
 
 @pytest.fixture

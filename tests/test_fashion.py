@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from largelr.datasets import DataMissingError, build_dataset, missing_data
-from largelr.datasets import fashion
+from largelr.datasets import DataMissingError, build_dataset, fashion, missing_data
 from largelr.datasets.bases import MNIST_FILES
 
 REAL = fashion.SYSTEM_FOLDERS[0]
@@ -95,14 +94,17 @@ def test_subsample_sizes_rho_and_draw(tmp_path, no_system_copy):
         build_dataset("colored_fashion_mnist", {**params, "n_train": 500}, tmp_path, seed=0)
 
 
-@pytest.mark.skipif(not HAS_REAL, reason=f"Debian's dataset-fashion-mnist is not installed ({REAL}); make fashion-mnist")
+@pytest.mark.skipif(
+    not HAS_REAL, reason=f"Debian's dataset-fashion-mnist is not installed ({REAL}); make fashion-mnist"
+)
 def test_real_files_end_to_end(tmp_path):
     x_train, y_train, x_test, y_test = fashion.load_fashion_mnist(tmp_path)  # nothing under tmp_path: the package
     assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)
     # Fashion-MNIST is balanced: 6000 train and 1000 test images per class.
     assert torch.bincount(y_train).tolist() == [6000] * 10 and torch.bincount(y_test).tolist() == [1000] * 10
-    colored = build_dataset("colored_fashion_mnist", {"n_train": 1000, "n_test": 500, "palette": "primaries"},
-                            tmp_path, seed=0)
+    colored = build_dataset(
+        "colored_fashion_mnist", {"n_train": 1000, "n_test": 500, "palette": "primaries"}, tmp_path, seed=0
+    )
     assert colored["input_shape"] == [3, 28, 28]
     # LfF's per-class blocks: each class's conflicting count is 0.025 x its size, up to rounding
     y, b = colored["train"]["y"], colored["train"]["b"]

@@ -9,10 +9,18 @@ import yaml
 from test_workflow import copy_workflow, snakemake
 
 TINY_MAPS = {
-    "description": "tiny hi/lo with DeepLift, and maps over training", "knob": "lr", "seeds": [0, 1],
-    "values": [0.02, 0.3], "train": {"optimizer": "sgd", "batch_size": 50, "eval_every": 20, "max_steps": 80},
-    "analysis": {"background": "none", "hilo": True, "deeplift": True, "training_maps": True,
-                 "training_map_steps": [0, 10, 30]},
+    "description": "tiny hi/lo with DeepLift, and maps over training",
+    "knob": "lr",
+    "seeds": [0, 1],
+    "values": [0.02, 0.3],
+    "train": {"optimizer": "sgd", "batch_size": 50, "eval_every": 20, "max_steps": 80},
+    "analysis": {
+        "background": "none",
+        "hilo": True,
+        "deeplift": True,
+        "training_maps": True,
+        "training_map_steps": [0, 10, 30],
+    },
     "grid": [{"datasets": ["tiny_double_digits"], "models": ["cnn"], "model_params": {"cnn": {"width": 0.0625}}}],
 }
 
@@ -21,8 +29,10 @@ TINY_MAPS = {
 def dry_run(tmp_path_factory) -> str:
     work = copy_workflow(tmp_path_factory.mktemp("figure_targets"))
     without_deeplift = {**TINY_MAPS, "analysis": {"background": "none", "hilo": True}}
-    extra = {"studies": {"tiny_maps": TINY_MAPS, "tiny_ig": without_deeplift},
-             "default_studies": ["tiny_landscape_lr005", "tiny_landscape_lr05", "tiny_maps", "tiny_ig"]}
+    extra = {
+        "studies": {"tiny_maps": TINY_MAPS, "tiny_ig": without_deeplift},
+        "default_studies": ["tiny_landscape_lr005", "tiny_landscape_lr05", "tiny_maps", "tiny_ig"],
+    }
     (work / "extra.yaml").write_text(yaml.safe_dump(extra))
     run = snakemake(work, "--dry-run", "--printshellcmds", "--configfile", "extra.yaml")
     assert run.returncode == 0, run.stderr + run.stdout

@@ -16,13 +16,25 @@ def fake_cells(study="s", knob="lr", values=(0.01, 0.1, 1.0), seeds=(0, 1), in_r
     rows = []
     for i, value in enumerate(values):
         for seed in seeds:
-            rows.append({"study": study, "dataset": "d", "model": "m", "knob": knob, "value": value, "seed": seed,
-                         "test_acc": 0.5 + 0.1 * i + 0.02 * seed, "prunability": 0.3 + 0.05 * i, "csi": 0.2,
-                         "class_sep": 0.1 * (i + 1), "compressibility": 0.4, "max_bc_loss_ratio": 0.1 * i + 0.01 * seed,
-                         "in_range": True if in_range is None else in_range[i]})
+            rows.append(
+                {
+                    "study": study,
+                    "dataset": "d",
+                    "model": "m",
+                    "knob": knob,
+                    "value": value,
+                    "seed": seed,
+                    "test_acc": 0.5 + 0.1 * i + 0.02 * seed,
+                    "prunability": 0.3 + 0.05 * i,
+                    "csi": 0.2,
+                    "class_sep": 0.1 * (i + 1),
+                    "compressibility": 0.4,
+                    "max_bc_loss_ratio": 0.1 * i + 0.01 * seed,
+                    "in_range": True if in_range is None else in_range[i],
+                }
+            )
     cells = pd.DataFrame(rows)
-    return cells.assign(included=cells["in_range"],
-                        left_out=np.where(cells["in_range"], "", "past the usable range"))
+    return cells.assign(included=cells["in_range"], left_out=np.where(cells["in_range"], "", "past the usable range"))
 
 
 def legend_texts(ax) -> list[str]:
@@ -35,8 +47,9 @@ def assert_written(tmp_path, stem: str) -> None:
 
 
 def test_normalization_uses_min_and_max_of_the_seed_means():
-    long = pd.DataFrame({"variable": ["a"] * 4 + ["flat"] * 2, "value": [1, 1, 2, 2, 1, 2],
-                         "raw": [0.1, 0.3, 0.5, 0.7, 3.0, 3.0]})
+    long = pd.DataFrame(
+        {"variable": ["a"] * 4 + ["flat"] * 2, "value": [1, 1, 2, 2, 1, 2], "raw": [0.1, 0.3, 0.5, 0.7, 3.0, 3.0]}
+    )
     scaled, bounds = figures.normalize_per_variable(long)
     # seed means 0.2 (value 1) and 0.6 (value 2)
     assert bounds["a"] == pytest.approx((0.2, 0.6)) and bounds["flat"] == pytest.approx((3.0, 3.0), rel=1e-12)
@@ -71,15 +84,32 @@ def test_intervention_grid_puts_lr_first_and_normalizes_each_panel(tmp_path):
 
 def test_pruning_figure_draws_one_line_per_usable_value_and_panel_per_method(tmp_path):
     cells = fake_cells(in_range=[True, True, False])
-    curves = pd.DataFrame([{"study": "s", "dataset": "d", "model": "m", "knob": "lr", "value": v, "seed": s,
-                            "method": method, "kappa": k, "retention": 1 - k * v}
-                           for v in (0.01, 0.1, 1.0) for s in (0, 1) for method in ("structured", "magnitude")
-                           for k in (0.0, 0.5)])
+    curves = pd.DataFrame(
+        [
+            {
+                "study": "s",
+                "dataset": "d",
+                "model": "m",
+                "knob": "lr",
+                "value": v,
+                "seed": s,
+                "method": method,
+                "kappa": k,
+                "retention": 1 - k * v,
+            }
+            for v in (0.01, 0.1, 1.0)
+            for s in (0, 1)
+            for method in ("structured", "magnitude")
+            for k in (0.0, 0.5)
+        ]
+    )
     fig = figures.pruning_figure(curves, cells, "d", "m", [tmp_path / "p.png", tmp_path / "p.pdf"])
     assert_written(tmp_path, "p")
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == ["structured: neurons / kernels (the paper's)",
-                                                 "magnitude: weights, per layer"]
+    assert [ax.get_title() for ax in panels] == [
+        "structured: neurons / kernels (the paper's)",
+        "magnitude: weights, per layer",
+    ]
     # lr 1.0 is past the usable range; each value names the seed-mean accuracy its retention is relative to
     assert legend_texts(panels[0]) == ["0.01 (acc 0.51)", "0.1 (acc 0.61)"]
     assert "2 seeds" in fig._suptitle.get_text() and "2 past the usable range" in fig._suptitle.get_text()
@@ -87,14 +117,30 @@ def test_pruning_figure_draws_one_line_per_usable_value_and_panel_per_method(tmp
 
 def test_dynamics_figure_adds_the_spurious_share_panel_only_when_recorded(tmp_path):
     cells = fake_cells()
-    history = pd.DataFrame([{"study": "s", "dataset": "d", "model": "m", "knob": "lr", "value": v, "seed": s,
-                             "step": step, "bc_loss_ratio": 0.1 * step * v}
-                            for v in (0.01, 0.1, 1.0) for s in (0, 1) for step in range(1, 6)])
+    history = pd.DataFrame(
+        [
+            {
+                "study": "s",
+                "dataset": "d",
+                "model": "m",
+                "knob": "lr",
+                "value": v,
+                "seed": s,
+                "step": step,
+                "bc_loss_ratio": 0.1 * step * v,
+            }
+            for v in (0.01, 0.1, 1.0)
+            for s in (0, 1)
+            for step in range(1, 6)
+        ]
+    )
     fig = figures.dynamics_figure(history, cells, "d", "m", [tmp_path / "h.png"])
     assert len([ax for ax in fig.axes if ax.get_ylabel()]) == 1
     fig = figures.dynamics_figure(history.assign(spurious_share=0.3), cells, "d", "m", [tmp_path / "h.png"])
     assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == [
-        "BC loss ratio (share of batch CE)", "spurious attribution share"]
+        "BC loss ratio (share of batch CE)",
+        "spurious attribution share",
+    ]
     assert "mean over seeds" in fig._suptitle.get_text() and "2 seeds, 6 of 6 cells" in fig._suptitle.get_text()
 
 
@@ -112,10 +158,18 @@ def test_mechanism_figure_prints_the_pearson_r_of_the_cells(tmp_path):
 def write_hilo(path, n: int, shape=(3, 8, 8)) -> None:
     rng = np.random.default_rng(0)
     maps = rng.normal(size=(n, *shape)).astype(np.float32)
-    np.savez(path, images=rng.random((n, *shape), dtype=np.float32), labels=np.arange(n, dtype=np.int64),
-             indices=np.arange(n, dtype=np.int64) + 100, maps_low=maps, maps_high=2 * maps,
-             correct_low=np.full(n, 0.1, np.float32), correct_high=np.full(n, 0.9, np.float32),
-             lr_low=np.float64(0.01), lr_high=np.float64(0.5))
+    np.savez(
+        path,
+        images=rng.random((n, *shape), dtype=np.float32),
+        labels=np.arange(n, dtype=np.int64),
+        indices=np.arange(n, dtype=np.int64) + 100,
+        maps_low=maps,
+        maps_high=2 * maps,
+        correct_low=np.full(n, 0.1, np.float32),
+        correct_high=np.full(n, 0.9, np.float32),
+        lr_low=np.float64(0.01),
+        lr_high=np.float64(0.5),
+    )
 
 
 def test_hilo_figure_shows_image_and_both_maps_per_sample(tmp_path):
@@ -164,7 +218,9 @@ def test_compressibility_figure_puts_every_prunability_and_activation_statistic_
     texts = legend_texts(fig.axes[0])
     # seed means over the two included values: prunability 0.3 and 0.35; sparsity 0.501 and 0.51
     assert "prunability (structured)  [0.3, 0.35]" in texts and "act. sparsity  [0.501, 0.51]" in texts
-    assert any(t.startswith("prunability (magnitude)") for t in texts) and any(t.startswith("act. PQ-index") for t in texts)
+    assert any(t.startswith("prunability (magnitude)") for t in texts) and any(
+        t.startswith("act. PQ-index") for t in texts
+    )
     assert "2 past the usable range" in fig.axes[0].get_title()
 
 
@@ -197,18 +253,31 @@ def test_study_figures_draw_the_families_asked_for_in_parallel_processes(tmp_pat
     cells.to_parquet(tmp_path / "cells.parquet")
     for workers in (1, 2):
         out = tmp_path / f"workers{workers}"
-        figures.draw_study_figures(["normalized", "compressibility"], out, str(tmp_path / "cells.parquet"),
-                                   formats=("png",), workers=workers)
-        assert sorted(p.name for p in out.iterdir()) == ["d-m.compressibility.png", "d-m.png",
-                                                         "e-m.compressibility.png", "e-m.png"]
+        figures.draw_study_figures(
+            ["normalized", "compressibility"], out, str(tmp_path / "cells.parquet"), formats=("png",), workers=workers
+        )
+        assert sorted(p.name for p in out.iterdir()) == [
+            "d-m.compressibility.png",
+            "d-m.png",
+            "e-m.compressibility.png",
+            "e-m.png",
+        ]
         assert all(p.read_bytes()[:8] == PNG for p in out.iterdir())
     with pytest.raises(SystemExit, match="--curves is required"):
         figures.draw_study_figures(["pruning"], tmp_path / "none", str(tmp_path / "cells.parquet"))
 
 
 def test_legend_colours_do_not_repeat_with_more_than_ten_variables(tmp_path):
-    cells = fake_cells().assign(sparsity=0.3, pq_index=0.2, spurious_share=0.4, core_share=0.5, noise_share=0.1,
-                                attribution_entropy=2.0, test_worst_group_acc=0.45, background_share=0.2)
+    cells = fake_cells().assign(
+        sparsity=0.3,
+        pq_index=0.2,
+        spurious_share=0.4,
+        core_share=0.5,
+        noise_share=0.1,
+        attribution_entropy=2.0,
+        test_worst_group_acc=0.45,
+        background_share=0.2,
+    )
     fig = figures.pair_figure(cells, "d", "m", [tmp_path / "f.png"])
     handles = fig.axes[0].get_legend().legend_handles
     colours = [tuple(h.get_color()) if hasattr(h, "get_color") else None for h in handles]

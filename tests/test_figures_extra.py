@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 from largelr import figures_extra
-from largelr.config import ConfigError, read_config_file, validate_config
-from largelr.config import landscape_errors, landscape_pairs, landscape_rows
+from largelr.config import (
+    ConfigError,
+    landscape_errors,
+    landscape_pairs,
+    landscape_rows,
+    read_config_file,
+    validate_config,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -22,10 +28,23 @@ def landscape_cells() -> pd.DataFrame:
     for study, lr in (("low", 0.01), ("high", 0.1)):
         for gamma in (0.0, 2.0):
             for seed in (0, 1):
-                rows.append({"study": study, "dataset": "d", "model": "m", "knob": "focal_gamma", "value": gamma,
-                             "seed": seed, "train_ce": lr * 10 + gamma + seed, "test_acc": 0.5 + lr + 0.01 * seed,
-                             "spurious_share": np.nan, "bsi": 0.3 - lr + 0.1 * gamma + 0.02 * seed,
-                             "test_acc_ba": 0.9, "test_acc_bc": 0.4 + lr + 0.1 * seed, "included": True})
+                rows.append(
+                    {
+                        "study": study,
+                        "dataset": "d",
+                        "model": "m",
+                        "knob": "focal_gamma",
+                        "value": gamma,
+                        "seed": seed,
+                        "train_ce": lr * 10 + gamma + seed,
+                        "test_acc": 0.5 + lr + 0.01 * seed,
+                        "spurious_share": np.nan,
+                        "bsi": 0.3 - lr + 0.1 * gamma + 0.02 * seed,
+                        "test_acc_ba": 0.9,
+                        "test_acc_bc": 0.4 + lr + 0.1 * seed,
+                        "included": True,
+                    }
+                )
     cells = pd.DataFrame(rows)
     # left out: (high, gamma 2, seed 1)
     cells.loc[(cells["study"] == "high") & (cells["value"] == 2.0) & (cells["seed"] == 1), "included"] = False
@@ -85,18 +104,23 @@ def test_config_landscapes_join_one_knob_studies_by_their_learning_rate():
     rows = landscape_rows(config, "fig9", "colored_mnist", "resnet18")
     assert sorted(rows.values()) == [0.001, 0.01, 0.05, 0.1, 0.25]
     assert {config["studies"][s]["knob"] for s in rows} == {"focal_gamma"}
-    assert landscape_rows(config, "tiny", "tiny_parity", "fcn") == {"tiny_landscape_lr005": 0.05,
-                                                                    "tiny_landscape_lr05": 0.5}
+    assert landscape_rows(config, "tiny", "tiny_parity", "fcn") == {
+        "tiny_landscape_lr005": 0.05,
+        "tiny_landscape_lr05": 0.5,
+    }
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["landscapes"]["tiny"].update(studies=["tiny_landscape_lr005", "nope"]), "'nope' is not a study"),
-    (lambda c: c["landscapes"]["tiny"].update(axis="focal_gamma"), "is the studies' knob"),
-    (lambda c: c["landscapes"]["tiny"].update(axis="colour"), "not a training setting"),
-    (lambda c: c["landscapes"]["tiny"].update(spurious="pixels"), "landscapes.tiny.spurious = 'pixels'"),
-    (lambda c: c["studies"]["tiny_landscape_lr05"]["train"].update(lr=0.05), "a different lr per study"),
-    (lambda c: c["landscapes"]["tiny"].update(studies=["tiny_landscape_lr005", "smoke"]), "different knobs"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["landscapes"]["tiny"].update(studies=["tiny_landscape_lr005", "nope"]), "'nope' is not a study"),
+        (lambda c: c["landscapes"]["tiny"].update(axis="focal_gamma"), "is the studies' knob"),
+        (lambda c: c["landscapes"]["tiny"].update(axis="colour"), "not a training setting"),
+        (lambda c: c["landscapes"]["tiny"].update(spurious="pixels"), "landscapes.tiny.spurious = 'pixels'"),
+        (lambda c: c["studies"]["tiny_landscape_lr05"]["train"].update(lr=0.05), "a different lr per study"),
+        (lambda c: c["landscapes"]["tiny"].update(studies=["tiny_landscape_lr005", "smoke"]), "different knobs"),
+    ],
+)
 def test_bad_landscapes_fail_at_parse_time_naming_the_key(change, message):
     config = copy.deepcopy(read_config_file("config.yaml"))
     assert landscape_errors(config) == []
@@ -107,9 +131,15 @@ def test_bad_landscapes_fail_at_parse_time_naming_the_key(change, message):
 
 def hilo_npz(path, n=2, deeplift=True):
     rng = np.random.default_rng(0)
-    arrays = {"images": rng.random((n, 3, 4, 4), dtype=np.float32), "labels": np.arange(n),
-              "indices": np.arange(10, 10 + n), "lr_low": np.float64(0.01), "lr_high": np.float64(0.5),
-              "correct_low": np.zeros(n, np.float32), "correct_high": np.ones(n, np.float32)}
+    arrays = {
+        "images": rng.random((n, 3, 4, 4), dtype=np.float32),
+        "labels": np.arange(n),
+        "indices": np.arange(10, 10 + n),
+        "lr_low": np.float64(0.01),
+        "lr_high": np.float64(0.5),
+        "correct_low": np.zeros(n, np.float32),
+        "correct_high": np.ones(n, np.float32),
+    }
     for group in ("low", "high"):
         arrays[f"maps_{group}"] = rng.normal(size=(n, 3, 4, 4)).astype(np.float32)
         if deeplift:
@@ -144,9 +174,17 @@ def test_hilo_methods_figure_names_the_missing_deeplift_maps(tmp_path):
 def training_npz(path):
     """Low run observed at steps 0, 10, 40 and high run at 0, 20; 2 samples of 1x3x3; 4 neurons."""
     rng = np.random.default_rng(1)
-    arrays = {"images": rng.random((2, 1, 3, 3)), "labels": np.array([0, 1]), "indices": np.array([5, 9]),
-              "knob": np.str_("lr"), "seed": np.int64(0), "value_low": np.float64(0.01), "value_high": np.float64(0.5),
-              "steps_low": np.array([0, 10, 40]), "steps_high": np.array([0, 20])}
+    arrays = {
+        "images": rng.random((2, 1, 3, 3)),
+        "labels": np.array([0, 1]),
+        "indices": np.array([5, 9]),
+        "knob": np.str_("lr"),
+        "seed": np.int64(0),
+        "value_low": np.float64(0.01),
+        "value_high": np.float64(0.5),
+        "steps_low": np.array([0, 10, 40]),
+        "steps_high": np.array([0, 20]),
+    }
     for group, steps in (("low", 3), ("high", 2)):
         arrays[f"maps_{group}"] = rng.normal(size=(steps, 2, 1, 3, 3))
         arrays[f"csi_{group}"] = rng.random((steps, 4))

@@ -9,10 +9,9 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from test_workflow import copy_workflow, snakemake
 
 from largelr.datasets import DataMissingError, build_dataset, missing_data
-
-from test_workflow import copy_workflow, snakemake
 
 SPLITS = ("train",) * 6 + ("val", "test", "test", "test")  # by index mod 10
 
@@ -87,8 +86,11 @@ def test_smoke_chain_on_a_folder(tmp_path):
     config["data_root"] = str(tmp_path / "data")
     config["datasets"]["mine"] = {"kind": "folder", "folder": "mine", "image_size": 16}
     smoke = config["studies"]["smoke"]
-    config["studies"]["folder_smoke"] = {**smoke, "seeds": [0], "grid": [
-        {"datasets": ["mine"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
+    config["studies"]["folder_smoke"] = {
+        **smoke,
+        "seeds": [0],
+        "grid": [{"datasets": ["mine"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}],
+    }
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = snakemake(work, "folder_smoke")
     assert run.returncode == 0, run.stderr[-4000:]
@@ -106,14 +108,24 @@ def test_dry_run_shows_the_whole_plan_without_the_data(tmp_path):
     work = copy_workflow(tmp_path / "work")
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["data_root"] = str(tmp_path / "empty")
-    config["studies"]["needs_folder"] = {**config["studies"]["smoke"], "seeds": [0, 1, 2], "values": [0.1, 0.2], "grid": [
-        {"datasets": ["mine"], "models": ["fcn", "cnn"]}]}
+    config["studies"]["needs_folder"] = {
+        **config["studies"]["smoke"],
+        "seeds": [0, 1, 2],
+        "values": [0.1, 0.2],
+        "grid": [{"datasets": ["mine"], "models": ["fcn", "cnn"]}],
+    }
     config["datasets"]["mine"] = {"kind": "folder", "folder": "mine"}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = snakemake(work, "needs_folder", "--dry-run", "--quiet", "rules")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "needs_folder: cannot run, missing mine" in run.stderr and "Dry run: the plan below is each study's whole plan" in run.stderr
-    counts = {parts[0]: int(parts[1]) for line in run.stdout.splitlines()
-              if len(parts := line.split()) == 2 and parts[1].isdigit()}
+    assert (
+        "needs_folder: cannot run, missing mine" in run.stderr
+        and "Dry run: the plan below is each study's whole plan" in run.stderr
+    )
+    counts = {
+        parts[0]: int(parts[1])
+        for line in run.stdout.splitlines()
+        if len(parts := line.split()) == 2 and parts[1].isdigit()
+    }
     assert counts["train"] == counts["analyze"] == 2 * 3 * 2 == len(study_cells(config, "needs_folder"))
     assert counts["data"] == 1

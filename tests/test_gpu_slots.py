@@ -23,8 +23,11 @@ time.sleep(float(sys.argv[4]))
 
 
 def holder(devices: str, per_device: int, lock_dir, hold_s: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HOLD, devices, str(per_device), str(lock_dir), str(hold_s)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD, devices, str(per_device), str(lock_dir), str(hold_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_concurrent_processes_get_distinct_devices(tmp_path):
@@ -73,8 +76,26 @@ def test_cli_pins_the_command_and_holds_the_slot_while_it_runs(tmp_path):
     """Two concurrent `largelr gpu-slot` jobs on fake devices 3 and 4 see different CUDA_VISIBLE_DEVICES."""
     show = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(20)"
     env = os.environ | {"CUDA_VISIBLE_DEVICES": "3,4"}
-    jobs = [subprocess.Popen([sys.executable, "-m", "largelr.cli", "gpu-slot", "--lock-dir", str(tmp_path), "--",
-                              sys.executable, "-c", show], stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "largelr.cli",
+                "gpu-slot",
+                "--lock-dir",
+                str(tmp_path),
+                "--",
+                sys.executable,
+                "-c",
+                show,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
     try:
         seen = sorted(job.stdout.readline().strip() for job in jobs)
         assert seen == ["3", "4"]

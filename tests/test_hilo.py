@@ -49,8 +49,18 @@ def test_hilo_cli_writes_the_documented_npz(tmp_path):
     generator = torch.Generator().manual_seed(0)
     y = torch.tensor([0, 1, 1, 0, 1, 1, 0, 1])
     test = {"x": torch.rand(8, 3, 4, 4, generator=generator), "y": y, "b": 1 - y}
-    dataset = {"name": "tiny", "train": test, "test": test, "num_classes": 2, "num_bias": 2, "input_shape": [3, 4, 4],
-               "spurious_mask": None, "core_mask": None, "params": {}, "normalization": {"mean": 0.0, "std": 1.0}}
+    dataset = {
+        "name": "tiny",
+        "train": test,
+        "test": test,
+        "num_classes": 2,
+        "num_bias": 2,
+        "input_shape": [3, 4, 4],
+        "spurious_mask": None,
+        "core_mask": None,
+        "params": {},
+        "normalization": {"mean": 0.0, "std": 1.0},
+    }
     save_dataset(dataset, tmp_path / "tiny.pt")
     spec = {"name": "fcn", "input_shape": [3, 4, 4], "num_classes": 2, "params": {"depth": 1, "width": 5}}
     # low lr: 3 models predicting 0 (right on y == 0 only); high lr: 4 of 5 predict 1 (right on y == 1 in 80%)
@@ -62,20 +72,50 @@ def test_hilo_cli_writes_the_documented_npz(tmp_path):
             paths[name].append(str(path))
     out = tmp_path / "hilo" / "tiny-fcn.npz"
     settings = {"hilo_max_samples": 3, "ig_steps": 8}
-    main(["hilo", "--data", str(tmp_path / "tiny.pt"), "--device", "cpu", "--models-low", *paths["low"],
-          "--models-high", *paths["high"], "--lr-low", "0.001", "--lr-high", "0.5", "--settings", json.dumps(settings),
-          "--out", str(out)])
+    main(
+        [
+            "hilo",
+            "--data",
+            str(tmp_path / "tiny.pt"),
+            "--device",
+            "cpu",
+            "--models-low",
+            *paths["low"],
+            "--models-high",
+            *paths["high"],
+            "--lr-low",
+            "0.001",
+            "--lr-high",
+            "0.5",
+            "--settings",
+            json.dumps(settings),
+            "--out",
+            str(out),
+        ]
+    )
     with np.load(out) as saved:
         arrays = dict(saved)
-    assert set(arrays) == {"images", "labels", "indices", "maps_low", "maps_high", "correct_low", "correct_high",
-                           "lr_low", "lr_high"}
+    assert set(arrays) == {
+        "images",
+        "labels",
+        "indices",
+        "maps_low",
+        "maps_high",
+        "correct_low",
+        "correct_high",
+        "lr_low",
+        "lr_high",
+    }
     # y == 1 at 1, 2, 4, 5, 7: all selected with equal gaps, so the first three by index
     assert arrays["indices"].tolist() == [1, 2, 4] and arrays["indices"].dtype == np.int64
     assert arrays["labels"].tolist() == [1, 1, 1] and arrays["labels"].dtype == np.int64
     assert arrays["images"].shape == (3, 3, 4, 4) and arrays["images"].dtype == np.float32
     stored = load_dataset(tmp_path / "tiny.pt")["test"]["x"]  # inputs as the models see them (stored compactly)
     np.testing.assert_array_equal(arrays["images"], stored[[1, 2, 4]].numpy())
-    assert arrays["correct_low"].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-7) and arrays["correct_low"].dtype == np.float32
+    assert (
+        arrays["correct_low"].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-7)
+        and arrays["correct_low"].dtype == np.float32
+    )
     assert arrays["correct_high"].tolist() == pytest.approx([0.8, 0.8, 0.8])
     assert arrays["lr_low"].shape == () and arrays["lr_low"].dtype == np.float64 and float(arrays["lr_high"]) == 0.5
     # zero-weight models have zero attributions; the high-lr mean is 4/5 of one positive model's map
@@ -92,8 +132,18 @@ def test_hilo_with_deeplift_stores_deeplift_maps_beside_ig(tmp_path):
     attributions sum to f(x)[1] - f(0)[1] (completeness), both checked without captum."""
     y = torch.tensor([0, 1, 1, 0, 1])
     test = {"x": torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(1)) + 0.1, "y": y, "b": 1 - y}
-    dataset = {"name": "tiny", "train": test, "test": test, "num_classes": 2, "num_bias": 2, "input_shape": [3, 4, 4],
-               "spurious_mask": None, "core_mask": None, "params": {}, "normalization": {"mean": 0.0, "std": 1.0}}
+    dataset = {
+        "name": "tiny",
+        "train": test,
+        "test": test,
+        "num_classes": 2,
+        "num_bias": 2,
+        "input_shape": [3, 4, 4],
+        "spurious_mask": None,
+        "core_mask": None,
+        "params": {},
+        "normalization": {"mean": 0.0, "std": 1.0},
+    }
     save_dataset(dataset, tmp_path / "tiny.pt")
     spec = {"name": "fcn", "input_shape": [3, 4, 4], "num_classes": 2, "params": {"depth": 1, "width": 5}}
     paths = {"low": [], "high": []}
@@ -104,9 +154,27 @@ def test_hilo_with_deeplift_stores_deeplift_maps_beside_ig(tmp_path):
             paths[name].append(str(path))
     out = tmp_path / "tiny-fcn.npz"
     settings = {"hilo_max_samples": 3, "ig_steps": 8, "deeplift": True}
-    main(["hilo", "--data", str(tmp_path / "tiny.pt"), "--device", "cpu", "--models-low", *paths["low"],
-          "--models-high", *paths["high"], "--lr-low", "0.01", "--lr-high", "0.5", "--settings", json.dumps(settings),
-          "--out", str(out)])
+    main(
+        [
+            "hilo",
+            "--data",
+            str(tmp_path / "tiny.pt"),
+            "--device",
+            "cpu",
+            "--models-low",
+            *paths["low"],
+            "--models-high",
+            *paths["high"],
+            "--lr-low",
+            "0.01",
+            "--lr-high",
+            "0.5",
+            "--settings",
+            json.dumps(settings),
+            "--out",
+            str(out),
+        ]
+    )
     with np.load(out) as saved:
         arrays = dict(saved)
     assert {"maps_low_deeplift", "maps_high_deeplift"} <= set(arrays)

@@ -13,25 +13,55 @@ def cells_of(fates: list[str]) -> pd.DataFrame:
     accuracy of 0.1, which ends the usable range for it and every larger value."""
     rows = []
     for position, fate in enumerate(fates):
-        rows.append({"study": "s", "dataset": "d", "model": "m", "knob": "lr", "value": 0.01 * (position + 1),
-                     "seed": 0, "test_acc": 0.1 if fate == "low" else 0.9, "diverged": fate == "nan",
-                     "converged": fate in ("ok", "low"), "num_classes": 2, "prunability": 0.5, "compressibility": 0.5,
-                     "csi": 0.5, "class_sep": 0.5})
+        rows.append(
+            {
+                "study": "s",
+                "dataset": "d",
+                "model": "m",
+                "knob": "lr",
+                "value": 0.01 * (position + 1),
+                "seed": 0,
+                "test_acc": 0.1 if fate == "low" else 0.9,
+                "diverged": fate == "nan",
+                "converged": fate in ("ok", "low"),
+                "num_classes": 2,
+                "prunability": 0.5,
+                "compressibility": 0.5,
+                "csi": 0.5,
+                "class_sep": 0.5,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 NOTES = [  # fates, require_converged, phrases the note must hold, phrases it must not
     (["ok", "ok", "ok"], True, ["All 3 cells included (none diverged, all converged"], []),
     (["ok", "ok", "ok"], False, ["All 3 cells included (none diverged, all converged"], []),
-    (["ok", "cap", "cap"], False, ["1 converged and included", "2 included though not converged",
-                                   "d × m: 3 cells; 2 included though not converged"], ["all converged", "left out:"]),
+    (
+        ["ok", "cap", "cap"],
+        False,
+        [
+            "1 converged and included",
+            "2 included though not converged",
+            "d × m: 3 cells; 2 included though not converged",
+        ],
+        ["all converged", "left out:"],
+    ),
     (["cap"] * 8, False, ["8 included though not converged (require_converged: false)"], ["all converged", "0 "]),
     (["ok", "cap", "cap"], True, ["1 converged and included", "2 left out: not converged"], ["all converged"]),
     (["ok", "ok", "nan"], True, ["2 converged and included", "1 left out: diverged"], ["all converged"]),
-    (["ok", "cap", "nan"], False, ["1 converged and included", "1 included though not converged",
-                                   "1 left out: diverged"], ["all converged"]),
-    (["ok", "ok", "low", "ok"], True, ["2 converged and included", "2 left out: past the usable range"],
-     ["all converged"]),
+    (
+        ["ok", "cap", "nan"],
+        False,
+        ["1 converged and included", "1 included though not converged", "1 left out: diverged"],
+        ["all converged"],
+    ),
+    (
+        ["ok", "ok", "low", "ok"],
+        True,
+        ["2 converged and included", "2 left out: past the usable range"],
+        ["all converged"],
+    ),
 ]
 
 

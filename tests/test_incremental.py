@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_workflow import ROOT, copy_workflow, snakemake
 
 from largelr.config import study_cells
-from test_workflow import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +65,15 @@ def killed_and_rerun(workdir):
     config, _ = smoke_grid(workdir)
     cells = study_cells(config, "smoke")
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "smoke"], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "smoke"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     finished: list = []
     deadline = time.monotonic() + 600
     try:
@@ -98,8 +104,13 @@ def killed_and_rerun(workdir):
     assert snakemake(workdir, "smoke", "--unlock").returncode == 0
     rerun = snakemake(workdir, "smoke")
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    return {"cells": cells, "finished": finished, "snapshot": snapshot, "untrained": untrained,
-            "after_kill": after_kill}
+    return {
+        "cells": cells,
+        "finished": finished,
+        "snapshot": snapshot,
+        "untrained": untrained,
+        "after_kill": after_kill,
+    }
 
 
 def test_killed_run_leaves_nothing_that_looks_complete(killed_and_rerun):
@@ -113,8 +124,14 @@ def test_killed_run_leaves_nothing_that_looks_complete(killed_and_rerun):
 def test_rerun_after_kill_completes_without_retraining_finished_cells(killed_and_rerun, workdir):
     for cell in killed_and_rerun["cells"]:
         base = workdir / "results" / cell.path
-        assert {"model.pt", "history.parquet", "train.json", "prune.parquet", "represent.parquet",
-                "attribute.parquet"} <= {p.name for p in base.iterdir()}
+        assert {
+            "model.pt",
+            "history.parquet",
+            "train.json",
+            "prune.parquet",
+            "represent.parquet",
+            "attribute.parquet",
+        } <= {p.name for p in base.iterdir()}
         assert not (base / "checkpoint.pt").exists()
     for path, before in killed_and_rerun["snapshot"].items():
         base = workdir / "results" / path
@@ -127,8 +144,7 @@ def test_rerun_after_kill_completes_without_retraining_finished_cells(killed_and
 
 
 @pytest.mark.parametrize("grow", ["values", "seeds"])
-def test_adding_a_value_or_seed_schedules_only_new_cells_and_aggregates(killed_and_rerun, workdir, tmp_path,
-                                                                       grow):
+def test_adding_a_value_or_seed_schedules_only_new_cells_and_aggregates(killed_and_rerun, workdir, tmp_path, grow):
     config, n_pairs = smoke_grid(workdir)
     smoke = config["studies"]["smoke"]
     smoke[grow].append(0.2 if grow == "values" else 7)
@@ -167,28 +183,47 @@ def test_deleting_one_cells_outputs_reruns_only_that_cell(killed_and_rerun, work
 
 # --- damaged cells heal, and a failed aggregation keeps the tables ----------------------------
 
-CELL_FILES_ORDER = ["model.pt", "history.parquet", "predictions.parquet", "train.json", "prune.parquet",
-                    "represent.parquet", "attribute.parquet"]
+CELL_FILES_ORDER = [
+    "model.pt",
+    "history.parquet",
+    "predictions.parquet",
+    "train.json",
+    "prune.parquet",
+    "represent.parquet",
+    "attribute.parquet",
+]
 TRAIN_OUTPUTS = {"model.pt", "history.parquet", "predictions.parquet", "train.json"}
-STUDY_TABLES = ["smoke/cells.parquet", "smoke/prune_curves.parquet", "smoke/dynamics.parquet",
-                *[f"tables/smoke_{t}.{e}" for t in ("table1", "stats", "mechanism") for e in ("parquet", "md")]]
+STUDY_TABLES = [
+    "smoke/cells.parquet",
+    "smoke/prune_curves.parquet",
+    "smoke/dynamics.parquet",
+    *[f"tables/smoke_{t}.{e}" for t in ("table1", "stats", "mechanism") for e in ("parquet", "md")],
+]
 
 
 def log_times(workdir: Path, cells: list) -> dict[tuple[str, str], int]:
     """mtime of every cell's train and analyze log: a job that ran rewrote its log."""
-    return {(rule, cell.path): (workdir / f"results/logs/{rule}/{cell.path}.log").stat().st_mtime_ns
-            for cell in cells for rule in ("train", "analyze")}
+    return {
+        (rule, cell.path): (workdir / f"results/logs/{rule}/{cell.path}.log").stat().st_mtime_ns
+        for cell in cells
+        for rule in ("train", "analyze")
+    }
 
 
 def rebuilt(before: dict, workdir: Path, cells: list) -> dict[str, set[str]]:
     after = log_times(workdir, cells)
-    return {rule: {path for (r, path), mtime in after.items() if r == rule and mtime != before[(r, path)]}
-            for rule in ("train", "analyze")}
+    return {
+        rule: {path for (r, path), mtime in after.items() if r == rule and mtime != before[(r, path)]}
+        for rule in ("train", "analyze")
+    }
 
 
 def cell_digests(workdir: Path, cells: list) -> dict[str, str]:
-    return {c.path: digest(workdir / "results" / c.path / "model.pt") for c in cells
-            if (workdir / "results" / c.path / "model.pt").exists()}
+    return {
+        c.path: digest(workdir / "results" / c.path / "model.pt")
+        for c in cells
+        if (workdir / "results" / c.path / "model.pt").exists()
+    }
 
 
 def table_bytes(workdir: Path) -> dict[str, bytes]:
@@ -204,8 +239,10 @@ def deleted_files_rebuilt(killed_and_rerun, workdir):
         (workdir / "results" / cell.path / name).unlink()
     # Cells to rebuild, read from the disk (an earlier test may have deleted a whole cell too).
     missing = {c.path: {n for n in CELL_FILES_ORDER if not (workdir / "results" / c.path / n).exists()} for c in cells}
-    expected = {"train": {p for p, gone in missing.items() if gone & TRAIN_OUTPUTS},
-                "analyze": {p for p, gone in missing.items() if gone}}
+    expected = {
+        "train": {p for p, gone in missing.items() if gone & TRAIN_OUTPUTS},
+        "analyze": {p for p, gone in missing.items() if gone},
+    }
     counts = dry_run(workdir)
     before = log_times(workdir, cells)
     run = snakemake(workdir, "smoke")
@@ -228,8 +265,19 @@ def test_deleting_each_cell_file_schedules_and_rebuilds_exactly_that_cell(delete
 
 def test_truncated_cell_files_are_named_removed_and_rebuilt_and_no_table_is_lost(deleted_files_rebuilt, workdir):
     cells = deleted_files_rebuilt["cells"][7:13]
-    damaged = dict(zip((c.path for c in cells), ["model.pt", "history.parquet", "predictions.parquet",
-                                                 "prune.parquet", "represent.parquet", "attribute.parquet"]))
+    damaged = dict(
+        zip(
+            (c.path for c in cells),
+            [
+                "model.pt",
+                "history.parquet",
+                "predictions.parquet",
+                "prune.parquet",
+                "represent.parquet",
+                "attribute.parquet",
+            ],
+        )
+    )
     models, tables = cell_digests(workdir, cells), table_bytes(workdir)
     before = log_times(workdir, deleted_files_rebuilt["cells"])
     for path, name in damaged.items():

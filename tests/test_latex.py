@@ -3,10 +3,10 @@
 import math
 
 import pytest
+from test_aggregate import intervention, sweep
 
 from largelr.aggregate import mark_included, table1, write_table1, write_table2
 from largelr.latex import escape, read_latex_table, unescape
-from test_aggregate import intervention, sweep
 
 
 def span(text: str) -> tuple[float, float]:
@@ -39,8 +39,9 @@ def test_table1_tex_reads_back_to_the_min_and_max_of_the_seed_means(tmp_path):
 
 
 def test_compare_paper_tex_gives_paper_ours_and_diff_per_variable(tmp_path):
-    cells = mark_included(sweep({0.01: [0.7, 0.74], 0.1: [0.76, 0.8]})).assign(study="lr", dataset="colored_mnist",
-                                                                              model="fcn")
+    cells = mark_included(sweep({0.01: [0.7, 0.74], 0.1: [0.76, 0.8]})).assign(
+        study="lr", dataset="colored_mnist", model="fcn"
+    )
     cells.to_parquet(tmp_path / "cells.parquet")
     write_table1([str(tmp_path / "cells.parquet")], str(tmp_path / "table1.parquet"), str(tmp_path / "compare.parquet"))
     rows = read_latex_table((tmp_path / "compare.tex").read_text()).set_index(["dataset", "model", "variable"])

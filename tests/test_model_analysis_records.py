@@ -30,14 +30,20 @@ SRC = ROOT / "src"
 def test_config_and_registry_import_without_torch():
     code = "import sys\n"
     code += "import largelr.config, largelr.registry\nassert 'torch' not in sys.modules, 'torch imported'\n"
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(SRC), "PATH": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": ""},
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_checked_in_schema_is_the_generated_one():
-    assert (ROOT / "workflow/schemas/config.schema.yaml").read_text() == schema_text(), \
+    assert (ROOT / "workflow/schemas/config.schema.yaml").read_text() == schema_text(), (
         "regenerate it: python -m largelr.config"
+    )
 
 
 def _profile() -> dict:
@@ -75,8 +81,9 @@ def test_every_model_record_has_a_cost_per_rule_and_a_loadable_class():
 
 def test_autocast_trait_is_the_large_models():
     # train.py's amp "auto" (bf16 on CUDA) covers the resnet*, wrn* and swin* models
-    assert {name for name, record in model_records.MODELS.items() if record.autocast} == \
-        {name for name in model_records.MODELS if name.startswith(("resnet", "wrn", "swin"))}
+    assert {name for name, record in model_records.MODELS.items() if record.autocast} == {
+        name for name in model_records.MODELS if name.startswith(("resnet", "wrn", "swin"))
+    }
 
 
 def test_analysis_modules_declare_the_records_columns_and_choices():
@@ -92,12 +99,20 @@ def test_analysis_modules_declare_the_records_columns_and_choices():
 # --- a toy model and a toy analysis, one record each ------------------------------------------
 
 TOY_MODEL = model_records.ModelRecord(
-    "toy", "a toy model", "largelr.models:FCN", {"width": Setting(8, "units", type=int, minimum=1)},
-    gpu_shared=True, cost={rule: model_records.Cost(1, 100) for rule in model_records.COST_RULES})
+    "toy",
+    "a toy model",
+    "largelr.models:FCN",
+    {"width": Setting(8, "units", type=int, minimum=1)},
+    gpu_shared=True,
+    cost={rule: model_records.Cost(1, 100) for rule in model_records.COST_RULES},
+)
 TOY_ANALYSIS = analysis_records.AnalysisRecord(
-    "toy_metric", "a toy analysis", "largelr.analyses.toy_metric",
+    "toy_metric",
+    "a toy analysis",
+    "largelr.analyses.toy_metric",
     settings={"toy_threshold": Setting(0.5, "a toy threshold", minimum=0.0, maximum=1.0)},
-    columns={"toy_score": "float64"})
+    columns={"toy_score": "float64"},
+)
 
 
 @pytest.fixture
@@ -113,8 +128,15 @@ def toy_config() -> dict:
     config["default_studies"] = ["demo"]
     demo = config["studies"]["demo"]
     demo["analysis"]["toy_threshold"] = 0.25
-    demo["grid"] = [{"datasets": ["parity"], "models": ["toy"], "values": [0.05, 0.2],
-                     "train": {"max_steps": 16000, "eval_every": 400}, "model_params": {"toy": {"width": 16}}}]
+    demo["grid"] = [
+        {
+            "datasets": ["parity"],
+            "models": ["toy"],
+            "values": [0.05, 0.2],
+            "train": {"max_steps": 16000, "eval_every": 400},
+            "model_params": {"toy": {"width": 16}},
+        }
+    ]
     config["studies"] = {"demo": demo}
     return config
 

@@ -25,7 +25,9 @@ def test_fcn_shapes_and_interface(shape):
     assert [u.outgoing for u in units] == [(w,) for w in weights[1:]]
 
 
-@pytest.mark.parametrize("shape,pools", [([1, 28, 28], 4), ([3, 32, 32], 5), ([1, 28, 56], 4), ([3, 64, 32], 5), ([1, 16, 16], 4)])
+@pytest.mark.parametrize(
+    "shape,pools", [([1, 28, 28], 4), ([3, 32, 32], 5), ([1, 28, 56], 4), ([3, 64, 32], 5), ([1, 16, 16], 4)]
+)
 def test_vgg_like_keeps_all_eight_convs_and_pools_while_it_can(shape, pools):
     model = VGGLike(shape, 10, width=0.125)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -60,8 +62,11 @@ TORCHVISION_MODELS = {"resnet18": ({}, 512), "resnet50": ({}, 2048), "swin_t": (
 
 def matrix_weights(model: nn.Module) -> set[int]:
     """Ids of every weight with >= 2 dims except Swin's relative-position tables: the conv/linear weights."""
-    return {id(p) for name, p in model.named_parameters()
-            if name.endswith("weight") and p.dim() >= 2 and "relative_position" not in name}
+    return {
+        id(p)
+        for name, p in model.named_parameters()
+        if name.endswith("weight") and p.dim() >= 2 and "relative_position" not in name
+    }
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_MODELS))
@@ -125,7 +130,9 @@ def test_resnets_use_each_relu_module_once_and_compute_torchvision_s_function(na
     calls: dict[int, int] = {}
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     for relu in relus:
-        relu.register_forward_hook(lambda module, args, output: calls.__setitem__(id(module), calls.get(id(module), 0) + 1))
+        relu.register_forward_hook(
+            lambda module, args, output: calls.__setitem__(id(module), calls.get(id(module), 0) + 1)
+        )
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
         ours = model.features(x)
@@ -160,7 +167,11 @@ def test_resnet_stems_by_hand():
         return nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool, body.layer1)(x).shape
 
     small = build_model("resnet18", [1, 28, 28], 10, {"stem": "small"})
-    assert small.body.conv1.kernel_size == (3, 3) and small.body.conv1.stride == (1, 1) and small.body.conv1.in_channels == 1
+    assert (
+        small.body.conv1.kernel_size == (3, 3)
+        and small.body.conv1.stride == (1, 1)
+        and small.body.conv1.in_channels == 1
+    )
     assert isinstance(small.body.maxpool, nn.Identity)
     assert into_layer1(small) == (1, 64, 28, 28)  # full resolution
     # 1 channel, auto: the authors' 7x7 stride-1 conv and the max-pool: 28 -> 28 -> 14
@@ -186,7 +197,9 @@ def test_wide_resnet_101_2_builds_once_with_the_interface():
     check_units(model)
 
 
-@pytest.mark.parametrize("name,shape,params", [("resnet18", [3, 32, 32], {}), ("swin_t", [1, 28, 28], {"pretrained": False})])
+@pytest.mark.parametrize(
+    "name,shape,params", [("resnet18", [3, 32, 32], {}), ("swin_t", [1, 28, 28], {"pretrained": False})]
+)
 def test_torchvision_model_checkpoint_round_trip(tmp_path, name, shape, params):
     spec = {"name": name, "input_shape": shape, "num_classes": 4, "params": params}
     model = build_model(**spec)

@@ -78,15 +78,23 @@ WATERBIRDS_ROWS = [  # img_filename, y, split, place
 ]
 
 
-def write_waterbirds(root: Path, folder: str = "waterbird_complete95_forest2water2", drop_column: str | None = None) -> Path:
+def write_waterbirds(
+    root: Path, folder: str = "waterbird_complete95_forest2water2", drop_column: str | None = None
+) -> Path:
     """metadata.csv in the group-DRO release's column layout, plus the images it lists."""
     directory = root / folder
     directory.mkdir(parents=True)
     columns = ["img_id", "img_filename", "y", "split", "place", "place_filename"]
     lines = [",".join(column for column in columns if column != drop_column)]
     for i, (filename, y, split, place) in enumerate(WATERBIRDS_ROWS):
-        row = {"img_id": i + 1, "img_filename": filename, "y": y, "split": split, "place": place,
-               "place_filename": f"/o/ocean/{i:08d}.jpg"}
+        row = {
+            "img_id": i + 1,
+            "img_filename": filename,
+            "y": y,
+            "split": split,
+            "place": place,
+            "place_filename": f"/o/ocean/{i:08d}.jpg",
+        }
         lines.append(",".join(str(row[column]) for column in columns if column != drop_column))
         write_image(directory / filename, (36, 36), seed=100 + i)
     (directory / "metadata.csv").write_text("\n".join(lines) + "\n")
@@ -133,7 +141,14 @@ def test_celeba_default_labels_worked_out_from_the_written_file(tmp_path):
     rows 0, 2, 4, 5, 8, 10 (CELEBA_SPLITS), so y = [1, 1, 1, 0, 1, 1] and b = [1, 0, 1, 1, 1, 0]."""
     write_celeba(tmp_path)
     dataset = build_celeba(celeba_params(), tmp_path, seed=0)
-    assert dataset["train"]["paths"] == ["000001.jpg", "000003.jpg", "000005.jpg", "000006.jpg", "000009.jpg", "000011.jpg"]
+    assert dataset["train"]["paths"] == [
+        "000001.jpg",
+        "000003.jpg",
+        "000005.jpg",
+        "000006.jpg",
+        "000009.jpg",
+        "000011.jpg",
+    ]
     assert dataset["train"]["y"].tolist() == [1, 1, 1, 0, 1, 1]
     assert dataset["train"]["b"].tolist() == [1, 0, 1, 1, 1, 0]
     assert dataset["params"]["target_attribute"] == "Male" and dataset["params"]["spurious_attribute"] == "Blond_Hair"
@@ -148,8 +163,9 @@ def test_config_keeps_the_common_benchmark_as_celeba_blond(tmp_path):
     assert dataset_kind(config, "celeba") == dataset_kind(config, "celeba_blond") == "celeba"
     write_celeba(tmp_path)
     paper = build_dataset("celeba", {**dataset_params(config, "celeba"), "image_size": IMAGE_SIZE}, tmp_path, 0)
-    blond = build_dataset("celeba", {**dataset_params(config, "celeba_blond"), "image_size": IMAGE_SIZE}, tmp_path, 0,
-                          name="celeba_blond")
+    blond = build_dataset(
+        "celeba", {**dataset_params(config, "celeba_blond"), "image_size": IMAGE_SIZE}, tmp_path, 0, name="celeba_blond"
+    )
     assert (paper["params"]["target_attribute"], paper["params"]["spurious_attribute"]) == ("Male", "Blond_Hair")
     assert blond["name"] == "celeba_blond"
     for split in ("train", "val", "test"):  # the roles swap, sample by sample
@@ -160,8 +176,12 @@ def test_celeba_attributes_are_parameters(tmp_path):
     written = write_celeba(tmp_path)
     dataset = build_celeba(celeba_params(target_attribute="Smiling", spurious_attribute="Young"), tmp_path, seed=0)
     train_rows = np.flatnonzero(written["splits"] == 0)
-    assert dataset["train"]["y"].tolist() == [int(written["values"][i, CELEBA_NAMES.index("Smiling")] == 1) for i in train_rows]
-    assert dataset["train"]["b"].tolist() == [int(written["values"][i, CELEBA_NAMES.index("Young")] == 1) for i in train_rows]
+    assert dataset["train"]["y"].tolist() == [
+        int(written["values"][i, CELEBA_NAMES.index("Smiling")] == 1) for i in train_rows
+    ]
+    assert dataset["train"]["b"].tolist() == [
+        int(written["values"][i, CELEBA_NAMES.index("Young")] == 1) for i in train_rows
+    ]
 
 
 def test_celeba_unknown_attribute_lists_the_available_ones(tmp_path):
@@ -232,7 +252,9 @@ def manual_pil_pixels(path: Path, size: int) -> np.ndarray:
         scale = size / min(image.width, image.height)
         width, height = int(image.width * scale), int(image.height * scale)
         left, top = round((width - size) / 2), round((height - size) / 2)
-        expected = image.convert("RGB").resize((width, height), Image.BILINEAR).crop((left, top, left + size, top + size))
+        expected = (
+            image.convert("RGB").resize((width, height), Image.BILINEAR).crop((left, top, left + size, top + size))
+        )
     pixels = np.asarray(expected, dtype=np.float32) / 255
     return (pixels - np.array(IMAGENET_NORMALIZATION["mean"])) / np.array(IMAGENET_NORMALIZATION["std"])
 
@@ -250,7 +272,9 @@ def test_lazy_image_matches_a_manual_pil_computation(tmp_path):
     np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), expected, atol=ONE_LEVEL)
 
 
-@pytest.mark.parametrize("suffix, mode", [(".jpg", "L"), (".png", "L"), (".png", "P"), (".bmp", "RGB"), (".tiff", "RGB"), (".jpg", "CMYK")])
+@pytest.mark.parametrize(
+    "suffix, mode", [(".jpg", "L"), (".png", "L"), (".png", "P"), (".bmp", "RGB"), (".tiff", "RGB"), (".jpg", "CMYK")]
+)
 def test_every_format_and_colour_mode_becomes_the_same_rgb(tmp_path, suffix, mode):
     """Formats torchvision.io cannot decode (BMP, TIFF) go through PIL; all agree with PIL's RGB conversion."""
     pixels = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
@@ -330,8 +354,11 @@ def test_imagenet_labels_follow_sorted_class_folders(tmp_path):
     assert "val" not in dataset
     assert dataset["num_classes"] == dataset["num_bias"] == 2
     for split, folder in (("train", "train"), ("test", "val")):
-        expected = [(f"{folder}/{wnid}/{wnid}_{i}.JPEG", label) for label, wnid in enumerate(sorted(IMAGENET_CLASSES))
-                    for i in range(3)]
+        expected = [
+            (f"{folder}/{wnid}/{wnid}_{i}.JPEG", label)
+            for label, wnid in enumerate(sorted(IMAGENET_CLASSES))
+            for i in range(3)
+        ]
         assert list(zip(dataset[split]["paths"], dataset[split]["y"].tolist())) == expected
         assert torch.equal(dataset[split]["b"], dataset[split]["y"])
     x, y, _ = LazyImageDataset(dataset, "test")[4]
@@ -365,10 +392,14 @@ def test_group_counts_counts_each_non_empty_group():
     assert group_counts(y, b, num_bias=2) == {"y=0,b=0": 1, "y=0,b=1": 1, "y=1,b=0": 1, "y=1,b=1": 2, "y=2,b=0": 1}
 
 
-@pytest.mark.parametrize("build, write", [(build_celeba, write_celeba), (build_waterbirds, write_waterbirds),
-                                          (build_imagenet, write_imagenet)])
+@pytest.mark.parametrize(
+    "build, write",
+    [(build_celeba, write_celeba), (build_waterbirds, write_waterbirds), (build_imagenet, write_imagenet)],
+)
 def test_download_true_is_answered_clearly_and_is_harmless_when_files_exist(tmp_path, build, write):
-    with pytest.raises(DataMissingError, match=r"not found: expected .*cannot be downloaded by this pipeline.*download: false"):
+    with pytest.raises(
+        DataMissingError, match=r"not found: expected .*cannot be downloaded by this pipeline.*download: false"
+    ):
         build({"image_size": IMAGE_SIZE, "download": True}, tmp_path, seed=0)
     write(tmp_path)
     assert len(build({"image_size": IMAGE_SIZE, "download": True}, tmp_path, seed=0)["train"]["y"]) > 0

@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import toy_spec
 
+from largelr import evaluate
 from largelr.analyses.attribute import integrated_gradients
-from largelr.over_training import Snapshots, snapshot_steps, training_maps
 from largelr.analyses.represent import penultimate_activations, selectivity_per_neuron
 from largelr.config import AnalysisSettings
-from largelr import evaluate
+from largelr.over_training import Snapshots, snapshot_steps, training_maps
 from largelr.train import train_cell
 
 
@@ -22,16 +22,21 @@ def test_snapshot_steps_keep_the_requested_steps_before_the_end_then_the_end():
 
 def test_an_observer_stops_the_run_at_the_step_it_asks_for(toy_dataset, one_thread):
     seen = []
-    _, _, summary = train_cell(toy_spec(target_train_acc=1.01), toy_dataset, torch.device("cpu"),
-                               observer=lambda step, model: seen.append(step) or step >= 7)
+    _, _, summary = train_cell(
+        toy_spec(target_train_acc=1.01),
+        toy_dataset,
+        torch.device("cpu"),
+        observer=lambda step, model: seen.append(step) or step >= 7,
+    )
     assert seen == list(range(8)) and summary["steps"] == 7
 
 
 def test_replayed_states_are_the_cells_states_at_those_steps(toy_dataset, one_thread):
     """The step-25 record of a 40-step cell equals the final state of the same cell cut at 25 steps
     (a separate run), and the end record is the cell's own model."""
-    settings = AnalysisSettings({"training_map_steps": [0, 25, 100], "training_map_samples": 3,
-                                 "represent_samples": 32, "ig_steps": 8})
+    settings = AnalysisSettings(
+        {"training_map_steps": [0, 25, 100], "training_map_samples": 3, "represent_samples": 32, "ig_steps": 8}
+    )
     device = torch.device("cpu")
     specs = {"low": toy_spec(lr=0.05, target_train_acc=1.01), "high": toy_spec(lr=0.5, target_train_acc=1.01)}
     models = {group: train_cell(spec, toy_dataset, device)[0] for group, spec in specs.items()}
@@ -60,8 +65,15 @@ def test_snapshots_restore_the_training_mode(toy_dataset):
     assert snapshots(0, model) is True and model.training and list(snapshots.records) == [0]
 
 
-@pytest.mark.parametrize("key, value", [("training_map_steps", [0, -5]), ("training_map_steps", []),
-                                        ("training_map_samples", 0), ("training_maps", "yes")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("training_map_steps", [0, -5]),
+        ("training_map_steps", []),
+        ("training_map_samples", 0),
+        ("training_maps", "yes"),
+    ],
+)
 def test_bad_training_map_settings_fail_at_parse_time_naming_the_key(key, value):
     from largelr.config import ConfigError, read_config_file, validate_config
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 ROOT = Path(__file__).resolve().parents[1]
 INTERVENTION_KNOBS = {"batch_size", "momentum", "l1", "weight_decay", "focal_gamma", "asam_rho"}
 
@@ -54,25 +53,39 @@ def test_table1_studies_cover_the_papers_dataset_model_grid(config):
     semi = {"colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10"}
     expected = {("parity", "fcn"), ("moon_star", "fcn")}
     expected |= {(d, m) for d in semi for m in ("fcn", "cnn", "resnet18", "resnet50", "wrn101_2")}
-    expected |= {("celeba", "swin_t"), ("waterbirds", "swin_t"), ("cifar10", "resnet18"), ("cifar100", "resnet18"),
-                 ("imagenet", "resnet18")}
+    expected |= {
+        ("celeba", "swin_t"),
+        ("waterbirds", "swin_t"),
+        ("cifar10", "resnet18"),
+        ("cifar100", "resnet18"),
+        ("imagenet", "resnet18"),
+    }
     assert pairs == expected
 
 
 # PAPER.md, "Learning-rate ranges of every Table 1 row": (kind, model) -> (min, max).
 PAPER_LR_RANGES = {
-    ("parity", "fcn"): (0.01, 0.75), ("moon_star", "fcn"): (0.01, 0.75),
-    ("colored_mnist", "fcn"): (0.001, 0.5), ("colored_mnist", "cnn"): (0.01, 0.35),
-    ("colored_mnist", "resnet18"): (0.001, 0.25), ("colored_mnist", "resnet50"): (0.001, 0.1),
+    ("parity", "fcn"): (0.01, 0.75),
+    ("moon_star", "fcn"): (0.01, 0.75),
+    ("colored_mnist", "fcn"): (0.001, 0.5),
+    ("colored_mnist", "cnn"): (0.01, 0.35),
+    ("colored_mnist", "resnet18"): (0.001, 0.25),
+    ("colored_mnist", "resnet50"): (0.001, 0.1),
     ("colored_mnist", "wrn101_2"): (0.001, 0.25),
-    ("double_mnist", "fcn"): (0.001, 0.5), ("double_mnist", "cnn"): (0.005, 0.4),
-    ("double_mnist", "resnet18"): (0.001, 0.1), ("double_mnist", "resnet50"): (0.001, 0.1),
+    ("double_mnist", "fcn"): (0.001, 0.5),
+    ("double_mnist", "cnn"): (0.005, 0.4),
+    ("double_mnist", "resnet18"): (0.001, 0.1),
+    ("double_mnist", "resnet50"): (0.001, 0.1),
     ("double_mnist", "wrn101_2"): (0.001, 0.1),
-    ("mnist_cifar", "fcn"): (0.001, 0.01), ("mnist_cifar", "cnn"): (0.001, 0.2),
-    ("mnist_cifar", "resnet18"): (0.001, 0.25), ("mnist_cifar", "resnet50"): (0.005, 0.1),
+    ("mnist_cifar", "fcn"): (0.001, 0.01),
+    ("mnist_cifar", "cnn"): (0.001, 0.2),
+    ("mnist_cifar", "resnet18"): (0.001, 0.25),
+    ("mnist_cifar", "resnet50"): (0.005, 0.1),
     ("mnist_cifar", "wrn101_2"): (0.005, 0.1),
-    ("corrupted_cifar10", "fcn"): (0.0001, 0.005), ("corrupted_cifar10", "cnn"): (0.001, 0.1),
-    ("corrupted_cifar10", "resnet18"): (0.001, 0.5), ("corrupted_cifar10", "resnet50"): (0.001, 0.1),
+    ("corrupted_cifar10", "fcn"): (0.0001, 0.005),
+    ("corrupted_cifar10", "cnn"): (0.001, 0.1),
+    ("corrupted_cifar10", "resnet18"): (0.001, 0.5),
+    ("corrupted_cifar10", "resnet50"): (0.001, 0.1),
     ("corrupted_cifar10", "wrn101_2"): (0.001, 0.25),
     ("celeba", "swin_t"): (1e-7, 1e-4),
 }
@@ -128,20 +141,31 @@ def test_hilo_maps_of_figs_8_and_29_to_34(config):
     for name in ("lr_colored_mnist", "lr_mnist_cifar", "lr_double_mnist"):
         assert config["studies"][name]["analysis"]["hilo_models"] == ["resnet18"]
     # the high value is the top of the paper's range, not the extra value past it
-    for name, dataset, model in [("lr_colored_mnist", "colored_mnist", "resnet18"),
-                                 ("lr_double_mnist", "double_mnist", "resnet18"),
-                                 ("lr_mnist_cifar", "mnist_cifar", "resnet18"), ("lr_celeba", "celeba", "swin_t")]:
+    for name, dataset, model in [
+        ("lr_colored_mnist", "colored_mnist", "resnet18"),
+        ("lr_double_mnist", "double_mnist", "resnet18"),
+        ("lr_mnist_cifar", "mnist_cifar", "resnet18"),
+        ("lr_celeba", "celeba", "swin_t"),
+    ]:
         assert config["studies"][name]["analysis"]["hilo_high"] == pytest.approx(PAPER_LR_RANGES[dataset, model][1])
 
 
 def test_interventions_sweep_every_knob_of_table2_on_the_papers_pairs(config):
     table2 = studies(config, "table2")
     assert {spec["knob"] for spec in table2.values()} == INTERVENTION_KNOBS
-    high_lr_l2 = [spec for spec in table2.values() if spec["knob"] == "weight_decay"
-                  and all(block.get("train", {}).get("lr", spec["train"]["lr"]) >= 0.1 for block in spec["grid"])]
+    high_lr_l2 = [
+        spec
+        for spec in table2.values()
+        if spec["knob"] == "weight_decay"
+        and all(block.get("train", {}).get("lr", spec["train"]["lr"]) >= 0.1 for block in spec["grid"])
+    ]
     assert len(high_lr_l2) == 1
-    expected = {("colored_mnist", "resnet18"), ("mnist_cifar", "resnet18"), ("double_mnist", "resnet18"),
-                ("colored_mnist", "resnet50")}
+    expected = {
+        ("colored_mnist", "resnet18"),
+        ("mnist_cifar", "resnet18"),
+        ("double_mnist", "resnet18"),
+        ("colored_mnist", "resnet50"),
+    }
     for name, spec in table2.items():
         assert {(d, m) for d, m, _ in blocks(spec)} == expected, name
         assert len(spec["seeds"]) >= 3
@@ -153,8 +177,9 @@ def test_variants_and_fcn_widths_follow_the_paper(config):
     variants = studies(config, "variant")
     trains = [spec["train"] for spec in variants.values()]
     assert any(t["optimizer"] == "adam" for t in trains)
-    assert any(t.get("lr_schedule") == "step" and t["lr_step_at"] == 1000 and t["lr_step_factor"] == 0.1
-               for t in trains)
+    assert any(
+        t.get("lr_schedule") == "step" and t["lr_step_at"] == 1000 and t["lr_step_factor"] == 0.1 for t in trains
+    )
     assert any(t.get("stop_train_ce") == 1e-5 for t in trains)
     assert any(t["optimizer"] == "psgd_kron" and t["lr_schedule"] == "wsd" and t["warmup_steps"] > 0 for t in trains)
     psgd = next(spec for spec in variants.values() if spec["train"]["optimizer"] == "psgd_kron")
@@ -202,8 +227,9 @@ def expected_jobs(config) -> Counter:
     jobs["intervention_figure"] = len(intervention_pairs)
     for landscape in (config.get("landscapes") or {}).values():  # Fig 9: one job per pair common to its studies
         if set(landscape["studies"]) <= set(config["default_studies"]):
-            common = set.intersection(*({(d, m) for d, m, _ in blocks(config["studies"][s])}
-                                        for s in landscape["studies"]))
+            common = set.intersection(
+                *({(d, m) for d, m, _ in blocks(config["studies"][s])} for s in landscape["studies"])
+            )
             jobs["landscape_figure"] += len(common)
     return jobs
 
@@ -216,8 +242,25 @@ def test_full_dry_run_schedules_the_grid_sizes_and_builds_the_dag_quickly(config
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--dry-run", "--quiet", "rules",
-                          "--config", "check_data=false"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "2",
+            "--dry-run",
+            "--quiet",
+            "rules",
+            "--config",
+            "check_data=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import toy_spec
+
 from largelr.cli import build_parser
 from largelr.config import read_config_file
 from largelr.progress import clock, eta_seconds, last_progress, parse_clock
@@ -37,8 +37,9 @@ def test_clock_text_and_its_inverse():
 
 def test_every_evaluation_line_carries_step_cap_elapsed_and_eta(toy_dataset):
     lines = []
-    train_cell(toy_spec(target_train_acc=1.1, max_steps=40, eval_every=10), toy_dataset, torch.device("cpu"),
-               log=lines.append)
+    train_cell(
+        toy_spec(target_train_acc=1.1, max_steps=40, eval_every=10), toy_dataset, torch.device("cpu"), log=lines.append
+    )
     steps = [line for line in lines if line.startswith("step")]
     assert len(steps) == 4
     for number, line in zip((10, 20, 30, 40), steps):
@@ -52,6 +53,7 @@ def test_every_evaluation_line_carries_step_cap_elapsed_and_eta(toy_dataset):
 # --- largelr status on a fabricated results tree of the smoke study ---------------------------
 # smoke: 4 pairs x lr {0.05, 0.5} x seeds {0, 1} = 16 cells, step cap 60.
 
+
 def fabricate(root: Path, now: float) -> None:
     def cell(dataset, model, lr, seed):
         return f"smoke/{dataset}/{model}/lr={lr}/seed={seed}"
@@ -59,8 +61,12 @@ def fabricate(root: Path, now: float) -> None:
     def done(path, wall_s, steps, diverged=False):
         folder = root / "results" / path
         folder.mkdir(parents=True)
-        summary = {"wall_s": wall_s, "steps": steps, "diverged": diverged,
-                   "stopped_by": "diverged" if diverged else "max_steps"}
+        summary = {
+            "wall_s": wall_s,
+            "steps": steps,
+            "diverged": diverged,
+            "stopped_by": "diverged" if diverged else "max_steps",
+        }
         (folder / "train.json").write_text(json.dumps({"summary": summary}))
 
     def log(path, text, age_s=0.0):
@@ -75,11 +81,17 @@ def fabricate(root: Path, now: float) -> None:
     done(cell("tiny_parity", "fcn", 0.5, 0), 15.0, 50, diverged=True)
     # tiny_colored_digits x fcn: 1 done (0.5 s a step, 60 steps), 1 running (eta 0:00:12), 1 failed, 1 stale
     done(cell("tiny_colored_digits", "fcn", 0.05, 0), 30.0, 60)
-    log(cell("tiny_colored_digits", "fcn", 0.05, 1),
+    log(
+        cell("tiny_colored_digits", "fcn", 0.05, 1),
         "training ...\nstep     20/60 (33%)  loss 0.5  train acc 0.6  2.0 steps/s  200 img/s  elapsed 0:00:06  "
-        "eta 0:00:12\n", age_s=5)
-    log(cell("tiny_colored_digits", "fcn", 0.5, 0), "training ...\nTraceback (most recent call last):\n"
-        "RuntimeError: out of memory\n", age_s=10)
+        "eta 0:00:12\n",
+        age_s=5,
+    )
+    log(
+        cell("tiny_colored_digits", "fcn", 0.5, 0),
+        "training ...\nTraceback (most recent call last):\nRuntimeError: out of memory\n",
+        age_s=10,
+    )
     log(cell("tiny_colored_digits", "fcn", 0.5, 1), "training ...\n", age_s=7200)
     # tiny_moon_star x cnn and tiny_double_digits x cnn: nothing yet (8 missing)
 
@@ -93,12 +105,15 @@ def test_status_counts_and_time_left_on_a_fabricated_smoke_tree(tmp_path):
     counts = {state: list(states.values()).count(state) for state in ("done", "running", "failed", "missing")}
     assert counts == {"done": 4, "running": 1, "failed": 2, "missing": 9}
     report = status_report(config, "smoke", tmp_path, now=now, jobs=2)
-    assert report.splitlines()[0] == ("Study smoke: 16 cells: 4 done, 1 running, 2 failed, 9 missing "
-                                      "(1 of the done diverged)")
+    assert report.splitlines()[0] == (
+        "Study smoke: 16 cells: 4 done, 1 running, 2 failed, 9 missing (1 of the done diverged)"
+    )
     # left: parity 1 cell x median 50 steps x median 0.2 s = 10 s; colored digits: running 12 s (its ETA),
     # failed and stale 2 x 60 steps x 0.5 s = 60 s; 72 + 10 = 82 s = 0:01:22; the 8 cnn cells have no pace
-    assert ("training left: about 0:01:22 one cell at a time, about 0:00:41 at 2 jobs at once (4 of 12 cells "
-            "estimated from their pair's done cells or their log's ETA; 8 not estimated") in report
+    assert (
+        "training left: about 0:01:22 one cell at a time, about 0:00:41 at 2 jobs at once (4 of 12 cells "
+        "estimated from their pair's done cells or their log's ETA; 8 not estimated"
+    ) in report
     assert "| tiny_colored_digits | fcn | 1 | 1 | 2 | 0 |" in report
     assert "| tiny_moon_star | cnn | 0 | 0 | 0 | 4 |" in report
     assert "RuntimeError: out of memory" in report and "log silent for 2:00:00" in report
@@ -108,8 +123,9 @@ def test_status_counts_and_time_left_on_a_fabricated_smoke_tree(tmp_path):
 def test_status_command_runs_in_a_workflow_folder(tmp_path, capsys):
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     fabricate(tmp_path, time.time())
-    args = build_parser().parse_args(["status", "smoke", "--config", str(tmp_path / "config.yaml"),
-                                      "--root", str(tmp_path)])
+    args = build_parser().parse_args(
+        ["status", "smoke", "--config", str(tmp_path / "config.yaml"), "--root", str(tmp_path)]
+    )
     args.func(args)
     assert "4 done, 1 running, 2 failed, 9 missing" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no study 'nope'"):
@@ -136,8 +152,14 @@ def test_make_test_says_what_it_will_do_to_the_machine_first():
 
     if which.which("make") is None:
         pytest.skip("no make")
-    notice = subprocess.run(["make", "-s", "-C", str(ROOT), "test-notice"], capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=60, env=os.environ | {"CI": "1"})
+    notice = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "test-notice"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        env=os.environ | {"CI": "1"},
+    )
     assert notice.returncode == 0, notice.stderr
     text = notice.stdout
     assert text.startswith("make test will:") and "virtual environment" in text and "full test suite" in text

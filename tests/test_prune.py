@@ -86,14 +86,16 @@ def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
 def test_structured_column_scores_are_column_norms_for_linear_and_kernel_norms_for_conv():
     column_norms = [2**0.5 * k for k in (1, 2, 3, 4)]
     assert structured_column_scores(TinyMLP().hidden.weight).tolist() == pytest.approx(column_norms)
-    torch.testing.assert_close(structured_column_scores(TinyConvNet().conv.weight), torch.tensor([[2.0, 4.0], [6.0, 8.0]]),
-                               rtol=1e-6, atol=0)  # float32 norms
+    torch.testing.assert_close(
+        structured_column_scores(TinyConvNet().conv.weight), torch.tensor([[2.0, 4.0], [6.0, 8.0]]), rtol=1e-6, atol=0
+    )  # float32 norms
 
 
 def test_unit_scores_are_incoming_row_norms_for_neurons_and_kernel_norms_for_conv():
     assert unit_scores(TinyMLP().prunable_units()[0]).tolist() == pytest.approx([30**0.5, 30**0.5, 0.0])
-    torch.testing.assert_close(unit_scores(TinyConvNet().prunable_units()[0]), torch.tensor([[2.0, 4.0], [6.0, 8.0]]),
-                               rtol=1e-6, atol=0)  # float32 norms
+    torch.testing.assert_close(
+        unit_scores(TinyConvNet().prunable_units()[0]), torch.tensor([[2.0, 4.0], [6.0, 8.0]]), rtol=1e-6, atol=0
+    )  # float32 norms
 
 
 def test_structured_column_mask_on_linear_zeros_the_weakest_columns():
@@ -202,8 +204,14 @@ def test_retention_is_nan_when_the_unpruned_model_is_always_wrong():
 
 
 def test_prunability_is_the_mean_retention():
-    curve = pd.DataFrame({"kappa": [0.0, 0.5, 0.9], "accuracy": [0.8, 0.6, 0.2], "retention": [1.0, 0.75, 0.25],
-                          "pruned_fraction": [0.0, 0.5, 0.9]})
+    curve = pd.DataFrame(
+        {
+            "kappa": [0.0, 0.5, 0.9],
+            "accuracy": [0.8, 0.6, 0.2],
+            "retention": [1.0, 0.75, 0.25],
+            "pruned_fraction": [0.0, 0.5, 0.9],
+        }
+    )
     assert prunability(curve, "ratio") == pytest.approx((1.0 + 0.75 + 0.25) / 3)
 
 
@@ -292,7 +300,11 @@ def test_every_method_on_a_model_is_nested_in_kappa_and_ranked_once(seed, kappas
 def test_kappa_zero_leaves_accuracy_unchanged(method, model_class):
     model = model_class()
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(16, 4, generator=generator) if model_class is TinyMLP else torch.randn(16, 2, 3, 3, generator=generator)
+    x = (
+        torch.randn(16, 4, generator=generator)
+        if model_class is TinyMLP
+        else torch.randn(16, 2, 3, 3, generator=generator)
+    )
     y = torch.randint(0, 2, (16,), generator=generator)
     curve = retention_curve(model, x, y, kappas=(0.0,), method=method)
     assert curve.loc[0, "accuracy"] == pytest.approx(accuracy(model, x, y), abs=1e-12)  # a torch mean vs int / len
@@ -318,9 +330,14 @@ def test_column_hand_counted_fraction_on_conv():
 def hand_curve(accuracies: list[float], chance: float) -> pd.DataFrame:
     """A curve built by hand: retention columns of both readings from the accuracies (base first)."""
     base = accuracies[0]
-    return pd.DataFrame({"kappa": [round(0.1 * i, 1) for i in range(len(accuracies))], "accuracy": accuracies,
-                         "retention": [a / base for a in accuracies],
-                         "retention_chance": [(a - chance) / (base - chance) for a in accuracies]})
+    return pd.DataFrame(
+        {
+            "kappa": [round(0.1 * i, 1) for i in range(len(accuracies))],
+            "accuracy": accuracies,
+            "retention": [a / base for a in accuracies],
+            "retention_chance": [(a - chance) / (base - chance) for a in accuracies],
+        }
+    )
 
 
 def test_both_prunability_readings_on_a_curve_that_falls_to_chance():
@@ -353,8 +370,11 @@ def test_prunability_defaults_to_the_configured_reading():
 
 def test_the_methods_are_the_structured_units_and_the_weight_masks():
     assert METHODS == ("structured", *WEIGHT_METHODS)
-    with pytest.raises(ValueError, match=r"allowed: \['structured', 'structured_columns', 'column', 'magnitude', "
-                                         r"'magnitude_global'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"allowed: \['structured', 'structured_columns', 'column', 'magnitude', "
+        r"'magnitude_global'\]",
+    ):
         layer_masks([torch.ones(2, 2)], 0.5, "random")
 
 
@@ -373,8 +393,9 @@ def test_retention_curves_record_the_chance_corrected_retention():
     from largelr.analyses.prune import retention_curves, tensor_batches
 
     x, y = toy_data()
-    curve = retention_curves(TinyMLP(), tensor_batches(x, y, None, 3), kappas=(0.0, 0.5),
-                             methods=["structured_columns"], chance=0.5)
+    curve = retention_curves(
+        TinyMLP(), tensor_batches(x, y, None, 3), kappas=(0.0, 0.5), methods=["structured_columns"], chance=0.5
+    )
     # accuracies 1 and 0.75 (test_retention_curve_hand_counted_fractions): chance-corrected 1 and 0.25 / 0.5
     assert curve["retention_chance"].tolist() == pytest.approx([1.0, 0.5], abs=1e-12)
     assert curve["retention"].tolist() == pytest.approx([1.0, 0.75], abs=1e-12)
@@ -384,8 +405,14 @@ def test_retention_curves_record_the_chance_corrected_retention():
 def test_cell_columns_hold_both_readings_per_method():
     from largelr.analyses.prune import cell_columns
 
-    table = pd.DataFrame({"method": ["structured", "structured", "magnitude", "magnitude"], "kappa": [0.0, 0.5] * 2,
-                          "retention": [1.0, 0.8, 1.0, 0.9], "retention_chance": [1.0, 0.6, 1.0, 0.7]})
+    table = pd.DataFrame(
+        {
+            "method": ["structured", "structured", "magnitude", "magnitude"],
+            "kappa": [0.0, 0.5] * 2,
+            "retention": [1.0, 0.8, 1.0, 0.9],
+            "retention_chance": [1.0, 0.6, 1.0, 0.7],
+        }
+    )
     row = cell_columns(table)
     assert row["prunability_ratio"] == pytest.approx(0.9) and row["prunability_chance"] == pytest.approx(0.8)
     assert row["prunability_ratio_magnitude"] == pytest.approx(0.95)
@@ -400,8 +427,9 @@ def test_worst_group_metric_by_hand():
     x, y = toy_data()
     b = torch.tensor([0, 1, 1, 0])  # four groups (y, b), one sample each
     batches = tensor_batches(x, y, b, batch_size=3)
-    curve = retention_curves(TinyMLP(), batches, kappas=(0.0, 0.5), methods=["structured_columns"],
-                             metric="worst_group_acc")
+    curve = retention_curves(
+        TinyMLP(), batches, kappas=(0.0, 0.5), methods=["structured_columns"], metric="worst_group_acc"
+    )
     # kappa 0.5 gets only sample 3 wrong (see test_retention_curve_hand_counted_fractions): its group (1, 0) drops to 0
     assert curve["accuracy"].tolist() == pytest.approx([1.0, 0.75], abs=1e-12)
     assert curve["worst_group_acc"].tolist() == pytest.approx([1.0, 0.0], abs=1e-12)
@@ -434,15 +462,20 @@ def test_coinciding_masks_are_evaluated_once():
     calls = []
     model.register_forward_hook(lambda *args: calls.append(1))
     x, y = toy_data()
-    curve = retention_curves(model, tensor_batches(x, y, None, 2), kappas=(0.0, 0.5),
-                             methods=["structured", "structured_columns", "column", "magnitude"])
+    curve = retention_curves(
+        model,
+        tensor_batches(x, y, None, 2),
+        kappas=(0.0, 0.5),
+        methods=["structured", "structured_columns", "column", "magnitude"],
+    )
     # on linear layers column == structured_columns; every kappa 0 is the unpruned model; the neurons differ:
     # unpruned, structured, structured_columns (= column), magnitude: 4 variants x 2 batches
     assert len(calls) == 4 * 2
     by_method = {m: c.drop(columns="method").reset_index(drop=True) for m, c in curve.groupby("method")}
     pd.testing.assert_frame_equal(by_method["structured_columns"], by_method["column"])
-    assert curve["method"].tolist() == (["structured"] * 2 + ["structured_columns"] * 2 + ["column"] * 2
-                                        + ["magnitude"] * 2)
+    assert curve["method"].tolist() == (
+        ["structured"] * 2 + ["structured_columns"] * 2 + ["column"] * 2 + ["magnitude"] * 2
+    )
 
 
 def zero_kernels(weight: torch.Tensor) -> torch.Tensor:
@@ -570,8 +603,9 @@ def test_swin_units_are_linear_output_units_with_their_biases():
         assert torch.equal((mlp[3].weight == 0).all(dim=0), (mlp[0].weight == 0).all(dim=1))
         assert torch.equal(model.head.weight, head)
         weights = model.prunable()  # the fraction counts prunable weights, not the zeroed biases
-        assert fraction == pytest.approx(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights),
-                                         abs=1e-12)
+        assert fraction == pytest.approx(
+            sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights), abs=1e-12
+        )
         with torch.no_grad():
             assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
     assert all(torch.equal(t, o) for t, o in zip(model.parameters(), originals))
@@ -599,17 +633,24 @@ def test_lazy_test_set_is_read_through_a_dataloader(tmp_path):
         Image.fromarray(pixels).save(tmp_path / f"{i}.png")
         names.append(f"{i}.png")
     y = torch.tensor([0, 1, 0, 1, 1])
-    dataset = {"lazy": True, "root": str(tmp_path), "image_size": 4, "input_shape": [3, 4, 4],
-               "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-               "test": {"paths": names, "y": y, "b": 1 - y}}
+    dataset = {
+        "lazy": True,
+        "root": str(tmp_path),
+        "image_size": 4,
+        "input_shape": [3, 4, 4],
+        "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "test": {"paths": names, "y": y, "b": 1 - y},
+    }
     x, y_read, b_read = Split(dataset, "test", "cpu").samples(torch.arange(5))
     assert x.shape == (5, 3, 4, 4) and torch.equal(y_read, y) and torch.equal(b_read, 1 - y)
     torch.manual_seed(0)
     model = build_cnn_for(3, 4)
-    lazy = retention_curves(model, Split(dataset, "test", "cpu").batches(2), (0.0, 0.5), ["structured"],
-                            metric="worst_group_acc")
-    in_memory = retention_curves(model, tensor_batches(x, y, 1 - y, 2), (0.0, 0.5), ["structured"],
-                                 metric="worst_group_acc")
+    lazy = retention_curves(
+        model, Split(dataset, "test", "cpu").batches(2), (0.0, 0.5), ["structured"], metric="worst_group_acc"
+    )
+    in_memory = retention_curves(
+        model, tensor_batches(x, y, 1 - y, 2), (0.0, 0.5), ["structured"], metric="worst_group_acc"
+    )
     pd.testing.assert_frame_equal(lazy, in_memory)
 
 

@@ -12,9 +12,26 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MAX_WORDS = 3000
 # Terms the glossary defines (README, "Concepts and glossary").
-GLOSSARY_TERMS = ("study", "cell", "pair", "knob", "usable range", "BC loss ratio", "unbiased test accuracy",
-                  "worst-group accuracy", "prunability", "activation compressibility", "sparsity", "PQ-index",
-                  "CSI", "BSI", "class separation", "attribution shares", "attribution entropy", "background share")
+GLOSSARY_TERMS = (
+    "study",
+    "cell",
+    "pair",
+    "knob",
+    "usable range",
+    "BC loss ratio",
+    "unbiased test accuracy",
+    "worst-group accuracy",
+    "prunability",
+    "activation compressibility",
+    "sparsity",
+    "PQ-index",
+    "CSI",
+    "BSI",
+    "class separation",
+    "attribution shares",
+    "attribution entropy",
+    "background share",
+)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 # Development measurements belong in docs/ pages with their scripts, not in the manual.
 TIMING = re.compile(r"\d[\d.,]*\s*(?:µs|ms|s|sec|min|minutes|h|hours|steps/s|images/s|GB|MB)\b")
@@ -96,7 +113,9 @@ def test_relative_links_resolve(page):
 def test_scripts_named_in_the_docs_exist():
     named = set()
     for page in markdown_pages():
-        named |= set(re.findall(r"\b((?:benchmarks|tools)/[\w.-]+\.(?:py|sh|sbatch|yaml))", page.read_text(encoding="utf-8")))
+        named |= set(
+            re.findall(r"\b((?:benchmarks|tools)/[\w.-]+\.(?:py|sh|sbatch|yaml))", page.read_text(encoding="utf-8"))
+        )
     assert named, "the docs name no script"
     assert not [name for name in sorted(named) if not (ROOT / name).exists()]
 
@@ -154,7 +173,8 @@ def code_spans(text: str) -> list[str]:
     """Inline code and the lines of fenced code blocks."""
     fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
     return re.findall(r"`([^`\n]+)`", re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)) + [
-        line for block in fenced for line in block.splitlines()]
+        line for block in fenced for line in block.splitlines()
+    ]
 
 
 def test_repository_paths_and_make_targets_exist():
@@ -170,8 +190,11 @@ def test_repository_paths_and_make_targets_exist():
 def test_python_names_resolve():
     import importlib
 
-    names = {name for span in code_spans(README.read_text(encoding="utf-8"))
-             for name in re.findall(r"^(largelr(?:\.\w+)+)$", span)}
+    names = {
+        name
+        for span in code_spans(README.read_text(encoding="utf-8"))
+        for name in re.findall(r"^(largelr(?:\.\w+)+)$", span)
+    }
     assert "largelr.registry" in names  # the pattern finds the names the README gives
     unresolved = []
     for name in sorted(names):

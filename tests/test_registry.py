@@ -18,8 +18,14 @@ from largelr.registry import tables as table_registry
 from largelr.registry.figures import FIGURE_FAMILIES, FigureFamily
 from largelr.registry.tables import STUDY_TABLES, StudyTable
 
-TOY_FAMILY = FigureFamily("toy", "{dataset}-{model}.toy", ("cells",), "Toy - one line per pair",
-                          "test_registry:toy_figure", caption="normalized")
+TOY_FAMILY = FigureFamily(
+    "toy",
+    "{dataset}-{model}.toy",
+    ("cells",),
+    "Toy - one line per pair",
+    "test_registry:toy_figure",
+    caption="normalized",
+)
 TOY_TABLE = StudyTable("toy", "toy", "test_registry:write_toy")
 DRAWN: list[tuple] = []
 
@@ -59,9 +65,14 @@ RUN_WITH_TOYS = textwrap.dedent("""
 def test_a_toy_family_and_a_toy_table_flow_into_the_dry_runs_rules_outputs(tmp_path):
     work = copy_workflow(tmp_path / "work")
     (work / "run_with_toys.py").write_text(RUN_WITH_TOYS)
-    run = subprocess.run([sys.executable, "run_with_toys.py", "--cores", "1", "--dry-run", "--printshellcmds",
-                          "smoke"], cwd=work, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    run = subprocess.run(
+        [sys.executable, "run_with_toys.py", "--cores", "1", "--dry-run", "--printshellcmds", "smoke"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert run.returncode == 0, run.stderr + run.stdout
     out = run.stdout
     for pair in ("tiny_parity-fcn", "tiny_moon_star-cnn"):  # per pair: every format and its report page
@@ -78,12 +89,25 @@ def test_a_toy_family_and_a_toy_table_flow_into_the_dry_runs_rules_outputs(tmp_p
 
 def test_a_toy_family_and_table_are_choices_of_the_cli_and_drawn_by_the_figures_job(toy_records, tmp_path):
     from largelr.cli import build_parser
-    from largelr.figures import study_figure_tasks, run_tasks
+    from largelr.figures import run_tasks, study_figure_tasks
 
     args = build_parser().parse_args(["figures", "--families", "toy", "--out-dir", "d", "--cells", "c.parquet"])
     assert args.families == ["toy"]
-    args = build_parser().parse_args(["aggregate", "--train-json", "t.json", "--out-cells", "c", "--out-curves", "p",
-                                      "--out-dynamics", "h", "--out-toy", "toy.parquet"])
+    args = build_parser().parse_args(
+        [
+            "aggregate",
+            "--train-json",
+            "t.json",
+            "--out-cells",
+            "c",
+            "--out-curves",
+            "p",
+            "--out-dynamics",
+            "h",
+            "--out-toy",
+            "toy.parquet",
+        ]
+    )
     assert args.out_toy == "toy.parquet"
     cells = pd.DataFrame({"study": "s", "dataset": ["a", "a", "b"], "model": ["m", "m", "n"], "seed": [0, 1, 0]})
     run_tasks(study_figure_tasks(["toy"], tmp_path, {"cells": cells}, {}, ["png"]), workers=1)
@@ -101,10 +125,17 @@ def test_the_toy_records_reach_captions_categories_and_report_pages(toy_records)
 
 
 def test_the_records_and_the_target_helpers_import_neither_torch_nor_the_plotting_stack():
-    code = ("import sys, largelr.registry.figures, largelr.registry.tables, largelr.targets, largelr.report_pages; "
-            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'seaborn') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    code = (
+        "import sys, largelr.registry.figures, largelr.registry.tables, largelr.targets, largelr.report_pages; "
+        "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'seaborn') if m in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
 
@@ -113,7 +144,8 @@ def test_every_record_names_an_implementation_and_a_caption_that_exist():
     for family in FIGURE_FAMILIES.values():
         assert callable(family.function()), family.name
         assert (ROOT / "workflow/report" / family.caption_file).exists(), family.name
-        assert set(family.inputs) <= set(figure_registry.TABLE_INPUTS) or (
-            len(family.inputs) == 1 and family.npz), family.name
+        assert set(family.inputs) <= set(figure_registry.TABLE_INPUTS) or (len(family.inputs) == 1 and family.npz), (
+            family.name
+        )
     for table in STUDY_TABLES.values():
         assert callable(table.writer()), table.name

@@ -13,9 +13,11 @@ from largelr.registry.kinds import KINDS, RECORDS, Kind, implementation
 
 
 def test_reading_the_records_imports_neither_torch_nor_a_builder_module():
-    code = ("import sys, largelr.registry.kinds as kinds; kinds.KINDS['parity'].check_params({}, 'x'); "
-            "loaded = [name for name in sys.modules if name == 'torch' or name.startswith('largelr.datasets')]; "
-            "assert not loaded, loaded")
+    code = (
+        "import sys, largelr.registry.kinds as kinds; kinds.KINDS['parity'].check_params({}, 'x'); "
+        "loaded = [name for name in sys.modules if name == 'torch' or name.startswith('largelr.datasets')]; "
+        "assert not loaded, loaded"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

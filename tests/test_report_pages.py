@@ -3,13 +3,15 @@
 import base64
 from pathlib import Path
 
+from test_aggregate import sweep
 
 from largelr.aggregate import mark_included
 from largelr.cli_outputs import write_summary_html
 from largelr.report_pages import arrow_class, family_of, write_figure_pages
-from test_aggregate import sweep
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 FAMILIES = ["normalized", "compressibility", "pruning", "dynamics", "mechanism", "csi_core"]
 
 
@@ -33,7 +35,7 @@ def test_figure_pages_hold_the_png_and_the_family_caption(tmp_path):
     assert sorted(p.name for p in pages) == ["d-m.pruning.html", "mechanism.html"]
     page = (tmp_path / "d-m.pruning.html").read_text()
     assert f"data:image/png;base64,{base64.b64encode(PNG).decode()}" in page  # the very PNG, inline
-    caption = page[page.index("<figcaption>"):page.index("</figcaption>")]
+    caption = page[page.index("<figcaption>") : page.index("</figcaption>")]
     assert "Pruning curves (paper Figs 20, 21)" in caption and "Acc" in caption
     assert "The mechanism." in (tmp_path / "mechanism.html").read_text()
 

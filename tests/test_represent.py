@@ -138,8 +138,20 @@ def test_summarize_reports_every_statistic():
     y = torch.arange(len(z)) % 2
     b = torch.arange(len(z)) % 3
     stats = summarize(z, y, b)
-    assert set(stats) == {"compressibility", "sparsity", "pq_index", "csi", "bsi", "class_sep", "bias_sep",
-                          "csi_active", "csi_all", "bsi_active", "bsi_all", "active_fraction"}
+    assert set(stats) == {
+        "compressibility",
+        "sparsity",
+        "pq_index",
+        "csi",
+        "bsi",
+        "class_sep",
+        "bias_sep",
+        "csi_active",
+        "csi_all",
+        "bsi_active",
+        "bsi_all",
+        "active_fraction",
+    }
     assert stats["bias_sep"] == pytest.approx(class_separation(z, b))
     assert all(isinstance(value, float) for value in stats.values())
 
@@ -180,9 +192,14 @@ def test_signed_values_can_push_csi_far_above_one():
     assert selectivity_index(z, torch.tensor([0, 0, 1, 1]), eps=0.0) == pytest.approx(19.0)
 
 
-MODELS = [("fcn", [3, 8, 8], {"depth": 2, "width": 32}), ("cnn", [3, 8, 8], {"width": 0.125}),
-          ("resnet18", [3, 8, 8], {}), ("resnet50", [3, 8, 8], {}), ("wrn101_2", [3, 8, 8], {}),
-          ("swin_t", [3, 8, 8], {"pretrained": False})]
+MODELS = [
+    ("fcn", [3, 8, 8], {"depth": 2, "width": 32}),
+    ("cnn", [3, 8, 8], {"width": 0.125}),
+    ("resnet18", [3, 8, 8], {}),
+    ("resnet50", [3, 8, 8], {}),
+    ("wrn101_2", [3, 8, 8], {}),
+    ("swin_t", [3, 8, 8], {"pretrained": False}),
+]
 
 
 @pytest.mark.parametrize("name, shape, params", MODELS, ids=[m[0] for m in MODELS])
@@ -224,8 +241,14 @@ def test_run_reads_the_layer_and_sign_the_settings_name(toy_dataset):
     x, y, b = test_sample(toy_dataset, 20, "cpu", seed=0)
     readings = {("last_activation", False): x.clamp_min(0), ("head_input", True): x.abs(), ("head_input", False): x}
     for (layer, absolute), z in readings.items():
-        settings = AnalysisSettings({"represent_samples": 20, "represent_layer": layer, "represent_abs": absolute,
-                                     "represent_sample_seed": "fixed"})
+        settings = AnalysisSettings(
+            {
+                "represent_samples": 20,
+                "represent_layer": layer,
+                "represent_abs": absolute,
+                "represent_sample_seed": "fixed",
+            }
+        )
         table = run(SignedHeadInput(), toy_dataset, settings, torch.device("cpu"), seed=5)
         assert table.iloc[0].to_dict() == pytest.approx(summarize(z, y, b), nan_ok=True), (layer, absolute)
 
@@ -315,7 +338,7 @@ def test_summarize_takes_the_pq_pair_and_config_requires_p_below_q():
     z = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 2)  # d = 4, two equal rows (selectivity needs two classes)
     y = b = torch.tensor([0, 1])
     # p = 1, q = 2: 1 - 4^(1/2 - 1) * 2 / sqrt(2) = 1 - sqrt(2) / 2
-    assert summarize(z, y, b)["pq_index"] == pytest.approx(1 - 2 ** 0.5 / 2, abs=1e-6)
+    assert summarize(z, y, b)["pq_index"] == pytest.approx(1 - 2**0.5 / 2, abs=1e-6)
     # p = 0.5, q = 1: 1 - 4^(1 - 2) * (sqrt(1) + sqrt(1))^2 / 2 = 1 - 1 / 2
     assert summarize(z, y, b, pq=(0.5, 1.0))["pq_index"] == pytest.approx(0.5, abs=1e-6)
     config = read_config_file(Path(__file__).parents[1] / "config.yaml")

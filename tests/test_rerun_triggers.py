@@ -11,16 +11,26 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_workflow import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
-TINY = {"knob": "lr", "seeds": [0], "values": [0.05, 0.5],
-        "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 5, "max_steps": 10},
-        "analysis": {"represent_samples": 50, "attribute_samples": 8, "ig_steps": 4, "kappas": [0.0, 0.5],
-                     "prune_methods": ["structured"], "require_converged": False, "background": "none"},
-        "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 1, "width": 8}}}]}
+TINY = {
+    "knob": "lr",
+    "seeds": [0],
+    "values": [0.05, 0.5],
+    "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 5, "max_steps": 10},
+    "analysis": {
+        "represent_samples": 50,
+        "attribute_samples": 8,
+        "ig_steps": 4,
+        "kappas": [0.0, 0.5],
+        "prune_methods": ["structured"],
+        "require_converged": False,
+        "background": "none",
+    },
+    "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 1, "width": 8}}}],
+}
 DATASET = {"kind": "parity", "core_bits": 4, "spurious_bits": 2, "noise_bits": 0, "n_train": 300, "n_test": 300}
 CELLS = ["lr=0.05/seed=0", "lr=0.5/seed=0"]
 
@@ -28,8 +38,14 @@ CELLS = ["lr=0.05/seed=0", "lr=0.5/seed=0"]
 def config(**changes) -> dict:
     study = yaml.safe_load(yaml.safe_dump(TINY)) | changes.pop("study", {})
     dataset = DATASET | changes.pop("dataset", {})
-    return {"device": "auto", "data_root": "data", "default_studies": ["tiny"],
-            "datasets": {"tiny_parity": dataset}, "studies": {"tiny": study}, **changes}
+    return {
+        "device": "auto",
+        "data_root": "data",
+        "default_studies": ["tiny"],
+        "datasets": {"tiny_parity": dataset},
+        "studies": {"tiny": study},
+        **changes,
+    }
 
 
 def dry_run(workdir: Path, *args: str) -> dict[str, int]:
@@ -53,7 +69,9 @@ def overlay(workdir: Path, name: str, content: dict) -> list[str]:
 
 def cell_bytes(workdir: Path) -> dict[str, bytes]:
     base = workdir / "results/tiny/tiny_parity/fcn"
-    return {f"{cell}/{name}": (base / cell / name).read_bytes() for cell in CELLS for name in ("train.json", "model.pt")}
+    return {
+        f"{cell}/{name}": (base / cell / name).read_bytes() for cell in CELLS for name in ("train.json", "model.pt")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +93,31 @@ ROWS = [  # the table's rows: (id, the change, jobs scheduled per rule; rules ab
     ("whole_number_as_float", lambda w: overlay(w, "float", study_change(max_steps=10.0, batch_size=100.0)), {}),
     ("device_named_as_auto_resolves", lambda w: ["--config", f"device={auto_device()}"], {}),
     ("data_root_moved", lambda w: ["--config", "data_root=/elsewhere/raw"], {}),
-    ("value_added", lambda w: overlay(w, "value", config(study={"values": [0.05, 0.5, 0.2]})),
-     {"train": 1, "analyze": 1, "aggregate": 1}),
-    ("seed_added", lambda w: overlay(w, "seed", config(study={"seeds": [0, 1]})), {"train": 2, "analyze": 2,
-                                                                                     "aggregate": 1}),
-    ("training_setting_changed", lambda w: overlay(w, "steps", study_change(max_steps=12)),
-     {"train": 2, "analyze": 2, "aggregate": 1}),
-    ("dataset_parameter_changed", lambda w: overlay(w, "n_train", config(dataset={"n_train": 310})),
-     {"data": 1, "train": 2, "analyze": 2, "aggregate": 1}),
-    ("analysis_setting_changed", lambda w: overlay(w, "ig", config(study={"analysis": TINY["analysis"] | {"ig_steps": 5}})),
-     {"analyze": 2, "aggregate": 1}),
+    (
+        "value_added",
+        lambda w: overlay(w, "value", config(study={"values": [0.05, 0.5, 0.2]})),
+        {"train": 1, "analyze": 1, "aggregate": 1},
+    ),
+    (
+        "seed_added",
+        lambda w: overlay(w, "seed", config(study={"seeds": [0, 1]})),
+        {"train": 2, "analyze": 2, "aggregate": 1},
+    ),
+    (
+        "training_setting_changed",
+        lambda w: overlay(w, "steps", study_change(max_steps=12)),
+        {"train": 2, "analyze": 2, "aggregate": 1},
+    ),
+    (
+        "dataset_parameter_changed",
+        lambda w: overlay(w, "n_train", config(dataset={"n_train": 310})),
+        {"data": 1, "train": 2, "analyze": 2, "aggregate": 1},
+    ),
+    (
+        "analysis_setting_changed",
+        lambda w: overlay(w, "ig", config(study={"analysis": TINY["analysis"] | {"ig_steps": 5}})),
+        {"analyze": 2, "aggregate": 1},
+    ),
     ("forced", lambda w: ["--forcerun", "train"], {"train": 2, "analyze": 2, "aggregate": 1}),
 ]
 
@@ -106,8 +139,9 @@ def test_each_row_of_the_rerun_table(finished, change, expected):
 def test_a_dataset_overwritten_with_garbage_is_rebuilt_and_no_cell_retrains(finished):
     dataset = finished / "results/data/tiny_parity.pt"
     before, original = cell_bytes(finished), hashlib.sha256(dataset.read_bytes()).hexdigest()
-    logs = {cell: (finished / f"results/logs/train/tiny/tiny_parity/fcn/{cell}.log").stat().st_mtime_ns
-            for cell in CELLS}
+    logs = {
+        cell: (finished / f"results/logs/train/tiny/tiny_parity/fcn/{cell}.log").stat().st_mtime_ns for cell in CELLS
+    }
     dataset.write_bytes(os.urandom(dataset.stat().st_size))  # garbage of the same size
     planned = snakemake(finished, "tiny", "--dry-run")  # the plan already names the file and repairs it
     assert "results/data/tiny_parity.pt: not a torch file" in planned.stderr
@@ -117,8 +151,9 @@ def test_a_dataset_overwritten_with_garbage_is_rebuilt_and_no_cell_retrains(fini
     assert run.returncode == 0, run.stderr[-4000:]
     assert hashlib.sha256(dataset.read_bytes()).hexdigest() == original  # rebuilt, the same bytes
     assert cell_bytes(finished) == before  # no cell deleted or retrained
-    assert {cell: (finished / f"results/logs/train/tiny/tiny_parity/fcn/{cell}.log").stat().st_mtime_ns
-            for cell in CELLS} == logs
+    assert {
+        cell: (finished / f"results/logs/train/tiny/tiny_parity/fcn/{cell}.log").stat().st_mtime_ns for cell in CELLS
+    } == logs
     assert dry_run(finished) == {}
 
 

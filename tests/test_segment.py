@@ -7,10 +7,10 @@ from largelr.analyses.segment import (
     SegmenterMissingError,
     background_masks,
     load_segmenter,
-    oracle_background_masks,
     load_smp_segmenter,
     load_torchvision_segmenter,
     mask_agreement,
+    oracle_background_masks,
     save_smp_checkpoint,
 )
 
@@ -58,16 +58,20 @@ def test_constant_background_segmenter_gives_full_background_share():
     masks = background_masks(ConstantSegmenter(), images, input_size=32)
     assert masks.all()
     attributions = torch.randn(4, 3, 10, 12)
-    torch.testing.assert_close(region_share(attributions, masks[:, None]), torch.ones(4, dtype=torch.float64),
-                               rtol=1e-12, atol=0)  # float64 sums
+    torch.testing.assert_close(
+        region_share(attributions, masks[:, None]), torch.ones(4, dtype=torch.float64), rtol=1e-12, atol=0
+    )  # float64 sums
     # a class the segmenter never predicts is background nowhere
     assert not background_masks(ConstantSegmenter(), images, background_class=2, input_size=32).any()
 
 
-@pytest.mark.parametrize("name, filename", [
-    ("deeplabv3_resnet50", "deeplabv3_resnet50_coco-cd0a2569.pth"),
-    ("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth"),
-])
+@pytest.mark.parametrize(
+    "name, filename",
+    [
+        ("deeplabv3_resnet50", "deeplabv3_resnet50_coco-cd0a2569.pth"),
+        ("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth"),
+    ],
+)
 def test_missing_hub_weights_raise_naming_the_expected_path(tmp_path, monkeypatch, name, filename):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / filename
@@ -124,24 +128,43 @@ def fabricated_cell(tmp_path):
         return {"x": x, "y": y, "b": (torch.arange(n) // 2) % 2}
 
     # drawn on black, so the file says it has an oracle background (as colored/double digits do)
-    dataset = {"name": "bars", "kind": "bars", "traits": {"worst_group": False, "oracle_background": True},
-               "train": split(8), "test": split(12), "num_classes": 2, "num_bias": 2,
-               "input_shape": [3, 16, 16], "spurious_mask": None, "core_mask": None, "params": {},
-               "normalization": {"mean": 0.0, "std": 1.0}}
+    dataset = {
+        "name": "bars",
+        "kind": "bars",
+        "traits": {"worst_group": False, "oracle_background": True},
+        "train": split(8),
+        "test": split(12),
+        "num_classes": 2,
+        "num_bias": 2,
+        "input_shape": [3, 16, 16],
+        "spurious_mask": None,
+        "core_mask": None,
+        "params": {},
+        "normalization": {"mean": 0.0, "std": 1.0},
+    }
     save_dataset(dataset, tmp_path / "bars.pt")
     dataset = load_dataset(tmp_path / "bars.pt")  # inputs as stored, i.e. as the analyses see them
     torch.manual_seed(0)
     model = build_model("cnn", [3, 16, 16], 2, {"width": 0.05})
     cell_dir = tmp_path / "cell"
-    save_checkpoint(model, {"name": "cnn", "input_shape": [3, 16, 16], "num_classes": 2, "params": {"width": 0.05}},
-                    cell_dir / "model.pt")
+    save_checkpoint(
+        model,
+        {"name": "cnn", "input_shape": [3, 16, 16], "num_classes": 2, "params": {"width": 0.05}},
+        cell_dir / "model.pt",
+    )
     cell = {"study": "s", "dataset": "bars", "model": "cnn", "knob": "lr", "value": 0.1, "seed": 0}
     (cell_dir / "train.json").write_text(json.dumps({"cell": cell, "summary": {"diverged": False}}))
     return dataset, cell_dir
 
 
-SMALL_ANALYSIS = {"kappas": [0.0, 0.5], "prune_methods": ["structured"], "represent_samples": 12,
-                  "attribute_samples": 6, "ig_steps": 4, "segmenter_input_size": 64}
+SMALL_ANALYSIS = {
+    "kappas": [0.0, 0.5],
+    "prune_methods": ["structured"],
+    "represent_samples": 12,
+    "attribute_samples": 6,
+    "ig_steps": 4,
+    "segmenter_input_size": 64,
+}
 
 
 def analyze(tmp_path, cell_dir, settings, data="bars.pt"):
@@ -149,8 +172,21 @@ def analyze(tmp_path, cell_dir, settings, data="bars.pt"):
 
     from largelr.cli import main
 
-    main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / data), "--device", "cpu",
-          "--steps", "attribute", "--settings", json.dumps(SMALL_ANALYSIS | settings)])
+    main(
+        [
+            "analyze",
+            "--cell-dir",
+            str(cell_dir),
+            "--data",
+            str(tmp_path / data),
+            "--device",
+            "cpu",
+            "--steps",
+            "attribute",
+            "--settings",
+            json.dumps(SMALL_ANALYSIS | settings),
+        ]
+    )
     import pandas as pd
 
     return pd.read_parquet(cell_dir / "attribute.parquet")
@@ -180,11 +216,9 @@ def test_analyze_cli_with_a_tiny_smp_checkpoint_end_to_end(tmp_path):
 def test_analyze_cli_with_oracle_masks(tmp_path):
     import math
 
-    from largelr.analyses.attribute import integrated_gradients
+    from largelr.analyses.attribute import integrated_gradients, normalized_map
     from largelr.evaluate import sample_indices
     from largelr.models import load_checkpoint
-
-    from largelr.analyses.attribute import normalized_map
 
     dataset, cell_dir = fabricated_cell(tmp_path)
     table = analyze(tmp_path, cell_dir, {"background": "oracle", "ig_baseline": "mean", "attribution_share": "raw"})
@@ -212,8 +246,12 @@ def test_missing_segmenter_fails_before_data_and_model_are_read(tmp_path):
     with pytest.raises(SystemExit, match="segmenter checkpoint not found"):
         # the dataset file is garbage: the segmenter check comes before it is read
         (tmp_path / "garbage.pt").write_bytes(b"not a dataset")
-        analyze(tmp_path, cell_dir, {"background": "smp", "segmenter_checkpoint": str(tmp_path / "none.pt")},
-                data="garbage.pt")
+        analyze(
+            tmp_path,
+            cell_dir,
+            {"background": "smp", "segmenter_checkpoint": str(tmp_path / "none.pt")},
+            data="garbage.pt",
+        )
 
 
 def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells(tmp_path):
@@ -230,15 +268,29 @@ def test_analyze_cli_tables_have_the_same_columns_for_trained_and_diverged_cells
         record = json.loads((cell_dir / "train.json").read_text())
         record["summary"]["diverged"] = diverged
         (cell_dir / "train.json").write_text(json.dumps(record))
-        main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / "bars.pt"), "--device", "cpu",
-              "--settings", json.dumps(SMALL_ANALYSIS | {"ig_baseline": "mean"})])
+        main(
+            [
+                "analyze",
+                "--cell-dir",
+                str(cell_dir),
+                "--data",
+                str(tmp_path / "bars.pt"),
+                "--device",
+                "cpu",
+                "--settings",
+                json.dumps(SMALL_ANALYSIS | {"ig_baseline": "mean"}),
+            ]
+        )
         tables = {name: pd.read_parquet(cell_dir / f"{name}.parquet") for name in ("prune", "represent", "attribute")}
         columns[diverged] = {name: list(table.columns) for name, table in tables.items()}
         if not diverged:
             prune = tables["prune"]
             assert prune["kappa"].tolist() == [0.0, 0.5] and (prune["metric"] == "accuracy").all()
             # floor(0.5 * units) per layer: at most half of the weights, and nearly half
-            assert prune.loc[0, "retention"] == pytest.approx(1.0, abs=1e-12) and 0.49 < prune.loc[1, "pruned_fraction"] <= 0.5
+            assert (
+                prune.loc[0, "retention"] == pytest.approx(1.0, abs=1e-12)
+                and 0.49 < prune.loc[1, "pruned_fraction"] <= 0.5
+            )
             # background: auto on a black-canvas dataset is the oracle (with the mean baseline)
             assert 0.0 < tables["attribute"].loc[0, "background_share"] < 1.0
         else:
@@ -257,8 +309,21 @@ def test_extra_pruning_curves_use_the_fixed_subset_and_structured_the_whole_test
 
     _, cell_dir = fabricated_cell(tmp_path)
     settings = SMALL_ANALYSIS | {"prune_methods": ["magnitude", "structured"], "prune_extra_samples": 5}
-    main(["analyze", "--cell-dir", str(cell_dir), "--data", str(tmp_path / "bars.pt"), "--device", "cpu",
-          "--steps", "prune", "--settings", json.dumps(settings)])
+    main(
+        [
+            "analyze",
+            "--cell-dir",
+            str(cell_dir),
+            "--data",
+            str(tmp_path / "bars.pt"),
+            "--device",
+            "cpu",
+            "--steps",
+            "prune",
+            "--settings",
+            json.dumps(settings),
+        ]
+    )
     prune = pd.read_parquet(cell_dir / "prune.parquet")
     assert prune["method"].tolist() == ["magnitude"] * 2 + ["structured"] * 2  # the settings' order
     assert prune["test_inputs"].tolist() == [5, 5, 12, 12]
@@ -269,8 +334,10 @@ def test_the_weight_urls_are_torchvision_s():
 
     from largelr.analyses.segment import TORCHVISION_SEGMENTERS, TORCHVISION_WEIGHT_URLS
 
-    weights = {"deeplabv3_resnet50": segmentation.DeepLabV3_ResNet50_Weights,
-               "deeplabv3_mobilenet_v3_large": segmentation.DeepLabV3_MobileNet_V3_Large_Weights}
+    weights = {
+        "deeplabv3_resnet50": segmentation.DeepLabV3_ResNet50_Weights,
+        "deeplabv3_mobilenet_v3_large": segmentation.DeepLabV3_MobileNet_V3_Large_Weights,
+    }
     assert set(TORCHVISION_WEIGHT_URLS) == set(TORCHVISION_SEGMENTERS) == set(weights)
     for name, enum in weights.items():
         assert TORCHVISION_WEIGHT_URLS[name] == enum.COCO_WITH_VOC_LABELS_V1.url
@@ -291,7 +358,8 @@ def test_segmenter_availability_is_file_existence(tmp_path, monkeypatch):
 
 
 def test_analyze_cli_with_auto_uses_the_cached_segmenter_on_a_black_canvas_with_the_zero_baseline(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from largelr.analyses import segment
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -21,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from test_workflow import ROOT, snakemake
 
 pytestmark = pytest.mark.slow
@@ -78,21 +77,25 @@ def repository_copy(dest: Path) -> Path:
 def slurm_home(tmp_path_factory) -> dict:
     """Environment whose user config directory got the profile by the documented step."""
     config_home = tmp_path_factory.mktemp("config_home")
-    env = os.environ | {"XDG_CONFIG_HOME": str(config_home),
-                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = os.environ | {
+        "XDG_CONFIG_HOME": str(config_home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     setup = subprocess.run(["make", "slurm-profile"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert setup.returncode == 0, setup.stderr
     assert (config_home / "snakemake/slurm/config.yaml").is_file()
     return env
 
 
-def slurm_snakemake(workdir: Path, env: dict, *args: str, background: bool = False
-                    ) -> subprocess.CompletedProcess | subprocess.Popen:
+def slurm_snakemake(
+    workdir: Path, env: dict, *args: str, background: bool = False
+) -> subprocess.CompletedProcess | subprocess.Popen:
     # The documented command, `snakemake --cores all --profile slurm`, plus the test overlay.
     command = [str(Path(sys.executable).parent / "snakemake"), "--cores", "all", "--profile", "slurm", *OVERLAY, *args]
     if background:
-        return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=1500)
 
 
@@ -120,8 +123,11 @@ def result_tables(work: Path) -> dict[str, pd.DataFrame]:
         table = table.drop(columns=[c for c in table.columns if describes_the_run(c)])
         if "metric" in table.columns:
             table = table[~table["metric"].map(describes_the_run)]
-        keys = [c for c in ("study", "dataset", "model", "knob", "value", "seed", "variable", "metric")
-                if c in table.columns]
+        keys = [
+            c
+            for c in ("study", "dataset", "model", "knob", "value", "seed", "variable", "metric")
+            if c in table.columns
+        ]
         tables[path.name] = table.sort_values(keys).reset_index(drop=True)
     return tables
 
@@ -140,14 +146,19 @@ def test_slurm_sigterm_checkpoints_and_the_retry_resumes(cluster, slurm_home, tm
     # One cell long enough to be caught mid-training (tens of seconds on one CPU); the
     # tiny rate keeps it from reaching the stopping accuracy early.
     overlay = tmp_path / "preempt_overlay.yaml"
-    study = {"knob": "lr", "seeds": [0], "values": [0.0001],
-             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 60000},
-             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
+    study = {
+        "knob": "lr",
+        "seeds": [0],
+        "values": [0.0001],
+        "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 60000},
+        "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}],
+    }
     overlay.write_text(yaml.safe_dump({"studies": {"preempt": study}}))
     cell = "preempt/tiny_parity/fcn/lr=0.0001/seed=0"
     log = work / f"results/logs/train/{cell}.log"
-    process = slurm_snakemake(work, slurm_home, f"results/{cell}/train.json", "--configfile", str(overlay),
-                              background=True)
+    process = slurm_snakemake(
+        work, slurm_home, f"results/{cell}/train.json", "--configfile", str(overlay), background=True
+    )
     deadline = time.monotonic() + 300
     signalled = False
     while time.monotonic() < deadline and process.poll() is None:
@@ -166,7 +177,6 @@ def test_slurm_sigterm_checkpoints_and_the_retry_resumes(cluster, slurm_home, tm
     assert 0 < summary["resumed_from_step"] < 60000
     assert "resuming from step" in log.read_text()
     assert not (work / f"results/{cell}/checkpoint.pt").exists()
-
 
 
 def cell_interval(log: Path) -> tuple[float, float, str, str]:
@@ -195,9 +205,13 @@ def two_cell_study(tmp_path: Path, name: str) -> tuple[Path, list[str]]:
     """A config overlay with one study of two FCN cells (seeds 0 and 1) that train for a few seconds
     each (a tiny rate keeps them from fitting early), and the cells' paths under results/."""
     overlay = tmp_path / f"{name}_overlay.yaml"
-    study = {"knob": "lr", "seeds": [0, 1], "values": [0.0001],
-             "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 20000},
-             "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}]}
+    study = {
+        "knob": "lr",
+        "seeds": [0, 1],
+        "values": [0.0001],
+        "train": {"optimizer": "sgd", "batch_size": 100, "eval_every": 2000, "max_steps": 20000},
+        "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}],
+    }
     overlay.write_text(yaml.safe_dump({"studies": {name: study}}))
     return overlay, [f"{name}/tiny_parity/fcn/lr=0.0001/seed={seed}" for seed in (0, 1)]
 
@@ -210,11 +224,19 @@ def test_small_cells_of_two_allocations_train_on_one_gpu_at_once(cluster, slurm_
     work = repository_copy(tmp_path)
     overlay, cells = two_cell_study(tmp_path, "share")
     env = slurm_home | {"LARGELR_SLURM_GPU_SHARE": "shard:1"}
-    run = slurm_snakemake(work, env, *[f"results/{cell}/train.json" for cell in cells], "--configfile", str(overlay),
-                          "--group-components", "cells_{model}=1")
+    run = slurm_snakemake(
+        work,
+        env,
+        *[f"results/{cell}/train.json" for cell in cells],
+        "--configfile",
+        str(overlay),
+        "--group-components",
+        "cells_{model}=1",
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (start_a, end_a, job_a, gpus_a), (start_b, end_b, job_b, gpus_b) = [
-        cell_interval(work / f"results/logs/train/{cell}.log") for cell in cells]
+        cell_interval(work / f"results/logs/train/{cell}.log") for cell in cells
+    ]
     assert job_a and job_b and job_a != job_b  # two allocations
     assert gpus_a == gpus_b == "0"  # both on the sharded GPU
     for job in (job_a, job_b):  # each asked for a GPU slice, not a GPU
@@ -228,15 +250,30 @@ def test_cells_of_one_allocation_train_on_its_gpu_at_once(cluster, slurm_home, t
     # executor starts both cells at once, both see the allocation's GPU, and their logs overlap.
     work = repository_copy(tmp_path)
     overlay, cells = two_cell_study(tmp_path, "pack")
-    run = subprocess.run(["sbatch", "--wait", "--cpus-per-task=2", "--mem=4G", f"--job-name={JOB_PREFIX}-pack",
-                          "tools/slurm_pack.sbatch", *[f"results/{cell}/train.json" for cell in cells],
-                          "--configfile", str(overlay)],
-                         cwd=work, env=slurm_home, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--cpus-per-task=2",
+            "--mem=4G",
+            f"--job-name={JOB_PREFIX}-pack",
+            "tools/slurm_pack.sbatch",
+            *[f"results/{cell}/train.json" for cell in cells],
+            "--configfile",
+            str(overlay),
+        ],
+        cwd=work,
+        env=slurm_home,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     job = re.search(r"Submitted batch job (\d+)", run.stdout)
     output = (work / f"slurm-pack-{job.group(1)}.out").read_text() if job else ""
     assert run.returncode == 0, run.stdout + run.stderr + output[-3000:]
     (start_a, end_a, job_a, gpus_a), (start_b, end_b, job_b, gpus_b) = [
-        cell_interval(work / f"results/logs/train/{cell}.log") for cell in cells]
+        cell_interval(work / f"results/logs/train/{cell}.log") for cell in cells
+    ]
     assert job_a == job_b == job.group(1)  # one allocation
     assert gpus_a == gpus_b and gpus_a  # its GPU, seen by both cells
     assert_trained_at_the_same_time((start_a, end_a), (start_b, end_b))

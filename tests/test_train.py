@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import pytest
-
-from largelr.config import TRAIN_DEFAULTS
 import torch
 import torch.nn.functional as F
-
 from conftest import quiet, toy_spec
-from largelr.models import build_model
+
+from largelr.config import TRAIN_DEFAULTS
 from largelr.evaluate import group_accuracies
+from largelr.models import build_model
 from largelr.train import PlainSGD, Preempted, focal_loss, lr_factor, train_cell
 
 CPU = torch.device("cpu")
@@ -108,9 +107,11 @@ def test_plain_sgd_takes_the_steps_of_torch_optim_sgd():
 
 def test_plain_sgd_does_not_import_torch_dynamo():
     # torch.optim.Optimizer imports torch._dynamo when it is built (about 1.5 s per training job).
-    code = ("import sys, torch; from largelr.train import PlainSGD; m = torch.nn.Linear(3, 2); "
-            "o = PlainSGD(list(m.parameters()), 0.1, 0.0, 0.0); m(torch.ones(1, 3)).sum().backward(); o.step(); "
-            "print('torch._dynamo' in sys.modules)")
+    code = (
+        "import sys, torch; from largelr.train import PlainSGD; m = torch.nn.Linear(3, 2); "
+        "o = PlainSGD(list(m.parameters()), 0.1, 0.0, 0.0); m(torch.ones(1, 3)).sum().backward(); o.step(); "
+        "print('torch._dynamo' in sys.modules)"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"
 
@@ -164,7 +165,10 @@ def test_l2_weight_decay_shrinks_the_parameter_norm(toy_dataset):
 
 def test_step_annealing_and_cosine_schedules_log_the_rate_used(toy_dataset):
     _, step_history, _ = fixed_run(toy_dataset, lr_schedule="step", lr_step_at=25, lr_step_factor=0.1)
-    assert step_history["lr"].iloc[:25].sub(0.1).abs().lt(1e-12).all() and step_history["lr"].iloc[25:].sub(0.01).abs().lt(1e-12).all()
+    assert (
+        step_history["lr"].iloc[:25].sub(0.1).abs().lt(1e-12).all()
+        and step_history["lr"].iloc[25:].sub(0.01).abs().lt(1e-12).all()
+    )
     _, cosine, _ = fixed_run(toy_dataset, lr_schedule="cosine")
     assert abs(cosine["lr"].iloc[0] - 0.1) < 1e-12 and abs(cosine["lr"].iloc[20] - 0.05) < 1e-12  # half way: cos(pi/2)
     # annealing changes training only after the step it starts at
@@ -237,7 +241,9 @@ def test_a_checkpoint_of_other_settings_is_ignored(toy_dataset, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
     train_cell(toy_spec(target_train_acc=1.1), toy_dataset, CPU, log=quiet, checkpoint=checkpoint, checkpoint_every=15)
     lines = []
-    _, _, summary = train_cell(toy_spec(target_train_acc=1.1, lr=0.05), toy_dataset, CPU, log=lines.append, checkpoint=checkpoint)
+    _, _, summary = train_cell(
+        toy_spec(target_train_acc=1.1, lr=0.05), toy_dataset, CPU, log=lines.append, checkpoint=checkpoint
+    )
     assert summary["resumed_from_step"] == 0 and lines[0].startswith("ignoring checkpoint")
 
 
@@ -247,8 +253,22 @@ def test_train_command_preempted_by_sigterm_exits_nonzero_and_resumes(toy_datase
     save_dataset(toy_dataset, tmp_path / "toy.pt")
     out = tmp_path / "cell"
     spec = toy_spec(target_train_acc=1.1, max_steps=200_000, eval_every=100)
-    command = [sys.executable, "-m", "largelr.cli", "train", "--spec", json.dumps(spec), "--data", str(tmp_path / "toy.pt"),
-               "--out-dir", str(out), "--device", "cpu", "--checkpoint-every", "100000"]
+    command = [
+        sys.executable,
+        "-m",
+        "largelr.cli",
+        "train",
+        "--spec",
+        json.dumps(spec),
+        "--data",
+        str(tmp_path / "toy.pt"),
+        "--out-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "100000",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:  # wait until training is under way
         if line.startswith("step"):
@@ -327,14 +347,20 @@ def full_train_ce(model, dataset) -> float:
 
 def test_stop_train_ce_replaces_the_accuracy_target(toy_dataset):
     _, _, by_accuracy = train_cell(toy_spec(lr=0.5, max_steps=2000), toy_dataset, CPU, log=quiet)
-    loose_model, _, loose = train_cell(toy_spec(lr=0.5, max_steps=2000, stop_train_ce=0.05), toy_dataset, CPU, log=quiet)
-    tight_model, _, tight = train_cell(toy_spec(lr=0.5, max_steps=2000, stop_train_ce=1e-3), toy_dataset, CPU, log=quiet)
+    loose_model, _, loose = train_cell(
+        toy_spec(lr=0.5, max_steps=2000, stop_train_ce=0.05), toy_dataset, CPU, log=quiet
+    )
+    tight_model, _, tight = train_cell(
+        toy_spec(lr=0.5, max_steps=2000, stop_train_ce=1e-3), toy_dataset, CPU, log=quiet
+    )
     assert loose["stopped_by"] == tight["stopped_by"] == "stop_train_ce"
     assert by_accuracy["steps"] < tight["steps"] and loose["steps"] < tight["steps"] < 2000
     assert full_train_ce(loose_model, toy_dataset) < 0.05 and full_train_ce(tight_model, toy_dataset) < 1e-3
     assert abs(tight["train_ce"] - full_train_ce(tight_model, toy_dataset)) < 1e-6
     # one evaluation earlier the CE was not yet below the threshold
-    _, _, before = train_cell(toy_spec(lr=0.5, max_steps=tight["steps"] - 10, stop_train_ce=1e-3), toy_dataset, CPU, log=quiet)
+    _, _, before = train_cell(
+        toy_spec(lr=0.5, max_steps=tight["steps"] - 10, stop_train_ce=1e-3), toy_dataset, CPU, log=quiet
+    )
     assert before["stopped_by"] == "max_steps" and before["train_ce"] >= 1e-3
 
 
@@ -365,7 +391,9 @@ def test_validation_selection_returns_the_weights_of_the_best_evaluation():
     order = torch.randperm(200, generator=torch.Generator().manual_seed(spec["seed"]))
     held = order[:50]
     x_val, y_val = dataset["train"]["x"][held], dataset["train"]["y"][held]
-    assert val_accuracy(model, x_val, y_val) == pytest.approx(summary["val_acc"], abs=1e-6)  # float32 means, steps of 1/50
+    assert val_accuracy(model, x_val, y_val) == pytest.approx(
+        summary["val_acc"], abs=1e-6
+    )  # float32 means, steps of 1/50
     # rerunning up to best_step (deterministic) gives exactly the returned weights
     until_best = toy_spec(**(spec["train"] | {"max_steps": summary["best_step"], "select_on_val": False}))
     until_best["model_params"] = spec["model_params"]
@@ -417,8 +445,19 @@ def test_accuracy_collapse_is_recorded_as_divergence_through_the_cli(toy_dataset
     monkeypatch.setattr(largelr.training.loop, "build_model", lambda **spec: CollapsingFCN(original(**spec)))
     save_dataset(toy_dataset, tmp_path / "toy.pt")
     spec = toy_spec(target_train_acc=1.1, max_steps=200, collapse_patience=3)
-    main(["train", "--spec", json.dumps(spec), "--data", str(tmp_path / "toy.pt"), "--out-dir", str(tmp_path / "cell"),
-          "--device", "cpu"])  # returns: no SystemExit, i.e. exit status 0
+    main(
+        [
+            "train",
+            "--spec",
+            json.dumps(spec),
+            "--data",
+            str(tmp_path / "toy.pt"),
+            "--out-dir",
+            str(tmp_path / "cell"),
+            "--device",
+            "cpu",
+        ]
+    )  # returns: no SystemExit, i.e. exit status 0
     summary = json.loads((tmp_path / "cell" / "train.json").read_text())["summary"]
     # fit by step 20; zeroed in step 26; at chance at evaluations 30, 40, 50 -> stopped at 50
     assert summary["diverged"] and summary["stopped_by"] == "diverged" and summary["diverged_reason"] == "collapse"
@@ -446,8 +485,11 @@ def test_attribution_share_is_recorded_at_its_interval(toy_dataset):
     assert shares.notna().sum() == 2 and shares.loc[[20, 40]].notna().all()
     # last record: the final model on all 64 train samples, spurious feature = the last column
     x, y = toy_dataset["train"]["x"], toy_dataset["train"]["y"]
-    attributions = IntegratedGradients(model.eval()).attribute(x, torch.zeros_like(x), target=y, n_steps=20,
-                                                               method="gausslegendre").abs()
+    attributions = (
+        IntegratedGradients(model.eval())
+        .attribute(x, torch.zeros_like(x), target=y, n_steps=20, method="gausslegendre")
+        .abs()
+    )
     expected = (attributions[:, -1] / attributions.sum(1)).mean().item()
     assert shares.loc[40] == pytest.approx(expected, rel=1e-5)
     # the toy's core mask is the rest of the input: the two shares add up to one; no noise mask, no share
@@ -456,8 +498,15 @@ def test_attribution_share_is_recorded_at_its_interval(toy_dataset):
 
 
 def test_resume_keeps_the_new_state(toy_dataset, tmp_path):
-    spec = toy_spec(target_train_acc=1.1, max_steps=60, select_on_val=True, history_every=3, asam_rho=0.1,
-                    lr_schedule="wsd", warmup_steps=5)
+    spec = toy_spec(
+        target_train_acc=1.1,
+        max_steps=60,
+        select_on_val=True,
+        history_every=3,
+        asam_rho=0.1,
+        lr_schedule="wsd",
+        warmup_steps=5,
+    )
     reference_model, reference_history, reference = train_cell(spec, toy_dataset, CPU, log=quiet)
 
     def preempt_at_step_30(line: str) -> None:
@@ -503,25 +552,35 @@ def test_a_bf16_cell_reports_its_test_accuracy_in_fp32_like_the_pruning_base(toy
     assert summary["test_acc"] == pytest.approx(fp32, abs=1e-12)
 
 
-@pytest.mark.parametrize("key,value,hint", [("lr_schedule", "linear", "allowed: one of ['constant'"),
-                                            ("history_every", 0, ">= 1"), ("asam_rho", -1.0, ">= 0")])
+@pytest.mark.parametrize(
+    "key,value,hint",
+    [
+        ("lr_schedule", "linear", "allowed: one of ['constant'"),
+        ("history_every", 0, ">= 1"),
+        ("asam_rho", -1.0, ">= 0"),
+    ],
+)
 def test_bad_train_settings_name_the_key_and_what_is_allowed(toy_dataset, key, value, hint):
     with pytest.raises(ValueError, match=rf"train\.{key} = .*{re.escape(hint)}"):
         fixed_run(toy_dataset, **{key: value})
 
 
 def test_lazy_image_dataset_trains_like_the_same_images_in_memory(tmp_path):
+    from test_natural import write_waterbirds
+
     from largelr.datasets.lazy import LazyImageDataset
     from largelr.datasets.waterbirds import build_waterbirds
-    from test_natural import write_waterbirds
 
     write_waterbirds(tmp_path)
     lazy = build_waterbirds({"image_size": 8}, tmp_path, seed=0)
     in_memory = {key: value for key, value in lazy.items() if key not in ("lazy", "root")}
     for split in ("train", "val", "test"):
         images = LazyImageDataset(lazy, split)
-        in_memory[split] = {"x": torch.stack([images[i][0] for i in range(len(images))]),
-                            "y": lazy[split]["y"], "b": lazy[split]["b"]}
+        in_memory[split] = {
+            "x": torch.stack([images[i][0] for i in range(len(images))]),
+            "y": lazy[split]["y"],
+            "b": lazy[split]["b"],
+        }
     spec = toy_spec(batch_size=3, max_steps=12, eval_every=4, target_train_acc=1.1, num_workers=0)
     spec["model_params"] = {"depth": 1, "width": 8}
     model_memory, history_memory, summary_memory = train_cell(spec, in_memory, CPU, log=quiet)
@@ -547,8 +606,9 @@ def test_batch_order_drops_a_single_sample_last_batch_only():
 
 
 def test_lazy_image_dataset_resumes_in_the_same_batch_order(tmp_path):
-    from largelr.datasets.waterbirds import build_waterbirds
     from test_natural import write_waterbirds
+
+    from largelr.datasets.waterbirds import build_waterbirds
 
     write_waterbirds(tmp_path)
     lazy = build_waterbirds({"image_size": 8}, tmp_path, seed=0)  # 4 training images
@@ -575,16 +635,18 @@ def test_a_cell_is_converged_when_its_fit_criterion_stopped_it_or_it_ran_its_fix
     # a fit criterion that the step cap beat: not converged
     _, _, capped = train_cell(toy_spec(lr=1e-4, max_steps=20, target_train_acc=1.0), toy_dataset, CPU, log=quiet)
     assert capped["stopped_by"] == "max_steps" and capped["converged"] is False
-    _, _, capped_ce = train_cell(toy_spec(lr=1e-4, max_steps=20, target_train_acc=1.1, stop_train_ce=1e-6),
-                                 toy_dataset, CPU, log=quiet)
+    _, _, capped_ce = train_cell(
+        toy_spec(lr=1e-4, max_steps=20, target_train_acc=1.1, stop_train_ce=1e-6), toy_dataset, CPU, log=quiet
+    )
     assert capped_ce["stopped_by"] == "max_steps" and capped_ce["converged"] is False
     # no fit criterion (target 1.1, no CE stop): a fixed-length run is complete at its step budget
     _, _, fixed = fixed_run(toy_dataset)
     assert fixed["stopped_by"] == "max_steps" and fixed["converged"] is True
     _, _, diverged = train_cell(toy_spec(lr=1e12, max_steps=50), toy_dataset, CPU, log=quiet)
     assert diverged["converged"] is False
-    _, _, diverged_fixed = train_cell(toy_spec(lr=1e12, max_steps=50, target_train_acc=1.1), toy_dataset, CPU,
-                                      log=quiet)
+    _, _, diverged_fixed = train_cell(
+        toy_spec(lr=1e12, max_steps=50, target_train_acc=1.1), toy_dataset, CPU, log=quiet
+    )
     assert diverged_fixed["converged"] is False
 
 
@@ -631,16 +693,29 @@ def test_a_trained_cell_saves_its_test_predictions(toy_dataset, tmp_path):
 # --- interrupts and byte-identical outputs ---------------------------------------------------
 
 
-def test_train_command_interrupted_by_sigint_checkpoints_and_resumes_to_the_uninterrupted_result(toy_dataset,
-                                                                                                 tmp_path):
+def test_train_command_interrupted_by_sigint_checkpoints_and_resumes_to_the_uninterrupted_result(toy_dataset, tmp_path):
     from largelr.datasets import save_dataset
 
     save_dataset(toy_dataset, tmp_path / "toy.pt")
     spec = toy_spec(target_train_acc=1.1, max_steps=2000, eval_every=100)
 
     def command(out):
-        return [sys.executable, "-m", "largelr.cli", "train", "--spec", json.dumps(spec), "--data",
-                str(tmp_path / "toy.pt"), "--out-dir", str(out), "--device", "cpu", "--checkpoint-every", "100000"]
+        return [
+            sys.executable,
+            "-m",
+            "largelr.cli",
+            "train",
+            "--spec",
+            json.dumps(spec),
+            "--data",
+            str(tmp_path / "toy.pt"),
+            "--out-dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--checkpoint-every",
+            "100000",
+        ]
 
     process = subprocess.Popen(command(tmp_path / "cell"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:  # wait until training is under way

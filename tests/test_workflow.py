@@ -21,16 +21,43 @@ from largelr.aggregate import TABLE1_VARIABLES, seed_means
 from largelr.config import AnalysisSettings, study_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-CELLS_COLUMNS = {"study", "dataset", "model", "knob", "value", "seed", "steps", "stopped_by", "diverged",
-                 "test_acc", "test_acc_bc", "prunability", "compressibility", "csi", "class_sep",
-                 "spurious_share", "attribution_entropy", "max_bc_loss_ratio", "in_range",
-                 "largelr_version", "git_revision", "torch_version", "device"}
+CELLS_COLUMNS = {
+    "study",
+    "dataset",
+    "model",
+    "knob",
+    "value",
+    "seed",
+    "steps",
+    "stopped_by",
+    "diverged",
+    "test_acc",
+    "test_acc_bc",
+    "prunability",
+    "compressibility",
+    "csi",
+    "class_sep",
+    "spurious_share",
+    "attribution_entropy",
+    "max_bc_loss_ratio",
+    "in_range",
+    "largelr_version",
+    "git_revision",
+    "torch_version",
+    "device",
+}
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def copy_workflow(work: Path) -> Path:
@@ -53,8 +80,13 @@ def paper_shaped_smoke(config: dict) -> dict:
     smoke["paper"] = "table1"
     smoke["analysis"] = smoke.get("analysis", {}) | {"hilo": True}
     config["studies"]["smoke_momentum"] = {
-        "description": "tiny intervention", "paper": "table2", "knob": "momentum", "seeds": [0, 1],
-        "values": [0.5, 0.9], "train": smoke["train"] | {"lr": 0.05}, "analysis": smoke["analysis"] | {"hilo": False},
+        "description": "tiny intervention",
+        "paper": "table2",
+        "knob": "momentum",
+        "seeds": [0, 1],
+        "values": [0.5, 0.9],
+        "train": smoke["train"] | {"lr": 0.05},
+        "analysis": smoke["analysis"] | {"hilo": False},
         "grid": [{"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 2, "width": 32}}}],
     }
     config["default_studies"] = ["smoke", "smoke_momentum"]
@@ -84,8 +116,15 @@ def test_dry_run_schedules_one_job_per_cell_and_step(workdir):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     n_datasets = len({d for b in smoke["grid"] for d in b["datasets"]})
-    assert counts == {"data": n_datasets, "train": n_cells, "analyze": n_cells, "aggregate": 1,
-                      "figures_smoke": 1, "smoke": 1, "total": counts["total"]}
+    assert counts == {
+        "data": n_datasets,
+        "train": n_cells,
+        "analyze": n_cells,
+        "aggregate": 1,
+        "figures_smoke": 1,
+        "smoke": 1,
+        "total": counts["total"],
+    }
 
 
 def test_smoke_study_writes_cells_table_and_figures(smoke_run):
@@ -97,8 +136,14 @@ def test_smoke_study_writes_cells_table_and_figures(smoke_run):
     assert cells.loc[~cells["diverged"], "test_acc"].between(0, 1).all()
     for cell in study_cells(config, "smoke"):
         base = smoke_run / "results" / cell.path
-        assert {"model.pt", "history.parquet", "train.json", "prune.parquet", "represent.parquet",
-                "attribute.parquet"} <= {p.name for p in base.iterdir()}
+        assert {
+            "model.pt",
+            "history.parquet",
+            "train.json",
+            "prune.parquet",
+            "represent.parquet",
+            "attribute.parquet",
+        } <= {p.name for p in base.iterdir()}
         for rule in ("train", "analyze"):
             benchmark = pd.read_csv(smoke_run / f"results/benchmarks/{rule}/{cell.path}.tsv", sep="\t")
             assert benchmark["s"].iloc[0] > 0
@@ -179,8 +224,12 @@ def test_prunability_is_the_mean_chance_corrected_structured_retention_and_every
         prune = pd.read_parquet(smoke_run / "results" / cell.path / "prune.parquet")
         assert set(prune["method"]) == set(AnalysisSettings().prune_methods)  # every default curve
         assert (prune.groupby("method").size() == 10).all()
-        row = cells[(cells["dataset"] == cell.dataset) & (cells["model"] == cell.model)
-                    & (cells["value"] == float(cell.value)) & (cells["seed"] == cell.seed)].iloc[0]
+        row = cells[
+            (cells["dataset"] == cell.dataset)
+            & (cells["model"] == cell.model)
+            & (cells["value"] == float(cell.value))
+            & (cells["seed"] == cell.seed)
+        ].iloc[0]
         structured = prune[prune["method"] == "structured"]
         # c = 1/2 (binary smoke sets) or 1/10: the chance-corrected retention from the accuracies by hand
         base = structured.loc[structured["kappa"] == 0.0, "accuracy"].iloc[0]
@@ -190,7 +239,8 @@ def test_prunability_is_the_mean_chance_corrected_structured_retention_and_every
         assert row["prunability_chance"] == pytest.approx(by_hand, nan_ok=True)
         assert row["prunability_ratio"] == pytest.approx(structured["retention"].mean(), nan_ok=True)
         assert row["prunability_ratio_magnitude_global"] == pytest.approx(
-            prune[prune["method"] == "magnitude_global"]["retention"].mean(), nan_ok=True)
+            prune[prune["method"] == "magnitude_global"]["retention"].mean(), nan_ok=True
+        )
 
 
 STUDY_FAMILIES = ["cells.parquet", "prune_curves.parquet", "dynamics.parquet"]
@@ -209,8 +259,11 @@ def test_default_target_builds_every_table_and_figure_family(smoke_run):
         assert len(pd.read_parquet(results / f"{name}.parquet")) > 0
         assert "| --- |" not in (results / f"{name}.md").read_text() and "|---|" in (results / f"{name}.md").read_text()
     cells = pd.read_parquet(results / "smoke/cells.parquet")
-    stems = [f"smoke/{d}-{m}{kind}" for d, m in set(zip(cells["dataset"], cells["model"]))
-             for kind in ("", ".pruning", ".dynamics", ".hilo")]
+    stems = [
+        f"smoke/{d}-{m}{kind}"
+        for d, m in set(zip(cells["dataset"], cells["model"]))
+        for kind in ("", ".pruning", ".dynamics", ".hilo")
+    ]
     stems += ["smoke/mechanism", "smoke_momentum/mechanism", "interventions-tiny_parity-fcn"]
     for stem in stems:
         assert (results / f"figures/{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
@@ -291,14 +344,22 @@ def test_report_bundles_the_figures_with_captions(smoke_run):
 def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tmp_path):
     work = copy_workflow(tmp_path / "work")
     config = yaml.safe_load((work / "config.yaml").read_text())
-    tiny = {"knob": "lr", "seeds": [0], "values": [0.1], "paper": "table1",
-            "train": {"batch_size": 100, "eval_every": 10, "max_steps": 10, "target_train_acc": 0.0},
-            "analysis": {"represent_samples": 50, "attribute_samples": 4, "ig_steps": 4,
-                         "prune_methods": ["structured"]}}
+    tiny = {
+        "knob": "lr",
+        "seeds": [0],
+        "values": [0.1],
+        "paper": "table1",
+        "train": {"batch_size": 100, "eval_every": 10, "max_steps": 10, "target_train_acc": 0.0},
+        "analysis": {"represent_samples": 50, "attribute_samples": 4, "ig_steps": 4, "prune_methods": ["structured"]},
+    }
     config["studies"] = {
         "needs_mnist": tiny | {"grid": [{"datasets": ["colored_mnist"], "models": ["fcn"]}]},
-        "tiny_ok": tiny | {"grid": [{"datasets": ["tiny_parity"], "models": ["fcn"],
-                                     "model_params": {"fcn": {"depth": 1, "width": 8}}}]},
+        "tiny_ok": tiny
+        | {
+            "grid": [
+                {"datasets": ["tiny_parity"], "models": ["fcn"], "model_params": {"fcn": {"depth": 1, "width": 8}}}
+            ]
+        },
     }
     config["default_studies"] = ["needs_mnist", "tiny_ok"]
     config.pop("landscapes", None)  # they name studies this config replaced
@@ -311,7 +372,7 @@ def test_missing_data_is_listed_before_scheduling_and_other_studies_still_run(tm
     assert block < output.index("Building DAG")
     assert "needs_mnist: cannot run, missing colored_mnist" in output
     assert "train-images-idx3-ubyte" in output and str(tmp_path / "empty") in output
-    assert "tiny_ok" not in output[block:output.index("Building DAG")]
+    assert "tiny_ok" not in output[block : output.index("Building DAG")]
     table = pd.read_parquet(work / "results/tables/table1.parquet")
     assert set(table["study"]) == {"tiny_ok"}  # the paper table uses the studies whose data is present
     assert (work / "results/figures/tiny_ok/tiny_parity-fcn.png").exists()
@@ -337,7 +398,9 @@ def test_every_figure_family_renders_the_smoke_study_with_its_axes_titles_and_le
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("learning rate η", "normalized value (per variable)")
     assert ax.get_title().startswith(f"smoke: {dataset} × {model}") and seeds in ax.get_title()
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any(t.startswith("unbiased test acc.  [") for t in legend) and any(t.startswith("prunability") for t in legend)
+    assert any(t.startswith("unbiased test acc.  [") for t in legend) and any(
+        t.startswith("prunability") for t in legend
+    )
 
     fig = figures.compressibility_figure(cells, dataset, model, [tmp_path / "c.png"])
     assert any(t.get_text().startswith("act. PQ-index") for t in fig.axes[0].get_legend().get_texts())
@@ -345,12 +408,18 @@ def test_every_figure_family_renders_the_smoke_study_with_its_axes_titles_and_le
     fig = figures.pruning_figure(curves, cells, dataset, model, [tmp_path / "p.png"])
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title().split(":")[0] for ax in panels] == list(dict.fromkeys(curves["method"]))
-    assert panels[0].get_xlabel() == "pruned fraction κ" and panels[0].get_legend().get_title().get_text() == "lr (test acc.)"
+    assert (
+        panels[0].get_xlabel() == "pruned fraction κ"
+        and panels[0].get_legend().get_title().get_text() == "lr (test acc.)"
+    )
 
     fig = figures.dynamics_figure(history, cells, dataset, model, [tmp_path / "d.png"])
-    assert fig.axes[0].get_ylabel() == "BC loss ratio (share of batch CE)" and fig.axes[0].get_xlabel() == "training step"
+    assert (
+        fig.axes[0].get_ylabel() == "BC loss ratio (share of batch CE)" and fig.axes[0].get_xlabel() == "training step"
+    )
     assert sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts()) == sorted(
-        f"{v:g}" for v in pair.loc[pair["included"], "value"].unique())
+        f"{v:g}" for v in pair.loc[pair["included"], "value"].unique()
+    )
 
     fig = figures.mechanism_figure(cells, mechanism, [tmp_path / "m.png"])
     assert all(" r = " in ax.get_title() for ax in fig.axes if ax.get_title())
@@ -358,7 +427,9 @@ def test_every_figure_family_renders_the_smoke_study_with_its_axes_titles_and_le
 
     fig = figures.csi_core_figure(cells, [tmp_path / "k.png"])
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert all(title.split(":")[0] in {f"{d} × {m}" for d, m in zip(cells["dataset"], cells["model"])} for title in titles)
+    assert all(
+        title.split(":")[0] in {f"{d} × {m}" for d, m in zip(cells["dataset"], cells["model"])} for title in titles
+    )
 
     npz = next((results / "smoke/hilo").glob("*.npz"))
     fig = figures.hilo_figure(npz, "smoke", *npz.stem.split("-", 1), 2, [tmp_path / "h.png"])

@@ -49,9 +49,13 @@ def compare(reference: Path, new: Path, study: str, rtol: float = 1e-9) -> list[
     for name in sorted(set(ours) & set(theirs)):
         before, after = comparable(theirs[name]), comparable(ours[name])
         try:
-            pd.testing.assert_frame_equal(after[before.columns.intersection(after.columns, sort=False)],
-                                          before[before.columns.intersection(after.columns, sort=False)],
-                                          check_exact=False, rtol=rtol, check_dtype=False)
+            pd.testing.assert_frame_equal(
+                after[before.columns.intersection(after.columns, sort=False)],
+                before[before.columns.intersection(after.columns, sort=False)],
+                check_exact=False,
+                rtol=rtol,
+                check_dtype=False,
+            )
         except AssertionError as error:
             problems.append(f"{name}: {error}")
         added, dropped = set(after.columns) - set(before.columns), set(before.columns) - set(after.columns)
@@ -69,8 +73,10 @@ def main() -> int:
     problems = compare(args.reference, args.new, args.study)
     for problem in problems:
         print(problem)
-    print(f"{len(study_tables(args.new, args.study))} tables compared: "
-          f"{'identical values' if not problems else f'{len(problems)} differences'}")
+    print(
+        f"{len(study_tables(args.new, args.study))} tables compared: "
+        f"{'identical values' if not problems else f'{len(problems)} differences'}"
+    )
     return 1 if problems else 0
 
 

@@ -18,13 +18,32 @@ from typing import Any
 
 # Training-set sizes of the official splits (CelebA: the 162 770 faces of its train partition;
 # Waterbirds: 4 795 of metadata.csv's split 0; ImageNet-1k: 1 281 167).
-BASE_TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "digits": 1258, "cifar10": 50000, "cifar100": 50000, "celeba": 162770,
-                    "waterbirds": 4795, "imagenet": 1281167}
+BASE_TRAIN_SIZES = {
+    "mnist": 60000,
+    "fashion_mnist": 60000,
+    "digits": 1258,
+    "cifar10": 50000,
+    "cifar100": 50000,
+    "celeba": 162770,
+    "waterbirds": 4795,
+    "imagenet": 1281167,
+}
 # The base a kind reads its training split from (None: the kind's `base` parameter says).
-KIND_BASES = {"colored_mnist": None, "colored_digits": None, "double_mnist": None, "double_digits": None,
-              "colored_fashion_mnist": None, "double_fashion_mnist": None,
-              "mnist_cifar": "cifar10", "corrupted_cifar10": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100",
-              "celeba": "celeba", "waterbirds": "waterbirds", "imagenet": "imagenet"}
+KIND_BASES = {
+    "colored_mnist": None,
+    "colored_digits": None,
+    "double_mnist": None,
+    "double_digits": None,
+    "colored_fashion_mnist": None,
+    "double_fashion_mnist": None,
+    "mnist_cifar": "cifar10",
+    "corrupted_cifar10": "cifar10",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "celeba": "celeba",
+    "waterbirds": "waterbirds",
+    "imagenet": "imagenet",
+}
 
 
 def train_size(kind: str, params: dict[str, Any]) -> int | None:
@@ -48,8 +67,9 @@ def needs_fit(train: dict[str, Any], require_converged: bool) -> bool:
     return require_converged and (0.0 < train["target_train_acc"] <= 1.0 or train["stop_train_ce"] > 0)
 
 
-def budget_errors(cells: list[tuple[str, str, int, dict[str, Any]]], min_epochs: float, require_converged: bool,
-                  where: str) -> list[str]:
+def budget_errors(
+    cells: list[tuple[str, str, int, dict[str, Any]]], min_epochs: float, require_converged: bool, where: str
+) -> list[str]:
     """One message per (dataset, model, batch size) whose cap is under ``min_epochs`` epochs.
 
     ``cells``: (dataset name, model, training-set size or None, the cell's full training settings).
@@ -63,10 +83,12 @@ def budget_errors(cells: list[tuple[str, str, int, dict[str, Any]]], min_epochs:
         if allowed < min_epochs and key not in seen:
             seen.add(key)
             steps_needed = -(-min_epochs * n_train // train["batch_size"])
-            errors.append(f"{where}: ({dataset}, {model}) max_steps {train['max_steps']} x batch_size "
-                          f"{train['batch_size']} is {allowed:.2f} epochs of its {n_train} training samples, under "
-                          f"min_epochs {min_epochs:g}: its cells cannot be expected to reach the fit criterion and "
-                          f"require_converged would leave them all out; allowed: max_steps >= {int(steps_needed)}, "
-                          "or a fixed-budget protocol (analysis.require_converged: false, documented), or a lower "
-                          "analysis.min_epochs")
+            errors.append(
+                f"{where}: ({dataset}, {model}) max_steps {train['max_steps']} x batch_size "
+                f"{train['batch_size']} is {allowed:.2f} epochs of its {n_train} training samples, under "
+                f"min_epochs {min_epochs:g}: its cells cannot be expected to reach the fit criterion and "
+                f"require_converged would leave them all out; allowed: max_steps >= {int(steps_needed)}, "
+                "or a fixed-budget protocol (analysis.require_converged: false, documented), or a lower "
+                "analysis.min_epochs"
+            )
     return errors

@@ -68,9 +68,16 @@ class Setting:
             if self.minimum is not None and self.maximum is not None:
                 limits.append(f"in [{bound_text(self.minimum)}, {bound_text(self.maximum)}]")
             else:
-                limits += [f"{sign} {bound_text(bound)}" for sign, bound in ((">=", self.minimum), ("<=", self.maximum))
-                           if bound is not None]
-            limits += [f"{sign} {bound_text(bound)}" for sign, bound in ((">", self.above), ("<", self.below)) if bound is not None]
+                limits += [
+                    f"{sign} {bound_text(bound)}"
+                    for sign, bound in ((">=", self.minimum), ("<=", self.maximum))
+                    if bound is not None
+                ]
+            limits += [
+                f"{sign} {bound_text(bound)}"
+                for sign, bound in ((">", self.above), ("<", self.below))
+                if bound is not None
+            ]
             text = " ".join([text, " and ".join(limits)]) if limits else text
         return f"{text} or null" if self.nullable else text
 
@@ -123,8 +130,12 @@ class Setting:
         raise SettingError(f"allowed: {self.allowed()}{number_hint(value)}")
 
     def _in_bounds(self, value: float) -> bool:
-        return ((self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
-                and (self.above is None or value > self.above) and (self.below is None or value < self.below))
+        return (
+            (self.minimum is None or value >= self.minimum)
+            and (self.maximum is None or value <= self.maximum)
+            and (self.above is None or value > self.above)
+            and (self.below is None or value < self.below)
+        )
 
 
 def bound_text(bound: float) -> str:
@@ -139,12 +150,16 @@ def number_hint(value: Any) -> str:
     if not isinstance(value, str) or not _NUMBER_TEXT.match(value.strip()):
         return ""
     if "." not in value and "e" in value.lower():
-        return (f" (got the text {value!r}: YAML reads a number with an exponent but no dot, such as 1e-3, as text; "
-                f"write it as 1.0e-3 or 0.001)")
+        return (
+            f" (got the text {value!r}: YAML reads a number with an exponent but no dot, such as 1e-3, as text; "
+            f"write it as 1.0e-3 or 0.001)"
+        )
     return f" (got the text {value!r}: write the number without quotes)"
 
 
-def check_section(values: Mapping[str, Any], settings: Mapping[str, Setting], where: str) -> tuple[dict[str, Any], list[str]]:
+def check_section(
+    values: Mapping[str, Any], settings: Mapping[str, Setting], where: str
+) -> tuple[dict[str, Any], list[str]]:
     """Check every key of ``values`` against ``settings``; returns (checked values, error messages).
 
     Unknown keys are errors too. Each message names ``where.key`` (``key`` when ``where`` is empty),
@@ -154,8 +169,10 @@ def check_section(values: Mapping[str, Any], settings: Mapping[str, Setting], wh
     for key, value in values.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in settings:
-            errors.append(f"{path} = {value!r}: unknown key {key!r}{suggestion(str(key), settings)}; "
-                          f"allowed keys: {sorted(settings)}")
+            errors.append(
+                f"{path} = {value!r}: unknown key {key!r}{suggestion(str(key), settings)}; "
+                f"allowed keys: {sorted(settings)}"
+            )
             continue
         try:
             checked[key] = settings[key].check(value)

@@ -25,7 +25,7 @@ def _json(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from error
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"not a JSON object ({{\"key\": value, ...}}): {text!r}")
+        raise argparse.ArgumentTypeError(f'not a JSON object ({{"key": value, ...}}): {text!r}')
     return value
 
 
@@ -81,8 +81,15 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         write_parquet(with_cell_keys(table, cell, device), cell_dir / ANALYSIS_FILES[name])
 
     try:
-        analyze_cell(cell_dir / TRAIN_FILES["summary"], cell_dir / TRAIN_FILES["model"], args.data, settings, device,
-                     args.steps, write)
+        analyze_cell(
+            cell_dir / TRAIN_FILES["summary"],
+            cell_dir / TRAIN_FILES["model"],
+            args.data,
+            settings,
+            device,
+            args.steps,
+            write,
+        )
     except SegmenterMissingError as error:  # the user's fix, reported before data and model are read
         raise SystemExit(f"largelr analyze: {error}") from None
 
@@ -91,16 +98,27 @@ def cmd_hilo(args: argparse.Namespace) -> None:
     from largelr.analyses.hilo import write_hilo
     from largelr.config import AnalysisSettings
 
-    write_hilo(args.models_low, args.models_high, args.data, AnalysisSettings(args.settings, where="analysis"),
-               _setup(args), args.lr_low, args.lr_high, args.out)
+    write_hilo(
+        args.models_low,
+        args.models_high,
+        args.data,
+        AnalysisSettings(args.settings, where="analysis"),
+        _setup(args),
+        args.lr_low,
+        args.lr_high,
+        args.out,
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> None:
     from largelr.status import merged_config, status_report
 
     config = merged_config([args.config, *args.configfile])
-    print(status_report(config, args.study, Path(args.root), jobs=args.jobs, active_s=args.active_minutes * 60,
-                        show_done=args.all))
+    print(
+        status_report(
+            config, args.study, Path(args.root), jobs=args.jobs, active_s=args.active_minutes * 60, show_done=args.all
+        )
+    )
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -130,7 +148,9 @@ def cmd_gpu_slot(args: argparse.Namespace) -> None:
 
 
 def add_gpu_slot_step(steps) -> None:
-    slot = steps.add_parser("gpu-slot", help="run a command on a free GPU slot (CUDA_VISIBLE_DEVICES), held while it runs")
+    slot = steps.add_parser(
+        "gpu-slot", help="run a command on a free GPU slot (CUDA_VISIBLE_DEVICES), held while it runs"
+    )
     slot.set_defaults(func=cmd_gpu_slot)
     slot.add_argument("--per-gpu", type=int, default=1, help="slots per GPU (several small cells per GPU)")
     slot.add_argument("--lock-dir", default=None, help="folder of the slot lock files (default: in the temp folder)")
@@ -176,36 +196,61 @@ def add_cell_steps(steps) -> None:
     analyze = add_compute_step(steps, "analyze", cmd_analyze, "prune, represent and attribute one trained cell")
     analyze.add_argument("--cell-dir", required=True, help="the cell's directory; tables are written there")
     analyze.add_argument("--settings", type=_json, required=True, help="analysis settings JSON")
-    analyze.add_argument("--steps", nargs="+", choices=list(ANALYSES), default=list(ANALYSES),
-                         help="analyses to run (default: all)")
+    analyze.add_argument(
+        "--steps", nargs="+", choices=list(ANALYSES), default=list(ANALYSES), help="analyses to run (default: all)"
+    )
 
-    add_low_high_step(steps, "hilo", cmd_hilo, "hi/lo learning-rate attribution maps of one (study, dataset, model)",
-                      {"models": ("model.pt of every seed at the {group} lr", {"nargs": "+"}),
-                       "lr": ("the {group} learning rate (for the record)", {"type": float})},
-                      "analysis settings JSON (hilo_*, ig_*)")
+    add_low_high_step(
+        steps,
+        "hilo",
+        cmd_hilo,
+        "hi/lo learning-rate attribution maps of one (study, dataset, model)",
+        {
+            "models": ("model.pt of every seed at the {group} lr", {"nargs": "+"}),
+            "lr": ("the {group} learning rate (for the record)", {"type": float}),
+        },
+        "analysis settings JSON (hilo_*, ig_*)",
+    )
 
 
 def cmd_training_maps(args: argparse.Namespace) -> None:
-    from largelr.over_training import write_training_maps
     from largelr.config import AnalysisSettings
+    from largelr.over_training import write_training_maps
 
     device = _setup(args)
-    write_training_maps(args.data, {"low": args.spec_low, "high": args.spec_high},
-                        {"low": args.model_low, "high": args.model_high},
-                        {"low": args.summary_low, "high": args.summary_high},
-                        AnalysisSettings(args.settings, where="analysis"), device, args.out)
+    write_training_maps(
+        args.data,
+        {"low": args.spec_low, "high": args.spec_high},
+        {"low": args.model_low, "high": args.model_high},
+        {"low": args.summary_low, "high": args.summary_high},
+        AnalysisSettings(args.settings, where="analysis"),
+        device,
+        args.out,
+    )
 
 
 def add_training_maps_step(steps) -> None:
-    add_low_high_step(steps, "training-maps", cmd_training_maps,
-                      "Figs 13, 28: IG maps and neuron selectivity over training, low and high value",
-                      {"spec": ("the {group} cell's spec JSON", {"type": _json}),
-                       "model": ("the {group} cell's model.pt", {}),
-                       "summary": ("the {group} cell's train.json", {})})
+    add_low_high_step(
+        steps,
+        "training-maps",
+        cmd_training_maps,
+        "Figs 13, 28: IG maps and neuron selectivity over training, low and high value",
+        {
+            "spec": ("the {group} cell's spec JSON", {"type": _json}),
+            "model": ("the {group} cell's model.pt", {}),
+            "summary": ("the {group} cell's train.json", {}),
+        },
+    )
 
 
-def add_low_high_step(steps, name: str, func, helptext: str, flags: dict[str, tuple[str, dict[str, Any]]],
-                      settings_help: str = "analysis settings JSON") -> argparse.ArgumentParser:
+def add_low_high_step(
+    steps,
+    name: str,
+    func,
+    helptext: str,
+    flags: dict[str, tuple[str, dict[str, Any]]],
+    settings_help: str = "analysis settings JSON",
+) -> argparse.ArgumentParser:
     """A step on a study's low and high value: ``--<flag>-low`` and ``--<flag>-high`` for each flag
     (help with ``{group}``, argparse options), then ``--settings`` and the ``--out`` npz file."""
     step = add_compute_step(steps, name, func, helptext)
@@ -218,19 +263,27 @@ def add_low_high_step(steps, name: str, func, helptext: str, flags: dict[str, tu
 
 
 def add_status_command(steps) -> None:
-    status = steps.add_parser("status", help="a study's cells: done / running / failed / missing, and the time left",
-                              description="Which cells of STUDY are done, running, failed or missing, from their "
-                              "files and training logs, and the training time left (largelr.status). Run it in "
-                              "the workflow's folder, as snakemake.")
+    status = steps.add_parser(
+        "status",
+        help="a study's cells: done / running / failed / missing, and the time left",
+        description="Which cells of STUDY are done, running, failed or missing, from their "
+        "files and training logs, and the training time left (largelr.status). Run it in "
+        "the workflow's folder, as snakemake.",
+    )
     status.set_defaults(func=cmd_status)
     status.add_argument("study", help="a study of the config, e.g. demo")
     status.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
-    status.add_argument("--configfile", nargs="*", default=[],
-                        help="overlays merged over it, as given to snakemake --configfile")
+    status.add_argument(
+        "--configfile", nargs="*", default=[], help="overlays merged over it, as given to snakemake --configfile"
+    )
     status.add_argument("--root", default=".", help="the folder holding results/ (default: .)")
     status.add_argument("--jobs", type=int, default=1, help="jobs run at once, to divide the time left (default: 1)")
-    status.add_argument("--active-minutes", type=float, default=30.0,
-                        help="a log silent for longer counts as a failed (stopped) job (default: 30)")
+    status.add_argument(
+        "--active-minutes",
+        type=float,
+        default=30.0,
+        help="a log silent for longer counts as a failed (stopped) job (default: 30)",
+    )
     status.add_argument("--all", action="store_true", help="list the done cells too")
 
 
@@ -248,15 +301,26 @@ def command_listing(steps) -> str:
 
     user = [name for name in USER_COMMANDS if name in helps]
     rule_steps = [name for name in helps if name not in USER_COMMANDS]
-    return "\n".join(["commands for you:", *rows(user), "", "steps the workflow's rules run (snakemake calls them):",
-                      *rows(rule_steps), "", "`largelr COMMAND --help` describes each one's flags."])
+    return "\n".join(
+        [
+            "commands for you:",
+            *rows(user),
+            "",
+            "steps the workflow's rules run (snakemake calls them):",
+            *rows(rule_steps),
+            "",
+            "`largelr COMMAND --help` describes each one's flags.",
+        ]
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="largelr", usage="largelr [-h] COMMAND ...",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="The largelr pipeline's command line: the commands below, and one "
-                                     "step per Snakemake rule.")
+    parser = argparse.ArgumentParser(
+        prog="largelr",
+        usage="largelr [-h] COMMAND ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The largelr pipeline's command line: the commands below, and one step per Snakemake rule.",
+    )
     steps = parser.add_subparsers(dest="step", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     add_data_steps(steps)
     add_download_step(steps)

@@ -63,9 +63,18 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_figures(args: argparse.Namespace) -> None:
     from largelr.figures import draw_study_figures
 
-    draw_study_figures(args.families, args.out_dir, cells=args.cells, curves=args.curves, dynamics=args.dynamics,
-                       mechanism=args.mechanism, hilo=args.hilo, formats=args.formats, workers=args.workers,
-                       training_maps=args.training_maps)
+    draw_study_figures(
+        args.families,
+        args.out_dir,
+        cells=args.cells,
+        curves=args.curves,
+        dynamics=args.dynamics,
+        mechanism=args.mechanism,
+        hilo=args.hilo,
+        formats=args.formats,
+        workers=args.workers,
+        training_maps=args.training_maps,
+    )
     if args.summary_html:  # the study's summary page, in the same process
         write_summary_html([args.cells], args.summary_html)
     if args.caption_dir:  # one page per figure, its caption under it, for the report
@@ -83,8 +92,9 @@ def cmd_intervention_figure(args: argparse.Namespace) -> None:
 def cmd_landscape_figure(args: argparse.Namespace) -> None:
     from largelr.figures_extra import draw_landscape_figure
 
-    draw_landscape_figure(args.cells, args.rows, args.dataset, args.model, args.spurious, args.name, args.axis,
-                          args.out)
+    draw_landscape_figure(
+        args.cells, args.rows, args.dataset, args.model, args.spurious, args.name, args.axis, args.out
+    )
 
 
 def add_aggregate_step(steps, json_object) -> None:
@@ -95,15 +105,20 @@ def add_aggregate_step(steps, json_object) -> None:
         aggregate.add_argument(f"--out-{name}", required=True, help=STUDY_FILES_HELP.get(name, name))
     for name, table in STUDY_TABLES.items():  # a table not named is not written
         aggregate.add_argument(f"--out-{name}", help=f"{(table.what or name).replace('%', '%%')} (Markdown beside)")
-    aggregate.add_argument("--settings", type=json_object, default={}, help="the study's analysis settings JSON "
-                           "(require_converged, usable_range_drop, chance_margin)")
+    aggregate.add_argument(
+        "--settings",
+        type=json_object,
+        default={},
+        help="the study's analysis settings JSON (require_converged, usable_range_drop, chance_margin)",
+    )
 
 
 def add_figures_step(steps) -> None:
     figures = steps.add_parser("figures", help="every figure of one study, for the families named")
     figures.set_defaults(func=cmd_figures)
-    figures.add_argument("--families", nargs="+", choices=list(FIGURE_FAMILIES), required=True,
-                         help="figure families to draw")
+    figures.add_argument(
+        "--families", nargs="+", choices=list(FIGURE_FAMILIES), required=True, help="figure families to draw"
+    )
     figures.add_argument("--out-dir", required=True, help="the study's figure folder")
     figures.add_argument("--formats", nargs="+", default=["png", "pdf"], help="file formats (default: png pdf)")
     figures.add_argument("--cells", required=True, help="the study's cells.parquet")
@@ -111,12 +126,16 @@ def add_figures_step(steps) -> None:
     figures.add_argument("--dynamics", help="the study's dynamics.parquet (dynamics)")
     figures.add_argument("--mechanism", help="the study's mechanism table (mechanism)")
     figures.add_argument("--hilo", nargs="*", default=[], help="hi/lo attribution npz files (hilo)")
-    figures.add_argument("--training-maps", nargs="*", default=[], help="maps-over-training npz files "
-                         "(training_maps, neuron)")
+    figures.add_argument(
+        "--training-maps", nargs="*", default=[], help="maps-over-training npz files (training_maps, neuron)"
+    )
     figures.add_argument("--workers", type=int, default=1, help="processes drawing figures at once")
     figures.add_argument("--summary-html", help="also write the study's summary page (as `summary --html`)")
-    figures.add_argument("--caption-dir", help="also write <figure>.html beside each PNG, with the caption "
-                         "<family>.rst of this folder under it (for the report)")
+    figures.add_argument(
+        "--caption-dir",
+        help="also write <figure>.html beside each PNG, with the caption "
+        "<family>.rst of this folder under it (for the report)",
+    )
 
 
 def add_output_steps(steps, json_object) -> None:
@@ -154,9 +173,13 @@ def add_landscape_step(steps) -> None:
     landscape.add_argument("--cells", nargs="+", required=True, help="cells.parquet of the landscape's studies")
     landscape.add_argument("--rows", nargs="+", required=True, help="study=axis value, one per study")
     landscape.add_argument("--axis", default="lr", help="the training setting of the rows")
-    landscape.add_argument("--spurious", default="auto", choices=SPURIOUS_CHOICES,
-                           help="the spurious-use measure of the third heatmap (auto: the IG share on the spurious "
-                           "region where the dataset marks one, else BSI)")
+    landscape.add_argument(
+        "--spurious",
+        default="auto",
+        choices=SPURIOUS_CHOICES,
+        help="the spurious-use measure of the third heatmap (auto: the IG share on the spurious "
+        "region where the dataset marks one, else BSI)",
+    )
     landscape.add_argument("--name", default="", help="the landscape's name, for the title")
     landscape.add_argument("--dataset", required=True, help="the dataset of the pair to draw")
     landscape.add_argument("--model", required=True, help="the model of the pair to draw")

@@ -15,7 +15,6 @@ grid -> cells), :mod:`largelr.config_files` (config files and the generated JSON
 (:mod:`largelr.registry`) declares the models', analyses' and dataset kinds' records.
 """
 
-from largelr.registry.figures import figure_files
 from largelr.config_cells import (
     ANALYSIS_FILES,
     CELL_DIR,
@@ -73,6 +72,7 @@ from largelr.config_settings import (
 )
 from largelr.config_validate import MIN_TEST_PER_CLASS, known_datasets, validate_config
 from largelr.layout import CELL_KEYS, TRAIN_FILES
+from largelr.registry.figures import figure_files
 
 # A study's figures: file stem per family, under results/figures/{study}/, each in every format.
 # Figure family -> file stem pattern, derived from the family records (largelr.registry.figures).
@@ -80,14 +80,60 @@ FIGURE_FILES = figure_files()
 FIGURE_FORMATS = ("png", "pdf")
 
 __all__ = [
-    "ANALYSIS_DEFAULTS", "ANALYSIS_FILES", "ANALYSIS_KEYS", "CELL_DIR", "CELL_FILES", "CELL_ID", "CELL_KEYS",
-    "DATASET_SEED", "FIGURE_FILES", "FIGURE_FORMATS", "IG_METHODS", "KNOBS", "MIN_TEST_PER_CLASS", "NEEDS",
-    "POSITIVE", "RULE_NAMES", "RULE_PREFIXES", "SCHEMA_PATH", "SCHEMA_TYPES", "SEED_LIMIT", "STUDY_KEYS", "TOP_KEYS",
-    "TRAIN_DEFAULTS", "TRAIN_FILES", "TRAIN_KEYS", "AnalysisSettings", "Cell", "ConfigError", "Positive",
-    "TrainSettings", "analysis_settings", "axis_value", "cell_spec", "config_schema", "dataset_kind",
-    "dataset_params", "dataset_seed", "format_value", "key_path", "known_datasets", "landscape_errors",
-    "landscape_pairs", "landscape_rows", "landscapes", "model_params", "pair_blocks", "read_config_file",
-    "schema_errors", "schema_text", "short", "study_cells", "study_datasets", "train_settings", "validate_config",
+    "ANALYSIS_DEFAULTS",
+    "ANALYSIS_FILES",
+    "ANALYSIS_KEYS",
+    "CELL_DIR",
+    "CELL_FILES",
+    "CELL_ID",
+    "CELL_KEYS",
+    "DATASET_SEED",
+    "FIGURE_FILES",
+    "FIGURE_FORMATS",
+    "IG_METHODS",
+    "KNOBS",
+    "MIN_TEST_PER_CLASS",
+    "NEEDS",
+    "POSITIVE",
+    "RULE_NAMES",
+    "RULE_PREFIXES",
+    "SCHEMA_PATH",
+    "SCHEMA_TYPES",
+    "SEED_LIMIT",
+    "STUDY_KEYS",
+    "TOP_KEYS",
+    "TRAIN_DEFAULTS",
+    "TRAIN_FILES",
+    "TRAIN_KEYS",
+    "AnalysisSettings",
+    "Cell",
+    "ConfigError",
+    "Positive",
+    "TrainSettings",
+    "analysis_settings",
+    "axis_value",
+    "cell_spec",
+    "config_schema",
+    "dataset_kind",
+    "dataset_params",
+    "dataset_seed",
+    "format_value",
+    "key_path",
+    "known_datasets",
+    "landscape_errors",
+    "landscape_pairs",
+    "landscape_rows",
+    "landscapes",
+    "model_params",
+    "pair_blocks",
+    "read_config_file",
+    "schema_errors",
+    "schema_text",
+    "short",
+    "study_cells",
+    "study_datasets",
+    "train_settings",
+    "validate_config",
 ]
 
 

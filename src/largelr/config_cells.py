@@ -19,8 +19,19 @@ ANALYSIS_FILES = Gathered(lambda: {name: f"{name}.parquet" for name in ANALYSES}
 CELL_FILES = Gathered(lambda: {**TRAIN_FILES, **ANALYSIS_FILES})
 # Names of the workflow's rules (tests/test_bad_configs.py compares them with Snakemake's list): a study
 # of that name, or one starting with a prefix of the per-study rules (figures_<study>), would clash.
-RULE_NAMES = ("all", "data", "train", "analyze", "hilo", "aggregate", "paper_table1", "paper_table2",
-              "intervention_figure", "landscape_figure", "training_maps")
+RULE_NAMES = (
+    "all",
+    "data",
+    "train",
+    "analyze",
+    "hilo",
+    "aggregate",
+    "paper_table1",
+    "paper_table2",
+    "intervention_figure",
+    "landscape_figure",
+    "training_maps",
+)
 RULE_PREFIXES = ("figures_",)
 
 
@@ -78,8 +89,10 @@ def pair_blocks(config: dict[str, Any], study: str) -> dict[tuple[str, str], dic
     for block in config["studies"][study]["grid"]:
         for pair in itertools.product(block["datasets"], block["models"]):
             if pair in pairs:
-                raise ConfigError(f"studies.{study}.grid: the pair {list(pair)} appears in two blocks; allowed: each "
-                                  "(dataset, model) pair in one block only")
+                raise ConfigError(
+                    f"studies.{study}.grid: the pair {list(pair)} appears in two blocks; allowed: each "
+                    "(dataset, model) pair in one block only"
+                )
             pairs[pair] = block
     return pairs
 
@@ -115,7 +128,9 @@ def study_datasets(config: dict[str, Any], study: str) -> list[str]:
     return list(dict.fromkeys(cell.dataset for cell in study_cells(config, study)))
 
 
-def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob: str, value: str, seed: int) -> dict[str, Any]:
+def cell_spec(
+    config: dict[str, Any], study: str, dataset: str, model: str, knob: str, value: str, seed: int
+) -> dict[str, Any]:
     """Everything the train step needs for one cell, with the knob's value applied, every value in its
     setting's type: the spec is the cell's identity (the train rule's params), so `max_steps: 60.0`
     and `60` give the same spec and retrain nothing."""
@@ -123,8 +138,15 @@ def cell_spec(config: dict[str, Any], study: str, dataset: str, model: str, knob
     train[knob] = TRAIN_KEYS[knob].check(float(value))
     params = MODELS[model].PARAMS
     return {
-        "study": study, "dataset": dataset, "model": model, "knob": knob,
-        "value": float(value), "seed": int(seed), "train": train,
-        "model_params": {key: params[key].check(v) if key in params else v
-                         for key, v in model_params(config, study, dataset, model).items()},
+        "study": study,
+        "dataset": dataset,
+        "model": model,
+        "knob": knob,
+        "value": float(value),
+        "seed": int(seed),
+        "train": train,
+        "model_params": {
+            key: params[key].check(v) if key in params else v
+            for key, v in model_params(config, study, dataset, model).items()
+        },
     }

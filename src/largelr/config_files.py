@@ -24,8 +24,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, (str, int, float, bool)) and key in first:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} is given twice in this mapping (first on line {first[key] + 1}); "
-                        "YAML would keep only the last one", key_node.start_mark)
+                        None,
+                        None,
+                        f"the key {key!r} is given twice in this mapping (first on line {first[key] + 1}); "
+                        "YAML would keep only the last one",
+                        key_node.start_mark,
+                    )
                 first[key] = key_node.start_mark.line
             return super().construct_mapping(node, deep)
 
@@ -34,11 +38,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         return yaml.load(text, Loader=UniqueKeyLoader) or {}
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        context = f" ({error.context} on line {error.context_mark.line + 1})" if error.context and error.context_mark else ""
+        context = (
+            f" ({error.context} on line {error.context_mark.line + 1})" if error.context and error.context_mark else ""
+        )
         line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
-        raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}\n"
-                          f"  {mark.line + 1:>5} | {line}\n        | {' ' * mark.column}^\n"
-                          f"Fix the YAML at that line of {path}.") from None
+        raise ConfigError(
+            f"{path}, line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}\n"
+            f"  {mark.line + 1:>5} | {line}\n        | {' ' * mark.column}^\n"
+            f"Fix the YAML at that line of {path}."
+        ) from None
 
 
 def key_path(parts: Any) -> str:
@@ -55,8 +63,14 @@ def short(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 4] + " ..."
 
 
-SCHEMA_TYPES = {"object": "a mapping (key: value; {} when empty)", "array": "a list", "string": "text",
-                "boolean": "true or false", "number": "a number", "integer": "a whole number"}
+SCHEMA_TYPES = {
+    "object": "a mapping (key: value; {} when empty)",
+    "array": "a list",
+    "string": "text",
+    "boolean": "true or false",
+    "number": "a number",
+    "integer": "a whole number",
+}
 
 
 def schema_errors(config: dict[str, Any], schema_path: str | Path | dict[str, Any]) -> list[str]:
@@ -72,16 +86,24 @@ def schema_errors(config: dict[str, Any], schema_path: str | Path | dict[str, An
         parts, where, kind = list(error.absolute_path), key_path(error.absolute_path), error.validator
         if kind == "additionalProperties" and isinstance(error.instance, dict):
             known = list(error.schema.get("properties", {}))
-            errors += [f"{key_path([*parts, key])} = {short(value)}: unknown key {key!r}{suggestion(str(key), known)}; "
-                       f"allowed keys: {sorted(known)}" for key, value in error.instance.items() if key not in known]
+            errors += [
+                f"{key_path([*parts, key])} = {short(value)}: unknown key {key!r}{suggestion(str(key), known)}; "
+                f"allowed keys: {sorted(known)}"
+                for key, value in error.instance.items()
+                if key not in known
+            ]
         elif kind == "required":
-            errors += [f"{key_path([*parts, key])}: missing; {where} needs the keys {error.validator_value}"
-                       for key in error.validator_value if key not in error.instance]
+            errors += [
+                f"{key_path([*parts, key])}: missing; {where} needs the keys {error.validator_value}"
+                for key in error.validator_value
+                if key not in error.instance
+            ]
         elif kind == "type":
             errors.append(f"{where} = {short(error.instance)}: allowed: {SCHEMA_TYPES.get(error.validator_value)}")
         elif kind == "propertyNames":
-            errors.append(f"{where}: {error.message}; allowed: names of letters, digits and _ (they become paths "
-                          "and rule names)")
+            errors.append(
+                f"{where}: {error.message}; allowed: names of letters, digits and _ (they become paths and rule names)"
+            )
         else:
             errors.append(f"{where} = {short(error.instance)}: {error.message}")
     return errors
@@ -96,7 +118,8 @@ SCHEMA_DESCRIPTION = (
     "mappings or lists. Every value (type, range, choices, default) is declared once, as a largelr.checks.Setting "
     "(largelr.config TOP_KEYS, STUDY_KEYS, TRAIN_KEYS; the analyses' settings in largelr.registry.analyses; the "
     "dataset kinds' and models' params), and checked by largelr.config.validate_config, which applies this schema "
-    "first. Generated from those tables by `python -m largelr.config`.")
+    "first. Generated from those tables by `python -m largelr.config`."
+)
 
 
 def _named_mappings(**extra: Any) -> dict[str, Any]:
@@ -107,20 +130,38 @@ def schema_text() -> str:
     """config_schema() as the YAML of the checked-in file."""
     import yaml
 
-    header = "# Generated from largelr.config's Setting tables by `python -m largelr.config`: edit those, not this file.\n"
+    header = (
+        "# Generated from largelr.config's Setting tables by `python -m largelr.config`: edit those, not this file.\n"
+    )
     return header + yaml.safe_dump(config_schema(), sort_keys=False, width=100)
 
 
 def config_schema() -> dict[str, Any]:
     """The structure of config.yaml as a JSON schema: the key lists come from TOP_KEYS and STUDY_KEYS
     (each key's value is left to its Setting: ``{}``), the sections and containers are declared here."""
-    block = {"type": "object", "additionalProperties": False, "required": ["datasets", "models"],
-             "properties": {"datasets": {"$ref": "#/$defs/names"}, "models": {"$ref": "#/$defs/names"},
-                            "values": {}, "train": {"type": "object"},
-                            "model_params": {"type": "object", "additionalProperties": {"type": "object"}}}}
-    study = {"type": "object", "additionalProperties": False, "required": ["knob", "seeds", "grid"],
-             "properties": {**{key: {} for key in STUDY_KEYS}, "train": {"type": "object"},
-                            "analysis": {"type": "object"}, "grid": {"type": "array", "minItems": 1, "items": block}}}
+    block = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["datasets", "models"],
+        "properties": {
+            "datasets": {"$ref": "#/$defs/names"},
+            "models": {"$ref": "#/$defs/names"},
+            "values": {},
+            "train": {"type": "object"},
+            "model_params": {"type": "object", "additionalProperties": {"type": "object"}},
+        },
+    }
+    study = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["knob", "seeds", "grid"],
+        "properties": {
+            **{key: {} for key in STUDY_KEYS},
+            "train": {"type": "object"},
+            "analysis": {"type": "object"},
+            "grid": {"type": "array", "minItems": 1, "items": block},
+        },
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "description": SCHEMA_DESCRIPTION,
@@ -136,4 +177,3 @@ def config_schema() -> dict[str, Any]:
         },
         "$defs": {"names": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": NAME_PATTERN}}},
     }
-

@@ -12,8 +12,10 @@ from largelr.landscape import LANDSCAPE_KEYS
 
 def landscapes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every landscape of the config with its defaults filled in."""
-    return {name: {"description": "", "axis": "lr", "spurious": "auto", **(entry or {})}
-            for name, entry in (config.get("landscapes") or {}).items()}
+    return {
+        name: {"description": "", "axis": "lr", "spurious": "auto", **(entry or {})}
+        for name, entry in (config.get("landscapes") or {}).items()
+    }
 
 
 def axis_value(config: dict[str, Any], study: str, dataset: str, model: str, axis: str) -> float:
@@ -73,6 +75,8 @@ def _shape_errors(config: dict[str, Any], name: str, members: list[str], axis: s
     for dataset, model in pairs:
         rows = landscape_rows(config, name, dataset, model)
         if len(set(rows.values())) != len(rows):
-            errors.append(f"{where}: studies {members} give ({dataset}, {model}) the {axis} values "
-                          f"{list(rows.values())}; allowed: a different {axis} per study")
+            errors.append(
+                f"{where}: studies {members} give ({dataset}, {model}) the {axis} values "
+                f"{list(rows.values())}; allowed: a different {axis} per study"
+            )
     return errors

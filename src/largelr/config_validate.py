@@ -44,19 +44,26 @@ def validate_config(config: dict[str, Any], schema: str | Path | None = None) ->
             errors += _study_errors(config, study)
     if errors:
         listed = "\n".join(f"  - {error}" for error in errors)
-        raise ConfigError(f"config: {len(errors)} problem{'s' if len(errors) > 1 else ''} "
-                          f"(fix them in config.yaml, the --configfile files or --config):\n{listed}")
+        raise ConfigError(
+            f"config: {len(errors)} problem{'s' if len(errors) > 1 else ''} "
+            f"(fix them in config.yaml, the --configfile files or --config):\n{listed}"
+        )
 
 
 def _top_level_errors(config: dict[str, Any]) -> list[str]:
     studies = config.get("studies", {})
     errors = check_section({k: v for k, v in config.items() if k in TOP_KEYS}, TOP_KEYS, "")[1]
-    errors += [f"default_studies: {study!r} is not a study; allowed: studies defined in config.yaml, {sorted(studies)}"
-               for study in (config.get("default_studies") if isinstance(config.get("default_studies"), list) else [])
-               if isinstance(study, str) and study not in studies]
-    errors += [f"studies.{study}: the name is taken by a rule of the workflow; allowed: any name but "
-               f"{list(RULE_NAMES)} or one starting with {list(RULE_PREFIXES)}. Rename the study"
-               for study in studies if study in RULE_NAMES or study.startswith(RULE_PREFIXES)]
+    errors += [
+        f"default_studies: {study!r} is not a study; allowed: studies defined in config.yaml, {sorted(studies)}"
+        for study in (config.get("default_studies") if isinstance(config.get("default_studies"), list) else [])
+        if isinstance(study, str) and study not in studies
+    ]
+    errors += [
+        f"studies.{study}: the name is taken by a rule of the workflow; allowed: any name but "
+        f"{list(RULE_NAMES)} or one starting with {list(RULE_PREFIXES)}. Rename the study"
+        for study in studies
+        if study in RULE_NAMES or study.startswith(RULE_PREFIXES)
+    ]
     errors += check_section(config.get("analysis", {}) or {}, ANALYSIS_KEYS, "analysis")[1]
     errors += landscape_errors(config)
     return errors
@@ -67,11 +74,13 @@ def _dataset_errors(config: dict[str, Any]) -> list[str]:
     for name, entry in (config.get("datasets") or {}).items():
         kind = (entry or {}).get("kind", name)
         if kind not in KINDS:
-            errors.append(f"datasets.{name}.kind = {kind!r}: unknown kind{suggestion(str(kind), KINDS)}; "
-                          f"allowed: {sorted(KINDS)}")
+            errors.append(
+                f"datasets.{name}.kind = {kind!r}: unknown kind{suggestion(str(kind), KINDS)}; allowed: {sorted(KINDS)}"
+            )
             continue
-        errors += check_section({"seed": entry["seed"]} if "seed" in entry else {}, {"seed": DATASET_SEED},
-                                f"datasets.{name}")[1]
+        errors += check_section(
+            {"seed": entry["seed"]} if "seed" in entry else {}, {"seed": DATASET_SEED}, f"datasets.{name}"
+        )[1]
         errors += KINDS[kind].check_params(dataset_params(config, name), f"datasets.{name}")[1]
     return errors
 
@@ -93,15 +102,17 @@ def _study_errors(config: dict[str, Any], study: str) -> list[str]:
     for position, block in enumerate(spec["grid"]):
         errors += _block_errors(config, study, block, f"{where}.grid[{position}]")
     for values, at in [(spec.get("values"), f"{where}.values")] + [
-            (block.get("values"), f"{where}.grid[{i}].values") for i, block in enumerate(spec["grid"])]:
+        (block.get("values"), f"{where}.grid[{i}].values") for i, block in enumerate(spec["grid"])
+    ]:
         errors += _knob_value_errors(knob, values, at) if knob is not None and values is not None else []
     if not errors:
         for position, block in enumerate(spec["grid"]):
             given = {**spec.get("train", {}), **block.get("train", {})}
             values = block.get("values", spec.get("values"))
             errors += _effect_errors({**TRAIN_DEFAULTS, **given}, set(given), knob, values, f"{where}.grid[{position}]")
-            errors += _dataset_fit_errors(config, study, block, {**TRAIN_DEFAULTS, **given}, values,
-                                          f"{where}.grid[{position}]")
+            errors += _dataset_fit_errors(
+                config, study, block, {**TRAIN_DEFAULTS, **given}, values, f"{where}.grid[{position}]"
+            )
             errors += _step_never_reached({**TRAIN_DEFAULTS, **given}, knob, values, f"{where}.grid[{position}]")
         errors += _budget_errors(config, study)
     return errors
@@ -126,11 +137,16 @@ def _budget_errors(config: dict[str, Any], study: str) -> list[str]:
             except (SettingError, KeyError):
                 continue  # an unknown kind or bad parameters: reported with the datasets
             for value in block.get("values", spec.get("values")):
-                train = {**TRAIN_DEFAULTS, **spec.get("train", {}), **block.get("train", {}),
-                         spec.get("knob", "lr"): value}
+                train = {
+                    **TRAIN_DEFAULTS,
+                    **spec.get("train", {}),
+                    **block.get("train", {}),
+                    spec.get("knob", "lr"): value,
+                }
                 cells.append((dataset, model, n_train, train))
-        errors += budget_errors(cells, settings.min_epochs, settings.require_converged,
-                                f"studies.{study}.grid[{position}]")
+        errors += budget_errors(
+            cells, settings.min_epochs, settings.require_converged, f"studies.{study}.grid[{position}]"
+        )
     return errors
 
 
@@ -156,8 +172,10 @@ def _effect_errors(train: dict[str, Any], given: set[str], knob: str, values: li
         now = f"the knob {other} takes only {values}" if other == knob else f"{other} = {_yaml_text(train[other])}"
         condition = f"{other} {needed!r}" if needed is POSITIVE else f"{other}: {_yaml_text(needed)}"
         fix = f"a value of {other} above 0" if needed is POSITIVE else f"train.{other}: {_yaml_text(needed)}"
-        errors.append(f"{where}: {key} {used} but {now}, and {key} acts only with {condition}, so every cell would "
-                      f"train as without it; allowed: set {fix}, or leave {key} out")
+        errors.append(
+            f"{where}: {key} {used} but {now}, and {key} acts only with {condition}, so every cell would "
+            f"train as without it; allowed: set {fix}, or leave {key} out"
+        )
     return errors
 
 
@@ -169,10 +187,12 @@ def _step_never_reached(train: dict[str, Any], knob: str, values: list, where: s
     steps = values if knob == "lr_step_at" else [train["lr_step_at"]]
     if any(step < train["max_steps"] for step in steps):
         return []
-    return [f"{where}: lr_step_at {steps if knob == 'lr_step_at' else steps[0]} is never before max_steps = "
-            f"{train['max_steps']}, so the rate never steps and every cell trains at the constant rate; "
-            f"allowed: lr_step_at < {train['max_steps']} (for at least one value); fix: lower it or raise "
-            "max_steps"]
+    return [
+        f"{where}: lr_step_at {steps if knob == 'lr_step_at' else steps[0]} is never before max_steps = "
+        f"{train['max_steps']}, so the rate never steps and every cell trains at the constant rate; "
+        f"allowed: lr_step_at < {train['max_steps']} (for at least one value); fix: lower it or raise "
+        "max_steps"
+    ]
 
 
 # At least this many analysed test samples per class: CSI, BSI and class separation compare class
@@ -181,8 +201,9 @@ def _step_never_reached(train: dict[str, Any], knob: str, values: list, where: s
 MIN_TEST_PER_CLASS = 10
 
 
-def _dataset_fit_errors(config: dict[str, Any], study: str, block: dict[str, Any], train: dict[str, Any],
-                        values: list, where: str) -> list[str]:
+def _dataset_fit_errors(
+    config: dict[str, Any], study: str, block: dict[str, Any], train: dict[str, Any], values: list, where: str
+) -> list[str]:
     """A study's settings against the sizes of its datasets (where the kind declares them): a batch
     larger than the training set, too few test samples per class for the analyses."""
     errors, knob = [], config["studies"][study]["knob"]
@@ -204,18 +225,25 @@ def _dataset_fit_errors(config: dict[str, Any], study: str, block: dict[str, Any
             held = f" left after select_on_val holds out val_fraction {train['val_fraction']}"
         sizes = values if knob == "batch_size" else [train["batch_size"]]
         if too_big := [size for size in sizes if size > n_train]:
-            errors.append(f"{where}: batch_size {too_big if knob == 'batch_size' else too_big[0]} is above the "
-                          f"{n_train} training samples of {dataset}{held}; every step would take all {n_train}, so "
-                          f"such cells train alike while train.json records the larger size; allowed: batch_size "
-                          f"<= {n_train}; fix: lower batch_size or raise datasets.{dataset}.{train_key}")
+            errors.append(
+                f"{where}: batch_size {too_big if knob == 'batch_size' else too_big[0]} is above the "
+                f"{n_train} training samples of {dataset}{held}; every step would take all {n_train}, so "
+                f"such cells train alike while train.json records the larger size; allowed: batch_size "
+                f"<= {n_train}; fix: lower batch_size or raise datasets.{dataset}.{train_key}"
+            )
         analysed = min(n_test, samples)
         if analysed < MIN_TEST_PER_CLASS * kind.num_classes:
-            source = f"datasets.{dataset}.{test_key} = {n_test}" if n_test <= samples else \
-                f"studies.{study}.analysis.represent_samples = {samples}"
-            errors.append(f"{source}: the analyses of {where} would see {analysed} test samples of {dataset}, "
-                          f"{analysed / kind.num_classes:g} per class; CSI and class separation need every class, "
-                          f"at least {MIN_TEST_PER_CLASS} samples per class; allowed: "
-                          f">= {MIN_TEST_PER_CLASS * kind.num_classes}; fix: raise it")
+            source = (
+                f"datasets.{dataset}.{test_key} = {n_test}"
+                if n_test <= samples
+                else f"studies.{study}.analysis.represent_samples = {samples}"
+            )
+            errors.append(
+                f"{source}: the analyses of {where} would see {analysed} test samples of {dataset}, "
+                f"{analysed / kind.num_classes:g} per class; CSI and class separation need every class, "
+                f"at least {MIN_TEST_PER_CLASS} samples per class; allowed: "
+                f">= {MIN_TEST_PER_CLASS * kind.num_classes}; fix: raise it"
+            )
     return errors
 
 
@@ -229,12 +257,16 @@ def _analysis_errors(config: dict[str, Any], study: str) -> list[str]:
     except SettingError:
         return []  # reported with the top-level analysis block
     if not settings.pq_p < settings.pq_q:
-        errors.append(f"{where}: pq_p = {settings.pq_p} and pq_q = {settings.pq_q}: the PQ-index (Diao et al. 2023) "
-                      "needs p < q; allowed: pq_p < pq_q (default 1 and 2; the paper's Fig 25 caption's p = 2, q = 1 "
-                      "is this pair with the roles swapped)")
+        errors.append(
+            f"{where}: pq_p = {settings.pq_p} and pq_q = {settings.pq_q}: the PQ-index (Diao et al. 2023) "
+            "needs p < q; allowed: pq_p < pq_q (default 1 and 2; the paper's Fig 25 caption's p = 2, q = 1 "
+            "is this pair with the roles swapped)"
+        )
     if settings.background == "smp" and not settings.segmenter_checkpoint:
-        errors.append(f"{where}.segmenter_checkpoint = '': background: smp needs the path of a segmentation-models-"
-                      "pytorch DeepLabV3 checkpoint (largelr.analyses.segment.save_smp_checkpoint); allowed: a file path")
+        errors.append(
+            f"{where}.segmenter_checkpoint = '': background: smp needs the path of a segmentation-models-"
+            "pytorch DeepLabV3 checkpoint (largelr.analyses.segment.save_smp_checkpoint); allowed: a file path"
+        )
     return errors + _hilo_errors(config, study, settings, where)
 
 
@@ -250,8 +282,10 @@ def _hilo_errors(config: dict[str, Any], study: str, settings: AnalysisSettings,
     if settings.hilo_models is not None:
         pairs = {(dataset, model): block for (dataset, model), block in pairs.items() if model in settings.hilo_models}
         if not pairs:
-            return [f"{where}.hilo_models = {settings.hilo_models}: no pair of the study has these models; allowed: "
-                    f"models of the study ({sorted({model for _, model in pair_blocks(config, study)})}) or null"]
+            return [
+                f"{where}.hilo_models = {settings.hilo_models}: no pair of the study has these models; allowed: "
+                f"models of the study ({sorted({model for _, model in pair_blocks(config, study)})}) or null"
+            ]
     errors = []
     for key in ("hilo_low", "hilo_high"):
         value = settings[key]
@@ -259,8 +293,10 @@ def _hilo_errors(config: dict[str, Any], study: str, settings: AnalysisSettings,
             values = block.get("values", config["studies"][study].get("values")) or []
             texts = [format_value(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
             if format_value(value) not in texts:
-                errors.append(f"{where}.{key} = {value!r}: not a value of ({dataset}, {model}); allowed: one of "
-                              f"{values} or null (the pair's {'smallest' if key == 'hilo_low' else 'largest'})")
+                errors.append(
+                    f"{where}.{key} = {value!r}: not a value of ({dataset}, {model}); allowed: one of "
+                    f"{values} or null (the pair's {'smallest' if key == 'hilo_low' else 'largest'})"
+                )
     return errors
 
 
@@ -270,16 +306,20 @@ def _block_errors(config: dict[str, Any], study: str, block: dict[str, Any], whe
         errors += check_section({"values": block["values"]}, {"values": STUDY_KEYS["values"]}, where)[1]
     for dataset in block["datasets"]:
         if dataset_kind(config, dataset) not in KINDS:
-            errors.append(f"{where}.datasets: {dataset!r} is not a dataset{suggestion(dataset, known_datasets(config))}; "
-                          f"allowed: define it under `datasets:` or use one of {sorted(KINDS)}")
+            errors.append(
+                f"{where}.datasets: {dataset!r} is not a dataset{suggestion(dataset, known_datasets(config))}; "
+                f"allowed: define it under `datasets:` or use one of {sorted(KINDS)}"
+            )
     for model in block["models"]:
         if model not in MODELS:
-            errors.append(f"{where}.models: {model!r} is not a model{suggestion(model, MODELS)}; "
-                          f"allowed: {sorted(MODELS)}")
+            errors.append(
+                f"{where}.models: {model!r} is not a model{suggestion(model, MODELS)}; allowed: {sorted(MODELS)}"
+            )
     for model, params in block.get("model_params", {}).items():
         if model not in block["models"]:
-            errors.append(f"{where}.model_params.{model}: not a model of this block; allowed: parameters for "
-                          f"{block['models']}")
+            errors.append(
+                f"{where}.model_params.{model}: not a model of this block; allowed: parameters for {block['models']}"
+            )
         elif model in MODELS:
             errors += check_section(params or {}, MODELS[model].PARAMS, f"{where}.model_params.{model}")[1]
     return errors

@@ -37,25 +37,39 @@ def torchvision_sources() -> dict[str, Archives]:
     from torchvision import datasets  # imported on use: slow import
 
     def idx(cls, folder: str) -> Archives:
-        return Archives(folder, tuple(cls.mirrors), tuple(cls.resources),
-                        "four idx files, 60000 train and 10000 test 28x28 images, labels 0..9")
+        return Archives(
+            folder,
+            tuple(cls.mirrors),
+            tuple(cls.resources),
+            "four idx files, 60000 train and 10000 test 28x28 images, labels 0..9",
+        )
 
     def cifar(cls, what: str) -> Archives:
         base, name = cls.url.rsplit("/", 1)
         return Archives(".", (base + "/",), ((name, cls.tgz_md5),), f"md5 of every extracted {what} file")
 
-    return {"mnist": idx(datasets.MNIST, "MNIST/raw"), "fashion_mnist": idx(datasets.FashionMNIST, "FashionMNIST/raw"),
-            "cifar10": cifar(datasets.CIFAR10, "CIFAR-10"), "cifar100": cifar(datasets.CIFAR100, "CIFAR-100")}
+    return {
+        "mnist": idx(datasets.MNIST, "MNIST/raw"),
+        "fashion_mnist": idx(datasets.FashionMNIST, "FashionMNIST/raw"),
+        "cifar10": cifar(datasets.CIFAR10, "CIFAR-10"),
+        "cifar100": cifar(datasets.CIFAR100, "CIFAR-100"),
+    }
 
 
 MANUAL = {
-    "celeba": ("https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped images, annotations; terms of use)",
-               "celeba/list_attr_celeba.txt, celeba/list_eval_partition.txt, celeba/img_align_celeba/<images>"),
-    "waterbirds": ("https://github.com/kohpangwei/group_DRO (waterbird_complete95_forest2water2.tar.gz, "
-                   "CUB-200 and Places licences)",
-                   "waterbird_complete95_forest2water2/metadata.csv and the image folders it lists"),
-    "imagenet": ("https://image-net.org/download.php (ILSVRC-2012, registration)",
-                 "imagenet/train/<wnid>/<image>, imagenet/val/<wnid>/<image> (val sorted into class folders)"),
+    "celeba": (
+        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped images, annotations; terms of use)",
+        "celeba/list_attr_celeba.txt, celeba/list_eval_partition.txt, celeba/img_align_celeba/<images>",
+    ),
+    "waterbirds": (
+        "https://github.com/kohpangwei/group_DRO (waterbird_complete95_forest2water2.tar.gz, "
+        "CUB-200 and Places licences)",
+        "waterbird_complete95_forest2water2/metadata.csv and the image folders it lists",
+    ),
+    "imagenet": (
+        "https://image-net.org/download.php (ILSVRC-2012, registration)",
+        "imagenet/train/<wnid>/<image>, imagenet/val/<wnid>/<image> (val sorted into class folders)",
+    ),
 }
 
 
@@ -116,11 +130,14 @@ def fetch_weights(url: str, hub_dir: Path) -> str:
         return f"present at {target}"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=torch.hub.HASH_REGEX.search(target.name).group(1),
-                                       progress=False)
+        torch.hub.download_url_to_file(
+            url, str(target), hash_prefix=torch.hub.HASH_REGEX.search(target.name).group(1), progress=False
+        )
     except (OSError, RuntimeError) as error:
         target.unlink(missing_ok=True)
-        raise DownloadError(f"cannot fetch {url} ({type(error).__name__}: {getattr(error, 'reason', error)})") from error
+        raise DownloadError(
+            f"cannot fetch {url} ({type(error).__name__}: {getattr(error, 'reason', error)})"
+        ) from error
     return f"fetched into {target} (sha256 prefix checked)"
 
 
@@ -138,8 +155,13 @@ WEIGHTS = ("swin_t", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 NAMES = (*DATASETS, *MANUAL, *WEIGHTS)
 
 
-def download(names: list[str], data_root: Path, hub_dir: Path, sources: dict[str, Archives] | None = None,
-             urls: dict[str, str] | None = None) -> int:
+def download(
+    names: list[str],
+    data_root: Path,
+    hub_dir: Path,
+    sources: dict[str, Archives] | None = None,
+    urls: dict[str, str] | None = None,
+) -> int:
     """One line per name on stdout (failures on stderr); the number of names that failed."""
     unknown = [name for name in names if name not in NAMES]
     if unknown:

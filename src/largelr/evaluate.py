@@ -37,8 +37,14 @@ class Split:
     order; ``samples(indices)`` gathers single items.
     """
 
-    def __init__(self, dataset: dict[str, Any], split: str, device: torch.device | str,
-                 indices: torch.Tensor | None = None, num_workers: int = 0):
+    def __init__(
+        self,
+        dataset: dict[str, Any],
+        split: str,
+        device: torch.device | str,
+        indices: torch.Tensor | None = None,
+        num_workers: int = 0,
+    ):
         self.device, self.lazy = torch.device(device), bool(dataset.get("lazy"))
         part = dataset[split]
         take = (lambda t: t[indices]) if indices is not None else (lambda t: t)
@@ -66,15 +72,23 @@ class Split:
                 yield self.x[i : i + size], self.y[i : i + size], self.b[i : i + size]
             return
         for x, y, b in self.loader(batch_size or LAZY_EVAL_BATCH):
-            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True),
-                   b.to(self.device, non_blocking=True))
+            yield (
+                x.to(self.device, non_blocking=True),
+                y.to(self.device, non_blocking=True),
+                b.to(self.device, non_blocking=True),
+            )
 
     def loader(self, batch_size: int) -> torch.utils.data.DataLoader:
         """An in-order DataLoader over a lazy split (workers kept alive between passes)."""
         if self._eval_loader is None or self._eval_loader.batch_size != batch_size:
             self._eval_loader = torch.utils.data.DataLoader(
-                self.images, batch_size=batch_size, shuffle=False, num_workers=self.workers,
-                pin_memory=self.pin, persistent_workers=self.workers > 0)
+                self.images,
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=self.workers,
+                pin_memory=self.pin,
+                persistent_workers=self.workers > 0,
+            )
         return self._eval_loader
 
     def samples(self, indices: torch.Tensor) -> Batch:
@@ -119,10 +133,12 @@ def predict_split(model: nn.Module, split: Split, batch_size: int | None = None)
 
 
 @torch.no_grad()
-def predictions_and_losses(model: nn.Module, split: Split,
-                           autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                           prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def predictions_and_losses(
+    model: nn.Module,
+    split: Split,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits' argmax, per-sample cross-entropy and true-class probability over a whole split, in eval mode."""
     was_training = model.training
     model.eval()

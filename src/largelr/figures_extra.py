@@ -63,8 +63,15 @@ def _heatmap(ax: plt.Axes, means: pd.DataFrame, counts: pd.DataFrame, title: str
     middle = (np.nanmin(values) + np.nanmax(values)) / 2 if np.isfinite(values).any() else 0.0
     for (i, j), value in np.ndenumerate(values):
         text = "left out" if np.isnan(value) else f"{value:.3g}\nn={counts.iat[i, j]}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=6,
-                color="black" if np.isnan(value) or value > middle else "white")  # legible on viridis
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="black" if np.isnan(value) or value > middle else "white",
+        )  # legible on viridis
     ax.set_xticks(range(len(means.columns)), [f"{v:g}" for v in means.columns])
     ax.set_yticks(range(len(means.index)), [f"{v:g}" for v in means.index])
     ax.set(xlabel=knob, ylabel=axis, title=title)
@@ -72,8 +79,16 @@ def _heatmap(ax: plt.Axes, means: pd.DataFrame, counts: pd.DataFrame, title: str
     plt.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
 
 
-def landscape_figure(cells: pd.DataFrame, rows: Mapping[str, float], dataset: str, model: str, spurious: str,
-                     paths: Sequence[str | Path], name: str = "", axis: str = "lr") -> plt.Figure:
+def landscape_figure(
+    cells: pd.DataFrame,
+    rows: Mapping[str, float],
+    dataset: str,
+    model: str,
+    spurious: str,
+    paths: Sequence[str | Path],
+    name: str = "",
+    axis: str = "lr",
+) -> plt.Figure:
     """Fig. 9: training loss, unbiased test accuracy and spurious feature use over (axis x knob), one
     heatmap each; each square is the mean over the included seeds of the study at that axis value
     and that knob value."""
@@ -90,15 +105,26 @@ def landscape_figure(cells: pd.DataFrame, rows: Mapping[str, float], dataset: st
         means, counts = landscape_grid(pair, rows, variable)
         _heatmap(ax, means, counts, label, knob, axis)
     seeds, left = pair["seed"].nunique(), int((~pair["included"]).sum())
-    fig.suptitle(f"landscape {name}: {dataset} × {model}, {axis} × {knob}; mean over included seeds "
-                 f"({seeds} seeds; {left} of {len(pair)} cells left out)", fontsize=9)
+    fig.suptitle(
+        f"landscape {name}: {dataset} × {model}, {axis} × {knob}; mean over included seeds "
+        f"({seeds} seeds; {left} of {len(pair)} cells left out)",
+        fontsize=9,
+    )
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
 
 
-def draw_landscape_figure(cells_files: Sequence[str], rows: Sequence[str], dataset: str, model: str, spurious: str,
-                          name: str, axis: str, paths: Sequence[str]) -> None:
+def draw_landscape_figure(
+    cells_files: Sequence[str],
+    rows: Sequence[str],
+    dataset: str,
+    model: str,
+    spurious: str,
+    name: str,
+    axis: str,
+    paths: Sequence[str],
+) -> None:
     """The CLI's entry: ``rows`` as 'study=value' texts."""
     cells = pd.concat([pd.read_parquet(path) for path in cells_files], ignore_index=True)
     mapping = {}
@@ -111,8 +137,12 @@ def draw_landscape_figure(cells_files: Sequence[str], rows: Sequence[str], datas
 
 # --- Fig. 14: IG beside DeepLift on the hi/lo samples -----------------------------------------
 
-METHOD_COLUMNS = (("low", "", "IG"), ("low", "_deeplift", "DeepLift"), ("high", "", "IG"),
-                  ("high", "_deeplift", "DeepLift"))
+METHOD_COLUMNS = (
+    ("low", "", "IG"),
+    ("low", "_deeplift", "DeepLift"),
+    ("high", "", "IG"),
+    ("high", "_deeplift", "DeepLift"),
+)
 
 
 def load_maps(npz_path: str | Path, required: set[str]) -> dict[str, np.ndarray]:
@@ -136,22 +166,45 @@ def bare(axes: np.ndarray) -> None:
         ax.grid(False)
 
 
-def hilo_methods_figure(npz_path: str | Path, study: str, dataset: str, model: str, n_seeds: int,
-                        paths: Sequence[str | Path], max_samples: int = 6) -> plt.Figure:
+def hilo_methods_figure(
+    npz_path: str | Path,
+    study: str,
+    dataset: str,
+    model: str,
+    n_seeds: int,
+    paths: Sequence[str | Path],
+    max_samples: int = 6,
+) -> plt.Figure:
     """Fig. 14: the hi/lo samples (right for most high-lr seeds, wrong for most low-lr seeds) with the
     seed-mean |IG| and |DeepLift| maps at each learning rate side by side (channels summed, each
     map scaled by its own max, printed above it)."""
-    arrays = load_maps(npz_path, {"images", "labels", "indices", "maps_low", "maps_high", "maps_low_deeplift",
-                                  "maps_high_deeplift", "lr_low", "lr_high"})
+    arrays = load_maps(
+        npz_path,
+        {
+            "images",
+            "labels",
+            "indices",
+            "maps_low",
+            "maps_high",
+            "maps_low_deeplift",
+            "maps_high_deeplift",
+            "lr_low",
+            "lr_high",
+        },
+    )
     n = min(max_samples, len(arrays["labels"]))
     lrs = {"low": float(arrays["lr_low"]), "high": float(arrays["lr_high"])}
-    title = f"{study}: {dataset} × {model}, IG vs DeepLift, lr {lrs['low']:g} vs {lrs['high']:g}, {n_seeds} seeds per lr"
+    title = (
+        f"{study}: {dataset} × {model}, IG vs DeepLift, lr {lrs['low']:g} vs {lrs['high']:g}, {n_seeds} seeds per lr"
+    )
     if n == 0:
-        return placeholder_figure(f"{title}: no test sample is right for >75% of high-lr and <25% of low-lr models",
-                                  paths)
+        return placeholder_figure(
+            f"{title}: no test sample is right for >75% of high-lr and <25% of low-lr models", paths
+        )
     use_style()
-    fig, axes = plt.subplots(n, 5, figsize=(10.5, row_height(arrays["images"][0], 2.1) * n + 0.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        n, 5, figsize=(10.5, row_height(arrays["images"][0], 2.1) * n + 0.4), squeeze=False, layout="constrained"
+    )
     for row in range(n):
         image = arrays["images"][row]
         flat = image.ndim == 1
@@ -160,8 +213,9 @@ def hilo_methods_figure(npz_path: str | Path, study: str, dataset: str, model: s
         for column, (group, suffix, method) in enumerate(METHOD_COLUMNS, start=1):
             heat = attribution_heat(arrays[f"maps_{group}{suffix}"][row])
             peak = float(heat.max())
-            axes[row, column].imshow(heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1,
-                                     aspect="auto" if flat else None)
+            axes[row, column].imshow(
+                heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1, aspect="auto" if flat else None
+            )
             axes[row, column].set_title(f"{method}, lr {lrs[group]:g} (max {peak:.2g})", fontsize=7)
     bare(axes)
     fig.suptitle(title, fontsize=8)
@@ -171,12 +225,19 @@ def hilo_methods_figure(npz_path: str | Path, study: str, dataset: str, model: s
 
 # --- Figs 13 (left) and 28: maps and one neuron over training -----------------------------------
 
-TRAINING_ARRAYS = {"images", "labels", "indices", "knob", "seed", *(f"{key}_{group}" for group in ("low", "high")
-                                                                  for key in ("steps", "maps", "csi", "bsi", "value"))}
+TRAINING_ARRAYS = {
+    "images",
+    "labels",
+    "indices",
+    "knob",
+    "seed",
+    *(f"{key}_{group}" for group in ("low", "high") for key in ("steps", "maps", "csi", "bsi", "value")),
+}
 
 
-def training_maps_figure(npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path],
-                         max_samples: int = 2) -> plt.Figure:
+def training_maps_figure(
+    npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path], max_samples: int = 2
+) -> plt.Figure:
     """Fig. 13 (left): |IG| maps of fixed test samples at the observed steps of the low- and the
     high-value run (one row each per sample; channels summed, each map scaled by its own max)."""
     arrays = load_maps(npz_path, TRAINING_ARRAYS)
@@ -184,29 +245,37 @@ def training_maps_figure(npz_path: str | Path, study: str, dataset: str, model: 
     columns = 1 + max(len(arrays["steps_low"]), len(arrays["steps_high"]))
     use_style()
     height = row_height(arrays["images"][0], 1.9)
-    fig, axes = plt.subplots(2 * n, columns, figsize=(1.9 * columns, height * 2 * n + 0.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        2 * n, columns, figsize=(1.9 * columns, height * 2 * n + 0.4), squeeze=False, layout="constrained"
+    )
     for sample in range(n):
         image = arrays["images"][sample]
         flat = image.ndim == 1
         for offset, group in enumerate(("low", "high")):
             row = 2 * sample + offset
             axes[row, 0].imshow(displayable(image), cmap="gray", aspect="auto" if flat else None)
-            axes[row, 0].set_title(f"#{int(arrays['indices'][sample])}, label {int(arrays['labels'][sample])}; "
-                                   f"{knob} {float(arrays[f'value_{group}']):g}", fontsize=6)
+            axes[row, 0].set_title(
+                f"#{int(arrays['indices'][sample])}, label {int(arrays['labels'][sample])}; "
+                f"{knob} {float(arrays[f'value_{group}']):g}",
+                fontsize=6,
+            )
             steps = arrays[f"steps_{group}"]
             for column, step in enumerate(steps, start=1):
                 heat = attribution_heat(arrays[f"maps_{group}"][column - 1, sample])
                 peak = float(heat.max())
-                axes[row, column].imshow(heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1,
-                                         aspect="auto" if flat else None)
+                axes[row, column].imshow(
+                    heat / peak if peak > 0 else heat, cmap="inferno", vmin=0, vmax=1, aspect="auto" if flat else None
+                )
                 end = " (end)" if column == len(steps) else ""
                 axes[row, column].set_title(f"step {int(step)}{end}, max {peak:.2g}", fontsize=6)
-            for ax in axes[row, 1 + len(steps):]:
+            for ax in axes[row, 1 + len(steps) :]:
                 ax.axis("off")
     bare(axes)
-    fig.suptitle(f"{study}: {dataset} × {model}, |IG| over training, {knob} {float(arrays['value_low']):g} vs "
-                 f"{float(arrays['value_high']):g} (seed {int(arrays['seed'])}, replayed)", fontsize=8)
+    fig.suptitle(
+        f"{study}: {dataset} × {model}, |IG| over training, {knob} {float(arrays['value_low']):g} vs "
+        f"{float(arrays['value_high']):g} (seed {int(arrays['seed'])}, replayed)",
+        fontsize=8,
+    )
     save_figure(fig, paths)
     return fig
 
@@ -217,7 +286,9 @@ def chosen_neuron(bsi: np.ndarray) -> int | None:
     return None if np.isnan(bsi[-1]).all() else int(np.nanargmax(bsi[-1]))
 
 
-def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path]) -> plt.Figure:
+def neuron_figure(
+    npz_path: str | Path, study: str, dataset: str, model: str, paths: Sequence[str | Path]
+) -> plt.Figure:
     """Fig. 28 (single neuron): the spurious feature use (bias selectivity, BSI) of one penultimate
     neuron over training, at the low and the high value: in each run the neuron with the largest
     BSI at the end (its class selectivity dashed; the mean BSI over all neurons dotted)."""
@@ -234,8 +305,13 @@ def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, pa
         label = f"{knob} {float(arrays[f'value_{group}']):g}, neuron {neuron}"
         ax.plot(steps, bsi[:, neuron], color=colour, marker="o", label=f"{label}: BSI")
         ax.plot(steps, csi[:, neuron], color=colour, marker="s", linestyle="--", label=f"{label}: CSI")
-        ax.plot(steps, np.nanmean(bsi, axis=1), color=colour, linestyle=":", label=f"{knob} "
-                f"{float(arrays[f'value_{group}']):g}: mean BSI of {bsi.shape[1]} neurons")
+        ax.plot(
+            steps,
+            np.nanmean(bsi, axis=1),
+            color=colour,
+            linestyle=":",
+            label=f"{knob} {float(arrays[f'value_{group}']):g}: mean BSI of {bsi.shape[1]} neurons",
+        )
     ax.set(xlabel="training step", ylabel="selectivity", ylim=(-0.02, 1.02))
     steps = sorted({int(s) for group in ("low", "high") for s in arrays[f"steps_{group}"]})
     positive = [s for s in steps if s > 0]
@@ -243,8 +319,10 @@ def neuron_figure(npz_path: str | Path, study: str, dataset: str, model: str, pa
     ax.set_xticks(steps, [str(s) for s in steps], rotation=45 if len(steps) > 6 else 0)
     ax.minorticks_off()
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.set_title(f"{study}: {dataset} × {model}, one penultimate neuron's spurious feature use over training\n"
-                 f"(the neuron with the largest final BSI in each run; seed {int(arrays['seed'])}, replayed)",
-                 fontsize=8)
+    ax.set_title(
+        f"{study}: {dataset} × {model}, one penultimate neuron's spurious feature use over training\n"
+        f"(the neuron with the largest final BSI in each run; seed {int(arrays['seed'])}, replayed)",
+        fontsize=8,
+    )
     save_figure(fig, paths)
     return fig

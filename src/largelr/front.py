@@ -24,18 +24,23 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 # step wrote), "file", "dir". Dataset files (--data) are checked by their loader, which names the
 # command that rebuilds a damaged one.
 INPUTS: dict[str, dict[str, str]] = {
-    "card": {"data": "file"}, "train": {"data": "file"}, "analyze": {"data": "file", "cell_dir": "dir"},
+    "card": {"data": "file"},
+    "train": {"data": "file"},
+    "analyze": {"data": "file", "cell_dir": "dir"},
     "hilo": {"data": "file", "models_low": "file", "models_high": "file"},
     "aggregate": {"train_json": "file"},
     "paper-tables": {"table1_cells": "parquet", "table2_cells": "parquet"},
     "summary": {"cells": "parquet"},
-    "figures": {"cells": "parquet", "curves": "parquet", "dynamics": "parquet", "mechanism": "parquet",
-                "hilo": "file"},
+    "figures": {"cells": "parquet", "curves": "parquet", "dynamics": "parquet", "mechanism": "parquet", "hilo": "file"},
     "intervention-figure": {"cells": "parquet"},
 }
 # Where each kind of input comes from, for the message.
-MAKERS = {"cells": "`largelr aggregate` (snakemake --cores all <study>)", "data": "`largelr data`",
-          "cell_dir": "`largelr train`", "train_json": "`largelr train`"}
+MAKERS = {
+    "cells": "`largelr aggregate` (snakemake --cores all <study>)",
+    "data": "`largelr data`",
+    "cell_dir": "`largelr train`",
+    "train_json": "`largelr train`",
+}
 SPEC_KEYS = ("study", "dataset", "model", "knob", "value", "seed", "train", "model_params")
 COUNTS = ("threads", "workers", "checkpoint_every")  # flags that take a whole number >= 1
 
@@ -43,6 +48,7 @@ COUNTS = ("threads", "workers", "checkpoint_every")  # flags that take a whole n
 def one_line_errors(parser: argparse.ArgumentParser) -> None:
     """argparse's errors (a missing flag, a bad value) as one line, without the usage block, in
     ``parser`` and its subcommands."""
+
     def error(message: str, prog: str = parser.prog) -> None:
         import sys
 
@@ -68,8 +74,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         if (value := getattr(args, name, None)) is not None and value < 1:
             raise UsageError(f"{flag(name)} {value}: allowed: a whole number >= 1")
     if args.step == "train" and (missing := [key for key in SPEC_KEYS if key not in args.spec]):
-        raise UsageError(f"--spec: missing keys {missing}; give the JSON of largelr.config.cell_spec, as the "
-                         "workflow's train rule does (snakemake -p shows its command)")
+        raise UsageError(
+            f"--spec: missing keys {missing}; give the JSON of largelr.config.cell_spec, as the "
+            "workflow's train rule does (snakemake -p shows its command)"
+        )
     for name, kind in INPUTS.get(args.step, {}).items():
         value = getattr(args, name, None)
         for path in value if isinstance(value, list) else [value] if value else []:
@@ -91,8 +99,10 @@ def check_input(name: str, path: Path, kind: str) -> None:
         try:
             pyarrow.parquet.ParquetFile(path).close()
         except (OSError, pyarrow.ArrowException) as error:
-            raise UsageError(f"{flag(name)} {path}: not a readable Parquet table ({str(error).splitlines()[0]}); "
-                             f"give the table {made_by} writes, or rerun that step if the file is damaged") from None
+            raise UsageError(
+                f"{flag(name)} {path}: not a readable Parquet table ({str(error).splitlines()[0]}); "
+                f"give the table {made_by} writes, or rerun that step if the file is damaged"
+            ) from None
 
 
 def failure(error: BaseException) -> tuple[int, str]:

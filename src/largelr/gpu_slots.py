@@ -53,8 +53,9 @@ def try_slot(path: Path) -> int | None:
     return fd
 
 
-def acquire_slot(devices: list[str], per_device: int = 1, lock_dir: Path | None = None,
-                 timeout_s: float | None = None) -> tuple[str, int]:
+def acquire_slot(
+    devices: list[str], per_device: int = 1, lock_dir: Path | None = None, timeout_s: float | None = None
+) -> tuple[str, int]:
     """(device, descriptor holding its slot): the first free slot, filling each device's first
     slot before any device's second; waits while all are held (ValueError without devices,
     TimeoutError after timeout_s)."""

@@ -147,8 +147,9 @@ def file_damage(path: Path, sealed: dict[str, Any] | None, level: str) -> str | 
     return None
 
 
-def check_cell(cell_dir: str | Path, full: Sequence[str] = (), sized: Sequence[str] = (),
-               tables: Sequence[str] = ()) -> dict[str, Any]:
+def check_cell(
+    cell_dir: str | Path, full: Sequence[str] = (), sized: Sequence[str] = (), tables: Sequence[str] = ()
+) -> dict[str, Any]:
     """The cell's record (train.json) once the files a step reads are intact.
 
     ``full``/``sized``: keys of TRAIN_FILES checked against the seal by size and SHA-256 / by size;
@@ -193,7 +194,10 @@ def git_revision() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -23,10 +23,19 @@ SPURIOUS_MEASURES = {
 SPURIOUS_CHOICES = ("auto", *SPURIOUS_MEASURES)
 LANDSCAPE_KEYS: dict[str, Setting] = {
     "description": Setting("", "what the landscape shows", type=str),
-    "studies": Setting(None, "the one-knob studies that make the landscape's rows (at least two)", type=list,
-                       items=Setting("", "a study", type=str), min_items=2),
+    "studies": Setting(
+        None,
+        "the one-knob studies that make the landscape's rows (at least two)",
+        type=list,
+        items=Setting("", "a study", type=str),
+        min_items=2,
+    ),
     "axis": Setting("lr", "the training setting that tells the studies apart (the landscape's rows)", type=str),
-    "spurious": Setting("auto", "the spurious-feature-use panel: auto (spurious_share where the dataset marks its "
-                        "spurious region, else bsi) | spurious_share | bsi | bias_gap (test_acc_ba - test_acc_bc)",
-                        type=str, choices=SPURIOUS_CHOICES),
+    "spurious": Setting(
+        "auto",
+        "the spurious-feature-use panel: auto (spurious_share where the dataset marks its "
+        "spurious region, else bsi) | spurious_share | bsi | bias_gap (test_acc_ba - test_acc_bc)",
+        type=str,
+        choices=SPURIOUS_CHOICES,
+    ),
 }

@@ -12,9 +12,21 @@ import re
 
 import pandas as pd
 
-SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "↑": r"$\uparrow$",
-           "↓": r"$\downarrow$"}
+SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+}
 UNSPECIAL = {latex: text for text, latex in SPECIAL.items()}
 
 
@@ -31,13 +43,28 @@ def unescape(source: str) -> str:
 
 def latex_table(frame: pd.DataFrame, title: str = "", note: str = "", format_cell=str) -> str:
     """``frame`` as a booktabs ``tabular``: text columns left-aligned, numeric ones right-aligned."""
-    align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-                    else "l" for c in frame.columns)
+    align = "".join(
+        "r" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) else "l"
+        for c in frame.columns
+    )
     comments = [f"% {line}" for line in (title.splitlines() + note.splitlines()) if line.strip()]
     header = " & ".join(escape(str(c)) for c in frame.columns) + r" \\"
     body = [" & ".join(escape(format_cell(v)) for v in row) + r" \\" for row in frame.itertuples(index=False)]
-    return "\n".join([*comments, rf"\begin{{tabular}}{{{align}}}", r"\toprule", header, r"\midrule", *body,
-                      r"\bottomrule", r"\end{tabular}"]) + "\n"
+    return (
+        "\n".join(
+            [
+                *comments,
+                rf"\begin{{tabular}}{{{align}}}",
+                r"\toprule",
+                header,
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def read_latex_table(source: str) -> pd.DataFrame:

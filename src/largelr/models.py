@@ -223,8 +223,10 @@ class TorchvisionResNet(BodyAndHead):
         import torchvision.models  # imported on use: slow import
 
         if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} needs image inputs [C, H, W], got input_shape {input_shape}; "
-                             "use the fcn model for flat inputs")
+            raise ValueError(
+                f"{type(self).__name__} needs image inputs [C, H, W], got input_shape {input_shape}; "
+                "use the fcn model for flat inputs"
+            )
         if stem not in STEM_CHOICES:
             raise ValueError(f"ResNet stem {stem!r} is not known; allowed: {list(STEM_CHOICES)}")
         channels = input_shape[0]
@@ -331,8 +333,9 @@ class SwinT(BodyAndHead):
         for mlp in (m for m in self.body.modules() if isinstance(m, torchvision.ops.MLP)):
             fc1, fc2 = (m for m in mlp if isinstance(m, nn.Linear))
             readers[fc1] = [fc2]
-        return conv_kernels(self.body) + [Units.neurons(m, readers.get(m, ())) for m in self.body.modules()
-                                          if isinstance(m, nn.Linear)]
+        return conv_kernels(self.body) + [
+            Units.neurons(m, readers.get(m, ())) for m in self.body.modules() if isinstance(m, nn.Linear)
+        ]
 
 
 def swin_t_weights_path() -> Path:

@@ -33,8 +33,14 @@ class Snapshots:
     """Observer of a replayed run (largelr.train.Observer): records the maps and selectivities at
     each requested step and stops the run after the last one."""
 
-    def __init__(self, steps: list[int], probe: tuple[torch.Tensor, torch.Tensor],
-                 represent: tuple[torch.Tensor, torch.Tensor, torch.Tensor], settings, num_bias: int):
+    def __init__(
+        self,
+        steps: list[int],
+        probe: tuple[torch.Tensor, torch.Tensor],
+        represent: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        settings,
+        num_bias: int,
+    ):
         self.pending, self.settings, self.num_bias = sorted(steps), settings, num_bias
         self.probe, self.represent = probe, represent
         self.records: dict[int, dict[str, np.ndarray]] = {}
@@ -51,20 +57,35 @@ class Snapshots:
         device = next(model.parameters()).device
         try:
             x, y = (t.to(device) for t in self.probe)
-            maps, _ = integrated_gradients(model, x, y, settings["ig_steps"], settings["ig_method"],
-                                           settings["ig_internal_batch_size"], ig_baseline(x, settings["ig_baseline"]))
+            maps, _ = integrated_gradients(
+                model,
+                x,
+                y,
+                settings["ig_steps"],
+                settings["ig_method"],
+                settings["ig_internal_batch_size"],
+                ig_baseline(x, settings["ig_baseline"]),
+            )
             rep_x, rep_y, rep_b = self.represent
             z = penultimate_activations(model, rep_x, settings["eval_batch_size"])
         finally:
             model.train(was_training)
         eps = settings["csi_eps"]
-        return {"maps": maps.float().cpu().numpy(),
-                "csi": selectivity_per_neuron(z, rep_y.cpu(), None, eps, "class").float().numpy(),
-                "bsi": selectivity_per_neuron(z, rep_b.cpu(), self.num_bias, eps, "bias").float().numpy()}
+        return {
+            "maps": maps.float().cpu().numpy(),
+            "csi": selectivity_per_neuron(z, rep_y.cpu(), None, eps, "class").float().numpy(),
+            "bsi": selectivity_per_neuron(z, rep_b.cpu(), self.num_bias, eps, "bias").float().numpy(),
+        }
 
 
-def replay_snapshots(spec: dict[str, Any], dataset: dict[str, Any], final_model: nn.Module, final_step: int,
-                     snapshots: Snapshots, device: torch.device) -> dict[str, np.ndarray]:
+def replay_snapshots(
+    spec: dict[str, Any],
+    dataset: dict[str, Any],
+    final_model: nn.Module,
+    final_step: int,
+    snapshots: Snapshots,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
     """steps, maps [T, S, ...], csi and bsi [T, neurons] of one cell: its replay up to the last requested
     step before ``final_step``, then its final model."""
     from largelr.train import train_cell
@@ -78,15 +99,25 @@ def replay_snapshots(spec: dict[str, Any], dataset: dict[str, Any], final_model:
     return {"steps": np.asarray(steps, dtype=np.int64), **stacked}
 
 
-def training_maps(specs: dict[str, dict[str, Any]], models: dict[str, nn.Module], final_steps: dict[str, int],
-                  dataset: dict[str, Any], settings, device: torch.device) -> dict[str, np.ndarray]:
+def training_maps(
+    specs: dict[str, dict[str, Any]],
+    models: dict[str, nn.Module],
+    final_steps: dict[str, int],
+    dataset: dict[str, Any],
+    settings,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
     """The arrays of a training-maps file for the "low" and "high" cells of ``specs``."""
     n = settings["training_map_samples"]
     x, y, _ = test_sample(dataset, n, "cpu")
     represent = test_sample(dataset, settings["represent_samples"], "cpu")
     indices = sample_indices(len(Split(dataset, "test", "cpu")), n, 0)  # test_sample's draw
-    arrays: dict[str, np.ndarray] = {"images": x.float().numpy(), "labels": y.long().numpy(),
-                                     "indices": indices.long().numpy(), "knob": np.str_(specs["low"]["knob"])}
+    arrays: dict[str, np.ndarray] = {
+        "images": x.float().numpy(),
+        "labels": y.long().numpy(),
+        "indices": indices.long().numpy(),
+        "knob": np.str_(specs["low"]["knob"]),
+    }
     for group in ("low", "high"):
         steps = snapshot_steps(settings["training_map_steps"], final_steps[group])
         snapshots = Snapshots(steps, (x, y), represent, settings, dataset["num_bias"])
@@ -97,8 +128,15 @@ def training_maps(specs: dict[str, dict[str, Any]], models: dict[str, nn.Module]
     return arrays
 
 
-def write_training_maps(data_path: str, specs: dict[str, dict[str, Any]], model_paths: dict[str, str],
-                        summary_paths: dict[str, str], settings, device: torch.device, out: str) -> None:
+def write_training_maps(
+    data_path: str,
+    specs: dict[str, dict[str, Any]],
+    model_paths: dict[str, str],
+    summary_paths: dict[str, str],
+    settings,
+    device: torch.device,
+    out: str,
+) -> None:
     """Load the dataset and the two cells' final models and steps, replay, and write one .npz."""
     from largelr.datasets import load_dataset
     from largelr.io import atomic_path
@@ -106,9 +144,12 @@ def write_training_maps(data_path: str, specs: dict[str, dict[str, Any]], model_
 
     dataset = load_dataset(data_path)
     models = {group: load_checkpoint(path, device) for group, path in model_paths.items()}
-    final_steps = {group: int(json.loads(open(path).read())["summary"]["steps"]) for group, path in summary_paths.items()}
+    final_steps = {
+        group: int(json.loads(open(path).read())["summary"]["steps"]) for group, path in summary_paths.items()
+    }
     arrays = training_maps(specs, models, final_steps, dataset, settings, device)
     with atomic_path(out) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
-    print(f"training maps: steps {arrays['steps_low'].tolist()} (low) and {arrays['steps_high'].tolist()} (high) "
-          f"-> {out}")
+    print(
+        f"training maps: steps {arrays['steps_low'].tolist()} (low) and {arrays['steps_high'].tolist()} (high) -> {out}"
+    )

@@ -56,6 +56,10 @@ def last_progress(log_text: str) -> dict[str, float] | None:
     """The last progress line of a training log: step, cap, elapsed_s, eta_s; None when there is none."""
     for line in reversed(log_text.splitlines()):
         if match := LINE.match(line):
-            return {"step": int(match["step"]), "cap": int(match["cap"]),
-                    "elapsed_s": parse_clock(match["elapsed"]), "eta_s": parse_clock(match["eta"])}
+            return {
+                "step": int(match["step"]),
+                "cap": int(match["cap"]),
+                "elapsed_s": parse_clock(match["elapsed"]),
+                "eta_s": parse_clock(match["eta"]),
+            }
     return None

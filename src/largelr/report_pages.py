@@ -35,8 +35,10 @@ STYLE = """<style>
 
 def page(body: str, title: str) -> str:
     """A complete HTML document around ``body``, styled."""
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'{STYLE}</head>\n<body><div class="largelr">\n{body}\n</div></body></html>\n')
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'{STYLE}</head>\n<body><div class="largelr">\n{body}\n</div></body></html>\n'
+    )
 
 
 def arrow_class(text: str) -> str:
@@ -78,8 +80,11 @@ def caption_html(rst_path: Path) -> str:
 def figure_page(png: Path, title: str, caption: str) -> str:
     """One figure inline, its caption (HTML) under it."""
     data = base64.b64encode(png.read_bytes()).decode("ascii")
-    return page(f"<h2>{html.escape(title)}</h2>\n<figure><img src=\"data:image/png;base64,{data}\" "
-                f"alt=\"{html.escape(png.stem)}\">\n<figcaption>{caption}</figcaption></figure>", title)
+    return page(
+        f'<h2>{html.escape(title)}</h2>\n<figure><img src="data:image/png;base64,{data}" '
+        f'alt="{html.escape(png.stem)}">\n<figcaption>{caption}</figcaption></figure>',
+        title,
+    )
 
 
 def write_figure_pages(out_dir: str | Path, families: list[str], caption_dir: str | Path) -> list[Path]:

@@ -49,6 +49,7 @@ class CellStatus:
 def merged_config(paths: list[str | Path]) -> dict[str, Any]:
     """The config files read in order, later keys replacing earlier ones in nested mappings
     (as Snakemake merges ``--configfile`` overlays onto config.yaml)."""
+
     def merge(base: dict, extra: dict) -> dict:
         out = dict(base)
         for key, value in extra.items():
@@ -70,8 +71,9 @@ def cell_status(cell: Cell, root: Path, now: float, active_s: float = ACTIVE_S) 
             summary = json.loads(record.read_text())["summary"]
         except (ValueError, KeyError):
             return CellStatus(cell, "failed", f"{record} is damaged (the next run retrains it)")
-        return CellStatus(cell, "done", "diverged" if summary.get("diverged") else summary.get("stopped_by", ""),
-                          summary)
+        return CellStatus(
+            cell, "done", "diverged" if summary.get("diverged") else summary.get("stopped_by", ""), summary
+        )
     log = root / TRAIN_LOG.format(**cell.__dict__)
     if not log.exists():
         return CellStatus(cell, "missing")
@@ -96,9 +98,13 @@ def pair_pace(statuses: list[CellStatus]) -> dict[tuple[str, str], tuple[float, 
     for status in statuses:
         if status.state == "done" and status.summary.get("steps"):
             done.setdefault((status.cell.dataset, status.cell.model), []).append(status.summary)
-    return {pair: (statistics.median(s["wall_s"] / s["steps"] for s in summaries),
-                   statistics.median(s["steps"] for s in summaries))
-            for pair, summaries in done.items()}
+    return {
+        pair: (
+            statistics.median(s["wall_s"] / s["steps"] for s in summaries),
+            statistics.median(s["steps"] for s in summaries),
+        )
+        for pair, summaries in done.items()
+    }
 
 
 def remaining_seconds(statuses: list[CellStatus], caps: dict[Cell, int]) -> tuple[float, int, int]:
@@ -121,11 +127,13 @@ def remaining_seconds(statuses: list[CellStatus], caps: dict[Cell, int]) -> tupl
     return total, estimated, unknown
 
 
-def study_status(config: dict[str, Any], study: str, root: Path, now: float | None = None,
-                 active_s: float = ACTIVE_S) -> list[CellStatus]:
+def study_status(
+    config: dict[str, Any], study: str, root: Path, now: float | None = None, active_s: float = ACTIVE_S
+) -> list[CellStatus]:
     if study not in config.get("studies", {}):
-        raise SystemExit(f"largelr status: no study {study!r} in the config; studies: "
-                         f"{', '.join(config.get('studies', {}))}")
+        raise SystemExit(
+            f"largelr status: no study {study!r} in the config; studies: {', '.join(config.get('studies', {}))}"
+        )
     now = time.time() if now is None else now
     return [cell_status(cell, root, now, active_s) for cell in study_cells(config, study)]
 
@@ -133,25 +141,42 @@ def study_status(config: dict[str, Any], study: str, root: Path, now: float | No
 def step_caps(config: dict[str, Any], cells: list[Cell]) -> dict[Cell, int]:
     from largelr.config import TrainSettings
 
-    return {cell: TrainSettings(cell_spec(config, cell.study, cell.dataset, cell.model, cell.knob, cell.value,
-                                          cell.seed)["train"]).max_steps for cell in cells}
+    return {
+        cell: TrainSettings(
+            cell_spec(config, cell.study, cell.dataset, cell.model, cell.knob, cell.value, cell.seed)["train"]
+        ).max_steps
+        for cell in cells
+    }
 
 
-def status_report(config: dict[str, Any], study: str, root: Path, jobs: int = 1, now: float | None = None,
-                  active_s: float = ACTIVE_S, show_done: bool = False) -> str:
+def status_report(
+    config: dict[str, Any],
+    study: str,
+    root: Path,
+    jobs: int = 1,
+    now: float | None = None,
+    active_s: float = ACTIVE_S,
+    show_done: bool = False,
+) -> str:
     """The listing printed by ``largelr status``: counts, time left, a table per pair, the cells not done."""
     statuses = study_status(config, study, root, now, active_s)
     counts = Counter(status.state for status in statuses)
     diverged = sum(status.detail == "diverged" for status in statuses)
     seconds, estimated, unknown = remaining_seconds(statuses, step_caps(config, [s.cell for s in statuses]))
-    lines = [f"Study {study}: {len(statuses)} cells: " + ", ".join(f"{counts[state]} {state}" for state in STATES)
-             + (f" ({diverged} of the done diverged)" if diverged else "")]
+    lines = [
+        f"Study {study}: {len(statuses)} cells: "
+        + ", ".join(f"{counts[state]} {state}" for state in STATES)
+        + (f" ({diverged} of the done diverged)" if diverged else "")
+    ]
     left = len(statuses) - counts["done"]
     if left:
         at_once = f", about {clock(seconds / jobs)} at {jobs} jobs at once" if jobs > 1 else ""
-        lines.append(f"training left: about {clock(seconds)} one cell at a time{at_once} ({estimated} of {left} cells"
-                     f" estimated from their pair's done cells or their log's ETA"
-                     + (f"; {unknown} not estimated: no done cell of their pair yet" if unknown else "") + ")")
+        lines.append(
+            f"training left: about {clock(seconds)} one cell at a time{at_once} ({estimated} of {left} cells"
+            f" estimated from their pair's done cells or their log's ETA"
+            + (f"; {unknown} not estimated: no done cell of their pair yet" if unknown else "")
+            + ")"
+        )
     lines += ["", "| dataset | model | " + " | ".join(STATES) + " |", "|---|---|" + "---|" * len(STATES)]
     pairs: dict[tuple[str, str], Counter] = {}
     for status in statuses:

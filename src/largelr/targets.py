@@ -58,9 +58,12 @@ def requested_studies(targets: Sequence[str], studies: Iterable[str], default_st
     for target in targets:
         parts = target.split("/")
         for study in studies:
-            if (target in (study, f"figures_{study}") or parts[:2] == ["results", study]
-                    or parts[:3] == ["results", "figures", study]
-                    or (parts[:2] == ["results", "tables"] and parts[-1].split(".")[0].rsplit("_", 1)[0] == study)):
+            if (
+                target in (study, f"figures_{study}")
+                or parts[:2] == ["results", study]
+                or parts[:3] == ["results", "figures", study]
+                or (parts[:2] == ["results", "tables"] and parts[-1].split(".")[0].rsplit("_", 1)[0] == study)
+            ):
                 named.append(study)
     return list(dict.fromkeys(named))
 
@@ -82,8 +85,11 @@ def pair_source(family: FigureFamily) -> str:
 def study_families(pairs: Mapping[str, Sequence[Pair]], settings: Mapping[str, Any]) -> list[str]:
     """The families a study draws, in the records' order: those with pairs to draw (``pairs``: pair
     source -> pairs) whose analysis setting, if any, is on."""
-    return [name for name, family in FIGURE_FAMILIES.items()
-            if pairs.get(pair_source(family)) and (not family.setting or settings.get(family.setting))]
+    return [
+        name
+        for name, family in FIGURE_FAMILIES.items()
+        if pairs.get(pair_source(family)) and (not family.setting or settings.get(family.setting))
+    ]
 
 
 def figure_stems(family: str, pairs: Sequence[Pair]) -> list[str]:
@@ -94,8 +100,9 @@ def figure_stems(family: str, pairs: Sequence[Pair]) -> list[str]:
     return sorted({record.file_stem(dataset, model) for dataset, model in pairs})
 
 
-def study_figure_files(study: str, pairs: Mapping[str, Sequence[Pair]], settings: Mapping[str, Any],
-                       formats: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+def study_figure_files(
+    study: str, pairs: Mapping[str, Sequence[Pair]], settings: Mapping[str, Any], formats: Sequence[str]
+) -> list[tuple[str, str, list[str]]]:
     """(family, stem, files) of every figure of the study: the files under results/figures/<study>/."""
     figures = []
     for family in study_families(pairs, settings):
@@ -109,8 +116,13 @@ def study_table_files(study: str) -> list[str]:
     return [table.path(study, suffix) for table in STUDY_TABLES.values() for suffix in table.suffixes()]
 
 
-def hilo_values(values: Iterable[str], low: float | None, high: float | None, format_value: Callable[[float], str],
-                where: tuple[str, str, str]) -> list[str]:
+def hilo_values(
+    values: Iterable[str],
+    low: float | None,
+    high: float | None,
+    format_value: Callable[[float], str],
+    where: tuple[str, str, str],
+) -> list[str]:
     """(low, high) knob values of a pair (``where``: study, dataset, model) as path text: the
     settings hilo_low / hilo_high where given, else the pair's smallest / largest value."""
     values = sorted(set(values), key=float)
@@ -119,14 +131,20 @@ def hilo_values(values: Iterable[str], low: float | None, high: float | None, fo
     for key, value, default in (("hilo_low", low, values[0]), ("hilo_high", high, values[-1])):
         text = default if value is None else format_value(value)
         if text not in values:
-            raise ValueError(f"config.yaml: analysis {key} = {value!r} (study {study}) is not a value of "
-                             f"({dataset}, {model}); allowed: {values}. Fix it in config.yaml.")
+            raise ValueError(
+                f"config.yaml: analysis {key} = {value!r} (study {study}) is not a value of "
+                f"({dataset}, {model}); allowed: {values}. Fix it in config.yaml."
+            )
         chosen.append(text)
     return chosen
 
 
-def missing_data_report(study_datasets: Mapping[str, Sequence[str]], missing_reason: Callable[[str], str | None],
-                        data_root: str, dry_run: bool) -> str:
+def missing_data_report(
+    study_datasets: Mapping[str, Sequence[str]],
+    missing_reason: Callable[[str], str | None],
+    data_root: str,
+    dry_run: bool,
+) -> str:
     """One block ("" when nothing is missing): each study that cannot run (fully or in part)
     because data is missing, then each missing dataset with the files it needs."""
     absent: dict[str, None] = {}
@@ -141,11 +159,15 @@ def missing_data_report(study_datasets: Mapping[str, Sequence[str]], missing_rea
     if not lines:
         return ""
     header = f"largelr: data missing under data_root={data_root!r}. Studies that cannot run (fully or in part):"
-    footer = ("  Their `data` jobs fail with these messages; the other studies are built (add\n"
-              "  --keep-going so the failures do not stop them); the paper tables use only studies\n"
-              "  whose data is present. Missing datasets:")
+    footer = (
+        "  Their `data` jobs fail with these messages; the other studies are built (add\n"
+        "  --keep-going so the failures do not stop them); the paper tables use only studies\n"
+        "  whose data is present. Missing datasets:"
+    )
     reasons = [f"  - {d}: {missing_reason(d)}" for d in absent]
     if dry_run:
-        reasons.append("  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
-                       "  whose data is present are built.")
+        reasons.append(
+            "  Dry run: the plan below is each study's whole plan; without -n only the parts\n"
+            "  whose data is present are built."
+        )
     return "\n".join([header, *lines, footer, *reasons])

@@ -51,14 +51,21 @@ __all__ = [
 ]
 
 
-def test_predictions(model: nn.Module, dataset: dict[str, Any], spec: dict[str, Any], device: torch.device,
-                     diverged: bool) -> pd.DataFrame:
+def test_predictions(
+    model: nn.Module, dataset: dict[str, Any], spec: dict[str, Any], device: torch.device, diverged: bool
+) -> pd.DataFrame:
     """predictions.parquet: per test sample its index, y, b, group, predicted class and true-class
     probability, so a new group metric needs no retraining. A diverged cell has no predictions
     (pred -1, p_true NaN)."""
     test = Split(dataset, "test", device)
-    frame = pd.DataFrame({"index": range(len(test)), "y": test.y.cpu().numpy(), "b": test.b.cpu().numpy(),
-                          "group": (test.y * dataset["num_bias"] + test.b).cpu().numpy()})
+    frame = pd.DataFrame(
+        {
+            "index": range(len(test)),
+            "y": test.y.cpu().numpy(),
+            "b": test.b.cpu().numpy(),
+            "group": (test.y * dataset["num_bias"] + test.b).cpu().numpy(),
+        }
+    )
     if diverged:
         return frame.assign(pred=-1, p_true=math.nan)
     compute = ComputeFormat(model, spec["model"], TrainSettings(spec["train"]), device)
@@ -66,8 +73,14 @@ def test_predictions(model: nn.Module, dataset: dict[str, Any], spec: dict[str, 
     return frame.assign(pred=pred.cpu().numpy(), p_true=p_true.double().cpu().numpy())
 
 
-def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, device: torch.device,
-                   checkpoint_every: int = 1000, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+def train_and_save(
+    spec: dict[str, Any],
+    data_path: str | Path,
+    out_dir: Path,
+    device: torch.device,
+    checkpoint_every: int = 1000,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> None:
     """Train one cell and write its files (largelr.config.TRAIN_FILES) into ``out_dir``, train.json last.
 
     The resume checkpoint lives beside the declared outputs, so a preempted job resumes from it;
@@ -79,11 +92,14 @@ def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, d
     from largelr.models import save_checkpoint
 
     dataset = load_dataset(data_path)
-    log(f"training {spec['study']}/{spec['dataset']}/{spec['model']} {spec['knob']}={spec['value']} "
-        f"seed={spec['seed']} on {device}{placement()} at {timestamp()}")
+    log(
+        f"training {spec['study']}/{spec['dataset']}/{spec['model']} {spec['knob']}={spec['value']} "
+        f"seed={spec['seed']} on {device}{placement()} at {timestamp()}"
+    )
     checkpoint = out_dir / "checkpoint.pt"
-    model, history, summary = train_cell(spec, dataset, device, log=log, checkpoint=checkpoint,
-                                         checkpoint_every=checkpoint_every)
+    model, history, summary = train_cell(
+        spec, dataset, device, log=log, checkpoint=checkpoint, checkpoint_every=checkpoint_every
+    )
     cell = {key: spec[key] for key in CELL_KEYS}
     save_checkpoint(model, summary["model_spec"], out_dir / TRAIN_FILES["model"])
     write_parquet(with_cell_keys(history, cell, device), out_dir / TRAIN_FILES["history"])
@@ -91,12 +107,16 @@ def train_and_save(spec: dict[str, Any], data_path: str | Path, out_dir: Path, d
     write_parquet(with_cell_keys(predictions, cell, device), out_dir / TRAIN_FILES["predictions"])
     # train.json last: its presence marks the cell as trained.
     settings = dict(TrainSettings(spec["train"]))  # the spec's explicit settings with every default filled in
-    write_cell_record({"cell": cell, "spec": spec, "settings": settings, "summary": summary,
-                       "provenance": provenance(device)}, out_dir)
+    write_cell_record(
+        {"cell": cell, "spec": spec, "settings": settings, "summary": summary, "provenance": provenance(device)},
+        out_dir,
+    )
     checkpoint.unlink(missing_ok=True)
     reason = f" ({summary['diverged_reason']} at step {summary['diverged_step']})" if summary["diverged"] else ""
-    log(f"done: {summary['stopped_by']}{reason} after {summary['steps']} steps, "
-        f"test acc {summary.get('test_acc', math.nan):.4f} at {timestamp()}")
+    log(
+        f"done: {summary['stopped_by']}{reason} after {summary['steps']} steps, "
+        f"test acc {summary.get('test_acc', math.nan):.4f} at {timestamp()}"
+    )
 
 
 def timestamp() -> str:

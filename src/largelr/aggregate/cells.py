@@ -24,8 +24,11 @@ ACCURACY_DROP = AGGREGATE.default("usable_range_drop")
 
 NEAR_CHANCE_MARGIN = AGGREGATE.default("chance_margin")  # "a few points" above chance (1 / classes)
 
-LEFT_OUT = {"diverged": "diverged", "not_converged": "not converged (stopped at the step cap)",
-            "past_range": "past the usable range"}
+LEFT_OUT = {
+    "diverged": "diverged",
+    "not_converged": "not converged (stopped at the step cap)",
+    "past_range": "past the usable range",
+}
 
 
 def max_bc_loss_ratio(history: pd.DataFrame) -> float:
@@ -89,8 +92,6 @@ def read_cell(train_json: str | Path) -> dict:
     return row
 
 
-
-
 def accuracy_floor(best_acc: float, drop: float, reading: str = "relative") -> float:
     """The test accuracy below which a seed has lost "more than drop": (1 - drop) x best
     (relative) or best - drop (points)."""
@@ -114,8 +115,11 @@ def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP, reading:
     for _, pair in cells.groupby(PAIR_KEYS):
         if pair["knob"].iloc[0] != "lr":
             continue
-        per_value = pair.groupby("value").agg(acc=("test_acc", "mean"), worst_seed=("test_acc", "min"),
-                                              diverged=("diverged", "any")).sort_index()
+        per_value = (
+            pair.groupby("value")
+            .agg(acc=("test_acc", "mean"), worst_seed=("test_acc", "min"), diverged=("diverged", "any"))
+            .sort_index()
+        )
         healthy = per_value[~per_value["diverged"]]
         if healthy.empty:
             cells.loc[pair.index, "in_range"] = False
@@ -129,16 +133,27 @@ def mark_usable_range(cells: pd.DataFrame, drop: float = ACCURACY_DROP, reading:
     return cells
 
 
-def mark_included(cells: pd.DataFrame, require_converged: bool = True, drop: float = ACCURACY_DROP,
-                  chance_margin: float = NEAR_CHANCE_MARGIN, reading: str = "relative") -> pd.DataFrame:
+def mark_included(
+    cells: pd.DataFrame,
+    require_converged: bool = True,
+    drop: float = ACCURACY_DROP,
+    chance_margin: float = NEAR_CHANCE_MARGIN,
+    reading: str = "relative",
+) -> pd.DataFrame:
     """``included`` (enters tables and figures), ``left_out`` (why not, "" if included) and
     ``near_chance`` (test accuracy within ``chance_margin`` of 1 / classes, where classes are known).
     With ``require_converged`` off, cells that stopped at the step cap are included."""
     cells = mark_usable_range(cells, drop, reading)
-    converged = cells["converged"].fillna(False).astype(bool) if "converged" in cells and require_converged \
+    converged = (
+        cells["converged"].fillna(False).astype(bool)
+        if "converged" in cells and require_converged
         else pd.Series(True, index=cells.index)
-    reasons = np.select([cells["diverged"].astype(bool).to_numpy(), ~converged.to_numpy(), ~cells["in_range"].to_numpy()],
-                        [LEFT_OUT["diverged"], LEFT_OUT["not_converged"], LEFT_OUT["past_range"]], default="")
+    )
+    reasons = np.select(
+        [cells["diverged"].astype(bool).to_numpy(), ~converged.to_numpy(), ~cells["in_range"].to_numpy()],
+        [LEFT_OUT["diverged"], LEFT_OUT["not_converged"], LEFT_OUT["past_range"]],
+        default="",
+    )
     cells["left_out"] = reasons
     cells["included"] = cells["left_out"] == ""
     if "num_classes" in cells:
@@ -158,14 +173,13 @@ def build_cells(train_jsons: list[str | Path], settings: dict | None = None) -> 
             cells[column] = values
     cells = with_chosen_bc_ratio(cells, settings["bc_ratio"])
     drop = settings["usable_range_drop"]
-    cells = mark_included(cells, settings["require_converged"], drop, settings["chance_margin"],
-                          settings["usable_range_reading"])
+    cells = mark_included(
+        cells, settings["require_converged"], drop, settings["chance_margin"], settings["usable_range_reading"]
+    )
     # the other reading of the usable range, side by side (tables use in_range / included)
     other = "points" if settings["usable_range_reading"] == "relative" else "relative"
     cells[f"in_range_{other}"] = mark_usable_range(cells, drop, other)["in_range"]
     return cells
-
-
 
 
 def with_chosen_bc_ratio(cells: pd.DataFrame, reading: str) -> pd.DataFrame:
@@ -182,8 +196,9 @@ DYNAMICS_POINTS = 400
 
 def prune_curves(train_jsons: list[str | Path]) -> pd.DataFrame:
     """Every cell's pruning curves (prune.parquet rows, cell keys included) in one table."""
-    return pd.concat([pd.read_parquet(Path(path).parent / ANALYSIS_FILES["prune"]) for path in train_jsons],
-                     ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(Path(path).parent / ANALYSIS_FILES["prune"]) for path in train_jsons], ignore_index=True
+    )
 
 
 def dynamics(train_jsons: list[str | Path], points: int = DYNAMICS_POINTS) -> pd.DataFrame:

@@ -17,15 +17,22 @@ def cell_counts(cells: pd.DataFrame) -> dict[str, int]:
     false``), and left out as diverged, not converged or past the usable range; each cell counted once."""
     converged = cells["converged"].fillna(False).astype(bool) if "converged" in cells else pd.Series(True, cells.index)
     included = cells["included"].astype(bool)
-    return {"converged": int((included & converged).sum()), "unconverged_kept": int((included & ~converged).sum()),
-            **{key: int((cells["left_out"] == reason).sum()) for key, reason in LEFT_OUT.items()}}
+    return {
+        "converged": int((included & converged).sum()),
+        "unconverged_kept": int((included & ~converged).sum()),
+        **{key: int((cells["left_out"] == reason).sum()) for key, reason in LEFT_OUT.items()},
+    }
 
 
 def counts_text(counts: dict[str, int]) -> str:
     """The non-zero counts of :func:`cell_counts` as words."""
-    words = {"converged": "converged and included", "unconverged_kept": "included though not converged "
-             "(require_converged: false)", "diverged": "left out: diverged", "not_converged": "left out: not "
-             "converged (stopped at the step cap)", "past_range": "left out: past the usable range"}
+    words = {
+        "converged": "converged and included",
+        "unconverged_kept": "included though not converged (require_converged: false)",
+        "diverged": "left out: diverged",
+        "not_converged": "left out: not converged (stopped at the step cap)",
+        "past_range": "left out: past the usable range",
+    }
     return ", ".join(f"{counts[key]} {text}" for key, text in words.items() if counts[key])
 
 
@@ -46,13 +53,21 @@ def left_out_note(cells: pd.DataFrame) -> str:
             parts.append(f"{near} included near chance (retention trivially ≈ 1)")
         if parts:
             lines.append(f"- {dataset} × {model}: {len(pair)} cells; {'; '.join(parts)}")
-    return (f"{len(cells)} cells: {counts_text(counts)}. Per pair (cells left out stay in cells.parquet with "
-            "`left_out`):\n" + "\n".join(lines))
+    return (
+        f"{len(cells)} cells: {counts_text(counts)}. Per pair (cells left out stay in cells.parquet with "
+        "`left_out`):\n" + "\n".join(lines)
+    )
 
 
 # The Table 1 variables and the direction the paper reports as the learning rate grows.
-TREND_VARIABLES = {"test_acc": "↑", "test_worst_group_acc": "↑", "prunability": "↑", "compressibility": "↑",
-                   "csi": "↑", "class_sep": "↑"}
+TREND_VARIABLES = {
+    "test_acc": "↑",
+    "test_worst_group_acc": "↑",
+    "prunability": "↑",
+    "compressibility": "↑",
+    "csi": "↑",
+    "class_sep": "↑",
+}
 
 
 # When a trend earns an arrow (↑/↓; "~" otherwise, "?" when no rho can be computed). The rho of the
@@ -65,8 +80,10 @@ TREND_RHO = 0.8
 
 TREND_VALUES = 4
 
-TREND_RULE = (f"↑/↓ when |rho| >= {TREND_RHO} on >= {TREND_VALUES} values, or on {TREND_MIN_VALUES} values with "
-              "every seed's own rho of that sign; ~ otherwise; k/n seeds: seeds whose own rho has the sign of the means'")
+TREND_RULE = (
+    f"↑/↓ when |rho| >= {TREND_RHO} on >= {TREND_VALUES} values, or on {TREND_MIN_VALUES} values with "
+    "every seed's own rho of that sign; ~ otherwise; k/n seeds: seeds whose own rho has the sign of the means'"
+)
 
 
 def spearman(series: pd.Series) -> float:
@@ -93,12 +110,22 @@ def trend_row(usable: pd.DataFrame, means: pd.DataFrame, variable: str) -> dict:
     series = means[variable].dropna()
     rho = spearman(series)
     # every seed with enough values has its own rho (NaN when constant over the knob: it does not agree)
-    seed_rhos = [spearman(seed.set_index("value")[variable]) for _, seed in usable.groupby("seed")
-                 if seed[variable].count() >= TREND_MIN_VALUES]
+    seed_rhos = [
+        spearman(seed.set_index("value")[variable])
+        for _, seed in usable.groupby("seed")
+        if seed[variable].count() >= TREND_MIN_VALUES
+    ]
     agree = sum(np.sign(r) == np.sign(rho) for r in seed_rhos) if np.isfinite(rho) else 0
-    return {"variable": variable, "n_values": len(series), "spearman_rho": rho,
-            "trend": trend_arrow(rho, len(series), seed_rhos), "seeds": len(seed_rhos),
-            "seeds_agreeing": int(agree), "min": series.min(), "max": series.max()}
+    return {
+        "variable": variable,
+        "n_values": len(series),
+        "spearman_rho": rho,
+        "trend": trend_arrow(rho, len(series), seed_rhos),
+        "seeds": len(seed_rhos),
+        "seeds_agreeing": int(agree),
+        "min": series.min(),
+        "max": series.max(),
+    }
 
 
 def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -112,14 +139,31 @@ def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
         present = [v for v in TREND_VARIABLES if v in usable and usable[v].notna().any()]
         means = usable.groupby("value")[present].mean()
         for variable in present:
-            rows.append(dict(zip(PAIR_KEYS, keys)) | trend_row(usable, means, variable) | {
-                "paper": TREND_VARIABLES[variable] if keys[3] == "lr" else "",
-                "cells": len(pair), "left_out": int((~pair["included"]).sum())})
-    columns = PAIR_KEYS + ["variable", "n_values", "spearman_rho", "trend", "seeds", "seeds_agreeing", "paper",
-                           "min", "max", "cells", "left_out"]
-    return pd.DataFrame(rows, columns=columns).astype({"n_values": "int64", "seeds": "int64",
-                                                       "seeds_agreeing": "int64", "cells": "int64",
-                                                       "left_out": "int64"})
+            rows.append(
+                dict(zip(PAIR_KEYS, keys))
+                | trend_row(usable, means, variable)
+                | {
+                    "paper": TREND_VARIABLES[variable] if keys[3] == "lr" else "",
+                    "cells": len(pair),
+                    "left_out": int((~pair["included"]).sum()),
+                }
+            )
+    columns = PAIR_KEYS + [
+        "variable",
+        "n_values",
+        "spearman_rho",
+        "trend",
+        "seeds",
+        "seeds_agreeing",
+        "paper",
+        "min",
+        "max",
+        "cells",
+        "left_out",
+    ]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"n_values": "int64", "seeds": "int64", "seeds_agreeing": "int64", "cells": "int64", "left_out": "int64"}
+    )
 
 
 def trend_text(arrow: str, rho: float, seeds: int, agreeing: int) -> str:
@@ -132,10 +176,15 @@ def trend_text(arrow: str, rho: float, seeds: int, agreeing: int) -> str:
 
 def trend_summary(trends: pd.DataFrame) -> pd.DataFrame:
     """One row per pair, one column per variable: 'arrow rho (k/n seeds)', for a one-screen view."""
-    text = trends.assign(shown=[trend_text(*row) for row in
-                                zip(trends["trend"], trends["spearman_rho"], trends["seeds"], trends["seeds_agreeing"])])
-    wide = text.pivot_table(index=PAIR_KEYS + ["cells", "left_out"], columns="variable", values="shown",
-                            aggfunc="first", sort=False)
+    text = trends.assign(
+        shown=[
+            trend_text(*row)
+            for row in zip(trends["trend"], trends["spearman_rho"], trends["seeds"], trends["seeds_agreeing"])
+        ]
+    )
+    wide = text.pivot_table(
+        index=PAIR_KEYS + ["cells", "left_out"], columns="variable", values="shown", aggfunc="first", sort=False
+    )
     order = [v for v in TREND_VARIABLES if v in wide.columns]
     wide = wide.reindex(columns=order).reset_index()
     wide.columns.name = None
@@ -148,8 +197,10 @@ def summary_text(cells: pd.DataFrame) -> str:
     trends = trend_table(cells)
     shown = trend_summary(trends).drop(columns=["study"])
     paper = {v: d for v, d in TREND_VARIABLES.items() if v in shown.columns}
-    lines = [f"Study {cells['study'].iloc[0]}: trend of each variable over {cells['knob'].iloc[0]} "
-             f"(Spearman rho of seed means over included cells; {TREND_RULE})"]
+    lines = [
+        f"Study {cells['study'].iloc[0]}: trend of each variable over {cells['knob'].iloc[0]} "
+        f"(Spearman rho of seed means over included cells; {TREND_RULE})"
+    ]
     if (cells["knob"] == "lr").all():
         lines.append("the paper: " + ", ".join(f"{v} {d}" for v, d in paper.items()))
     lines += ["", shown.to_string(index=False), "", left_out_note(cells)]
@@ -168,11 +219,18 @@ def summary_html(cells: pd.DataFrame) -> str:
     trends = trend_summary(trend_table(cells)).drop(columns=["study"])
     shown = [v for v in TREND_VARIABLES if v in trends.columns]
     paper = ", ".join(f"{v} {TREND_VARIABLES[v]}" for v in shown)
-    trend_table_html = trend_cells_html(trends.to_html(index=False, na_rep="", border=0),
-                                        [text for v in shown for text in trends[v].dropna()])
+    trend_table_html = trend_cells_html(
+        trends.to_html(index=False, na_rep="", border=0), [text for v in shown for text in trends[v].dropna()]
+    )
     table = paper_shape(table1(cells)).to_html(index=False, na_rep="", float_format="{:.4g}".format, border=0)
-    return (f"<h2>Study {study}</h2>\n<p>Trend of each variable over {knob}: Spearman rho of the seed means over "
-            f"the included cells. {html.escape(TREND_RULE)}.</p>\n"
-            + (f"<p>The paper, as the learning rate grows: {html.escape(paper)}.</p>\n" if (cells["knob"] == "lr").all()
-               else "") + f"{trend_table_html}\n<p class=\"note\">{html.escape(left_out_note(cells))}</p>\n"
-            f"<h3>Min and max over the included cells (Table 1 shape)</h3>\n{table}\n")
+    return (
+        f"<h2>Study {study}</h2>\n<p>Trend of each variable over {knob}: Spearman rho of the seed means over "
+        f"the included cells. {html.escape(TREND_RULE)}.</p>\n"
+        + (
+            f"<p>The paper, as the learning rate grows: {html.escape(paper)}.</p>\n"
+            if (cells["knob"] == "lr").all()
+            else ""
+        )
+        + f'{trend_table_html}\n<p class="note">{html.escape(left_out_note(cells))}</p>\n'
+        f"<h3>Min and max over the included cells (Table 1 shape)</h3>\n{table}\n"
+    )

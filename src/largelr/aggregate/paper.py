@@ -29,8 +29,18 @@ TABLE2_VARIABLES = {"test_acc": "test_acc", "prunability": "prunability", "csi":
 
 
 # Columns of cells.parquet that are settings or bookkeeping, not per-seed results.
-NOT_METRICS = {"value", "seed", "in_range", "included", "converged", "near_chance", "diverged", "diverged_step",
-               "resumed_from_step", "num_classes"}
+NOT_METRICS = {
+    "value",
+    "seed",
+    "in_range",
+    "included",
+    "converged",
+    "near_chance",
+    "diverged",
+    "diverged_step",
+    "resumed_from_step",
+    "num_classes",
+}
 
 
 CONFIDENCE = 0.95
@@ -45,33 +55,78 @@ CI_MIN_SEEDS = 3
 # Test accuracy is a fraction here (the paper prints percent); for CelebA the paper
 # reports worst-group accuracy, hence the `worst_group_acc` variable on that row.
 PAPER_TABLE1: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
-    ("colored_mnist", "fcn"): {"lr": (0.001, 0.5), "test_acc": (0.727, 0.761), "prunability": (0.935, 0.968),
-                               "activation_compressibility": (0.285, 0.389), "csi": (0.243, 0.381),
-                               "class_separation": (0.291, 0.387)},
-    ("colored_mnist", "cnn"): {"lr": (0.01, 0.35), "test_acc": (0.882, 0.915), "prunability": (0.532, 0.931),
-                               "activation_compressibility": (0.372, 0.643), "csi": (0.302, 0.576),
-                               "class_separation": (0.376, 0.692)},
-    ("colored_mnist", "resnet18"): {"lr": (0.001, 0.25), "test_acc": (0.683, 0.915), "prunability": (0.252, 0.771),
-                                    "activation_compressibility": (0.381, 0.527), "csi": (0.380, 0.630),
-                                    "class_separation": (0.212, 0.635)},
-    ("colored_mnist", "resnet50"): {"lr": (0.001, 0.1), "test_acc": (0.557, 0.864), "prunability": (0.284, 0.489),
-                                    "activation_compressibility": (0.334, 0.524), "csi": (0.198, 0.458),
-                                    "class_separation": (0.070, 0.509)},
-    ("mnist_cifar", "cnn"): {"lr": (0.001, 0.2), "test_acc": (0.245, 0.417), "prunability": (0.326, 0.902),
-                             "activation_compressibility": (0.173, 0.513), "csi": (0.079, 0.225),
-                             "class_separation": (0.049, 0.149)},
-    ("mnist_cifar", "resnet18"): {"lr": (0.001, 0.25), "test_acc": (0.262, 0.475), "prunability": (0.311, 0.737),
-                                  "activation_compressibility": (0.294, 0.343), "csi": (0.225, 0.371),
-                                  "class_separation": (0.115, 0.255)},
-    ("corrupted_cifar10", "cnn"): {"lr": (0.001, 0.1), "test_acc": (0.436, 0.485), "prunability": (0.390, 0.861),
-                                   "activation_compressibility": (0.189, 0.341), "csi": (0.144, 0.387),
-                                   "class_separation": (0.140, 0.329)},
-    ("corrupted_cifar10", "resnet18"): {"lr": (0.001, 0.5), "test_acc": (0.352, 0.478),
-                                        "prunability": (0.267, 0.803), "activation_compressibility": (0.382, 0.634),
-                                        "csi": (0.266, 0.393), "class_separation": (0.115, 0.205)},
-    ("celeba", "swin_t"): {"lr": (1e-7, 1e-4), "worst_group_acc": (0.409, 0.482), "prunability": (0.344, 0.609),
-                           "activation_compressibility": (0.265, 0.584), "csi": (0.122, 0.305),
-                           "class_separation": (0.060, 0.164)},
+    ("colored_mnist", "fcn"): {
+        "lr": (0.001, 0.5),
+        "test_acc": (0.727, 0.761),
+        "prunability": (0.935, 0.968),
+        "activation_compressibility": (0.285, 0.389),
+        "csi": (0.243, 0.381),
+        "class_separation": (0.291, 0.387),
+    },
+    ("colored_mnist", "cnn"): {
+        "lr": (0.01, 0.35),
+        "test_acc": (0.882, 0.915),
+        "prunability": (0.532, 0.931),
+        "activation_compressibility": (0.372, 0.643),
+        "csi": (0.302, 0.576),
+        "class_separation": (0.376, 0.692),
+    },
+    ("colored_mnist", "resnet18"): {
+        "lr": (0.001, 0.25),
+        "test_acc": (0.683, 0.915),
+        "prunability": (0.252, 0.771),
+        "activation_compressibility": (0.381, 0.527),
+        "csi": (0.380, 0.630),
+        "class_separation": (0.212, 0.635),
+    },
+    ("colored_mnist", "resnet50"): {
+        "lr": (0.001, 0.1),
+        "test_acc": (0.557, 0.864),
+        "prunability": (0.284, 0.489),
+        "activation_compressibility": (0.334, 0.524),
+        "csi": (0.198, 0.458),
+        "class_separation": (0.070, 0.509),
+    },
+    ("mnist_cifar", "cnn"): {
+        "lr": (0.001, 0.2),
+        "test_acc": (0.245, 0.417),
+        "prunability": (0.326, 0.902),
+        "activation_compressibility": (0.173, 0.513),
+        "csi": (0.079, 0.225),
+        "class_separation": (0.049, 0.149),
+    },
+    ("mnist_cifar", "resnet18"): {
+        "lr": (0.001, 0.25),
+        "test_acc": (0.262, 0.475),
+        "prunability": (0.311, 0.737),
+        "activation_compressibility": (0.294, 0.343),
+        "csi": (0.225, 0.371),
+        "class_separation": (0.115, 0.255),
+    },
+    ("corrupted_cifar10", "cnn"): {
+        "lr": (0.001, 0.1),
+        "test_acc": (0.436, 0.485),
+        "prunability": (0.390, 0.861),
+        "activation_compressibility": (0.189, 0.341),
+        "csi": (0.144, 0.387),
+        "class_separation": (0.140, 0.329),
+    },
+    ("corrupted_cifar10", "resnet18"): {
+        "lr": (0.001, 0.5),
+        "test_acc": (0.352, 0.478),
+        "prunability": (0.267, 0.803),
+        "activation_compressibility": (0.382, 0.634),
+        "csi": (0.266, 0.393),
+        "class_separation": (0.115, 0.205),
+    },
+    ("celeba", "swin_t"): {
+        "lr": (1e-7, 1e-4),
+        "worst_group_acc": (0.409, 0.482),
+        "prunability": (0.344, 0.609),
+        "activation_compressibility": (0.265, 0.584),
+        "csi": (0.122, 0.305),
+        "class_separation": (0.060, 0.164),
+    },
 }
 
 
@@ -88,8 +143,14 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
 
 def metric_columns(cells: pd.DataFrame) -> list[str]:
     """Numeric per-cell results (accuracies, analyses, steps, ...), in column order."""
-    return [c for c in cells.columns if c not in NOT_METRICS and c not in PAIR_KEYS
-            and pd.api.types.is_numeric_dtype(cells[c]) and not pd.api.types.is_bool_dtype(cells[c])]
+    return [
+        c
+        for c in cells.columns
+        if c not in NOT_METRICS
+        and c not in PAIR_KEYS
+        and pd.api.types.is_numeric_dtype(cells[c])
+        and not pd.api.types.is_bool_dtype(cells[c])
+    ]
 
 
 def seed_statistics(cells: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
@@ -100,8 +161,12 @@ def seed_statistics(cells: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.D
     range). NaN results (diverged cells) are left out of n; below CI_MIN_SEEDS (3) there is no
     interval, only the sd (NaN for n = 1).
     """
-    long = cells.melt(id_vars=PAIR_KEYS + ["value", "seed", "in_range", "included"],
-                      value_vars=metric_columns(cells), var_name="metric", value_name="result")
+    long = cells.melt(
+        id_vars=PAIR_KEYS + ["value", "seed", "in_range", "included"],
+        value_vars=metric_columns(cells),
+        var_name="metric",
+        value_name="result",
+    )
     keys = PAIR_KEYS + ["value", "metric"]
     grouped = long.groupby(keys, sort=True)
     stats = grouped["result"].agg(n="count", mean="mean", std="std").reset_index()
@@ -159,21 +224,30 @@ def compare_with_paper(table: pd.DataFrame, reading: str = DEFAULT_READING) -> p
                 if variable == "prunability":
                     names += [(f"prunability_{other}", other) for other in READINGS if other != reading]
                 for name, shown in names:
-                    rows.append(_compared_row(ours, dataset, model, name, paper_min, paper_max)
-                                | {"reading": shown if name.startswith("prunability") else ""})
+                    rows.append(
+                        _compared_row(ours, dataset, model, name, paper_min, paper_max)
+                        | {"reading": shown if name.startswith("prunability") else ""}
+                    )
     return pd.DataFrame(rows)
 
 
 def compare_shape(compare: pd.DataFrame) -> pd.DataFrame:
     """The comparison in the paper's layout: per (dataset, model, variable) the paper's 'min – max',
     ours, and the differences 'diff min, diff max'."""
+
     def span(low, high, joint=" – "):
         return [f"{format_cell(lo)}{joint}{format_cell(hi)}" if np.isfinite(lo) else "" for lo, hi in zip(low, high)]
 
-    return pd.DataFrame({"dataset": compare["dataset"], "model": compare["model"], "variable": compare["variable"],
-                         "paper": span(compare["paper_min"], compare["paper_max"]),
-                         "ours": span(compare["ours_min"], compare["ours_max"]),
-                         "diff": span(compare["diff_min"], compare["diff_max"], ", ")})
+    return pd.DataFrame(
+        {
+            "dataset": compare["dataset"],
+            "model": compare["model"],
+            "variable": compare["variable"],
+            "paper": span(compare["paper_min"], compare["paper_max"]),
+            "ours": span(compare["ours_min"], compare["ours_max"]),
+            "diff": span(compare["diff_min"], compare["diff_max"], ", "),
+        }
+    )
 
 
 # Datasets compared with another one's paper row: the paper's CelebA sentence (core gender, spurious hair
@@ -193,21 +267,31 @@ def reading_fit_note(compare: pd.DataFrame, variable: str = "worst_group_acc") -
             continue
         best = distance.idxmin()
         listed = ", ".join(f"{name} {value:.3f}" for name, value in distance.items())
-        lines.append(f"The paper's {paper_dataset} {variable} range fits `{best}` best (|diff_min| + |diff_max|: "
-                     f"{listed}).")
+        lines.append(
+            f"The paper's {paper_dataset} {variable} range fits `{best}` best (|diff_min| + |diff_max|: {listed})."
+        )
     return "\n".join(lines)
 
 
-def _compared_row(ours: pd.DataFrame, dataset: str, model: str, variable: str, paper_min: float,
-                  paper_max: float) -> dict:
+def _compared_row(
+    ours: pd.DataFrame, dataset: str, model: str, variable: str, paper_min: float, paper_max: float
+) -> dict:
     key = (dataset, model, variable)
     found = ours.loc[[key]].iloc[0] if key in ours.index else None
     our_min = float(found["min"]) if found is not None else np.nan
     our_max = float(found["max"]) if found is not None else np.nan
-    return {"dataset": dataset, "model": model, "variable": variable,
-            "study": found["study"] if found is not None else None,
-            "paper_min": paper_min, "paper_max": paper_max, "ours_min": our_min, "ours_max": our_max,
-            "diff_min": our_min - paper_min, "diff_max": our_max - paper_max}
+    return {
+        "dataset": dataset,
+        "model": model,
+        "variable": variable,
+        "study": found["study"] if found is not None else None,
+        "paper_min": paper_min,
+        "paper_max": paper_max,
+        "ours_min": our_min,
+        "ours_max": our_max,
+        "diff_min": our_min - paper_min,
+        "diff_max": our_max - paper_max,
+    }
 
 
 def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -222,8 +306,16 @@ def mechanism_table(cells: pd.DataFrame) -> pd.DataFrame:
         enough = len(frame) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
         r, p = scipy.stats.pearsonr(x, y) if enough else (np.nan, np.nan)
         slope, intercept = np.polyfit(x, y, 1) if enough else (np.nan, np.nan)
-        rows.append(dict(zip(PAIR_KEYS, keys)) | {"n_cells": len(frame), "pearson_r": float(r), "p_value": float(p),
-                                                   "slope": float(slope), "intercept": float(intercept)})
+        rows.append(
+            dict(zip(PAIR_KEYS, keys))
+            | {
+                "n_cells": len(frame),
+                "pearson_r": float(r),
+                "p_value": float(p),
+                "slope": float(slope),
+                "intercept": float(intercept),
+            }
+        )
     columns = PAIR_KEYS + ["n_cells", "pearson_r", "p_value", "slope", "intercept"]
     return pd.DataFrame(rows, columns=columns).astype({"n_cells": "int64"})
 
@@ -277,8 +369,9 @@ def paper_shape(table: pd.DataFrame, knob_label: str | None = None) -> pd.DataFr
         table = table.assign(variable=table["variable"].where(~is_knob, knob_label))
     text = table.assign(range=[f"{format_cell(lo)} – {format_cell(hi)}" for lo, hi in zip(table["min"], table["max"])])
     order = list(dict.fromkeys(text["variable"]))
-    wide = text.pivot_table(index=PAIR_KEYS + ["n_seeds"], columns="variable", values="range", aggfunc="first",
-                            sort=False)
+    wide = text.pivot_table(
+        index=PAIR_KEYS + ["n_seeds"], columns="variable", values="range", aggfunc="first", sort=False
+    )
     wide = wide.reindex(columns=[v for v in order if v in wide.columns]).reset_index()
     wide.columns.name = None
     return wide

@@ -47,9 +47,16 @@ def cell_columns(name: str, table: pd.DataFrame) -> dict[str, Any]:
     return table.iloc[0].to_dict()
 
 
-def analyze_cell(summary_path: str | Path, model_path: str | Path, data_path: str | Path, settings,
-                 device: torch.device, steps: Sequence[str], write: Callable[[str, pd.DataFrame], None],
-                 log: Callable[[str], None] = print) -> None:
+def analyze_cell(
+    summary_path: str | Path,
+    model_path: str | Path,
+    data_path: str | Path,
+    settings,
+    device: torch.device,
+    steps: Sequence[str],
+    write: Callable[[str, pd.DataFrame], None],
+    log: Callable[[str], None] = print,
+) -> None:
     """Run the analyses ``steps`` on one trained cell and hand each table to ``write(name, table)``.
 
     A diverged cell (per its train.json at ``summary_path``) gets NaN tables without loading its
@@ -71,8 +78,9 @@ def analyze_cell(summary_path: str | Path, model_path: str | Path, data_path: st
         return
     if model_path.parent == cell_dir and model_path.name == TRAIN_FILES["model"]:
         check_cell(cell_dir, full=("model",))
-    resources = {name: module.setup(settings, device) if hasattr(module, "setup") else {}
-                 for name, module in modules.items()}
+    resources = {
+        name: module.setup(settings, device) if hasattr(module, "setup") else {} for name, module in modules.items()
+    }
     model = load_checkpoint(model_path, device)
     if any(isinstance(module, torch.nn.Conv2d) for module in model.modules()):
         model = model.to(memory_format=torch.channels_last)  # as in training: oneDNN's layout, faster on CPU and GPU

@@ -87,8 +87,9 @@ def integrated_gradients(
     return attributions.detach(), delta.detach()
 
 
-def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-             baseline: torch.Tensor | None = None) -> torch.Tensor:
+def deeplift(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, baseline: torch.Tensor | None = None
+) -> torch.Tensor:
     """DeepLift (rescale rule) attributions w.r.t. ``target`` from ``baseline`` (default all-zero).
 
     They sum to f(x)[target] - f(baseline)[target] up to float error. captum hooks every
@@ -116,8 +117,11 @@ def normalized_map(attributions: torch.Tensor, percent: float = CUMULATIVE_MASS_
     cumulative = ordered.cumsum(dim=1)
     first = (cumulative >= cumulative[:, -1:] * percent / 100).to(torch.int64).argmax(dim=1, keepdim=True)
     threshold = ordered.gather(1, first).view(-1, *[1] * (magnitude.dim() - 1))
-    return torch.where(threshold > 0, (magnitude / threshold.clamp_min(torch.finfo(torch.float64).tiny)).clamp(max=1.0),
-                       torch.zeros_like(magnitude))
+    return torch.where(
+        threshold > 0,
+        (magnitude / threshold.clamp_min(torch.finfo(torch.float64).tiny)).clamp(max=1.0),
+        torch.zeros_like(magnitude),
+    )
 
 
 def region_share(attributions: torch.Tensor, mask: torch.Tensor, reading: str = "raw") -> torch.Tensor:
@@ -167,8 +171,14 @@ def _auto_wants(has_oracle: bool, baseline: str, image: bool, auto_segmenter: st
     return auto_segmenter
 
 
-def resolve_background(background: str, has_oracle: bool, baseline: str = "zero", image: bool = True,
-                       auto_segmenter: str = DEFAULT_AUTO_SEGMENTER, checkpoint: str = "") -> str:
+def resolve_background(
+    background: str,
+    has_oracle: bool,
+    baseline: str = "zero",
+    image: bool = True,
+    auto_segmenter: str = DEFAULT_AUTO_SEGMENTER,
+    checkpoint: str = "",
+) -> str:
     """The background source for a dataset: "none", "oracle" or a segmenter; ValueError if impossible.
 
     "auto" is the oracle where the dataset has one (trait ``oracle_background``), but not with
@@ -181,8 +191,9 @@ def resolve_background(background: str, has_oracle: bool, baseline: str = "zero"
     if background not in BACKGROUND_CHOICES:
         raise ValueError(f"analysis background = {background!r} is not allowed; allowed: {list(BACKGROUND_CHOICES)}")
     if auto_segmenter not in AUTO_SEGMENTER_CHOICES:
-        raise ValueError(f"analysis auto_segmenter = {auto_segmenter!r} is not allowed; allowed: "
-                         f"{list(AUTO_SEGMENTER_CHOICES)}")
+        raise ValueError(
+            f"analysis auto_segmenter = {auto_segmenter!r} is not allowed; allowed: {list(AUTO_SEGMENTER_CHOICES)}"
+        )
     if background == "auto":
         wanted = _auto_wants(has_oracle, baseline, image, auto_segmenter)
         if wanted in SEGMENTERS and not segmenter_available(wanted, checkpoint):
@@ -191,13 +202,19 @@ def resolve_background(background: str, has_oracle: bool, baseline: str = "zero"
     if background == "oracle" and not has_oracle:
         raise ValueError(
             "analysis background = 'oracle', but this dataset has no known background (only constructions drawn "
-            f"on a black canvas do). Use a segmenter ({list(SEGMENTERS)}), auto or none for this study.")
+            f"on a black canvas do). Use a segmenter ({list(SEGMENTERS)}), auto or none for this study."
+        )
     return background
 
 
 def background_columns(
-    attributions: torch.Tensor, images: torch.Tensor, has_oracle: bool, source: str, segmenter: nn.Module | None,
-    input_size: int, reading: str = "raw",
+    attributions: torch.Tensor,
+    images: torch.Tensor,
+    has_oracle: bool,
+    source: str,
+    segmenter: nn.Module | None,
+    input_size: int,
+    reading: str = "raw",
 ) -> dict[str, float]:
     """background_share (mean |attribution| share on background pixels) and background_iou (segmenter vs oracle).
 
@@ -237,16 +254,18 @@ def _targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, choice: str) ->
         return model(x).argmax(1)
 
 
-def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.device,
-        segmenter: nn.Module | None = None) -> pd.DataFrame:
+def run(
+    model: nn.Module, dataset: dict[str, Any], settings, device: torch.device, segmenter: nn.Module | None = None
+) -> pd.DataFrame:
     """Attribution measures of ``model`` on the seeded sample of ``attribute_samples`` test inputs
     (one row of ``COLUMNS``). ``segmenter`` is required when settings["background"] names one
     (see :func:`setup`); with "auto" the resolved segmenter is loaded here when not given."""
     x, y, _ = test_sample(dataset, settings["attribute_samples"], device)
     target = _targets(model, x, y, settings["ig_target"])
     baseline = ig_baseline(x, settings["ig_baseline"])
-    attributions, delta = integrated_gradients(model, x, target, settings["ig_steps"], settings["ig_method"],
-                                               settings["ig_internal_batch_size"], baseline)
+    attributions, delta = integrated_gradients(
+        model, x, target, settings["ig_steps"], settings["ig_method"], settings["ig_internal_batch_size"], baseline
+    )
     result = dict.fromkeys(COLUMNS, math.nan)
     result["attribution_entropy"] = attribution_entropy(attributions).nanmean().item()
     result["ig_max_abs_delta"] = delta.abs().max().item()
@@ -260,34 +279,56 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
     return pd.DataFrame([result], columns=list(COLUMNS)).astype(COLUMNS)
 
 
-def _background(attributions: torch.Tensor, x: torch.Tensor, dataset: dict[str, Any], settings,
-                device: torch.device, segmenter: nn.Module | None) -> dict[str, float]:
+def _background(
+    attributions: torch.Tensor,
+    x: torch.Tensor,
+    dataset: dict[str, Any],
+    settings,
+    device: torch.device,
+    segmenter: nn.Module | None,
+) -> dict[str, float]:
     """background_share and background_iou from the source the settings resolve to on this dataset."""
     from largelr.datasets import traits
 
     has_oracle = traits(dataset)["oracle_background"]
     image = x.dim() == 4
-    source = resolve_background(settings["background"], has_oracle, settings["ig_baseline"], image,
-                                settings["auto_segmenter"], settings["segmenter_checkpoint"])
+    source = resolve_background(
+        settings["background"],
+        has_oracle,
+        settings["ig_baseline"],
+        image,
+        settings["auto_segmenter"],
+        settings["segmenter_checkpoint"],
+    )
     if not image:
         if source != "none":
-            raise ValueError(f"analysis background = {source!r} needs image inputs; dataset {dataset['name']!r} has "
-                             f"shape {dataset['input_shape']}. Use background: none (or auto) for it.")
+            raise ValueError(
+                f"analysis background = {source!r} needs image inputs; dataset {dataset['name']!r} has "
+                f"shape {dataset['input_shape']}. Use background: none (or auto) for it."
+            )
         return {"background_share": math.nan, "background_iou": math.nan}
     if source in SEGMENTERS and segmenter is None and settings["background"] == "auto":
         from largelr.analyses.segment import load_segmenter
 
         segmenter = load_segmenter(source, settings["segmenter_checkpoint"], device)
-    return background_columns(attributions, unnormalized(x, dataset), has_oracle, source, segmenter,
-                              settings["segmenter_input_size"], settings["attribution_share"])
+    return background_columns(
+        attributions,
+        unnormalized(x, dataset),
+        has_oracle,
+        source,
+        segmenter,
+        settings["segmenter_input_size"],
+        settings["attribution_share"],
+    )
 
 
 def cell_columns(table: pd.DataFrame) -> dict[str, float]:
     return table.iloc[0].to_dict()
 
 
-def _region_shares(attributions: torch.Tensor, dataset: dict[str, Any], prefix: str, suffix: str = "",
-                   reading: str = "raw") -> dict[str, float]:
+def _region_shares(
+    attributions: torch.Tensor, dataset: dict[str, Any], prefix: str, suffix: str = "", reading: str = "raw"
+) -> dict[str, float]:
     """Mean share of ``attributions`` on every region of REGIONS; nan for a region the dataset has no mask for."""
     shares = {}
     for region in REGIONS:
@@ -300,8 +341,9 @@ def _region_shares(attributions: torch.Tensor, dataset: dict[str, Any], prefix: 
 # --- parse time: which outputs will lack a background -------------------------------------------
 
 
-def _missing_segmenters(studies_settings: Mapping[str, Mapping[str, Any]],
-                        ) -> tuple[dict[tuple[str, str], dict[str, list[str]]], dict[tuple[str, str], list[str]]]:
+def _missing_segmenters(
+    studies_settings: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[tuple[str, str], dict[str, list[str]]], dict[tuple[str, str], list[str]]]:
     """((segmenter, checkpoint) -> {study: datasets} that ``auto`` leaves without a background,
     (segmenter, checkpoint) -> studies that name a segmenter explicitly) for absent weight files."""
     lacking: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -316,8 +358,12 @@ def _missing_segmenters(studies_settings: Mapping[str, Mapping[str, Any]],
         if background != "auto":
             continue
         for name, facts in datasets.items():
-            wanted = _auto_wants(facts.get("oracle_background", False), settings["ig_baseline"],
-                                 facts.get("image", True), settings["auto_segmenter"])
+            wanted = _auto_wants(
+                facts.get("oracle_background", False),
+                settings["ig_baseline"],
+                facts.get("image", True),
+                settings["auto_segmenter"],
+            )
             if wanted in SEGMENTERS and not segmenter_available(wanted, checkpoint):
                 lacking.setdefault((wanted, checkpoint), {}).setdefault(study, []).append(name)
     return lacking, failing
@@ -325,10 +371,14 @@ def _missing_segmenters(studies_settings: Mapping[str, Mapping[str, Any]],
 
 def _where_and_how(segmenter: str, checkpoint: str) -> str:
     if segmenter in TORCHVISION_SEGMENTERS:
-        return (f"{segmenter} weights are not at {torchvision_weights_path(segmenter)}. "
-                f"{how_to_get_torchvision_weights(segmenter)}")
-    return (f"the smp segmenter checkpoint {checkpoint or '(segmenter_checkpoint is not set)'} is not there. Set "
-            "segmenter_checkpoint to a file written by largelr.analyses.segment.save_smp_checkpoint.")
+        return (
+            f"{segmenter} weights are not at {torchvision_weights_path(segmenter)}. "
+            f"{how_to_get_torchvision_weights(segmenter)}"
+        )
+    return (
+        f"the smp segmenter checkpoint {checkpoint or '(segmenter_checkpoint is not set)'} is not there. Set "
+        "segmenter_checkpoint to a file written by largelr.analyses.segment.save_smp_checkpoint."
+    )
 
 
 def background_notice(studies_settings: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -346,11 +396,17 @@ def background_notice(studies_settings: Mapping[str, Mapping[str, Any]]) -> str 
     lines = []
     for (segmenter, checkpoint), studies in lacking.items():
         where = "; ".join(f"study {study} ({', '.join(names)})" for study, names in studies.items())
-        lines.append(f"background_share and background_iou will be NaN (background: auto) for {where}: "
-                     f"{_where_and_how(segmenter, checkpoint)}")
+        lines.append(
+            f"background_share and background_iou will be NaN (background: auto) for {where}: "
+            f"{_where_and_how(segmenter, checkpoint)}"
+        )
     for (segmenter, checkpoint), studies in failing.items():
-        lines.append(f"analyze jobs of {', '.join(f'study {study}' for study in studies)} will stop (background: "
-                     f"{segmenter}): {_where_and_how(segmenter, checkpoint)}")
-    lines.append("Cells analysed before the file is there keep NaN: rerun their analyses once it is "
-                 "(snakemake <target> --forcerun analyze), or set analysis background: none to silence this.")
+        lines.append(
+            f"analyze jobs of {', '.join(f'study {study}' for study in studies)} will stop (background: "
+            f"{segmenter}): {_where_and_how(segmenter, checkpoint)}"
+        )
+    lines.append(
+        "Cells analysed before the file is there keep NaN: rerun their analyses once it is "
+        "(snakemake <target> --forcerun analyze), or set analysis background: none to silence this."
+    )
     return "\n".join(lines)

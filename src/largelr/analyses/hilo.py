@@ -32,8 +32,10 @@ def select_hilo(
     at low lr), largest first, ties by index, and cut to ``max_samples``.
     """
     if correct_low.dim() != 2 or correct_high.dim() != 2 or correct_low.shape[1] != correct_high.shape[1]:
-        raise ValueError(f"expected [seeds, N] matrices over the same N samples, got shapes "
-                         f"{tuple(correct_low.shape)} and {tuple(correct_high.shape)}")
+        raise ValueError(
+            f"expected [seeds, N] matrices over the same N samples, got shapes "
+            f"{tuple(correct_low.shape)} and {tuple(correct_high.shape)}"
+        )
     if len(correct_low) == 0 or len(correct_high) == 0:
         raise ValueError("hi/lo selection needs at least one model at each of the low and high learning rates")
     for name, value in (("hilo_low_threshold", low_threshold), ("hilo_high_threshold", high_threshold)):
@@ -63,13 +65,24 @@ def hilo_maps(
     """
     test = Split(dataset, "test", device)
     correct = {
-        name: torch.stack([(predict_split(model, test, settings["eval_batch_size"]) == test.y).cpu() for model in models])
+        name: torch.stack(
+            [(predict_split(model, test, settings["eval_batch_size"]) == test.y).cpu() for model in models]
+        )
         for name, models in (("low", models_low), ("high", models_high))
     }
-    indices = select_hilo(correct["low"], correct["high"], settings["hilo_low_threshold"],
-                          settings["hilo_high_threshold"], settings["hilo_max_samples"])
+    indices = select_hilo(
+        correct["low"],
+        correct["high"],
+        settings["hilo_low_threshold"],
+        settings["hilo_high_threshold"],
+        settings["hilo_max_samples"],
+    )
     x, y, _ = (t.cpu() for t in test.samples(indices))
-    arrays: dict[str, Any] = {"images": x.float().numpy(), "labels": y.long().numpy(), "indices": indices.long().numpy()}
+    arrays: dict[str, Any] = {
+        "images": x.float().numpy(),
+        "labels": y.long().numpy(),
+        "indices": indices.long().numpy(),
+    }
     for name, models in (("low", models_low), ("high", models_high)):
         arrays.update(seed_mean_maps(models, x, y, settings, device, name))
         arrays[f"correct_{name}"] = correct[name][:, indices].float().mean(0).numpy()
@@ -78,8 +91,9 @@ def hilo_maps(
     return arrays
 
 
-def seed_mean_maps(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, settings, device: torch.device,
-                   name: str) -> dict[str, np.ndarray]:
+def seed_mean_maps(
+    models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, settings, device: torch.device, name: str
+) -> dict[str, np.ndarray]:
     """maps_{name}: the seed-mean IG maps of ``x`` w.r.t. ``y``; with settings["deeplift"] also
     maps_{name}_deeplift, DeepLift from the same baseline (Fig. 14 sets the two side by side)."""
     methods = ("ig", "deeplift") if settings["deeplift"] else ("ig",)
@@ -88,8 +102,9 @@ def seed_mean_maps(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, se
         x, y = x.to(device), y.to(device)
         baseline = ig_baseline(x, settings["ig_baseline"])
         for model in models:
-            maps, _ = integrated_gradients(model, x, y, settings["ig_steps"], settings["ig_method"],
-                                           settings["ig_internal_batch_size"], baseline)
+            maps, _ = integrated_gradients(
+                model, x, y, settings["ig_steps"], settings["ig_method"], settings["ig_internal_batch_size"], baseline
+            )
             totals["ig"] += maps.double().cpu()
             if "deeplift" in totals:
                 totals["deeplift"] += deeplift(model, x, y, baseline).double().cpu()
@@ -97,19 +112,31 @@ def seed_mean_maps(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, se
     return {f"maps_{name}{suffix[method]}": (total / len(models)).float().numpy() for method, total in totals.items()}
 
 
-def write_hilo(models_low: list[str], models_high: list[str], data_path: str, settings, device: torch.device,
-               lr_low: float, lr_high: float, out: str) -> None:
+def write_hilo(
+    models_low: list[str],
+    models_high: list[str],
+    data_path: str,
+    settings,
+    device: torch.device,
+    lr_low: float,
+    lr_high: float,
+    out: str,
+) -> None:
     """Load the models and the dataset, compute the hi/lo arrays and write them as one .npz."""
     from largelr.datasets import load_dataset
     from largelr.io import atomic_path
     from largelr.models import load_checkpoint
 
     dataset = load_dataset(data_path)
-    models = {name: [load_checkpoint(path, device) for path in paths]
-              for name, paths in (("low", models_low), ("high", models_high))}
+    models = {
+        name: [load_checkpoint(path, device) for path in paths]
+        for name, paths in (("low", models_low), ("high", models_high))
+    }
     arrays = hilo_maps(models["low"], models["high"], dataset, settings, device, lr_low, lr_high)
     with atomic_path(out) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
-    print(f"hilo: {len(arrays['indices'])} samples right in > {settings['hilo_high_threshold']:.0%} of "
-          f"{len(models_high)} models at lr={lr_high} and < {settings['hilo_low_threshold']:.0%} of "
-          f"{len(models_low)} at lr={lr_low} -> {out}")
+    print(
+        f"hilo: {len(arrays['indices'])} samples right in > {settings['hilo_high_threshold']:.0%} of "
+        f"{len(models_high)} models at lr={lr_high} and < {settings['hilo_low_threshold']:.0%} of "
+        f"{len(models_low)} at lr={lr_low} -> {out}"
+    )

@@ -67,8 +67,10 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def tensor_batches(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None, batch_size: int) -> list[Batch]:
-    return [(x[i : i + batch_size], y[i : i + batch_size], None if b is None else b[i : i + batch_size])
-            for i in range(0, len(x), batch_size)]
+    return [
+        (x[i : i + batch_size], y[i : i + batch_size], None if b is None else b[i : i + batch_size])
+        for i in range(0, len(x), batch_size)
+    ]
 
 
 def chance_level(metric: str, num_classes: int) -> float:
@@ -101,8 +103,11 @@ def _same_masks(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def _distinct_variants(model: nn.Module, kappas: Sequence[float], methods: Sequence[str],
-                       ) -> tuple[list[list[torch.Tensor] | None], dict[tuple[str, float], int], list[float]]:
+def _distinct_variants(
+    model: nn.Module,
+    kappas: Sequence[float],
+    methods: Sequence[str],
+) -> tuple[list[list[torch.Tensor] | None], dict[tuple[str, float], int], list[float]]:
     """The pruned variants to evaluate, each once: (masks per variant, over ``mask_targets(model)``;
     variant of each (method, kappa); zero fraction per variant). Variant 0 is the unpruned model."""
     float_kappas = [float(k) for k in kappas]
@@ -128,8 +133,11 @@ def _distinct_variants(model: nn.Module, kappas: Sequence[float], methods: Seque
     return variants, variant_of, fractions
 
 
-def _predict_variants(model: nn.Module, batches: Iterable[Batch], variants: list[list[torch.Tensor] | None],
-                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+def _predict_variants(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    variants: list[list[torch.Tensor] | None],
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
     """Predictions of every variant over every batch (each batch read once), labels and bias labels."""
     targets, _ = mask_targets(model)
     originals = [t.detach().clone() for t in targets]
@@ -185,8 +193,15 @@ def retention_curves(
     for method in methods:
         for kappa in (float(k) for k in kappas):
             index = variant_of[(method, kappa)]
-            row = {"method": method, "kappa": kappa, **values[index], "pruned_fraction": fractions[index],
-                   "metric": metric, "test_inputs": len(y_all), "chance": chance}
+            row = {
+                "method": method,
+                "kappa": kappa,
+                **values[index],
+                "pruned_fraction": fractions[index],
+                "metric": metric,
+                "test_inputs": len(y_all),
+                "chance": chance,
+            }
             row["retention"] = row[metric] / base if base > 0 else math.nan
             row["retention_chance"] = chance_retention(row[metric], base, chance)
             rows.append(row)
@@ -234,17 +249,23 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
             continue
         indices = None if samples >= n_test else sample_indices(n_test, samples, seed=0)
         split = Split(dataset, "test", device, indices)
-        curves.append(retention_curves(model, split.batches(settings["eval_batch_size"]), kappas, group, metric, chance))
+        curves.append(
+            retention_curves(model, split.batches(settings["eval_batch_size"]), kappas, group, metric, chance)
+        )
     table = pd.concat(curves, ignore_index=True)
     return table.set_index("method").loc[methods].reset_index()  # in the settings' order
 
 
 def diverged(settings) -> pd.DataFrame:
     """The table of a diverged cell: every (method, kappa) row, NaN results."""
-    rows = [{"method": method, "kappa": float(k), "test_inputs": 0}
-            for method in settings["prune_methods"] for k in settings["kappas"]]
+    rows = [
+        {"method": method, "kappa": float(k), "test_inputs": 0}
+        for method in settings["prune_methods"]
+        for k in settings["kappas"]
+    ]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS).astype(
-        {column: dtype for column, dtype in COLUMNS.items() if dtype != "object"})
+        {column: dtype for column, dtype in COLUMNS.items() if dtype != "object"}
+    )
 
 
 def cell_columns(table: pd.DataFrame, reading: str = DEFAULT_READING) -> dict[str, float]:
@@ -267,6 +288,9 @@ def chosen_reading(row: dict[str, Any] | pd.DataFrame, reading: str) -> dict[str
     if reading not in READINGS:
         raise ValueError(f"prunability reading {reading!r} is not known; allowed: {list(READINGS)}")
     prefix = f"prunability_{reading}"
-    chosen = {f"prunability{column[len(prefix):]}": row[column] for column in list(row.keys())
-              if column == prefix or column.startswith(prefix + "_")}
+    chosen = {
+        f"prunability{column[len(prefix) :]}": row[column]
+        for column in list(row.keys())
+        if column == prefix or column.startswith(prefix + "_")
+    }
     return chosen | {"prunability_reading": reading}

@@ -99,13 +99,17 @@ def _unit_pieces(units: Units, keep: torch.Tensor) -> list[tuple[torch.Tensor, t
         pieces.append((units.bias, keep))  # ... its bias ...
     for reader in units.outgoing:  # ... and column j of every layer that reads it
         if reader.dim() != 2 or reader.shape[1] != weight.shape[0]:
-            raise ValueError(f"a neuron reader of shape {tuple(reader.shape)} does not read the {weight.shape[0]} "
-                             "outputs of its layer")
+            raise ValueError(
+                f"a neuron reader of shape {tuple(reader.shape)} does not read the {weight.shape[0]} "
+                "outputs of its layer"
+            )
         pieces.append((reader, keep[None, :].expand_as(reader)))
     return pieces
 
 
-def _combine(targets: Sequence[torch.Tensor], pieces: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+def _combine(
+    targets: Sequence[torch.Tensor], pieces: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> list[torch.Tensor]:
     """One keep-mask per target: the AND of every piece on it (a weight holds its own neurons' rows and
     the previous layer's neurons' columns), everything kept where no unit touches it."""
     position = {id(t): i for i, t in enumerate(targets)}
@@ -120,17 +124,30 @@ def _combine(targets: Sequence[torch.Tensor], pieces: Iterable[tuple[torch.Tenso
 
 def unit_masks(units: Sequence[Units], targets: Sequence[torch.Tensor], kappa: float) -> list[torch.Tensor]:
     """Keep-masks of ``targets`` removing the floor(kappa * n) weakest units of every layer."""
-    return _combine(targets, [piece for layer in units
-                              for piece in _unit_pieces(layer, _keep_all_but_smallest(unit_scores(layer), kappa))])
+    return _combine(
+        targets,
+        [piece for layer in units for piece in _unit_pieces(layer, _keep_all_but_smallest(unit_scores(layer), kappa))],
+    )
 
 
-def unit_masks_for_kappas(units: Sequence[Units], targets: Sequence[torch.Tensor], kappas: Sequence[float],
-                          ) -> list[list[torch.Tensor]]:
+def unit_masks_for_kappas(
+    units: Sequence[Units],
+    targets: Sequence[torch.Tensor],
+    kappas: Sequence[float],
+) -> list[list[torch.Tensor]]:
     """``[unit_masks(units, targets, kappa) for kappa in kappas]``, ranking each layer only once."""
     ranks = [_ranks(unit_scores(layer)) for layer in units]
-    return [_combine(targets, [piece for layer, rank in zip(units, ranks)
-                               for piece in _unit_pieces(layer, rank >= _count_to_drop(kappa, rank.numel()))])
-            for kappa in kappas]
+    return [
+        _combine(
+            targets,
+            [
+                piece
+                for layer, rank in zip(units, ranks)
+                for piece in _unit_pieces(layer, rank >= _count_to_drop(kappa, rank.numel()))
+            ],
+        )
+        for kappa in kappas
+    ]
 
 
 def mask_targets(model: nn.Module) -> tuple[list[torch.Tensor], int]:
@@ -228,8 +245,11 @@ def _unit_masks_to_weight(keep: torch.Tensor, weight: torch.Tensor, method: str)
     return keep
 
 
-def weight_masks_for_kappas(weights: Sequence[torch.Tensor], kappas: Sequence[float], method: str,
-                            ) -> list[list[torch.Tensor]]:
+def weight_masks_for_kappas(
+    weights: Sequence[torch.Tensor],
+    kappas: Sequence[float],
+    method: str,
+) -> list[list[torch.Tensor]]:
     """``[layer_masks(weights, kappa, method) for kappa in kappas]``, ranking each layer only once.
 
     Masks are expanded views (no copy) for structured_columns and column pruning.
@@ -241,14 +261,21 @@ def weight_masks_for_kappas(weights: Sequence[torch.Tensor], kappas: Sequence[fl
         result = []
         for kappa in kappas:
             keep = ranks >= _count_to_drop(kappa, total)
-            result.append([part.view_as(w).to(w.device) for part, w in zip(keep.split([w.numel() for w in weights]), weights)])
+            result.append(
+                [part.view_as(w).to(w.device) for part, w in zip(keep.split([w.numel() for w in weights]), weights)]
+            )
         return result
     scorers = {"structured_columns": structured_column_scores, "column": column_scores, "magnitude": torch.abs}
     if method not in scorers:
         layer_masks(weights, 0.0, method)  # raises the error naming the allowed methods
     layer_ranks = [_ranks(scorers[method](w)) for w in weights]
-    return [[_unit_masks_to_weight(ranks >= _count_to_drop(kappa, ranks.numel()), w, method)
-             for ranks, w in zip(layer_ranks, weights)] for kappa in kappas]
+    return [
+        [
+            _unit_masks_to_weight(ranks >= _count_to_drop(kappa, ranks.numel()), w, method)
+            for ranks, w in zip(layer_ranks, weights)
+        ]
+        for kappa in kappas
+    ]
 
 
 def model_masks(model: nn.Module, kappa: float, method: str = "structured") -> list[torch.Tensor]:
@@ -294,4 +321,3 @@ def pruned(model: nn.Module, kappa: float, method: str = "structured") -> Iterat
         with torch.no_grad():
             for tensor, original in zip(targets, originals):
                 tensor.copy_(original)
-

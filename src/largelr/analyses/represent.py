@@ -125,7 +125,11 @@ def active_neurons(z: torch.Tensor) -> torch.Tensor:
 
 
 def selectivity_index(
-    z: torch.Tensor, labels: torch.Tensor, num_labels: int | None = None, eps: float = 1e-7, what: str = "label",
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    num_labels: int | None = None,
+    eps: float = 1e-7,
+    what: str = "label",
     neurons: str = "all",
 ) -> float:
     """Mean selectivity over neurons: CSI with class labels, BSI with bias labels.
@@ -164,7 +168,12 @@ def class_separation(z: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) 
 
 
 def summarize(
-    z: torch.Tensor, y: torch.Tensor, b: torch.Tensor, q: float = 2.0, kappa: float = 0.1, eps: float = 1e-7,
+    z: torch.Tensor,
+    y: torch.Tensor,
+    b: torch.Tensor,
+    q: float = 2.0,
+    kappa: float = 0.1,
+    eps: float = 1e-7,
     neurons: str = "active",
     pq: tuple[float, float] = (1.0, 2.0),
 ) -> dict[str, float]:
@@ -202,8 +211,9 @@ def _batches(n: int, size: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int, layer: str = "last_activation",
-                            bn: str = "eval") -> torch.Tensor:
+def penultimate_activations(
+    model: nn.Module, x: torch.Tensor, batch_size: int, layer: str = "last_activation", bn: str = "eval"
+) -> torch.Tensor:
     """The representation of x, batched, on the CPU: ``model.features`` (the head's input) for
     ``layer="head_input"``, ``model.activations`` (non-negative post-activation penultimate values)
     for ``"last_activation"``. ``bn="eval"``: the model in eval mode; ``"batch"``: every BatchNorm
@@ -240,13 +250,23 @@ def run(model: nn.Module, dataset: dict[str, Any], settings, device: torch.devic
     """One row of ``COLUMNS`` from ``represent_samples`` test inputs, drawn with the cell's ``seed``
     (``represent_sample_seed: cell``) or with seed 0 for every cell (``fixed``)."""
     if settings["represent_sample_seed"] not in SAMPLE_SEED_CHOICES:
-        raise ValueError(f"represent_sample_seed = {settings['represent_sample_seed']!r} is not allowed; "
-                         f"allowed: {list(SAMPLE_SEED_CHOICES)}")
+        raise ValueError(
+            f"represent_sample_seed = {settings['represent_sample_seed']!r} is not allowed; "
+            f"allowed: {list(SAMPLE_SEED_CHOICES)}"
+        )
     sample_seed = seed if settings["represent_sample_seed"] == "cell" else 0
     x, y, b = test_sample(dataset, settings["represent_samples"], "cpu", seed=sample_seed)
     z = representation(model, x, settings)
-    metrics = summarize(z, y, b, q=settings["compress_q"], kappa=settings["compress_kappa"], eps=settings["csi_eps"],
-                        neurons=settings["csi_neurons"], pq=(settings["pq_p"], settings["pq_q"]))
+    metrics = summarize(
+        z,
+        y,
+        b,
+        q=settings["compress_q"],
+        kappa=settings["compress_kappa"],
+        eps=settings["csi_eps"],
+        neurons=settings["csi_neurons"],
+        pq=(settings["pq_p"], settings["pq_q"]),
+    )
     return pd.DataFrame([metrics], columns=list(COLUMNS)).astype(COLUMNS)
 
 

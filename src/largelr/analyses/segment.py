@@ -81,9 +81,11 @@ def torchvision_weights_path(name: str = "deeplabv3_resnet50") -> Path:
 
 def how_to_get_torchvision_weights(name: str) -> str:
     """The sentence saying how to put segmenter ``name``'s weights file where it is expected."""
-    return (f"On a machine with internet run `python -c \"import torchvision; torchvision.models.segmentation.{name}"
-            f"(weights='COCO_WITH_VOC_LABELS_V1')\"` (or download {TORCHVISION_WEIGHT_URLS[name]}) and copy the file "
-            f"to {torchvision_weights_path(name)}, keeping its name (TORCH_HOME moves the hub directory).")
+    return (
+        f'On a machine with internet run `python -c "import torchvision; torchvision.models.segmentation.{name}'
+        f"(weights='COCO_WITH_VOC_LABELS_V1')\"` (or download {TORCHVISION_WEIGHT_URLS[name]}) and copy the file "
+        f"to {torchvision_weights_path(name)}, keeping its name (TORCH_HOME moves the hub directory)."
+    )
 
 
 def segmenter_available(name: str, checkpoint: str | Path = "") -> bool:

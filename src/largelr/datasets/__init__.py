@@ -20,8 +20,19 @@ from largelr.datasets.bases import DataMissingError
 from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
 from largelr.registry.kinds import KINDS, STANDARDIZATIONS, Kind
 
-__all__ = ["KINDS", "SPLIT_NAMES", "DamagedDatasetError", "DataMissingError", "Kind", "build_dataset", "get_kind", "load_dataset",
-           "missing_data", "save_dataset", "traits"]
+__all__ = [
+    "KINDS",
+    "SPLIT_NAMES",
+    "DamagedDatasetError",
+    "DataMissingError",
+    "Kind",
+    "build_dataset",
+    "get_kind",
+    "load_dataset",
+    "missing_data",
+    "save_dataset",
+    "traits",
+]
 
 
 def get_kind(name: str) -> Kind:
@@ -30,7 +41,9 @@ def get_kind(name: str) -> Kind:
     return KINDS[name]
 
 
-def build_dataset(kind: str, params: dict[str, Any], data_root: str | Path, seed: int, name: str | None = None) -> dict[str, Any]:
+def build_dataset(
+    kind: str, params: dict[str, Any], data_root: str | Path, seed: int, name: str | None = None
+) -> dict[str, Any]:
     """Build a dataset of ``kind`` from its defaults overridden by ``params``, deterministically in
     ``seed``; the result carries its config ``name`` (default: the kind), ``kind`` and ``traits``."""
     record = get_kind(kind)
@@ -62,5 +75,6 @@ def traits(dataset: dict[str, Any]) -> dict[str, bool]:
     if "traits" not in dataset:
         raise ValueError(
             f"dataset {dataset.get('name')!r} carries no traits (worst_group, oracle_background): its file was "
-            "written by an older largelr. Rebuild it: snakemake --forcerun data <target>.")
+            "written by an older largelr. Rebuild it: snakemake --forcerun data <target>."
+        )
     return dataset["traits"]

@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 
 
-
 def torchvision_datasets():
     """torchvision.datasets, imported on use: it costs about a second per process."""
     import torchvision.datasets
 
     return torchvision.datasets
+
 
 Base = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -181,7 +181,9 @@ def idx_shape(dataset: str, path: Path, magic: int, ndim: int) -> tuple[int, ...
         raise corrupt_file(dataset, path, f"idx magic number {found_magic}, expected {magic}")
     expected_size = len(header) + int(np.prod(shape))
     if path.stat().st_size != expected_size:
-        raise corrupt_file(dataset, path, f"{path.stat().st_size} bytes, but its header {shape} implies {expected_size}")
+        raise corrupt_file(
+            dataset, path, f"{path.stat().st_size} bytes, but its header {shape} implies {expected_size}"
+        )
     return tuple(shape)
 
 
@@ -190,7 +192,9 @@ def check_mnist_split(raw: Path, split: str, verify_checksums: bool) -> None:
     images_shape = idx_shape("MNIST", raw / images_name, MNIST_IMAGES_MAGIC, 3)
     (n_labels,) = idx_shape("MNIST", raw / labels_name, MNIST_LABELS_MAGIC, 1)
     if images_shape[0] != n_labels:
-        raise corrupt_file("MNIST", raw / labels_name, f"{n_labels} labels for {images_shape[0]} images in {images_name}")
+        raise corrupt_file(
+            "MNIST", raw / labels_name, f"{n_labels} labels for {images_shape[0]} images in {images_name}"
+        )
     official = (MNIST_OFFICIAL_COUNTS[split], MNIST_SIZE, MNIST_SIZE)
     if verify_checksums and images_shape != official:
         raise DataMissingError(
@@ -254,18 +258,28 @@ def read_cifar_batch(dataset: str, path: Path, label_key: str, num_classes: int)
             raise corrupt_file(dataset, path, f"no {key!r} entry (has {sorted(map(str, batch))})")
     data, labels = batch["data"], np.asarray(batch[label_key])
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
-        described = f"{data.dtype} array of shape {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+        described = (
+            f"{data.dtype} array of shape {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+        )
         raise corrupt_file(dataset, path, f"'data' is a {described}, expected uint8 [N, {CIFAR_PIXELS}]")
     if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
-        raise corrupt_file(dataset, path, f"{label_key!r} has shape {list(labels.shape)} ({labels.dtype}), expected {len(data)} integers")
+        raise corrupt_file(
+            dataset,
+            path,
+            f"{label_key!r} has shape {list(labels.shape)} ({labels.dtype}), expected {len(data)} integers",
+        )
     if len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
         raise corrupt_file(dataset, path, f"{label_key!r} outside 0..{num_classes - 1}")
     # Rows are the red, green and blue 32x32 planes in turn.
     return data.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE), labels.astype(np.int64)
 
 
-def read_cifar_files(dataset: str, directory: Path, names: list[str], layout: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    batches = [read_cifar_batch(dataset, directory / name, layout["label_key"], layout["num_classes"]) for name in names]
+def read_cifar_files(
+    dataset: str, directory: Path, names: list[str], layout: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    batches = [
+        read_cifar_batch(dataset, directory / name, layout["label_key"], layout["num_classes"]) for name in names
+    ]
     images = np.concatenate([images for images, _ in batches])
     labels = np.concatenate([labels for _, labels in batches])
     return torch.from_numpy(images), torch.from_numpy(labels)
@@ -275,7 +289,9 @@ def missing_cifar(dataset: str, root: Path) -> str | None:
     """None if every file of CIFAR ``dataset`` exists under root, else the clear message (existence only)."""
     layout = CIFAR_LAYOUTS[dataset]
     directory = root / layout["folder"]
-    return missing_paths_message(dataset, directory, layout["train"] + layout["test"], how_to_obtain(dataset, directory))
+    return missing_paths_message(
+        dataset, directory, layout["train"] + layout["test"], how_to_obtain(dataset, directory)
+    )
 
 
 def download_cifar(dataset: str, root: Path) -> None:
@@ -305,8 +321,10 @@ def load_cifar(dataset: str, data_root: str | Path, download: bool = False, veri
     if verify_checksums:
         for name in layout["train"] + layout["test"]:
             check_md5(dataset, directory / name, layout["md5"][name])
-    return (*read_cifar_files(dataset, directory, layout["train"], layout),
-            *read_cifar_files(dataset, directory, layout["test"], layout))
+    return (
+        *read_cifar_files(dataset, directory, layout["train"], layout),
+        *read_cifar_files(dataset, directory, layout["test"], layout),
+    )
 
 
 def load_cifar10(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
@@ -363,4 +381,3 @@ def load_mnist_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
 
 def load_cifar10_unit(data_root: str | Path, params: dict[str, Any]) -> Base:
     return unit_range(load_cifar10(data_root, params["download"], params["verify_checksums"]))
-

@@ -12,7 +12,6 @@ from typing import Any
 
 from largelr.datasets.bases import Base, load_digits_base, load_mnist_unit, missing_cifar, missing_mnist, unit_range
 from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
-
 from largelr.registry.kinds import GRAY_BASES
 
 

@@ -39,7 +39,9 @@ Group = tuple[int, int]
 def split_summary(split: dict[str, Any], num_bias: int) -> dict[str, Any]:
     y, b = split["y"], split["b"]
     if "g" in split and not torch.equal(split["g"], y * num_bias + b):
-        raise ValueError(f"stored group ids g disagree with y * num_bias + b (num_bias={num_bias}); rebuild the dataset")
+        raise ValueError(
+            f"stored group ids g disagree with y * num_bias + b (num_bias={num_bias}); rebuild the dataset"
+        )
     return {
         "size": len(y),
         # JSON has no NaN: an empty split has no rho.
@@ -78,7 +80,9 @@ def random_subset(items: list[Group], count: int, generator: torch.Generator) ->
     return [items[i] for i in chosen.tolist()]
 
 
-def groups_to_show(y: torch.Tensor, b: torch.Tensor, num_bias: int, generator: torch.Generator) -> tuple[list[Group], str]:
+def groups_to_show(
+    y: torch.Tensor, b: torch.Tensor, num_bias: int, generator: torch.Generator
+) -> tuple[list[Group], str]:
     """Non-empty groups to draw (at most MAX_GROUPS_SHOWN) and a note saying which were picked.
 
     When there are too many, half the rows go to bias-conflicting groups (if there are any)
@@ -93,11 +97,15 @@ def groups_to_show(y: torch.Tensor, b: torch.Tensor, num_bias: int, generator: t
     n_aligned = min(len(aligned), MAX_GROUPS_SHOWN - min(len(conflicting), MAX_GROUPS_SHOWN // 2))
     n_conflicting = MAX_GROUPS_SHOWN - n_aligned
     shown = sorted(random_subset(aligned, n_aligned, generator) + random_subset(conflicting, n_conflicting, generator))
-    note = f"{n_aligned} of {len(aligned)} BA (y=b) and {n_conflicting} of {len(conflicting)} BC groups, chosen at random"
+    note = (
+        f"{n_aligned} of {len(aligned)} BA (y=b) and {n_conflicting} of {len(conflicting)} BC groups, chosen at random"
+    )
     return shown, note
 
 
-def sample_indices(y: torch.Tensor, b: torch.Tensor, group: Group, count: int, generator: torch.Generator) -> torch.Tensor:
+def sample_indices(
+    y: torch.Tensor, b: torch.Tensor, group: Group, count: int, generator: torch.Generator
+) -> torch.Tensor:
     """Up to ``count`` random members of ``group``, in dataset order."""
     members = torch.nonzero((y == group[0]) & (b == group[1])).flatten()
     return members[torch.randperm(len(members), generator=generator)[:count].sort().values]
@@ -170,8 +178,13 @@ def image_grid(dataset: dict[str, Any], groups: list[Group], picks: list[torch.T
     counts = group_counts(dataset[SHOWN_SPLIT]["y"], dataset[SHOWN_SPLIT]["b"], dataset["num_bias"])
     columns = max(len(p) for p in picks)
     cell_width, cell_height = cell_inches(*dataset["input_shape"][1:])
-    figure, axes = plt.subplots(len(groups), columns, squeeze=False, layout="constrained",
-                                figsize=(cell_width * columns + 1.5, cell_height * len(groups) + 0.5))
+    figure, axes = plt.subplots(
+        len(groups),
+        columns,
+        squeeze=False,
+        layout="constrained",
+        figsize=(cell_width * columns + 1.5, cell_height * len(groups) + 0.5),
+    )
     for row, (group, row_images) in enumerate(zip(groups, images)):
         for column, axes_cell in enumerate(axes[row]):
             if column < len(row_images):
@@ -198,8 +211,10 @@ def column_runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 
 
 # How each masked region's columns are outlined: (mask key, label, edge colour, line style).
-OUTLINES = (("spurious_mask", "spurious columns outlined", "black", "solid"),
-            ("noise_mask", "noise columns dashed", "gray", "dashed"))
+OUTLINES = (
+    ("spurious_mask", "spurious columns outlined", "black", "solid"),
+    ("noise_mask", "noise columns dashed", "gray", "dashed"),
+)
 
 
 def outline_regions(axes: plt.Axes, dataset: dict[str, Any], rows: int) -> list[str]:
@@ -210,8 +225,9 @@ def outline_regions(axes: plt.Axes, dataset: dict[str, Any], rows: int) -> list[
         if mask is None or not mask.any():
             continue
         for start, length in column_runs(mask):
-            axes.add_patch(Rectangle((start - 0.5, -0.5), length, rows, fill=False, edgecolor=colour,
-                                     linestyle=style, linewidth=2))
+            axes.add_patch(
+                Rectangle((start - 0.5, -0.5), length, rows, fill=False, edgecolor=colour, linestyle=style, linewidth=2)
+            )
         labels.append(label)
     return labels
 
@@ -221,12 +237,19 @@ def vector_strips(dataset: dict[str, Any], groups: list[Group], picks: list[torc
     x = dataset[SHOWN_SPLIT]["x"].float()
     counts = group_counts(dataset[SHOWN_SPLIT]["y"], dataset[SHOWN_SPLIT]["b"], dataset["num_bias"])
     limit = x.abs().max().clamp_min(1e-12).item()
-    figure, axes = plt.subplots(len(groups), 1, squeeze=False, sharex=True, layout="constrained",
-                                figsize=(max(4.0, 0.25 * x.shape[1] + 2), 0.9 * len(groups) + 1.2))
+    figure, axes = plt.subplots(
+        len(groups),
+        1,
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+        figsize=(max(4.0, 0.25 * x.shape[1] + 2), 0.9 * len(groups) + 1.2),
+    )
     labels: list[str] = []
     for axes_row, group, indices in zip(axes[:, 0], groups, picks):
-        axes_row.imshow(x[indices].numpy(), cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto",
-                        interpolation="nearest")
+        axes_row.imshow(
+            x[indices].numpy(), cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
+        )
         labels = outline_regions(axes_row, dataset, len(indices))
         axes_row.set_yticks([])
         label_row(axes_row, group_label(group, counts[f"y={group[0]},b={group[1]}"]))
@@ -250,14 +273,19 @@ def sample_figure(dataset: dict[str, Any], samples_per_group: int, seed: int) ->
     elif len(shape) == 3 and shape[0] in (1, 3):
         figure = image_grid(dataset, groups, picks)
     else:
-        raise ValueError(f"dataset {dataset['name']!r}: cannot draw inputs of shape {shape}; expected [D] or [1|3, H, W]")
-    figure.suptitle(f"{dataset['name']}: {SHOWN_SPLIT} split, up to {samples_per_group} samples per (y, b) group; {note}",
-                    fontsize=9)
+        raise ValueError(
+            f"dataset {dataset['name']!r}: cannot draw inputs of shape {shape}; expected [D] or [1|3, H, W]"
+        )
+    figure.suptitle(
+        f"{dataset['name']}: {SHOWN_SPLIT} split, up to {samples_per_group} samples per (y, b) group; {note}",
+        fontsize=9,
+    )
     return figure
 
 
-def write_card(dataset: dict[str, Any], json_path: str | Path, png_path: str | Path, samples_per_group: int = 8,
-               seed: int = 0) -> None:
+def write_card(
+    dataset: dict[str, Any], json_path: str | Path, png_path: str | Path, samples_per_group: int = 8, seed: int = 0
+) -> None:
     """Write the dataset's JSON summary and sample PNG, each atomically."""
     write_json(card_summary(dataset), json_path)
     figure = sample_figure(dataset, samples_per_group, seed)

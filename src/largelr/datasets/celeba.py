@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from largelr.checks import defaults
-from largelr.registry.kinds import CELEBA_PARAMS
 from largelr.datasets.bases import missing_paths_message
 from largelr.datasets.lazy import (
     SPLIT_CODES,
@@ -31,6 +30,7 @@ from largelr.datasets.lazy import (
     read_table,
     splits_by_code,
 )
+from largelr.registry.kinds import CELEBA_PARAMS
 
 CELEBA_FOLDER = "celeba"
 CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
@@ -48,8 +48,10 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], pd.DataFrame]:
         raise ValueError(f"{path}: first line must be the image count, found {declared!r}")
     table = read_table(path, sep=r"\s+", skiprows=2, header=None, dtype={0: str})
     if table.shape[1] != len(names) + 1 or table.isna().any().any():
-        raise ValueError(f"{path}: rows must hold a filename and {len(names)} values (one per attribute on line 2), "
-                         f"found {table.shape[1]} columns or short rows")
+        raise ValueError(
+            f"{path}: rows must hold a filename and {len(names)} values (one per attribute on line 2), "
+            f"found {table.shape[1]} columns or short rows"
+        )
     if len(table) != int(declared):
         raise ValueError(f"{path}: first line declares {declared} images, the file lists {len(table)}")
     check_unique(table[0], path)
@@ -81,10 +83,17 @@ def attribute_column(names: list[str], attribute: str, path: Path) -> int:
 def missing_celeba(params: dict[str, Any], data_root: str | Path) -> str | None:
     """None if CelebA's listings and image folder exist under data_root, else what to put where."""
     directory = Path(data_root).expanduser().resolve() / CELEBA_FOLDER
-    return no_download("CelebA", params, missing_paths_message(
-        "CelebA", directory, [CELEBA_ATTRIBUTES, CELEBA_PARTITION, f"{CELEBA_IMAGES}/"],
-        f"Place the official CelebA files there ({CELEBA_ATTRIBUTES}, {CELEBA_PARTITION}, "
-        f"and the aligned JPEGs in {CELEBA_IMAGES}/)."))
+    return no_download(
+        "CelebA",
+        params,
+        missing_paths_message(
+            "CelebA",
+            directory,
+            [CELEBA_ATTRIBUTES, CELEBA_PARTITION, f"{CELEBA_IMAGES}/"],
+            f"Place the official CelebA files there ({CELEBA_ATTRIBUTES}, {CELEBA_PARTITION}, "
+            f"and the aligned JPEGs in {CELEBA_IMAGES}/).",
+        ),
+    )
 
 
 def build_celeba(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

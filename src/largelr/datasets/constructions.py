@@ -44,7 +44,6 @@ from largelr.datasets.kind import (
 )
 from largelr.registry.kinds import BIAS_ASSIGNMENTS, LFF_SEVERITY_OFFSET
 
-
 # LfF's ten colours (its release's data/resource/colors.th), RGB in [0, 1]; palette[b] colours the
 # strokes of bias group b. Nam et al. 2020's Colored MNIST, which the paper cites for its set.
 LFF_PALETTE = torch.tensor(
@@ -82,8 +81,9 @@ PALETTE = LFF_PALETTE  # the default
 LFF_COLOR_NOISE_STD = (0.05, 0.02, 0.01, 0.005, 0.002)
 
 
-def ten_class_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int,
-                   assignment: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
+def ten_class_bias(
+    y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float, seed: int, assignment: str = "random"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Biased train labels and unbiased test labels over 10 classes: ``lff`` assigns both deterministically
     (aligned ratio 1 - rho_train in train, 0.1 in test: :func:`lff_bias`), ``random`` draws exactly
     round(rho N) conflicting train samples and uniform test labels."""
@@ -96,7 +96,9 @@ def ten_class_bias(y_train: torch.Tensor, y_test: torch.Tensor, rho_train: float
     return b_train, b_test
 
 
-def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+def colorize(
+    gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, noise_std: float, generator: torch.Generator
+) -> torch.Tensor:
     """Colour the strokes of [N, 1, H, W] gray images by ``palette[b]`` plus per-sample noise.
 
     Background (gray 0) stays black; output is [N, 3, H, W] (Colored MNIST of Nam et al. 2020).
@@ -106,8 +108,9 @@ def colorize(gray_images: torch.Tensor, b: torch.Tensor, palette: torch.Tensor, 
     return gray_images * colours[:, :, None, None]
 
 
-def subsample_split(x: torch.Tensor, y: torch.Tensor, n: int | None, generator: torch.Generator,
-                    where: str) -> tuple[torch.Tensor, torch.Tensor]:
+def subsample_split(
+    x: torch.Tensor, y: torch.Tensor, n: int | None, generator: torch.Generator, where: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` samples drawn uniformly without replacement, in their base order (all of them for None)."""
     if n is None:
         return x, y
@@ -120,9 +123,12 @@ def subsample_split(x: torch.Tensor, y: torch.Tensor, n: int | None, generator: 
 def subsampled(base: Base, params: dict[str, Any], seed: int) -> Base:
     """The base with ``n_train``/``n_test`` samples per split (before the bias is assigned, so rho is exact)."""
     x_train, y_train, x_test, y_test = base
-    x_train, y_train = subsample_split(x_train, y_train, params.get("n_train"), split_generator(seed, "train-subsample"),
-                                       "n_train")
-    x_test, y_test = subsample_split(x_test, y_test, params.get("n_test"), split_generator(seed, "test-subsample"), "n_test")
+    x_train, y_train = subsample_split(
+        x_train, y_train, params.get("n_train"), split_generator(seed, "train-subsample"), "n_train"
+    )
+    x_test, y_test = subsample_split(
+        x_test, y_test, params.get("n_test"), split_generator(seed, "test-subsample"), "n_test"
+    )
     return x_train, y_train, x_test, y_test
 
 
@@ -132,14 +138,24 @@ def colored_from_base(name: str, base: Base, params: dict[str, Any], seed: int) 
     b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
     # Colour noise has its own streams so that it does not shift the bias draws.
     noise, palette = params["color_noise_std"], PALETTES[params["palette"]]
-    train = {"x": colorize(x_train, b_train, palette, noise, split_generator(seed, "train-colour")), "y": y_train, "b": b_train}
-    test = {"x": colorize(x_test, b_test, palette, noise, split_generator(seed, "test-colour")), "y": y_test, "b": b_test}
+    train = {
+        "x": colorize(x_train, b_train, palette, noise, split_generator(seed, "train-colour")),
+        "y": y_train,
+        "b": b_train,
+    }
+    test = {
+        "x": colorize(x_test, b_test, palette, noise, split_generator(seed, "test-colour")),
+        "y": y_test,
+        "b": b_test,
+    }
     dataset = assemble(name, train, test, 10, 10, None, None, params, seed)
     dataset["bias_palette"] = palette.tolist()  # shown on the dataset card
     return dataset
 
 
-def pick_images_with_labels(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def pick_images_with_labels(
+    images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """For each entry of ``wanted``, a uniformly random image from ``images`` with that label."""
     picks = torch.empty(len(wanted), dtype=torch.long)
     for label in torch.unique(wanted):
@@ -151,12 +167,16 @@ def pick_images_with_labels(images: torch.Tensor, labels: torch.Tensor, wanted: 
     return images[picks]
 
 
-def place_side_by_side(left: torch.Tensor, right: torch.Tensor, core_brightness: float, spurious_brightness: float) -> torch.Tensor:
+def place_side_by_side(
+    left: torch.Tensor, right: torch.Tensor, core_brightness: float, spurious_brightness: float
+) -> torch.Tensor:
     """Concatenate [N, C, H, W] images along width, each half scaled by its brightness."""
     return torch.cat([core_brightness * left, spurious_brightness * right], dim=-1)
 
 
-def double_digits_split(images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: dict[str, Any], generator: torch.Generator) -> SplitTensors:
+def double_digits_split(
+    images: torch.Tensor, y: torch.Tensor, b: torch.Tensor, params: dict[str, Any], generator: torch.Generator
+) -> SplitTensors:
     right = pick_images_with_labels(images, y, b, generator)
     x = place_side_by_side(images, right, params["core_brightness"], params["spurious_brightness"])
     return {"x": x, "y": y, "b": b}
@@ -190,8 +210,14 @@ def stack_above(digits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([padded.expand(-1, images.shape[1], -1, -1), images], dim=-2)
 
 
-def dominoes_split(digits: torch.Tensor, digit_labels: torch.Tensor, images: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
-                   generator: torch.Generator) -> SplitTensors:
+def dominoes_split(
+    digits: torch.Tensor,
+    digit_labels: torch.Tensor,
+    images: torch.Tensor,
+    y: torch.Tensor,
+    b: torch.Tensor,
+    generator: torch.Generator,
+) -> SplitTensors:
     tops = pick_images_with_labels(digits, digit_labels, b, generator)
     return {"x": stack_above(tops, images), "y": y, "b": b}
 
@@ -201,7 +227,9 @@ def mnist_cifar_from_bases(mnist: Base, cifar: Base, params: dict[str, Any], see
     digits_train, digit_labels_train, digits_test, digit_labels_test = mnist
     x_train, y_train, x_test, y_test = cifar
     b_train, b_test = ten_class_bias(y_train, y_test, params["rho_train"], seed, params["bias_assignment"])
-    train = dominoes_split(digits_train, digit_labels_train, x_train, y_train, b_train, split_generator(seed, "train-pick"))
+    train = dominoes_split(
+        digits_train, digit_labels_train, x_train, y_train, b_train, split_generator(seed, "train-pick")
+    )
     test = dominoes_split(digits_test, digit_labels_test, x_test, y_test, b_test, split_generator(seed, "test-pick"))
     spurious_mask = top_bottom_mask(*x_train.shape[1:])
     return assemble("mnist_cifar", train, test, 10, 10, spurious_mask, ~spurious_mask, params, seed)

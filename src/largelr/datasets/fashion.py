@@ -40,9 +40,11 @@ TORCHVISION_FOLDER = Path("FashionMNIST") / "raw"
 # Where the Debian/Ubuntu package dataset-fashion-mnist installs the four .gz files.
 SYSTEM_FOLDERS = (Path("/usr/share/datasets/fashion-mnist"),)
 FILE_NAMES = [name for split in ("train", "test") for name in MNIST_FILES[split]]
-ADVICE = ("To obtain them: `largelr download fashion_mnist` (or `download: true` for this dataset in config.yaml) "
-          "fetches torchvision's copy into {folder}; offline, `make fashion-mnist` (root) or "
-          "`apt-get install dataset-fashion-mnist` installs the Debian package into {system}.")
+ADVICE = (
+    "To obtain them: `largelr download fashion_mnist` (or `download: true` for this dataset in config.yaml) "
+    "fetches torchvision's copy into {folder}; offline, `make fashion-mnist` (root) or "
+    "`apt-get install dataset-fashion-mnist` installs the Debian package into {system}."
+)
 
 
 def idx_file(folder: Path, name: str) -> Path | None:
@@ -91,7 +93,9 @@ def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     if found_magic != magic:
         raise corrupt(path, f"idx magic number {found_magic}, expected {magic}")
     if len(data) != header_size + int(np.prod(shape)):
-        raise corrupt(path, f"{len(data) - header_size} data bytes, but its header {shape} implies {int(np.prod(shape))}")
+        raise corrupt(
+            path, f"{len(data) - header_size} data bytes, but its header {shape} implies {int(np.prod(shape))}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
@@ -109,7 +113,8 @@ def read_split(folder: Path, split: str, verify_checksums: bool) -> tuple[torch.
     if verify_checksums and images.shape != official:
         raise DataMissingError(
             f"{DATASET} file {images_path} holds images of shape {list(images.shape)}, but the official release's "
-            f"are {list(official)}. Replace it, or set `verify_checksums: false` for this dataset in config.yaml.")
+            f"are {list(official)}. Replace it, or set `verify_checksums: false` for this dataset in config.yaml."
+        )
     return torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels)
 
 

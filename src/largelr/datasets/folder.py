@@ -36,8 +36,11 @@ REQUIRED_COLUMNS = ("path", "y", "split")
 def missing_folder(params: dict[str, Any], data_root: Path) -> str | None:
     directory = Path(data_root).absolute() / params["folder"]
     return missing_paths_message(
-        "folder dataset", directory, [params["metadata"]],
-        f"Put the images there with a CSV {params['metadata']!r} of columns path, y, b, split (docs/data.md).")
+        "folder dataset",
+        directory,
+        [params["metadata"]],
+        f"Put the images there with a CSV {params['metadata']!r} of columns path, y, b, split (docs/data.md).",
+    )
 
 
 def label_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -57,7 +60,9 @@ def read_metadata(path: Path) -> pd.DataFrame:
     check_unique(table["path"], path)
     unknown = ~table["split"].str.strip().isin(list(SPLIT_NAMES))
     if unknown.any():
-        raise ValueError(f"{path}: split must be train, val or test (or 0, 1, 2), found {table['split'][unknown].iloc[0]!r}")
+        raise ValueError(
+            f"{path}: split must be train, val or test (or 0, 1, 2), found {table['split'][unknown].iloc[0]!r}"
+        )
     table["split"] = table["split"].str.strip().map(SPLIT_NAMES)
     for split in ("train", "test"):
         if not (table["split"] == split).any():
@@ -87,14 +92,18 @@ def build_folder(params: dict[str, Any], data_root: str | Path, seed: int) -> di
     table = read_metadata(csv)
     y = label_column(table, "y", csv)
     b = label_column(table, "b", csv) if "b" in table.columns else y.copy()
-    images = torch.stack([read_image(directory / name, params["image_size"], params["grayscale"]) for name in table["path"]])
+    images = torch.stack(
+        [read_image(directory / name, params["image_size"], params["grayscale"]) for name in table["path"]]
+    )
     splits = {
         split: {"x": images[torch.from_numpy(mask)], "y": torch.from_numpy(y[mask]), "b": torch.from_numpy(b[mask])}
         for split in ("train", "val", "test")
         if (mask := np.array(table["split"] == split)).any()
     }
     num_classes, num_bias = int(y.max()) + 1, int(b.max()) + 1
-    dataset = assemble(params["folder"], splits["train"], splits["test"], num_classes, num_bias, None, None, params, seed)
+    dataset = assemble(
+        params["folder"], splits["train"], splits["test"], num_classes, num_bias, None, None, params, seed
+    )
     if "val" in splits:
         dataset["val"] = {**splits["val"], "g": splits["val"]["y"] * num_bias + splits["val"]["b"]}
     # Groups exist when the CSV's bias label is not the class label: report the worst group then.

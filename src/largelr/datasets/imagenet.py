@@ -13,14 +13,16 @@ from typing import Any
 import numpy as np
 
 from largelr.checks import defaults
-from largelr.registry.kinds import IMAGENET_PARAMS
 from largelr.datasets.bases import DataMissingError, missing_paths_message
 from largelr.datasets.lazy import LazySplit, assemble_lazy, lazy_split, no_download, raise_if_missing
+from largelr.registry.kinds import IMAGENET_PARAMS
 
 IMAGENET_FOLDER = "imagenet"
 
-IMAGENET_ADVICE = ("Place the ILSVRC-2012 train and val images there, one folder per class (wnid) in each, "
-                   "as torchvision.datasets.ImageNet prepares them.")
+IMAGENET_ADVICE = (
+    "Place the ILSVRC-2012 train and val images there, one folder per class (wnid) in each, "
+    "as torchvision.datasets.ImageNet prepares them."
+)
 
 
 def class_folders(directory: Path) -> tuple[list[str], dict[str, int]]:
@@ -48,8 +50,13 @@ def image_folder_split(root: Path, split: str, class_to_idx: dict[str, int]) -> 
 
 def missing_imagenet(params: dict[str, Any], data_root: str | Path) -> str | None:
     """None if imagenet/train/ and imagenet/val/ exist under data_root, else what to put where."""
-    return no_download("ImageNet", params, missing_paths_message(
-        "ImageNet", Path(data_root).expanduser().resolve() / IMAGENET_FOLDER, ["train/", "val/"], IMAGENET_ADVICE))
+    return no_download(
+        "ImageNet",
+        params,
+        missing_paths_message(
+            "ImageNet", Path(data_root).expanduser().resolve() / IMAGENET_FOLDER, ["train/", "val/"], IMAGENET_ADVICE
+        ),
+    )
 
 
 def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:
@@ -60,8 +67,11 @@ def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> 
     classes, class_to_idx = class_folders(root / "train")
     val_classes, _ = class_folders(root / "val")
     if val_classes != classes:
-        raise ValueError(f"{root / 'val'}: class folders differ from {root / 'train'} "
-                         f"({len(val_classes)} vs {len(classes)} classes)")
-    splits = {"train": image_folder_split(root, "train", class_to_idx), "test": image_folder_split(root, "val", class_to_idx)}
+        raise ValueError(
+            f"{root / 'val'}: class folders differ from {root / 'train'} ({len(val_classes)} vs {len(classes)} classes)"
+        )
+    splits = {
+        "train": image_folder_split(root, "train", class_to_idx),
+        "test": image_folder_split(root, "val", class_to_idx),
+    }
     return assemble_lazy("imagenet", splits, len(classes), len(classes), root, params, seed)
-

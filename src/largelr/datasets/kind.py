@@ -95,8 +95,20 @@ def realized_rho(split: SplitTensors) -> float:
 
 
 # Append only: a stream's position seeds it, so reordering would change every dataset.
-SPLIT_STREAMS = ("train", "test", "train-colour", "test-colour", "train-pick", "test-pick", "train-corrupt",
-                 "test-corrupt", "train-noise", "test-noise", "train-subsample", "test-subsample")
+SPLIT_STREAMS = (
+    "train",
+    "test",
+    "train-colour",
+    "test-colour",
+    "train-pick",
+    "test-pick",
+    "train-corrupt",
+    "test-corrupt",
+    "train-noise",
+    "test-noise",
+    "train-subsample",
+    "test-subsample",
+)
 
 
 def split_generator(seed: int, stream: str, *indices: int) -> torch.Generator:
@@ -109,12 +121,26 @@ def with_group_ids(split: SplitTensors, num_bias: int) -> SplitTensors:
     return {**split, "g": group_ids(split["y"], split["b"], num_bias)}
 
 
-def assemble(name: str, train: SplitTensors, test: SplitTensors, num_classes: int, num_bias: int,
-             spurious_mask: torch.Tensor | None, core_mask: torch.Tensor | None, params: dict[str, Any], seed: int,
-             noise_mask: torch.Tensor | None = None) -> dict[str, Any]:
+def assemble(
+    name: str,
+    train: SplitTensors,
+    test: SplitTensors,
+    num_classes: int,
+    num_bias: int,
+    spurious_mask: torch.Tensor | None,
+    core_mask: torch.Tensor | None,
+    params: dict[str, Any],
+    seed: int,
+    noise_mask: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """The dataset dict of an in-memory set (module docstring); ``kind`` and ``traits`` are added by
     :func:`largelr.datasets.build_dataset`."""
-    recorded = {**params, "seed": seed, "realized_rho_train": realized_rho(train), "realized_rho_test": realized_rho(test)}
+    recorded = {
+        **params,
+        "seed": seed,
+        "realized_rho_train": realized_rho(train),
+        "realized_rho_test": realized_rho(test),
+    }
     return {
         "name": name,
         "train": with_group_ids(train, num_bias),

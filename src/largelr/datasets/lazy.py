@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-
 from torch.utils.data import Dataset
 
 from largelr.datasets.bases import DataMissingError
+from largelr.registry.kinds import IMAGE_SIZE, NO_DOWNLOAD  # noqa: F401  (the readers' shared settings)
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 # Known and accepted: see decode_rgb.
@@ -37,7 +37,6 @@ TORCHVISION_IO_DEPRECATION = "The image decoding and encoding capabilities of To
 IMAGES_CHECKED = 5  # per split; see the module docstring
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}  # CelebA partition and Waterbirds split codes
 
-from largelr.registry.kinds import IMAGE_SIZE, NO_DOWNLOAD  # noqa: F401  (the readers' shared settings)
 
 LazySplit = dict[str, Any]
 
@@ -90,13 +89,19 @@ def no_download(dataset: str, params: dict[str, Any], message: str | None) -> st
     """``message``, completed with why ``download: true`` cannot help, when it is set."""
     if not params.get("download"):
         return message
-    refusal = (f"{dataset} cannot be downloaded by this pipeline (its release needs a manual download or "
-               f"accepting terms of use); set `download: false` and place the files as described.")
+    refusal = (
+        f"{dataset} cannot be downloaded by this pipeline (its release needs a manual download or "
+        f"accepting terms of use); set `download: false` and place the files as described."
+    )
     return f"{message} {refusal}" if message else None
 
 
 def lazy_split(paths: list[str], y: np.ndarray, b: np.ndarray) -> LazySplit:
-    return {"paths": list(paths), "y": torch.as_tensor(y, dtype=torch.int64), "b": torch.as_tensor(b, dtype=torch.int64)}
+    return {
+        "paths": list(paths),
+        "y": torch.as_tensor(y, dtype=torch.int64),
+        "b": torch.as_tensor(b, dtype=torch.int64),
+    }
 
 
 def splits_by_code(paths: list[str], y: np.ndarray, b: np.ndarray, codes: np.ndarray) -> dict[str, LazySplit]:
@@ -107,8 +112,15 @@ def splits_by_code(paths: list[str], y: np.ndarray, b: np.ndarray, codes: np.nda
     }
 
 
-def assemble_lazy(name: str, splits: dict[str, LazySplit], num_classes: int, num_bias: int, root: Path,
-                  params: dict[str, Any], seed: int) -> dict[str, Any]:
+def assemble_lazy(
+    name: str,
+    splits: dict[str, LazySplit],
+    num_classes: int,
+    num_bias: int,
+    root: Path,
+    params: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
     """The dataset dict of :mod:`largelr.datasets.kind`, with lazy splits and the fields to read them."""
     size = params["image_size"]
     rhos = {f"realized_rho_{split}": (part["y"] != part["b"]).double().mean().item() for split, part in splits.items()}

@@ -18,5 +18,11 @@ from largelr.datasets.celeba import build_celeba, missing_celeba
 from largelr.datasets.imagenet import build_imagenet, missing_imagenet
 from largelr.datasets.waterbirds import build_waterbirds, missing_waterbirds
 
-__all__ = ["build_celeba", "build_imagenet", "build_waterbirds", "missing_celeba", "missing_imagenet",
-           "missing_waterbirds"]
+__all__ = [
+    "build_celeba",
+    "build_imagenet",
+    "build_waterbirds",
+    "missing_celeba",
+    "missing_imagenet",
+    "missing_waterbirds",
+]

@@ -58,11 +58,11 @@ def gray_levels(x: torch.Tensor) -> torch.Tensor | None:
     """
     levels = torch.empty(x.shape, dtype=torch.uint8)
     for start in range(0, len(x), GRID_CHUNK):
-        chunk = x[start:start + GRID_CHUNK]
+        chunk = x[start : start + GRID_CHUNK]
         rounded = torch.round(chunk * GRAY_LEVELS)
         if not torch.equal(rounded / GRAY_LEVELS, chunk):
             return None
-        levels[start:start + GRID_CHUNK] = rounded.to(torch.uint8)
+        levels[start : start + GRID_CHUNK] = rounded.to(torch.uint8)
     return levels
 
 
@@ -142,7 +142,8 @@ def damaged(path: Path, reason: str) -> DamagedDatasetError:
         pass  # a read-only results/: the message still says what to do
     return DamagedDatasetError(
         f"{path}: damaged dataset file ({reason}). Rerun the same snakemake command: its data job rebuilds "
-        "the file, and no finished cell retrains")
+        "the file, and no finished cell retrains"
+    )
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
@@ -152,8 +153,10 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
     ``standardized_on_load`` says whether that changed anything."""
     path = Path(path)
     if not path.exists():
-        raise DamagedDatasetError(f"{path}: no such dataset file; build it with the workflow "
-                                  "(snakemake --cores all <study>) or `largelr data`")
+        raise DamagedDatasetError(
+            f"{path}: no such dataset file; build it with the workflow "
+            "(snakemake --cores all <study>) or `largelr data`"
+        )
     if reason := dataset_damage(path):
         raise damaged(path, reason)
     try:

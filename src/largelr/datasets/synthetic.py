@@ -68,12 +68,23 @@ def build_parity(params: dict[str, Any], data_root: str | Path, seed: int) -> di
     core_bits, spurious_bits, noise_bits = params["core_bits"], params["spurious_bits"], params["noise_bits"]
     splits = {}
     for split in ("train", "test"):
-        bits = parity_split(core_bits, spurious_bits, params[f"n_{split}"], params[f"rho_{split}"],
-                            split_generator(seed, split))
+        bits = parity_split(
+            core_bits, spurious_bits, params[f"n_{split}"], params[f"rho_{split}"], split_generator(seed, split)
+        )
         splits[split] = with_noise_bits(bits, noise_bits, split_generator(seed, f"{split}-noise"))
     masks = parity_masks(core_bits, spurious_bits, noise_bits)
-    return assemble("parity", splits["train"], splits["test"], 2, 2, masks["spurious_mask"], masks["core_mask"],
-                    params, seed, noise_mask=masks["noise_mask"])
+    return assemble(
+        "parity",
+        splits["train"],
+        splits["test"],
+        2,
+        2,
+        masks["spurious_mask"],
+        masks["core_mask"],
+        params,
+        seed,
+        noise_mask=masks["noise_mask"],
+    )
 
 
 # --- moon vs star ------------------------------------------------------------------------

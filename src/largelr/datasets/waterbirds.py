@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from largelr.checks import defaults
-from largelr.registry.kinds import WATERBIRDS_PARAMS
 from largelr.datasets.bases import missing_paths_message
 from largelr.datasets.lazy import (
     SPLIT_CODES,
@@ -24,6 +23,7 @@ from largelr.datasets.lazy import (
     read_table,
     splits_by_code,
 )
+from largelr.registry.kinds import WATERBIRDS_PARAMS
 
 WATERBIRDS_METADATA = "metadata.csv"
 WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
@@ -32,10 +32,17 @@ WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
 def missing_waterbirds(params: dict[str, Any], data_root: str | Path) -> str | None:
     """None if the Waterbirds metadata.csv exists under data_root/folder, else what to put where."""
     directory = Path(data_root).expanduser().resolve() / params["folder"]
-    return no_download("Waterbirds", params, missing_paths_message(
-        "Waterbirds", directory, [WATERBIRDS_METADATA],
-        f"Place the group-DRO Waterbirds release there ({WATERBIRDS_METADATA} and the image "
-        f"folders it lists), or set the dataset's `folder` parameter to the folder that holds it."))
+    return no_download(
+        "Waterbirds",
+        params,
+        missing_paths_message(
+            "Waterbirds",
+            directory,
+            [WATERBIRDS_METADATA],
+            f"Place the group-DRO Waterbirds release there ({WATERBIRDS_METADATA} and the image "
+            f"folders it lists), or set the dataset's `folder` parameter to the folder that holds it.",
+        ),
+    )
 
 
 def build_waterbirds(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

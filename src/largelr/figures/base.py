@@ -39,14 +39,21 @@ FIGURE_VARIABLES = {
 
 # Figs 17 and 25: the compressibility notions side by side (every pruning curve's mean retention
 # is added per method, as "prunability_<method>" columns).
-COMPRESSIBILITY_VARIABLES = {"compressibility": "act. compressibility (q=2, κ=0.1)", "sparsity": "act. sparsity",
-                             "pq_index": "act. PQ-index"}
+COMPRESSIBILITY_VARIABLES = {
+    "compressibility": "act. compressibility (q=2, κ=0.1)",
+    "sparsity": "act. sparsity",
+    "pq_index": "act. PQ-index",
+}
 
 
 # What each pruning method removes, for panel titles.
-PRUNING_METHODS = {"structured": "neurons / kernels (the paper's)", "structured_columns": "input columns + kernels",
-                   "column": "whole input columns / channels", "magnitude": "weights, per layer",
-                   "magnitude_global": "weights, global threshold"}
+PRUNING_METHODS = {
+    "structured": "neurons / kernels (the paper's)",
+    "structured_columns": "input columns + kernels",
+    "column": "whole input columns / channels",
+    "magnitude": "weights, per layer",
+    "magnitude_global": "weights, global threshold",
+}
 
 
 # The intervention grid compares the Table 2 variables.
@@ -119,8 +126,15 @@ def normalized_lines(ax: plt.Axes, cells: pd.DataFrame, labels: dict[str, str], 
         colour, marker = palette[index % len(palette)], markers[index % len(markers)]
         means = rows.groupby("value")["normalized"].mean()
         low, high = bounds[variable]
-        ax.plot(means.index, means.to_numpy(), marker=marker, color=colour, linewidth=1.6, markersize=5,
-                label=f"{labels[variable]}  [{low:.3g}, {high:.3g}]")
+        ax.plot(
+            means.index,
+            means.to_numpy(),
+            marker=marker,
+            color=colour,
+            linewidth=1.6,
+            markersize=5,
+            label=f"{labels[variable]}  [{low:.3g}, {high:.3g}]",
+        )
         ax.scatter(rows["value"], rows["normalized"], color=colour, marker=marker, s=10, alpha=0.35, linewidths=0)
     knob_axis(ax, list(x), label)
     ax.set(ylabel="normalized value (per variable)", ylim=(-0.1, 1.1))
@@ -150,8 +164,10 @@ def pair_title(pair_cells: pd.DataFrame, what: str = "") -> str:
 def select_pair(frame: pd.DataFrame, dataset: str, model: str, what: str) -> pd.DataFrame:
     pair = frame[(frame["dataset"] == dataset) & (frame["model"] == model)]
     if pair.empty:
-        raise ValueError(f"no {what} for dataset {dataset!r} x model {model!r}; present: "
-                         f"{sorted(set(zip(frame['dataset'], frame['model'])))}")
+        raise ValueError(
+            f"no {what} for dataset {dataset!r} x model {model!r}; present: "
+            f"{sorted(set(zip(frame['dataset'], frame['model'])))}"
+        )
     return pair
 
 
@@ -174,8 +190,9 @@ def finish_grid(fig: plt.Figure, axes: np.ndarray, used: int, title: str, paths:
     return fig
 
 
-def usable_rows(frame: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
-                what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def usable_rows(
+    frame: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str, what: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The pair's rows of ``frame`` from included cells, and the pair's cells."""
     pair_cells = select_pair(cells, dataset, model, "cells")
     keys = ["value", "seed"]

@@ -23,8 +23,13 @@ def pair_seeds(table: pd.DataFrame, dataset: str, model: str) -> int:
     return table[(table["dataset"] == dataset) & (table["model"] == model)]["seed"].nunique()
 
 
-def family_tasks(family: FigureFamily, out_dir: str | Path, frames: Mapping[str, pd.DataFrame],
-                 npz: Mapping[str, Sequence[str]], formats: Sequence[str]) -> list[Task]:
+def family_tasks(
+    family: FigureFamily,
+    out_dir: str | Path,
+    frames: Mapping[str, pd.DataFrame],
+    npz: Mapping[str, Sequence[str]],
+    formats: Sequence[str],
+) -> list[Task]:
     """(function, arguments) of every figure of one family (the calling convention of
     largelr.registry.figures): one per npz file, one per pair, or one for the study."""
     function, table = family.function(), frames["cells"]
@@ -40,13 +45,19 @@ def family_tasks(family: FigureFamily, out_dir: str | Path, frames: Mapping[str,
     if not family.per_pair:
         return [(function, (*inputs, figure_paths(out_dir, family.name, formats)))]
     pairs = list(dict.fromkeys(zip(table["dataset"], table["model"])))
-    return [(function, (*inputs, dataset, model,
-                        figure_paths(out_dir, family.name, formats, dataset=dataset, model=model)))
-            for dataset, model in pairs]
+    return [
+        (function, (*inputs, dataset, model, figure_paths(out_dir, family.name, formats, dataset=dataset, model=model)))
+        for dataset, model in pairs
+    ]
 
 
-def study_figure_tasks(families: Sequence[str], out_dir: str | Path, frames: dict[str, pd.DataFrame],
-                       npz: Mapping[str, Sequence[str]], formats: Sequence[str]) -> list[Task]:
+def study_figure_tasks(
+    families: Sequence[str],
+    out_dir: str | Path,
+    frames: dict[str, pd.DataFrame],
+    npz: Mapping[str, Sequence[str]],
+    formats: Sequence[str],
+) -> list[Task]:
     """(function, arguments) of every figure of the named families: one per pair, or one per study."""
     return [task for name in families for task in family_tasks(FIGURE_FAMILIES[name], out_dir, frames, npz, formats)]
 
@@ -74,10 +85,18 @@ def run_tasks(tasks: list[Task], workers: int) -> None:
         _TASKS = []
 
 
-def draw_study_figures(families: Sequence[str], out_dir: str | Path, cells: str, curves: str | None = None,
-                       dynamics: str | None = None, mechanism: str | None = None, hilo: Sequence[str] = (),
-                       formats: Sequence[str] = ("png", "pdf"), workers: int = 1,
-                       training_maps: Sequence[str] = ()) -> None:
+def draw_study_figures(
+    families: Sequence[str],
+    out_dir: str | Path,
+    cells: str,
+    curves: str | None = None,
+    dynamics: str | None = None,
+    mechanism: str | None = None,
+    hilo: Sequence[str] = (),
+    formats: Sequence[str] = ("png", "pdf"),
+    workers: int = 1,
+    training_maps: Sequence[str] = (),
+) -> None:
     """Every figure of the named families for one study, from its aggregate files; in ``workers`` processes."""
     frames = {"cells": pd.read_parquet(cells)}
     for name, path in (("curves", curves), ("dynamics", dynamics), ("mechanism", mechanism)):

@@ -16,20 +16,38 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from largelr.figures.base import (COMPRESSIBILITY_VARIABLES, FIGURE_VARIABLES, INTERVENTION_VARIABLES,
-                                  PRUNING_METHODS, finish_grid, left_out_text, normalized_lines, pair_title,
-                                  placeholder_figure, save_figure, select_pair, usable_rows, use_style,
-                                  value_labels)
+from largelr.figures.base import (
+    COMPRESSIBILITY_VARIABLES,
+    FIGURE_VARIABLES,
+    INTERVENTION_VARIABLES,
+    PRUNING_METHODS,
+    finish_grid,
+    left_out_text,
+    normalized_lines,
+    pair_title,
+    placeholder_figure,
+    save_figure,
+    select_pair,
+    usable_rows,
+    use_style,
+    value_labels,
+)
 
 
 def normalized_figure(pair_cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
     """One (dataset, model) sweep, included cells only."""
-    return normalized_plot(pair_cells, FIGURE_VARIABLES, "variable  [raw min, max of seed means]",
-                           "seed means (lines) and seeds (points)", paths)
+    return normalized_plot(
+        pair_cells,
+        FIGURE_VARIABLES,
+        "variable  [raw min, max of seed means]",
+        "seed means (lines) and seeds (points)",
+        paths,
+    )
 
 
-def normalized_plot(pair_cells: pd.DataFrame, variables: dict[str, str], legend: str, subtitle: str,
-                    paths: Sequence[str | Path]) -> plt.Figure:
+def normalized_plot(
+    pair_cells: pd.DataFrame, variables: dict[str, str], legend: str, subtitle: str, paths: Sequence[str | Path]
+) -> plt.Figure:
     """One axes of normalized variables against the knob for a pair's included cells, titled and saved."""
     use_style()
     fig, ax = plt.subplots(figsize=(8.2, 4.2))
@@ -64,12 +82,19 @@ def intervention_grid(cells: pd.DataFrame, dataset: str, model: str, paths: Sequ
         ax.legend(title="[raw min, max]", fontsize=6, title_fontsize=6, loc="best")
         ax.set_title(f"{study} ({knob}), {panel['seed'].nunique()} seeds", fontsize=8)
     left = int((~pair["included"]).sum())
-    return finish_grid(fig, axes, len(panels), f"Interventions: {dataset} × {model} (seed means and seeds, each "
-                       f"variable normalized per panel; {left} cells left out)", paths)
+    return finish_grid(
+        fig,
+        axes,
+        len(panels),
+        f"Interventions: {dataset} × {model} (seed means and seeds, each "
+        f"variable normalized per panel; {left} cells left out)",
+        paths,
+    )
 
 
-def pruning_figure(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
-                   paths: Sequence[str | Path]) -> plt.Figure:
+def pruning_figure(
+    curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]
+) -> plt.Figure:
     """Figs 20/21: retention Acc(pruned by κ)/Acc against κ, one line per knob value (seed mean,
     thin bars: sd over seeds), one panel per pruning method; included cells only."""
     pair, pair_cells = usable_rows(curves, cells, dataset, model, "pruning curves")
@@ -85,10 +110,23 @@ def pruning_figure(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, mode
         for colour, value in zip(palette, values):
             stats = pair[(pair["method"] == method) & (pair["value"] == value)].groupby("kappa")["retention"]
             mean, sd = stats.mean(), stats.std().fillna(0)
-            ax.errorbar(mean.index, mean.to_numpy(), yerr=sd.to_numpy(), color=colour, marker="o", markersize=3,
-                        linewidth=1.2, elinewidth=0.7, capsize=2, label=labels.get(value, f"{value:g}"))
-        ax.set(title=f"{method}: {PRUNING_METHODS.get(method, method)}", xlabel="pruned fraction κ",
-               ylabel="retention Acc(κ)/Acc(0)")
+            ax.errorbar(
+                mean.index,
+                mean.to_numpy(),
+                yerr=sd.to_numpy(),
+                color=colour,
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                elinewidth=0.7,
+                capsize=2,
+                label=labels.get(value, f"{value:g}"),
+            )
+        ax.set(
+            title=f"{method}: {PRUNING_METHODS.get(method, method)}",
+            xlabel="pruned fraction κ",
+            ylabel="retention Acc(κ)/Acc(0)",
+        )
         ax.legend(title=f"{knob} (test acc.)", fontsize=7, title_fontsize=7)
     fig.suptitle(pair_title(pair_cells, "pruning curves, seed mean ± sd"), fontsize=9)
     fig.tight_layout()
@@ -97,9 +135,13 @@ def pruning_figure(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str, mode
 
 
 # Per-step series of the training-dynamics figure and their panel labels, in panel order.
-DYNAMICS_PANELS = {"bc_loss_ratio": "BC loss ratio (share of batch CE)", "spurious_share": "spurious attribution share",
-                   "core_share": "core attribution share", "noise_share": "noise attribution share",
-                   "test_acc": "unbiased test accuracy"}
+DYNAMICS_PANELS = {
+    "bc_loss_ratio": "BC loss ratio (share of batch CE)",
+    "spurious_share": "spurious attribution share",
+    "core_share": "core attribution share",
+    "noise_share": "noise attribution share",
+    "test_acc": "unbiased test accuracy",
+}
 SMOOTHING_FRACTION = 0.05  # rolling window: this fraction of a curve's recorded points (at least 3)
 
 
@@ -108,8 +150,9 @@ def smoothed(series: pd.Series) -> pd.Series:
     return series.rolling(window, center=True, min_periods=1).mean()
 
 
-def dynamics_figure(history: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str,
-                    paths: Sequence[str | Path]) -> plt.Figure:
+def dynamics_figure(
+    history: pd.DataFrame, cells: pd.DataFrame, dataset: str, model: str, paths: Sequence[str | Path]
+) -> plt.Figure:
     """Figs 3 (right), 13, 24 (bottom): the BC loss ratio (smoothed by a rolling mean over steps, raw
     values faint behind) and, where recorded, the attribution shares and test accuracy over training,
     one line per knob value, mean over seeds; included cells only."""
@@ -130,8 +173,9 @@ def dynamics_figure(history: pd.DataFrame, cells: pd.DataFrame, dataset: str, mo
             ax.plot(curve.index, curve.to_numpy(), color=colour, linewidth=1.5, label=f"{value:g}")
         ax.set(ylabel=DYNAMICS_PANELS[column], xlabel="training step")
         ax.legend(title=knob, fontsize=7, title_fontsize=8)
-    fig.suptitle(pair_title(pair_cells, "training dynamics, mean over seeds (BC ratio: rolling mean, raw faint)"),
-                 fontsize=9)
+    fig.suptitle(
+        pair_title(pair_cells, "training dynamics, mean over seeds (BC ratio: rolling mean, raw faint)"), fontsize=9
+    )
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
@@ -147,8 +191,13 @@ def compressibility_figure(cells: pd.DataFrame, dataset: str, model: str, paths:
     labels = {c: f"prunability ({c.removeprefix('prunability_')})" for c in methods} | COMPRESSIBILITY_VARIABLES
     if usable.empty:
         return placeholder_figure(f"{dataset} × {model}: no cell included ({left_out_text(pair)})", paths)
-    return normalized_plot(pair, labels, "notion  [raw min, max of seed means]",
-                           "compressibility notions, seed means (lines) and seeds (points)", paths)
+    return normalized_plot(
+        pair,
+        labels,
+        "notion  [raw min, max of seed means]",
+        "compressibility notions, seed means (lines) and seeds (points)",
+        paths,
+    )
 
 
 def csi_core_figure(cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
@@ -167,15 +216,30 @@ def csi_core_figure(cells: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Fig
     for ax, (dataset, model) in zip(axes.flat, pairs):
         pair = usable[(usable["dataset"] == dataset) & (usable["model"] == model)]
         knob = pair["knob"].iloc[0]
-        sns.scatterplot(data=pair.assign(**{knob: pair["value"].map("{:g}".format)}), x="core_share", y="csi",
-                        hue=knob, palette="viridis", ax=ax)
+        sns.scatterplot(
+            data=pair.assign(**{knob: pair["value"].map("{:g}".format)}),
+            x="core_share",
+            y="csi",
+            hue=knob,
+            palette="viridis",
+            ax=ax,
+        )
         r = np.corrcoef(pair["core_share"], pair["csi"])[0, 1] if len(pair) > 2 else np.nan
-        ax.set(title=f"{dataset} × {model}: r = {r:.2f} (n = {len(pair)})", xlabel="core attribution share",
-               ylabel="class selectivity (CSI)")
+        ax.set(
+            title=f"{dataset} × {model}: r = {r:.2f} (n = {len(pair)})",
+            xlabel="core attribution share",
+            ylabel="class selectivity (CSI)",
+        )
         ax.legend(title=knob, fontsize=6, title_fontsize=7)
-    return finish_grid(fig, axes, len(pairs), f"{usable['study'].iloc[0]}: CSI vs core attribution share, "
-                       f"{usable['seed'].nunique()} seeds, one point per included cell "
-                       f"({int((~cells['included']).sum())} cells left out)", paths)
+    return finish_grid(
+        fig,
+        axes,
+        len(pairs),
+        f"{usable['study'].iloc[0]}: CSI vs core attribution share, "
+        f"{usable['seed'].nunique()} seeds, one point per included cell "
+        f"({int((~cells['included']).sum())} cells left out)",
+        paths,
+    )
 
 
 def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequence[str | Path]) -> plt.Figure:
@@ -194,16 +258,31 @@ def mechanism_figure(cells: pd.DataFrame, mechanism: pd.DataFrame, paths: Sequen
     for ax, (dataset, model) in zip(axes.flat, pairs):
         pair = usable[(usable["dataset"] == dataset) & (usable["model"] == model)]
         knob = pair["knob"].iloc[0]
-        sns.scatterplot(data=pair.assign(**{knob: pair["value"].map("{:g}".format)}), x="max_bc_loss_ratio",
-                        y="test_acc", hue=knob, palette="viridis", ax=ax)
+        sns.scatterplot(
+            data=pair.assign(**{knob: pair["value"].map("{:g}".format)}),
+            x="max_bc_loss_ratio",
+            y="test_acc",
+            hue=knob,
+            palette="viridis",
+            ax=ax,
+        )
         row = stats.loc[(dataset, model)]
         row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
         if np.isfinite(row["slope"]):
             xs = np.linspace(pair["max_bc_loss_ratio"].min(), pair["max_bc_loss_ratio"].max(), 2)
             ax.plot(xs, row["intercept"] + row["slope"] * xs, color="black", linewidth=1)
-        ax.set(title=f"{dataset} × {model}: r = {row['pearson_r']:.2f} (n = {int(row['n_cells'])})",
-               xlabel="max BC loss ratio in training", ylabel="unbiased test acc.")
+        ax.set(
+            title=f"{dataset} × {model}: r = {row['pearson_r']:.2f} (n = {int(row['n_cells'])})",
+            xlabel="max BC loss ratio in training",
+            ylabel="unbiased test acc.",
+        )
         ax.legend(title=knob, fontsize=6, title_fontsize=7)
     left = int((~cells["included"]).sum())
-    return finish_grid(fig, axes, len(pairs), f"{study}: max BC loss ratio vs test accuracy, "
-                       f"{usable['seed'].nunique()} seeds, one point per included cell ({left} cells left out)", paths)
+    return finish_grid(
+        fig,
+        axes,
+        len(pairs),
+        f"{study}: max BC loss ratio vs test accuracy, "
+        f"{usable['seed'].nunique()} seeds, one point per included cell ({left} cells left out)",
+        paths,
+    )

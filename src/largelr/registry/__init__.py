@@ -12,11 +12,22 @@ parse (which imports :mod:`largelr.config`) never imports torch.
 """
 
 from largelr.registry.analyses import ANALYSES, ANALYSIS_KEYS, STUDY_STEPS, AnalysisRecord
-from largelr.registry.models import MODELS, ModelRecord
-
 from largelr.registry.figures import FIGURE_FAMILIES, FigureFamily
 from largelr.registry.kinds import KINDS, Kind
+from largelr.registry.models import MODELS, ModelRecord
 from largelr.registry.tables import STUDY_TABLES, StudyTable
 
-__all__ = ["ANALYSES", "ANALYSIS_KEYS", "FIGURE_FAMILIES", "KINDS", "MODELS", "STUDY_STEPS", "STUDY_TABLES",
-           "AnalysisRecord", "FigureFamily", "Kind", "ModelRecord", "StudyTable"]
+__all__ = [
+    "ANALYSES",
+    "ANALYSIS_KEYS",
+    "FIGURE_FAMILIES",
+    "KINDS",
+    "MODELS",
+    "STUDY_STEPS",
+    "STUDY_TABLES",
+    "AnalysisRecord",
+    "FigureFamily",
+    "Kind",
+    "ModelRecord",
+    "StudyTable",
+]

@@ -63,29 +63,83 @@ def _family(*args: object, **kwargs: object) -> tuple[str, FigureFamily]:
 
 
 # In the order a study's figures job draws them.
-FIGURE_FAMILIES: dict[str, FigureFamily] = dict([
-    _family("normalized", "{dataset}-{model}", ("cells",),
-            "Fig. 1, 3-5, 7, 10, 11, 15-18, 22-25 - normalized sweeps", "largelr.figures.sweeps:pair_figure"),
-    _family("compressibility", "{dataset}-{model}.compressibility", ("cells",),
-            "Fig. 17, 25 - compressibility notions", "largelr.figures.sweeps:compressibility_figure"),
-    _family("pruning", "{dataset}-{model}.pruning", ("curves", "cells"),
-            "Fig. 20, 21 - pruning curves", "largelr.figures.sweeps:pruning_figure"),
-    _family("dynamics", "{dataset}-{model}.dynamics", ("dynamics", "cells"),
-            "Fig. 3 (right), 13, 24 - training dynamics", "largelr.figures.sweeps:dynamics_figure"),
-    _family("mechanism", "mechanism", ("cells", "mechanism"),
-            "Fig. 12, 27 - mechanism (max BC loss ratio)", "largelr.figures.sweeps:mechanism_figure"),
-    _family("csi_core", "csi_core", ("cells",),
-            "Fig. 26 - class selectivity vs core use", "largelr.figures.sweeps:csi_core_figure"),
-    _family("training_maps", "{dataset}-{model}.training_maps", ("training_maps",),
-            "Fig. 13 (left) - attribution maps over training", "largelr.figures_extra:training_maps_figure"),
-    _family("neuron", "{dataset}-{model}.neuron", ("training_maps",),
-            "Fig. 28 - one neuron over training", "largelr.figures_extra:neuron_figure"),
-    _family("hilo", "{dataset}-{model}.hilo", ("hilo",),
-            "Fig. 8, 29-34 - attribution maps, low vs high lr", "largelr.figures.maps:hilo_figure", seeds=True),
-    _family("hilo_methods", "{dataset}-{model}.hilo_methods", ("hilo",),
-            "Fig. 14 - IG vs DeepLift maps", "largelr.figures_extra:hilo_methods_figure", setting="deeplift",
-            seeds=True),
-])
+FIGURE_FAMILIES: dict[str, FigureFamily] = dict(
+    [
+        _family(
+            "normalized",
+            "{dataset}-{model}",
+            ("cells",),
+            "Fig. 1, 3-5, 7, 10, 11, 15-18, 22-25 - normalized sweeps",
+            "largelr.figures.sweeps:pair_figure",
+        ),
+        _family(
+            "compressibility",
+            "{dataset}-{model}.compressibility",
+            ("cells",),
+            "Fig. 17, 25 - compressibility notions",
+            "largelr.figures.sweeps:compressibility_figure",
+        ),
+        _family(
+            "pruning",
+            "{dataset}-{model}.pruning",
+            ("curves", "cells"),
+            "Fig. 20, 21 - pruning curves",
+            "largelr.figures.sweeps:pruning_figure",
+        ),
+        _family(
+            "dynamics",
+            "{dataset}-{model}.dynamics",
+            ("dynamics", "cells"),
+            "Fig. 3 (right), 13, 24 - training dynamics",
+            "largelr.figures.sweeps:dynamics_figure",
+        ),
+        _family(
+            "mechanism",
+            "mechanism",
+            ("cells", "mechanism"),
+            "Fig. 12, 27 - mechanism (max BC loss ratio)",
+            "largelr.figures.sweeps:mechanism_figure",
+        ),
+        _family(
+            "csi_core",
+            "csi_core",
+            ("cells",),
+            "Fig. 26 - class selectivity vs core use",
+            "largelr.figures.sweeps:csi_core_figure",
+        ),
+        _family(
+            "training_maps",
+            "{dataset}-{model}.training_maps",
+            ("training_maps",),
+            "Fig. 13 (left) - attribution maps over training",
+            "largelr.figures_extra:training_maps_figure",
+        ),
+        _family(
+            "neuron",
+            "{dataset}-{model}.neuron",
+            ("training_maps",),
+            "Fig. 28 - one neuron over training",
+            "largelr.figures_extra:neuron_figure",
+        ),
+        _family(
+            "hilo",
+            "{dataset}-{model}.hilo",
+            ("hilo",),
+            "Fig. 8, 29-34 - attribution maps, low vs high lr",
+            "largelr.figures.maps:hilo_figure",
+            seeds=True,
+        ),
+        _family(
+            "hilo_methods",
+            "{dataset}-{model}.hilo_methods",
+            ("hilo",),
+            "Fig. 14 - IG vs DeepLift maps",
+            "largelr.figures_extra:hilo_methods_figure",
+            setting="deeplift",
+            seeds=True,
+        ),
+    ]
+)
 
 # Report categories of the figures that are not a study's family (drawn by rules of their own).
 OTHER_CATEGORIES = {
@@ -108,4 +162,4 @@ def figure_categories() -> dict[str, str]:
 
 def figure_captions() -> dict[str, str]:
     """Family -> its caption file's name under workflow/report/ (without .rst)."""
-    return {name: family.caption_file[:-len(".rst")] for name, family in FIGURE_FAMILIES.items()}
+    return {name: family.caption_file[: -len(".rst")] for name, family in FIGURE_FAMILIES.items()}

@@ -102,9 +102,15 @@ STANDARDIZATIONS: dict[str, dict[str, Any]] = {
 
 
 def standardize_param(default: str) -> dict[str, Setting]:
-    return {"standardize": Setting(default, "inputs standardised on load, (x - mean) / std with the constants of: "
-                                   "mnist (0.1307, 0.3081) | cifar10 | cifar100 (per channel) | none (raw [0, 1])",
-                                   type=str, choices=tuple(STANDARDIZATIONS))}
+    return {
+        "standardize": Setting(
+            default,
+            "inputs standardised on load, (x - mean) / std with the constants of: "
+            "mnist (0.1307, 0.3081) | cifar10 | cifar100 (per channel) | none (raw [0, 1])",
+            type=str,
+            choices=tuple(STANDARDIZATIONS),
+        )
+    }
 
 
 FILE_PARAMS = {
@@ -116,9 +122,14 @@ BIAS_ASSIGNMENTS = ("lff", "random")
 
 
 def bias_assignment(default: str) -> Setting:
-    return Setting(default, "lff (LfF's release: deterministic per-class blocks, exact proportions, test split "
-                   "uniform over the bias values) | random (exactly round(rho N) conflicting samples drawn at random, "
-                   "test bias drawn uniformly)", type=str, choices=BIAS_ASSIGNMENTS)
+    return Setting(
+        default,
+        "lff (LfF's release: deterministic per-class blocks, exact proportions, test split "
+        "uniform over the bias values) | random (exactly round(rho N) conflicting samples drawn at random, "
+        "test bias drawn uniformly)",
+        type=str,
+        choices=BIAS_ASSIGNMENTS,
+    )
 
 
 # --- the constructions (largelr.datasets.constructions) ----------------------------------
@@ -133,13 +144,16 @@ LFF_SEVERITY4_LEVEL = 4 + LFF_SEVERITY_OFFSET
 # A parameter renamed so that two numbering schemes cannot be confused: old name -> what to write now.
 RENAMED_CORRUPTION_PARAMS = {
     "severity": "renamed to cifar10c_level (CIFAR-10-C's numbering, 1..5): LfF's \"Severity4\" sets, the paper's, "
-                "are cifar10c_level: 5 (the default); the old severity: 4 meant cifar10c_level: 4",
+    "are cifar10c_level: 5 (the default); the old severity: 4 meant cifar10c_level: 4",
 }
 
 
 def gray_base(key: str, default: str) -> dict[str, Setting]:
-    return {key: Setting(default, "gray base: digits (bundled, offline), mnist or fashion_mnist", type=str,
-                         choices=GRAY_BASES)}
+    return {
+        key: Setting(
+            default, "gray base: digits (bundled, offline), mnist or fashion_mnist", type=str, choices=GRAY_BASES
+        )
+    }
 
 
 SUBSAMPLE = {
@@ -151,10 +165,18 @@ SUBSAMPLE = {
 BASE_STANDARDIZATION = {"mnist": "mnist", "digits": "none", "fashion_mnist": "none"}
 COLORED = {
     "rho_train": rho(0.025, "fraction of bias-conflicting training samples"),
-    "color_noise_std": Setting(0.005, "std of the Gaussian noise added to each sample's colour, clamped to [0, 1] "
-                               "(LfF's sets: 0.005, its severity 4)", minimum=0.0),
-    "palette": Setting("lff", "the ten stroke colours: lff (LfF's release) | primaries (saturated primaries and "
-                       "white)", type=str, choices=PALETTE_NAMES),
+    "color_noise_std": Setting(
+        0.005,
+        "std of the Gaussian noise added to each sample's colour, clamped to [0, 1] "
+        "(LfF's sets: 0.005, its severity 4)",
+        minimum=0.0,
+    ),
+    "palette": Setting(
+        "lff",
+        "the ten stroke colours: lff (LfF's release) | primaries (saturated primaries and white)",
+        type=str,
+        choices=PALETTE_NAMES,
+    ),
     "bias_assignment": bias_assignment("lff"),
 }
 DOUBLE = {
@@ -173,8 +195,9 @@ NO_DOWNLOAD = Setting(False, "not available for this set: it needs a manual down
 # common benchmark's roles (target Blond_Hair, spurious Male) are a config entry away.
 CELEBA_PARAMS = {
     "target_attribute": Setting("Male", "CelebA attribute that is the label y (core; the paper: gender)", type=str),
-    "spurious_attribute": Setting("Blond_Hair", "CelebA attribute that is the bias label b (spurious; the paper: "
-                                  "hair colour)", type=str),
+    "spurious_attribute": Setting(
+        "Blond_Hair", "CelebA attribute that is the bias label b (spurious; the paper: hair colour)", type=str
+    ),
     "image_size": IMAGE_SIZE,
     "download": NO_DOWNLOAD,
 }
@@ -199,17 +222,37 @@ FOLDER = "largelr.datasets.folder"
 
 
 def colored(name: str, base: str) -> Kind:
-    return Kind(name, "digit strokes coloured by the bias (palette[b] + noise)",
-                {**COLORED, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS,
-                 **standardize_param(BASE_STANDARDIZATION[base])},
-                f"{CONSTRUCTIONS}:build_colored", f"{CONSTRUCTIONS}:missing_bases", oracle_background=True)
+    return Kind(
+        name,
+        "digit strokes coloured by the bias (palette[b] + noise)",
+        {
+            **COLORED,
+            **gray_base("base", base),
+            **SUBSAMPLE,
+            **FILE_PARAMS,
+            **standardize_param(BASE_STANDARDIZATION[base]),
+        },
+        f"{CONSTRUCTIONS}:build_colored",
+        f"{CONSTRUCTIONS}:missing_bases",
+        oracle_background=True,
+    )
 
 
 def double(name: str, base: str) -> Kind:
-    return Kind(name, "core digit left (dim), a digit of class b right (bright)",
-                {**DOUBLE, **gray_base("base", base), **SUBSAMPLE, **FILE_PARAMS,
-                 **standardize_param(BASE_STANDARDIZATION[base])},
-                f"{CONSTRUCTIONS}:build_double", f"{CONSTRUCTIONS}:missing_bases", oracle_background=True)
+    return Kind(
+        name,
+        "core digit left (dim), a digit of class b right (bright)",
+        {
+            **DOUBLE,
+            **gray_base("base", base),
+            **SUBSAMPLE,
+            **FILE_PARAMS,
+            **standardize_param(BASE_STANDARDIZATION[base]),
+        },
+        f"{CONSTRUCTIONS}:build_double",
+        f"{CONSTRUCTIONS}:missing_bases",
+        oracle_background=True,
+    )
 
 
 RECORDS = (
@@ -254,32 +297,84 @@ RECORDS = (
     double("double_mnist", "mnist"),
     colored("colored_fashion_mnist", "fashion_mnist"),
     double("double_fashion_mnist", "fashion_mnist"),
-    Kind("mnist_cifar", "MNIST digit of class b stacked above a CIFAR-10 image of class y",
-         {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"), **gray_base("digit_base", "mnist"),
-          "bias_assignment": bias_assignment("random"), **FILE_PARAMS, **standardize_param("none")},
-         f"{CONSTRUCTIONS}:build_mnist_cifar", f"{CONSTRUCTIONS}:missing_bases_and_cifar10"),
-    Kind("corrupted_cifar10", "CIFAR-10 under corruption type b (LfF type 0)",
-         {"rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
-          "cifar10c_level": Setting(LFF_SEVERITY4_LEVEL, "corruption level in CIFAR-10-C's numbering (1..5); LfF's "
-                                    "\"Severity4\" sets call CIFAR-10-C's functions with severity + 1, i.e. level 5",
-                                    type=int, minimum=1, maximum=5),
-          "bias_assignment": bias_assignment("lff"), **FILE_PARAMS, **standardize_param("cifar10")},
-         f"{CONSTRUCTIONS}:build_corrupted_cifar10", f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
-         renamed=RENAMED_CORRUPTION_PARAMS),
-    Kind("cifar10", "CIFAR-10 as released; b = y", {**FILE_PARAMS, **standardize_param("cifar10")},
-         f"{CONSTRUCTIONS}:build_cifar10", f"{CONSTRUCTIONS}:missing_bases_and_cifar10"),
-    Kind("cifar100", "CIFAR-100 as released; b = y", {**FILE_PARAMS, **standardize_param("cifar100")},
-         f"{CONSTRUCTIONS}:build_cifar100", f"{CONSTRUCTIONS}:missing_bases_and_cifar100"),
-    Kind("celeba", "CelebA faces: y = target_attribute (Male), b = spurious_attribute (Blond_Hair), official splits "
-         "(lazy)",
-         CELEBA_PARAMS, "largelr.datasets.celeba:build_celeba", "largelr.datasets.celeba:missing_celeba", worst_group=True),
-    Kind("waterbirds", "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
-         WATERBIRDS_PARAMS, "largelr.datasets.waterbirds:build_waterbirds",
-         "largelr.datasets.waterbirds:missing_waterbirds", worst_group=True),
-    Kind("imagenet", "ImageNet ImageFolder trees, b = y (lazy)", IMAGENET_PARAMS, "largelr.datasets.imagenet:build_imagenet",
-         "largelr.datasets.imagenet:missing_imagenet"),
-    Kind("folder", "your own images: <data_root>/<folder>/ with a CSV of path, y, b, split (in memory)",
-         FOLDER_PARAMS, f"{FOLDER}:build_folder", f"{FOLDER}:missing_folder"),
+    Kind(
+        "mnist_cifar",
+        "MNIST digit of class b stacked above a CIFAR-10 image of class y",
+        {
+            "rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
+            **gray_base("digit_base", "mnist"),
+            "bias_assignment": bias_assignment("random"),
+            **FILE_PARAMS,
+            **standardize_param("none"),
+        },
+        f"{CONSTRUCTIONS}:build_mnist_cifar",
+        f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
+    ),
+    Kind(
+        "corrupted_cifar10",
+        "CIFAR-10 under corruption type b (LfF type 0)",
+        {
+            "rho_train": rho(0.1, "fraction of bias-conflicting training samples"),
+            "cifar10c_level": Setting(
+                LFF_SEVERITY4_LEVEL,
+                "corruption level in CIFAR-10-C's numbering (1..5); LfF's "
+                '"Severity4" sets call CIFAR-10-C\'s functions with severity + 1, i.e. level 5',
+                type=int,
+                minimum=1,
+                maximum=5,
+            ),
+            "bias_assignment": bias_assignment("lff"),
+            **FILE_PARAMS,
+            **standardize_param("cifar10"),
+        },
+        f"{CONSTRUCTIONS}:build_corrupted_cifar10",
+        f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
+        renamed=RENAMED_CORRUPTION_PARAMS,
+    ),
+    Kind(
+        "cifar10",
+        "CIFAR-10 as released; b = y",
+        {**FILE_PARAMS, **standardize_param("cifar10")},
+        f"{CONSTRUCTIONS}:build_cifar10",
+        f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
+    ),
+    Kind(
+        "cifar100",
+        "CIFAR-100 as released; b = y",
+        {**FILE_PARAMS, **standardize_param("cifar100")},
+        f"{CONSTRUCTIONS}:build_cifar100",
+        f"{CONSTRUCTIONS}:missing_bases_and_cifar100",
+    ),
+    Kind(
+        "celeba",
+        "CelebA faces: y = target_attribute (Male), b = spurious_attribute (Blond_Hair), official splits (lazy)",
+        CELEBA_PARAMS,
+        "largelr.datasets.celeba:build_celeba",
+        "largelr.datasets.celeba:missing_celeba",
+        worst_group=True,
+    ),
+    Kind(
+        "waterbirds",
+        "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
+        WATERBIRDS_PARAMS,
+        "largelr.datasets.waterbirds:build_waterbirds",
+        "largelr.datasets.waterbirds:missing_waterbirds",
+        worst_group=True,
+    ),
+    Kind(
+        "imagenet",
+        "ImageNet ImageFolder trees, b = y (lazy)",
+        IMAGENET_PARAMS,
+        "largelr.datasets.imagenet:build_imagenet",
+        "largelr.datasets.imagenet:missing_imagenet",
+    ),
+    Kind(
+        "folder",
+        "your own images: <data_root>/<folder>/ with a CSV of path, y, b, split (in memory)",
+        FOLDER_PARAMS,
+        f"{FOLDER}:build_folder",
+        f"{FOLDER}:missing_folder",
+    ),
 )
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in RECORDS}

@@ -56,30 +56,75 @@ def _costs(train: tuple[int, int], analyze: tuple[int, int], hilo: tuple[int, in
 
 
 RESNET_PARAMS = {
-    "stem": Setting("auto", "auto (torchvision for 3 channels, stride1 for 1 channel) | torchvision (7x7 stride 2 + "
-                    "max-pool, as shipped) | small (3x3 stride 1, no max-pool) | stride1 (7x7 stride 1 + max-pool)",
-                    type=str, choices=STEM_CHOICES),
+    "stem": Setting(
+        "auto",
+        "auto (torchvision for 3 channels, stride1 for 1 channel) | torchvision (7x7 stride 2 + "
+        "max-pool, as shipped) | small (3x3 stride 1, no max-pool) | stride1 (7x7 stride 1 + max-pool)",
+        type=str,
+        choices=STEM_CHOICES,
+    ),
 }
 
 _RECORDS = (
-    ModelRecord("fcn", "fully connected ReLU network without biases", "largelr.models:FCN",
-                {"depth": Setting(3, "hidden layers", type=int, minimum=1),
-                 "width": Setting(200, "units per hidden layer", type=int, minimum=1)},
-                gpu_shared=True, cost=_costs(train=(20, 4000), analyze=(10, 4000), hilo=(20, 8000))),
-    ModelRecord("cnn", "VGG11-like CNN", "largelr.models:VGGLike",
-                {"width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0),
-                 "pool": Setting("avg", "global pool before the head: avg (VGG's average pool, the authors' code) | "
-                                 "max", type=str, choices=("avg", "max"))},
-                gpu_shared=True, cost=_costs(train=(30, 4000), analyze=(10, 4000), hilo=(20, 8000))),
-    ModelRecord("resnet18", "torchvision ResNet-18", "largelr.models:ResNet18", RESNET_PARAMS,
-                autocast=True, cost=_costs(train=(240, 16000), analyze=(60, 16000), hilo=(120, 16000))),
-    ModelRecord("resnet50", "torchvision ResNet-50", "largelr.models:ResNet50", RESNET_PARAMS,
-                autocast=True, cost=_costs(train=(720, 32000), analyze=(120, 32000), hilo=(240, 32000))),
-    ModelRecord("wrn101_2", "torchvision Wide ResNet-101-2", "largelr.models:WideResNet101", RESNET_PARAMS,
-                autocast=True, cost=_costs(train=(1440, 64000), analyze=(240, 64000), hilo=(480, 64000))),
-    ModelRecord("swin_t", "torchvision Swin-T (ImageNet-1k weights by default)", "largelr.models:SwinT",
-                {"pretrained": Setting(True, "start from the ImageNet-1k weights in the torch hub cache", type=bool)},
-                autocast=True, cost=_costs(train=(720, 32000), analyze=(120, 32000), hilo=(240, 32000))),
+    ModelRecord(
+        "fcn",
+        "fully connected ReLU network without biases",
+        "largelr.models:FCN",
+        {
+            "depth": Setting(3, "hidden layers", type=int, minimum=1),
+            "width": Setting(200, "units per hidden layer", type=int, minimum=1),
+        },
+        gpu_shared=True,
+        cost=_costs(train=(20, 4000), analyze=(10, 4000), hilo=(20, 8000)),
+    ),
+    ModelRecord(
+        "cnn",
+        "VGG11-like CNN",
+        "largelr.models:VGGLike",
+        {
+            "width": Setting(1.0, "multiplier of VGG11's channel counts (1.0 = 64..512)", above=0.0),
+            "pool": Setting(
+                "avg",
+                "global pool before the head: avg (VGG's average pool, the authors' code) | max",
+                type=str,
+                choices=("avg", "max"),
+            ),
+        },
+        gpu_shared=True,
+        cost=_costs(train=(30, 4000), analyze=(10, 4000), hilo=(20, 8000)),
+    ),
+    ModelRecord(
+        "resnet18",
+        "torchvision ResNet-18",
+        "largelr.models:ResNet18",
+        RESNET_PARAMS,
+        autocast=True,
+        cost=_costs(train=(240, 16000), analyze=(60, 16000), hilo=(120, 16000)),
+    ),
+    ModelRecord(
+        "resnet50",
+        "torchvision ResNet-50",
+        "largelr.models:ResNet50",
+        RESNET_PARAMS,
+        autocast=True,
+        cost=_costs(train=(720, 32000), analyze=(120, 32000), hilo=(240, 32000)),
+    ),
+    ModelRecord(
+        "wrn101_2",
+        "torchvision Wide ResNet-101-2",
+        "largelr.models:WideResNet101",
+        RESNET_PARAMS,
+        autocast=True,
+        cost=_costs(train=(1440, 64000), analyze=(240, 64000), hilo=(480, 64000)),
+    ),
+    ModelRecord(
+        "swin_t",
+        "torchvision Swin-T (ImageNet-1k weights by default)",
+        "largelr.models:SwinT",
+        {"pretrained": Setting(True, "start from the ImageNet-1k weights in the torch hub cache", type=bool)},
+        autocast=True,
+        cost=_costs(train=(720, 32000), analyze=(120, 32000), hilo=(240, 32000)),
+    ),
 )
 MODELS: dict[str, ModelRecord] = {record.name: record for record in _RECORDS}
 

@@ -39,12 +39,16 @@ def _table(*args: object, **kwargs: object) -> tuple[str, StudyTable]:
 
 
 # In the order the aggregate job writes them.
-STUDY_TABLES: dict[str, StudyTable] = dict([
-    _table("table1", "table1", "largelr.aggregate.study_tables:write_minmax", "min/max table", latex=True),
-    _table("stats", "stats", "largelr.aggregate.study_tables:write_stats", "mean, sd, 95% CI over seeds"),
-    _table("mechanism", "mechanism", "largelr.aggregate.study_tables:write_mechanism", "Pearson r table"),
-    _table("trends", "trends", "largelr.aggregate.study_tables:write_trends", "trend of every variable over the knob"),
-])
+STUDY_TABLES: dict[str, StudyTable] = dict(
+    [
+        _table("table1", "table1", "largelr.aggregate.study_tables:write_minmax", "min/max table", latex=True),
+        _table("stats", "stats", "largelr.aggregate.study_tables:write_stats", "mean, sd, 95% CI over seeds"),
+        _table("mechanism", "mechanism", "largelr.aggregate.study_tables:write_mechanism", "Pearson r table"),
+        _table(
+            "trends", "trends", "largelr.aggregate.study_tables:write_trends", "trend of every variable over the knob"
+        ),
+    ]
+)
 # The study's other aggregate outputs (results/{study}/<name>.parquet): the figures' inputs.
 STUDY_FILES = {"cells": "cells.parquet", "curves": "prune_curves.parquet", "dynamics": "dynamics.parquet"}
 

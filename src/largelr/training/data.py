@@ -74,8 +74,9 @@ def training_batches(split: Split, order: BatchOrder) -> Iterator[tuple[torch.Te
             on_device = idx.to(split.device)
             # index_select: a plain gather, several times faster than advanced indexing on CPU
             yield split.x.index_select(0, on_device), split.y.index_select(0, on_device), idx
-    loader = torch.utils.data.DataLoader(split.images, batch_sampler=OrderedBatches(order), num_workers=split.workers,
-                                         pin_memory=split.pin)
+    loader = torch.utils.data.DataLoader(
+        split.images, batch_sampler=OrderedBatches(order), num_workers=split.workers, pin_memory=split.pin
+    )
     for x, y, _ in loader:
         idx = order.next()  # the loader's batch (it replays a copy of the order); keeps the resumable state in step
         yield x.to(split.device, non_blocking=True), y.to(split.device, non_blocking=True), idx
@@ -89,8 +90,12 @@ def held_out_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, to
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def cell_splits(dataset: dict[str, Any], settings: TrainSettings, device: torch.device, seed: int,
-                ) -> dict[str, Split | None]:
+def cell_splits(
+    dataset: dict[str, Any],
+    settings: TrainSettings,
+    device: torch.device,
+    seed: int,
+) -> dict[str, Split | None]:
     """The splits a run evaluates, by name: "train"; "val" with select_on_val (the dataset's val split,
     else a seeded ``val_fraction`` of train held out of training); "test" with eval_test. Absent ones are None."""
     workers = settings.num_workers

@@ -41,9 +41,15 @@ from largelr.training.summary import summarize
 Observer = Callable[[int, nn.Module], bool]
 
 
-def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.device, log: Callable[[str], None] = print,
-               checkpoint: str | Path | None = None, checkpoint_every: int = 1000, observer: Observer | None = None,
-               ) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
+def train_cell(
+    spec: dict[str, Any],
+    dataset: dict[str, Any],
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1000,
+    observer: Observer | None = None,
+) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
     """Train the cell described by ``spec`` (``largelr.config.cell_spec``): (model, history, summary); the module
     docstring says when it stops. With a ``checkpoint`` path the state is saved there every ``checkpoint_every``
     steps and on SIGTERM/SIGINT (then ``Preempted`` is raised); a later call with the same spec resumes from it."""
@@ -75,15 +81,7 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
             x, y, indices = next(stream)
             if rate:
                 set_lr(state.optimizer, settings.lr * rate(step))
-            x = compute.prepare(x)
-            with compute.autocast():
-                logits = forward(x)
-            loss = training_loss(logits, y, state.params, settings)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.asam_rho:
-                asam_gradients(forward, x, y, state.params, state.optimizer, settings, compute.autocast)
-            state.optimizer.step()
+            logits = take_step(state, forward, compute, settings, x, y)
             state.step = step = step + 1
             # bookkeeping: the step's logits for the history; a history row and the probes when due
             clock.images += len(y)
@@ -101,15 +99,44 @@ def train_cell(spec: dict[str, Any], dataset: dict[str, Any], device: torch.devi
     return model, state.history.frame(state.step, settings), summary
 
 
+def take_step(
+    state: TrainState,
+    forward: Callable,
+    compute: ComputeFormat,
+    settings: TrainSettings,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> torch.Tensor:
+    """One update: forward, loss, backward (ASAM: again at the perturbed weights), optimizer step; the logits."""
+    x = compute.prepare(x)
+    with compute.autocast():
+        logits = forward(x)
+    loss = training_loss(logits, y, state.params, settings)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if settings.asam_rho:
+        asam_gradients(forward, x, y, state.params, state.optimizer, settings, compute.autocast)
+    state.optimizer.step()
+    return logits
+
+
 def build_cell_model(spec: dict[str, Any], dataset: dict[str, Any], device: torch.device) -> tuple[nn.Module, dict]:
     """The cell's freshly initialised model (seeded by the caller) and the spec that rebuilds it."""
-    model_spec = {"name": spec["model"], "input_shape": list(dataset["input_shape"]),
-                  "num_classes": dataset["num_classes"], "params": spec["model_params"]}
+    model_spec = {
+        "name": spec["model"],
+        "input_shape": list(dataset["input_shape"]),
+        "num_classes": dataset["num_classes"],
+        "params": spec["model_params"],
+    }
     return build_model(**model_spec).to(device).train(), model_spec
 
 
-def set_up_model(spec: dict[str, Any], dataset: dict[str, Any], settings: TrainSettings, device: torch.device,
-                 ) -> tuple[nn.Module, dict, ComputeFormat, nn.Module]:
+def set_up_model(
+    spec: dict[str, Any],
+    dataset: dict[str, Any],
+    settings: TrainSettings,
+    device: torch.device,
+) -> tuple[nn.Module, dict, ComputeFormat, nn.Module]:
     """(model, its spec, its compute format, the callable that runs it: the model or its torch.compile'd form)."""
     model, model_spec = build_cell_model(spec, dataset, device)
     compute = ComputeFormat(model, spec["model"], settings, device)
@@ -118,9 +145,14 @@ def set_up_model(spec: dict[str, Any], dataset: dict[str, Any], settings: TrainS
     return model, model_spec, compute, forward
 
 
-def evaluate_and_decide(state: TrainState, forward: nn.Module, splits: dict[str, Split | None],
-                        compute: ComputeFormat, clock: RunClock, log: Callable[[str], None],
-                        ) -> tuple[str, int | None] | None:
+def evaluate_and_decide(
+    state: TrainState,
+    forward: nn.Module,
+    splits: dict[str, Split | None],
+    compute: ComputeFormat,
+    clock: RunClock,
+    log: Callable[[str], None],
+) -> tuple[str, int | None] | None:
     """At an evaluation: divergence check, full-train accuracy and CE, validation (and test with
     ``eval_test``), stopping rules. Returns (stopped_by or diverged reason, diverged step) to stop, else None."""
     step = state.step
@@ -141,8 +173,10 @@ def evaluate_and_decide(state: TrainState, forward: nn.Module, splits: dict[str,
     steps_per_s, images_per_s = clock.rates(step)
     cap = state.settings.max_steps
     elapsed = time_text(step, cap, clock.resumed_from, clock.elapsed_s())
-    log(f"step {step_text(step, cap)}  loss {history.stats[step - 1, LOSS].item():.4f}  train acc {train_acc:.4f}  "
-        f"{steps_per_s:.1f} steps/s  {images_per_s:.0f} img/s  {elapsed}")
+    log(
+        f"step {step_text(step, cap)}  loss {history.stats[step - 1, LOSS].item():.4f}  train acc {train_acc:.4f}  "
+        f"{steps_per_s:.1f} steps/s  {images_per_s:.0f} img/s  {elapsed}"
+    )
     if val_acc is not None:
         state.stopping.keep_if_best(step, val_acc, state.model)
     return state.stopping.after_evaluation(step, train_acc, train_ce)

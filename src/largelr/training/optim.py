@@ -42,8 +42,17 @@ class PlainSGD:
         live = [i for i, p in enumerate(self.params) if p.grad is not None]  # as torch.optim.SGD: skip grad-less
         params = [self.params[i] for i in live]
         buffers = [self.momentum_buffers[i] for i in live]
-        sgd(params, [p.grad for p in params], buffers, weight_decay=self.weight_decay, momentum=self.momentum,
-            lr=self.param_groups[0]["lr"], dampening=0.0, nesterov=False, maximize=False)
+        sgd(
+            params,
+            [p.grad for p in params],
+            buffers,
+            weight_decay=self.weight_decay,
+            momentum=self.momentum,
+            lr=self.param_groups[0]["lr"],
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+        )
         for i, buffer in zip(live, buffers):  # the kernel creates the buffers at the first step
             self.momentum_buffers[i] = buffer
 
@@ -56,8 +65,9 @@ class PlainSGD:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.param_groups[0]["lr"] = state["lr"]
-        self.momentum_buffers = [None if buffer is None else buffer.to(p.device)
-                                 for buffer, p in zip(state["momentum_buffers"], self.params)]
+        self.momentum_buffers = [
+            None if buffer is None else buffer.to(p.device) for buffer, p in zip(state["momentum_buffers"], self.params)
+        ]
 
 
 def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> PlainSGD | torch.optim.Optimizer:
@@ -114,8 +124,12 @@ def focal_loss(cross_entropy: torch.Tensor, gamma: float) -> torch.Tensor:
     return (1 - torch.exp(-cross_entropy)).pow(gamma) * cross_entropy
 
 
-def training_loss(logits: torch.Tensor, y: torch.Tensor, params: list[nn.Parameter], settings: TrainSettings,
-                  ) -> torch.Tensor:
+def training_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    params: list[nn.Parameter],
+    settings: TrainSettings,
+) -> torch.Tensor:
     """Mean per-sample loss (CE or focal) plus the L1 penalty.
 
     Cross-entropy takes the mean inside ``F.cross_entropy`` (one autograd node, as a bare
@@ -144,8 +158,15 @@ def asam_perturbation(params: list[nn.Parameter], rho: float, eta: float) -> lis
     return [t * s * factor for t, s in zip(scales, scaled)]
 
 
-def asam_gradients(forward: nn.Module, x: torch.Tensor, y: torch.Tensor, params: list[nn.Parameter],
-                   optimizer: torch.optim.Optimizer, settings: TrainSettings, autocast) -> None:
+def asam_gradients(
+    forward: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    autocast,
+) -> None:
     """Replace the gradients with ASAM's: the gradient taken at w + eps (eps from the current gradients)."""
     moved = [p for p in params if p.grad is not None]
     eps = asam_perturbation(moved, settings.asam_rho, settings.asam_eta)

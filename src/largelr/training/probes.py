@@ -25,10 +25,18 @@ class AttributionProbe:
     """IG shares of |attribution| on each masked region (spurious, core, noise), for a fixed seeded
     sample of training inputs: the course of feature use over training (Figs 3 right, 13)."""
 
-    def __init__(self, dataset: dict[str, Any], train: Split, every: int, seed: int, compute: ComputeFormat,
-                 log: Callable[[str], None]):
-        self.masks = {region: dataset[f"{region}_mask"] for region in REGIONS
-                      if dataset.get(f"{region}_mask") is not None}
+    def __init__(
+        self,
+        dataset: dict[str, Any],
+        train: Split,
+        every: int,
+        seed: int,
+        compute: ComputeFormat,
+        log: Callable[[str], None],
+    ):
+        self.masks = {
+            region: dataset[f"{region}_mask"] for region in REGIONS if dataset.get(f"{region}_mask") is not None
+        }
         self.every = every
         if every and "spurious" not in self.masks:
             log(f"attribution_every = {every} ignored: dataset {dataset.get('name')!r} has no spurious_mask")
@@ -49,8 +57,9 @@ class AttributionProbe:
             attributions, _ = integrated_gradients(model, self.x, self.y)
         finally:
             model.train(was_training)  # integrated_gradients switches to eval mode
-        return {f"{region}_share": float(region_share(attributions, mask).nanmean())
-                for region, mask in self.masks.items()}
+        return {
+            f"{region}_share": float(region_share(attributions, mask).nanmean()) for region, mask in self.masks.items()
+        }
 
 
 def bc_loss_ratio(logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> float:
@@ -78,8 +87,9 @@ class FixedBCRatioProbe:
         forward.eval()
         try:
             with self.compute.autocast():
-                logits = torch.cat([forward(self.x[i : i + EVAL_BATCH]).float()
-                                    for i in range(0, len(self.x), EVAL_BATCH)])
+                logits = torch.cat(
+                    [forward(self.x[i : i + EVAL_BATCH]).float() for i in range(0, len(self.x), EVAL_BATCH)]
+                )
         finally:
             forward.train(was_training)
         return bc_loss_ratio(logits, self.y, self.b)
@@ -89,8 +99,15 @@ class Probes:
     """Both probes of a run, measured off the training clock: attribution shares every
     ``attribution_every`` steps, the fixed-set BC loss ratio at each evaluation."""
 
-    def __init__(self, dataset: dict[str, Any], train: Split, settings: TrainSettings, seed: int,
-                 compute: ComputeFormat, log: Callable[[str], None]):
+    def __init__(
+        self,
+        dataset: dict[str, Any],
+        train: Split,
+        settings: TrainSettings,
+        seed: int,
+        compute: ComputeFormat,
+        log: Callable[[str], None],
+    ):
         self.attribution = AttributionProbe(dataset, train, settings.attribution_every, seed, compute, log)
         self.bc_ratio = FixedBCRatioProbe(train, settings.bc_ratio_samples, seed, compute)
 
@@ -98,8 +115,9 @@ class Probes:
         """Whether the attribution shares are measured after step ``step`` (its history row is then recorded)."""
         return self.attribution.due(step)
 
-    def measure(self, step: int, evaluation: bool, model: nn.Module, forward: nn.Module, history: History,
-                clock: RunClock) -> None:
+    def measure(
+        self, step: int, evaluation: bool, model: nn.Module, forward: nn.Module, history: History, clock: RunClock
+    ) -> None:
         """Record the series due after step ``step`` in ``history``, timed aside from training."""
         attribution_due = self.attribution.due(step)
         bc_due = evaluation and bool(self.bc_ratio.n_samples)

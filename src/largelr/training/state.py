@@ -77,8 +77,14 @@ class Stopping:
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"learned": self.learned, "at_chance": self.at_chance, "first_at_chance": self.first_at_chance,
-                "best_val": self.best_val, "best_step": self.best_step, "best_state": self.best_state}
+        return {
+            "learned": self.learned,
+            "at_chance": self.at_chance,
+            "first_at_chance": self.first_at_chance,
+            "best_val": self.best_val,
+            "best_step": self.best_step,
+            "best_state": self.best_state,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
@@ -105,8 +111,14 @@ class TrainState:
 
     def state_dict(self) -> dict[str, Any]:
         parts = {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "order")}
-        return {**parts, "format": self.FORMAT, "step": self.step, "history": self.history.state_dict(self.step),
-                "stopping": self.stopping.state_dict(), "torch_rng": torch.get_rng_state()}
+        return {
+            **parts,
+            "format": self.FORMAT,
+            "step": self.step,
+            "history": self.history.state_dict(self.step),
+            "stopping": self.stopping.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("model", "optimizer", "order"):

@@ -27,8 +27,13 @@ def converged(stopped_by: str, settings: TrainSettings) -> bool:
     return stopped_by == "max_steps" and not fit_criterion_set
 
 
-def run_summary(state: TrainState, outcome: tuple[str, int | None], clock: RunClock, compute: ComputeFormat,
-                model_spec: dict[str, Any]) -> dict[str, Any]:
+def run_summary(
+    state: TrainState,
+    outcome: tuple[str, int | None],
+    clock: RunClock,
+    compute: ComputeFormat,
+    model_spec: dict[str, Any],
+) -> dict[str, Any]:
     """How the run went: steps, why it stopped, its rates, the maximum BC loss ratios."""
     reason, diverged_step = outcome
     stopped_by = "diverged" if reason in DIVERGENCE_REASONS else reason
@@ -57,9 +62,16 @@ def run_summary(state: TrainState, outcome: tuple[str, int | None], clock: RunCl
     return summary
 
 
-def summarize(state: TrainState, forward: nn.Module, dataset: dict[str, Any], train: Split,
-              outcome: tuple[str, int | None], clock: RunClock, compute: ComputeFormat, model_spec: dict[str, Any],
-              ) -> dict[str, Any]:
+def summarize(
+    state: TrainState,
+    forward: nn.Module,
+    dataset: dict[str, Any],
+    train: Split,
+    outcome: tuple[str, int | None],
+    clock: RunClock,
+    compute: ComputeFormat,
+    model_spec: dict[str, Any],
+) -> dict[str, Any]:
     """The run's summary; restores the best-on-validation weights and measures test accuracy."""
     summary = run_summary(state, outcome, clock, compute, model_spec)
     settings = state.settings

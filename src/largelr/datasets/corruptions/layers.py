@@ -14,8 +14,13 @@ import torch
 from largelr.datasets.corruptions.pixels import eight_bit, from_uint8_arrays, gaussian_filter, scaled, uniform
 
 # (loc, scale, zoom, threshold, blur radius, blur sigma, image weight)
-SNOW = ((0.1, 0.2, 1.0, 0.6, 8, 3, 0.95), (0.1, 0.2, 1.0, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))
+SNOW = (
+    (0.1, 0.2, 1.0, 0.6, 8, 3, 0.95),
+    (0.1, 0.2, 1.0, 0.5, 10, 4, 0.9),
+    (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+    (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+)
 SNOW_ANGLES = (-135.0, -45.0)  # degrees, uniform
 SNOW_WHITENING = (1.5, 0.5)  # the whitened scene is max(x, 1.5 gray + 0.5)
 FROST = ((1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))  # (image weight, frost weight)
@@ -25,8 +30,13 @@ FROST_SCALE = 0.2
 FOG = ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75))  # (strength, wibble decay)
 PLASMA_WIBBLE = 100.0
 # (loc, scale, sigma, threshold, intensity, mud?)
-SPATTER = ((0.62, 0.1, 0.7, 0.7, 0.5, False), (0.65, 0.1, 0.8, 0.7, 0.5, False), (0.65, 0.3, 1.0, 0.69, 0.5, False),
-           (0.65, 0.1, 0.7, 0.69, 0.6, True), (0.65, 0.1, 0.5, 0.68, 0.6, True))
+SPATTER = (
+    (0.62, 0.1, 0.7, 0.7, 0.5, False),
+    (0.65, 0.1, 0.8, 0.7, 0.5, False),
+    (0.65, 0.3, 1.0, 0.69, 0.5, False),
+    (0.65, 0.1, 0.7, 0.69, 0.6, True),
+    (0.65, 0.1, 0.5, 0.68, 0.6, True),
+)
 WATER_COLOUR = (175 / 255, 238 / 255, 238 / 255)  # pale turquoise
 MUD_COLOUR = (63 / 255, 42 / 255, 20 / 255)
 MUD_FLOOR = 0.8  # blurred mud mask values below it are dropped
@@ -47,9 +57,9 @@ def clipped_zoom(layers: np.ndarray, zoom: float) -> np.ndarray:
     height, width = layers.shape[1:]
     crop_h, crop_w = math.ceil(height / zoom), math.ceil(width / zoom)
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    zoomed = scipy_zoom(layers[:, top:top + crop_h, left:left + crop_w], (1, zoom, zoom), order=1)
+    zoomed = scipy_zoom(layers[:, top : top + crop_h, left : left + crop_w], (1, zoom, zoom), order=1)
     trim_top, trim_left = (zoomed.shape[1] - height) // 2, (zoomed.shape[2] - width) // 2
-    return zoomed[:, trim_top:trim_top + height, trim_left:trim_left + width]
+    return zoomed[:, trim_top : trim_top + height, trim_left : trim_left + width]
 
 
 def motion_blur(layers: torch.Tensor, radius: int, sigma: float, angles: torch.Tensor) -> torch.Tensor:
@@ -58,7 +68,7 @@ def motion_blur(layers: torch.Tensor, radius: int, sigma: float, angles: torch.T
     the angle, offsets rounded half down, edge pixels repeated."""
     count, height, width = layers.shape
     taps = torch.arange(2 * radius + 1, dtype=torch.float64)
-    weights = torch.exp(-taps**2 / (2 * sigma**2))
+    weights = torch.exp(-(taps**2) / (2 * sigma**2))
     weights /= weights.sum()
     row_steps = torch.ceil(taps[None] * torch.sin(angles)[:, None] - 0.5).long()
     col_steps = torch.ceil(taps[None] * torch.cos(angles)[:, None] - 0.5).long()
@@ -94,8 +104,10 @@ def frost_folder() -> Path:
     """The folder of frost photographs in the installed ``imagecorruptions`` package (not imported)."""
     spec = importlib.util.find_spec("imagecorruptions")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the frost corruption reads the frost photographs of the imagecorruptions "
-                                  "package: pip install imagecorruptions")
+        raise ModuleNotFoundError(
+            "the frost corruption reads the frost photographs of the imagecorruptions "
+            "package: pip install imagecorruptions"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "frost"
 
 
@@ -128,7 +140,7 @@ def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> to
             raise ValueError(f"frost: images of {height}x{width} are larger than the frost photographs")
         # The reference's randint(0, h - H): a top row in [0, h - H - 1].
         top, left = int(u * (photo.shape[0] - height)), int(v * (photo.shape[1] - width))
-        crops.append(photo[top:top + height, left:left + width])
+        crops.append(photo[top : top + height, left : left + width])
     return image_weight * images.double() + frost_weight * from_uint8_arrays(crops)
 
 
@@ -154,8 +166,12 @@ def plasma_fractal(count: int, size: int, decay: float, generator: torch.Generat
         squares = corners + corners.roll(-1, dims=1)
         maps[:, half::step, half::step] = wibbled_mean(squares + squares.roll(-1, dims=2))
         centres, corners = maps[:, half::step, half::step], maps[:, 0::step, 0::step]
-        maps[:, 0::step, half::step] = wibbled_mean(centres + centres.roll(1, dims=1) + corners + corners.roll(-1, dims=2))
-        maps[:, half::step, 0::step] = wibbled_mean(centres + centres.roll(1, dims=2) + corners + corners.roll(-1, dims=1))
+        maps[:, 0::step, half::step] = wibbled_mean(
+            centres + centres.roll(1, dims=1) + corners + corners.roll(-1, dims=2)
+        )
+        maps[:, half::step, 0::step] = wibbled_mean(
+            centres + centres.roll(1, dims=2) + corners + corners.roll(-1, dims=1)
+        )
         step, wibble = half, wibble / decay
     low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
     return (maps - low) / (high - low)
@@ -202,4 +218,3 @@ def spatter(images: torch.Tensor, severity: int, generator: torch.Generator) -> 
         return x * (1 - mask) + torch.tensor(MUD_COLOUR, dtype=x.dtype).view(1, 3, 1, 1) * mask
     strength = torch.from_numpy(np.stack([water_strength(layer) for layer in liquid])).double()[:, None]
     return x + intensity * strength * torch.tensor(WATER_COLOUR, dtype=x.dtype).view(1, 3, 1, 1)
-

@@ -74,10 +74,16 @@ def elastic(images: torch.Tensor, severity: int, generator: torch.Generator) -> 
     alpha, sigma, affine = (scaled(value, images) for value in ELASTIC[severity - 1])
     count, _, height, width = images.shape
     jitters = uniform(generator, (count, 3, 2), -affine, affine).numpy()
-    fields = gaussian_filter(uniform(generator, (count, 2, height, width), -1, 1).numpy(), sigma, mode="reflect",
-                             truncate=3.0) * alpha
+    fields = (
+        gaussian_filter(
+            uniform(generator, (count, 2, height, width), -1, 1).numpy(), sigma, mode="reflect", truncate=3.0
+        )
+        * alpha
+    )
     pixels = images.float().permute(0, 2, 3, 1).numpy()
-    warped = [elastic_one(image, jitter, field.astype(np.float32)) for image, jitter, field in zip(pixels, jitters, fields)]
+    warped = [
+        elastic_one(image, jitter, field.astype(np.float32)) for image, jitter, field in zip(pixels, jitters, fields)
+    ]
     return torch.from_numpy(np.stack(warped)).permute(0, 3, 1, 2).double()
 
 
@@ -97,8 +103,10 @@ def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
     height, width = images.shape[-2:]
     factor = PIXELATE[severity - 1]
     small = (int(width * factor), int(height * factor))
-    resized = [np.asarray(Image.fromarray(array).resize(small, Image.Resampling.BOX).resize((width, height),
-                                                                                          Image.Resampling.BOX))
-               for array in to_uint8_arrays(images)]
+    resized = [
+        np.asarray(
+            Image.fromarray(array).resize(small, Image.Resampling.BOX).resize((width, height), Image.Resampling.BOX)
+        )
+        for array in to_uint8_arrays(images)
+    ]
     return from_uint8_arrays(resized)
-
