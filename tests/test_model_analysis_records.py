@@ -29,7 +29,8 @@ SRC = ROOT / "src"
 
 def test_config_and_registry_import_without_torch():
     code = "import sys\n"
-    code += "import largelr.config, largelr.registry\nassert 'torch' not in sys.modules, 'torch imported'\n"
+    code += "import largelr.config, largelr.registry, largelr.seals, largelr.weights, largelr.targets\n"
+    code += "assert 'torch' not in sys.modules, 'torch imported'\n"
     result = subprocess.run(
         [sys.executable, "-c", code],
         check=False,

@@ -149,3 +149,35 @@ def test_every_record_names_an_implementation_and_a_caption_that_exist():
         )
     for table in STUDY_TABLES.values():
         assert callable(table.writer()), table.name
+
+
+# A dry run that reports, after Snakemake has parsed the workflow and planned the jobs, whether
+# anything imported torch on the way.
+RUN_AND_REPORT_TORCH = textwrap.dedent("""
+    import sys
+    from snakemake.cli import main
+    sys.argv = ["snakemake", *sys.argv[1:]]
+    try:
+        main()
+    except SystemExit as done:
+        print("torch imported:", "torch" in sys.modules)
+        raise
+""")
+
+
+def test_snakemakes_parse_and_dry_run_import_no_torch(tmp_path):
+    # The demo's sets need no files; a study whose sets read files still imports their builder
+    # modules (torch) for the parse-time data check, until those checks move to a torch-free module.
+    work = copy_workflow(tmp_path / "work")
+    (work / "run_and_report.py").write_text(RUN_AND_REPORT_TORCH)
+    run = subprocess.run(
+        [sys.executable, "run_and_report.py", "--cores", "1", "--dry-run", "demo"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "This was a dry-run" in run.stdout
+    assert "torch imported: False" in run.stdout

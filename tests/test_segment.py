@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -381,3 +383,18 @@ def sample_indices_of(n: int, k: int) -> torch.Tensor:
     from largelr.evaluate import sample_indices
 
     return sample_indices(n, k, seed=0)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"TORCH_HOME": "/somewhere/torch"}, {"XDG_CACHE_HOME": "/cache"}, {}],
+    ids=["TORCH_HOME", "XDG_CACHE_HOME", "default"],
+)
+def test_the_torch_free_hub_dir_is_torchs(monkeypatch, env):
+    from largelr.weights import hub_dir
+
+    for key in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert hub_dir() == Path(torch.hub.get_dir())

@@ -18,9 +18,9 @@ from largelr.config import (
     FIGURE_FORMATS,
     TRAIN_FILES,
 )
-from largelr.analyses.attribute import background_notice
-from largelr.datasets import KINDS, missing_data
-from largelr.datasets.storage import built_as, repair_dataset
+from largelr.registry.kinds import KINDS, missing_data
+from largelr.seals import built_as, repair_dataset
+from largelr.weights import background_notice
 from largelr.config import landscape_pairs, landscape_rows, landscapes
 from largelr import targets as target_helpers
 from largelr.registry.figures import figure_captions, figure_categories

@@ -12,7 +12,6 @@ of the normalized map (low entropy = attribution concentrated on few input featu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -21,13 +20,10 @@ from torch import nn
 
 from largelr.analyses.segment import (
     SEGMENTERS,
-    TORCHVISION_SEGMENTERS,
     background_masks,
-    how_to_get_torchvision_weights,
     mask_agreement,
     oracle_background_masks,
     segmenter_available,
-    torchvision_weights_path,
 )
 from largelr.evaluate import test_sample
 from largelr.registry.analyses import (  # noqa: F401  (the choices, re-exported)
@@ -38,6 +34,7 @@ from largelr.registry.analyses import (  # noqa: F401  (the choices, re-exported
     REGIONS,
     SHARE_CHOICES,
 )
+from largelr.weights import _auto_wants, background_notice  # noqa: F401  (background_notice re-exported)
 
 NAME = ATTRIBUTE.name
 # Every column is always present (NaN where a region has no mask, without deeplift, without a background):
@@ -160,15 +157,6 @@ def unnormalized(x: torch.Tensor, dataset: dict[str, Any]) -> torch.Tensor:
     mean, std = (torch.as_tensor(norm[key], dtype=x.dtype, device=x.device) for key in ("mean", "std"))
     # per-channel lists broadcast over [N, C, H, W]; scalars broadcast anyway
     return x * (std.view(1, -1, 1, 1) if std.dim() else std) + (mean.view(1, -1, 1, 1) if mean.dim() else mean)
-
-
-def _auto_wants(has_oracle: bool, baseline: str, image: bool, auto_segmenter: str) -> str:
-    """What ``background: auto`` asks for on a dataset, before looking for a segmenter's file."""
-    if not image:
-        return "none"
-    if has_oracle and baseline != "zero":
-        return "oracle"
-    return auto_segmenter
 
 
 def resolve_background(
@@ -336,77 +324,3 @@ def _region_shares(
         share = math.nan if mask is None else region_share(attributions, mask, reading).nanmean().item()
         shares[f"{prefix}{region}_share{suffix}"] = share
     return shares
-
-
-# --- parse time: which outputs will lack a background -------------------------------------------
-
-
-def _missing_segmenters(
-    studies_settings: Mapping[str, Mapping[str, Any]],
-) -> tuple[dict[tuple[str, str], dict[str, list[str]]], dict[tuple[str, str], list[str]]]:
-    """((segmenter, checkpoint) -> {study: datasets} that ``auto`` leaves without a background,
-    (segmenter, checkpoint) -> studies that name a segmenter explicitly) for absent weight files."""
-    lacking: dict[tuple[str, str], dict[str, list[str]]] = {}
-    failing: dict[tuple[str, str], list[str]] = {}
-    for study, entry in studies_settings.items():
-        settings, datasets = entry["analysis"], entry["datasets"]
-        background, checkpoint = settings["background"], settings["segmenter_checkpoint"]
-        if background in SEGMENTERS:
-            if not segmenter_available(background, checkpoint):
-                failing.setdefault((background, checkpoint), []).append(study)
-            continue
-        if background != "auto":
-            continue
-        for name, facts in datasets.items():
-            wanted = _auto_wants(
-                facts.get("oracle_background", False),
-                settings["ig_baseline"],
-                facts.get("image", True),
-                settings["auto_segmenter"],
-            )
-            if wanted in SEGMENTERS and not segmenter_available(wanted, checkpoint):
-                lacking.setdefault((wanted, checkpoint), {}).setdefault(study, []).append(name)
-    return lacking, failing
-
-
-def _where_and_how(segmenter: str, checkpoint: str) -> str:
-    if segmenter in TORCHVISION_SEGMENTERS:
-        return (
-            f"{segmenter} weights are not at {torchvision_weights_path(segmenter)}. "
-            f"{how_to_get_torchvision_weights(segmenter)}"
-        )
-    return (
-        f"the smp segmenter checkpoint {checkpoint or '(segmenter_checkpoint is not set)'} is not there. Set "
-        "segmenter_checkpoint to a file written by largelr.analyses.segment.save_smp_checkpoint."
-    )
-
-
-def background_notice(studies_settings: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The one message, for parse time, naming the outputs that will lack a background share because
-    a segmenter's weights file is absent, and which file to put where; None when nothing lacks it.
-
-    ``studies_settings`` maps each study to ``{"analysis": its analysis settings (every key of
-    ANALYSIS_KEYS), "datasets": {dataset name: {"oracle_background": bool, "image": bool}}}``
-    (a dataset's traits; "image" is False for flat inputs such as parity and defaults to True).
-    Cheap: file existence only, nothing is loaded.
-    """
-    lacking, failing = _missing_segmenters(studies_settings)
-    if not lacking and not failing:
-        return None
-    lines = []
-    for (segmenter, checkpoint), studies in lacking.items():
-        where = "; ".join(f"study {study} ({', '.join(names)})" for study, names in studies.items())
-        lines.append(
-            f"background_share and background_iou will be NaN (background: auto) for {where}: "
-            f"{_where_and_how(segmenter, checkpoint)}"
-        )
-    for (segmenter, checkpoint), studies in failing.items():
-        lines.append(
-            f"analyze jobs of {', '.join(f'study {study}' for study in studies)} will stop (background: "
-            f"{segmenter}): {_where_and_how(segmenter, checkpoint)}"
-        )
-    lines.append(
-        "Cells analysed before the file is there keep NaN: rerun their analyses once it is "
-        "(snakemake <target> --forcerun analyze), or set analysis background: none to silence this."
-    )
-    return "\n".join(lines)

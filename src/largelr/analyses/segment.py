@@ -18,7 +18,6 @@ the object (digit strokes, moon or star) is drawn on an exactly black canvas, so
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,12 @@ from torch import nn
 
 from largelr.io import atomic_torch_save
 from largelr.registry.analyses import ATTRIBUTE, SEGMENTERS, TORCHVISION_SEGMENTERS  # noqa: F401
+from largelr.weights import (  # noqa: F401  (re-exported: where the weights belong)
+    TORCHVISION_WEIGHT_URLS,
+    how_to_get_torchvision_weights,
+    segmenter_available,
+    torchvision_weights_path,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,12 +54,6 @@ class _OutputLogits(nn.Module):
         return self.model(x)["out"]
 
 
-# The COCO_WITH_VOC_LABELS_V1 weight URLs of torchvision's segmenters (tests check them against
-# torchvision), so that where their files belong is known without importing torchvision.
-TORCHVISION_WEIGHT_URLS = {
-    "deeplabv3_mobilenet_v3_large": "https://download.pytorch.org/models/deeplabv3_mobilenet_v3_large-fc3c493d.pth",
-    "deeplabv3_resnet50": "https://download.pytorch.org/models/deeplabv3_resnet50_coco-cd0a2569.pth",
-}
 # Oracle backgrounds (see the module docstring): values at or below this are background.
 ORACLE_DARK_LEVEL = 0.5 / 255  # half an 8-bit grey level: tolerates float noise, not a faint stroke
 
@@ -70,29 +69,6 @@ def _torchvision_builder(name: str):
         "deeplabv3_mobilenet_v3_large": segmentation.DeepLabV3_MobileNet_V3_Large_Weights,
     }[name].COCO_WITH_VOC_LABELS_V1
     return getattr(segmentation, name), weights
-
-
-def torchvision_weights_path(name: str = "deeplabv3_resnet50") -> Path:
-    """Where torch hub keeps the COCO_WITH_VOC_LABELS_V1 weights of torchvision segmenter ``name``."""
-    if name not in TORCHVISION_WEIGHT_URLS:
-        raise ValueError(f"segmenter {name!r} is not known; allowed: {list(TORCHVISION_SEGMENTERS)}")
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(TORCHVISION_WEIGHT_URLS[name]).path).name
-
-
-def how_to_get_torchvision_weights(name: str) -> str:
-    """The sentence saying how to put segmenter ``name``'s weights file where it is expected."""
-    return (
-        f'On a machine with internet run `python -c "import torchvision; torchvision.models.segmentation.{name}'
-        f"(weights='COCO_WITH_VOC_LABELS_V1')\"` (or download {TORCHVISION_WEIGHT_URLS[name]}) and copy the file "
-        f"to {torchvision_weights_path(name)}, keeping its name (TORCH_HOME moves the hub directory)."
-    )
-
-
-def segmenter_available(name: str, checkpoint: str | Path = "") -> bool:
-    """Whether segmenter ``name``'s weights are here (file existence only; nothing is loaded)."""
-    if name == "smp":
-        return bool(checkpoint) and Path(checkpoint).is_file()
-    return torchvision_weights_path(name).is_file()
 
 
 def load_torchvision_segmenter(device: torch.device | str = "cpu", name: str = "deeplabv3_resnet50") -> nn.Module:

@@ -18,7 +18,7 @@ from typing import Any
 from largelr.checks import SettingError
 from largelr.datasets.bases import DataMissingError
 from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
-from largelr.registry.kinds import KINDS, STANDARDIZATIONS, Kind
+from largelr.registry.kinds import KINDS, STANDARDIZATIONS, Kind, missing_data  # noqa: F401  (re-exported)
 
 __all__ = [
     "KINDS",
@@ -57,17 +57,6 @@ def build_dataset(
     if "standardize" in merged:  # applied by load_dataset; the file keeps the raw inputs
         dataset["normalization"] = dict(STANDARDIZATIONS[merged["standardize"]])
     return dataset
-
-
-def missing_data(kind: str, params: dict[str, Any], data_root: str | Path) -> str | None:
-    """None when a dataset of ``kind`` can be built from ``data_root``, else a message saying which
-    files are expected under which path and how to obtain them.
-
-    Checks that files exist, nothing more (it runs for every requested dataset whenever the
-    workflow is parsed); the data job itself checks structure and checksums.
-    """
-    record = get_kind(kind)
-    return record.missing(record.merged_params(params), Path(data_root))
 
 
 def traits(dataset: dict[str, Any]) -> dict[str, bool]:

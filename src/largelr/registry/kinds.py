@@ -378,3 +378,16 @@ RECORDS = (
 )
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in RECORDS}
+
+
+def missing_data(kind: str, params: dict[str, Any], data_root: str | Path) -> str | None:
+    """None when a dataset of ``kind`` can be built from ``data_root``, else a message saying which
+    files are expected under which path and how to obtain them.
+
+    Checks that files exist, nothing more (it runs for every requested dataset whenever the
+    workflow is parsed); the data job itself checks structure and checksums.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; allowed: {sorted(KINDS)}")
+    record = KINDS[kind]
+    return record.missing(record.merged_params(params), Path(data_root))
