@@ -18,7 +18,13 @@ from typing import Any
 from largelr.checks import SettingError
 from largelr.datasets.bases import DataMissingError
 from largelr.datasets.storage import SPLIT_NAMES, DamagedDatasetError, load_dataset, save_dataset
-from largelr.registry.kinds import KINDS, STANDARDIZATIONS, Kind, missing_data  # noqa: F401  (re-exported)
+from largelr.registry.kinds import (  # noqa: F401  (re-exported)
+    KINDS,
+    STANDARDIZATIONS,
+    Kind,
+    get_kind,
+    missing_data,
+)
 
 __all__ = [
     "KINDS",
@@ -33,12 +39,6 @@ __all__ = [
     "save_dataset",
     "traits",
 ]
-
-
-def get_kind(name: str) -> Kind:
-    if name not in KINDS:
-        raise ValueError(f"unknown dataset kind {name!r}; allowed: {sorted(KINDS)}")
-    return KINDS[name]
 
 
 def build_dataset(

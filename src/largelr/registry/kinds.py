@@ -380,6 +380,13 @@ RECORDS = (
 KINDS: dict[str, Kind] = {kind.name: kind for kind in RECORDS}
 
 
+def get_kind(name: str) -> Kind:
+    """The record of dataset kind ``name``; a clear error naming the known kinds otherwise."""
+    if name not in KINDS:
+        raise ValueError(f"unknown dataset kind {name!r}; allowed: {sorted(KINDS)}")
+    return KINDS[name]
+
+
 def missing_data(kind: str, params: dict[str, Any], data_root: str | Path) -> str | None:
     """None when a dataset of ``kind`` can be built from ``data_root``, else a message saying which
     files are expected under which path and how to obtain them.
@@ -387,7 +394,5 @@ def missing_data(kind: str, params: dict[str, Any], data_root: str | Path) -> st
     Checks that files exist, nothing more (it runs for every requested dataset whenever the
     workflow is parsed); the data job itself checks structure and checksums.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; allowed: {sorted(KINDS)}")
-    record = KINDS[kind]
+    record = get_kind(kind)
     return record.missing(record.merged_params(params), Path(data_root))
