@@ -14,7 +14,8 @@ import pytest
 import torch
 import torchvision
 
-from largelr.datasets.bases import CIFAR10_MD5, CIFAR100_MD5, DataMissingError, load_cifar10, load_cifar100, load_mnist
+from largelr.data_files import CIFAR10_MD5, CIFAR100_MD5
+from largelr.datasets.bases import DataMissingError, load_cifar10, load_cifar100, load_mnist
 
 MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_NAMES = tuple(CIFAR10_MD5)

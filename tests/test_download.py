@@ -15,7 +15,7 @@ import pytest
 from test_fashion import idx_bytes
 
 from largelr import download as dl
-from largelr.datasets.bases import MNIST_FILES, missing_cifar
+from largelr.data_files import MNIST_FILES, missing_cifar
 from largelr.datasets.fashion import load_fashion_mnist
 
 
@@ -56,7 +56,7 @@ def serve_idx_archives(served) -> tuple[tuple[str, str], ...]:
 
 def test_fashion_mnist_fetched_checked_and_laid_out(server, tmp_path, monkeypatch, capsys):
     url, served = server
-    monkeypatch.setattr("largelr.datasets.fashion.SYSTEM_FOLDERS", ())
+    monkeypatch.setattr("largelr.data_files.FASHION_SYSTEM_FOLDERS", ())
     files = serve_idx_archives(served)
     # The first mirror is down: the second one serves.
     sources = {"fashion_mnist": dl.Archives("FashionMNIST/raw", ("http://127.0.0.1:1/", url), files, "counts")}

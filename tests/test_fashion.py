@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from largelr import data_files
+from largelr.data_files import MNIST_FILES
 from largelr.datasets import DataMissingError, build_dataset, fashion, missing_data
-from largelr.datasets.bases import MNIST_FILES
 
-REAL = fashion.SYSTEM_FOLDERS[0]
+REAL = data_files.FASHION_SYSTEM_FOLDERS[0]
 HAS_REAL = all((REAL / f"{name}.gz").is_file() for split in MNIST_FILES.values() for name in split)
 
 
@@ -41,7 +42,7 @@ def write_fake(folder: Path, n_train: int = 40, n_test: int = 20, compress: bool
 
 @pytest.fixture
 def no_system_copy(monkeypatch):
-    monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", ())
+    monkeypatch.setattr(data_files, "FASHION_SYSTEM_FOLDERS", ())
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -69,7 +70,7 @@ def test_truncated_file_is_named(tmp_path, no_system_copy):
 
 
 def test_missing_names_both_places_and_the_remedies(tmp_path, monkeypatch):
-    monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", (tmp_path / "system",))
+    monkeypatch.setattr(data_files, "FASHION_SYSTEM_FOLDERS", (tmp_path / "system",))
     message = missing_data("colored_fashion_mnist", {}, tmp_path)
     assert str(tmp_path / "FashionMNIST" / "raw") in message and str(tmp_path / "system") in message
     assert "largelr download fashion_mnist" in message and "dataset-fashion-mnist" in message

@@ -7,7 +7,7 @@ before use; anything missing or malformed raises :class:`DataMissingError` namin
 what is wrong and how to obtain the right one. Nothing is downloaded unless ``download`` is
 true and files are missing, in which case torchvision's own download (which verifies the
 archives' md5) is used and announced on stderr; a failed download is a DataMissingError too.
-``missing_mnist``/``missing_cifar`` check file existence only, cheaply, for workflow parse time.
+``largelr.data_files`` holds the layouts and the existence-only checks run at workflow parse time.
 
 Layouts:
 
@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from largelr.data_files import CIFAR_LAYOUTS, MNIST_FILES, how_to_obtain, missing_cifar, missing_mnist
+
 
 def torchvision_datasets():
     """torchvision.datasets, imported on use: it costs about a second per process."""
@@ -47,10 +49,6 @@ def torchvision_datasets():
 
 Base = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 MNIST_IMAGES_MAGIC = 2051  # idx: unsigned bytes, 3 dimensions
 MNIST_LABELS_MAGIC = 2049  # idx: unsigned bytes, 1 dimension
 MNIST_OFFICIAL_COUNTS = {"train": 60000, "test": 10000}
@@ -59,70 +57,9 @@ MNIST_SIZE = 28
 CIFAR_SIZE = 32
 CIFAR_PIXELS = 3 * CIFAR_SIZE * CIFAR_SIZE
 
-# Official md5 of every file of the extracted CIFAR releases (same values torchvision checks).
-CIFAR10_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-}
-CIFAR100_MD5 = {
-    "train": "16019d7e3df5f24257cddd939b257f8d",
-    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
-}
-CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
-    "CIFAR-10": {
-        "folder": "cifar-10-batches-py",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "label_key": "labels",
-        "num_classes": 10,
-        "md5": CIFAR10_MD5,
-        "torchvision_class": "CIFAR10",
-    },
-    "CIFAR-100": {
-        "folder": "cifar-100-python",
-        "train": ["train"],
-        "test": ["test"],
-        "label_key": "fine_labels",
-        "num_classes": 100,
-        "md5": CIFAR100_MD5,
-        "torchvision_class": "CIFAR100",
-    },
-}
-
 
 class DataMissingError(FileNotFoundError):
     """A base dataset is absent, laid out wrongly or corrupt; the message says how to fix it."""
-
-
-DOWNLOAD_NAMES = {"MNIST": "mnist", "CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}  # `largelr download` names
-
-
-def how_to_obtain(dataset: str, directory: Path) -> str:
-    command = f" (`largelr download {DOWNLOAD_NAMES[dataset]}` fetches them)" if dataset in DOWNLOAD_NAMES else ""
-    return (
-        f"To obtain them, set `download: true` for this dataset in config.yaml, or copy the files of "
-        f"torchvision's {dataset} release (extracted) into {directory}{command}."
-    )
-
-
-def missing_paths_message(dataset: str, directory: Path, names: list[str], advice: str) -> str | None:
-    """None if every name (a trailing "/" marks a folder) exists in directory, else what is missing and how to fix it.
-
-    Only checks existence, so it is cheap enough to run for every dataset when a workflow is parsed.
-    """
-
-    def present(name: str) -> bool:
-        path = directory / name.rstrip("/")
-        return path.is_dir() if name.endswith("/") else path.is_file()
-
-    missing = [name for name in names if not present(name)]
-    if not missing:
-        return None
-    return f"{dataset} not found: expected {', '.join(names)} in {directory} (missing: {', '.join(missing)}). {advice}"
 
 
 def announce_download(dataset: str, directory: Path) -> None:
@@ -212,13 +149,6 @@ def load_mnist_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     return dataset.data[:, None], labels
 
 
-def missing_mnist(root: Path) -> str | None:
-    """None if the four MNIST idx files exist under root, else the clear message (existence only)."""
-    raw = root / "MNIST" / "raw"
-    names = [name for split in ("train", "test") for name in MNIST_FILES[split]]
-    return missing_paths_message("MNIST", raw, names, how_to_obtain("MNIST", raw))
-
-
 def load_mnist(data_root: str | Path, download: bool = False, verify_checksums: bool = True) -> Base:
     """MNIST train/test as uint8 ``[N, 1, 28, 28]`` images and int64 labels."""
     root = Path(data_root).absolute()
@@ -283,15 +213,6 @@ def read_cifar_files(
     images = np.concatenate([images for images, _ in batches])
     labels = np.concatenate([labels for _, labels in batches])
     return torch.from_numpy(images), torch.from_numpy(labels)
-
-
-def missing_cifar(dataset: str, root: Path) -> str | None:
-    """None if every file of CIFAR ``dataset`` exists under root, else the clear message (existence only)."""
-    layout = CIFAR_LAYOUTS[dataset]
-    directory = root / layout["folder"]
-    return missing_paths_message(
-        dataset, directory, layout["train"] + layout["test"], how_to_obtain(dataset, directory)
-    )
 
 
 def download_cifar(dataset: str, root: Path) -> None:

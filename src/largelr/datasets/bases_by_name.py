@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from largelr.datasets.bases import Base, load_digits_base, load_mnist_unit, missing_cifar, missing_mnist, unit_range
-from largelr.datasets.fashion import load_fashion_mnist, missing_fashion_mnist
+from largelr.datasets.bases import Base, load_digits_base, load_mnist_unit, unit_range
+from largelr.datasets.fashion import load_fashion_mnist
 from largelr.registry.kinds import GRAY_BASES
 
 
@@ -25,15 +25,3 @@ def load_gray(base: str, data_root: str | Path, params: dict[str, Any]) -> Base:
     if base == "fashion_mnist":
         return unit_range(load_fashion_mnist(data_root, params["download"], params["verify_checksums"]))
     raise ValueError(f"dataset parameter base={base!r}: allowed {list(GRAY_BASES)}")
-
-
-def missing_base(base: str, root: Path) -> str | None:
-    """None if the files of base (a gray base, ``cifar10`` or ``cifar100``) exist under root, else
-    what is expected where (existence only: cheap enough for parse time)."""
-    if base == "digits":  # bundled with scikit-learn
-        return None
-    if base == "mnist":
-        return missing_mnist(root)
-    if base == "fashion_mnist":
-        return missing_fashion_mnist(root)
-    return missing_cifar({"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[base], root)

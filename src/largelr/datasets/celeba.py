@@ -18,24 +18,19 @@ import numpy as np
 import pandas as pd
 
 from largelr.checks import defaults
-from largelr.datasets.bases import missing_paths_message
+from largelr.data_files import CELEBA_ATTRIBUTES, CELEBA_FOLDER, CELEBA_IMAGES, CELEBA_PARTITION, missing_celeba
 from largelr.datasets.lazy import (
     SPLIT_CODES,
     assemble_lazy,
     check_codes,
     check_some_images,
     check_unique,
-    no_download,
     raise_if_missing,
     read_table,
     splits_by_code,
 )
 from largelr.registry.kinds import CELEBA_PARAMS
 
-CELEBA_FOLDER = "celeba"
-CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
-CELEBA_PARTITION = "list_eval_partition.txt"
-CELEBA_IMAGES = "img_align_celeba"
 # The paper: "the spurious and core features are the hair color and gender, respectively". The
 # common benchmark's roles (target Blond_Hair, spurious Male) are a config entry away.
 
@@ -78,22 +73,6 @@ def attribute_column(names: list[str], attribute: str, path: Path) -> int:
     if attribute not in names:
         raise ValueError(f"unknown CelebA attribute {attribute!r} (from {path}); available: {', '.join(names)}")
     return names.index(attribute) + 1
-
-
-def missing_celeba(params: dict[str, Any], data_root: str | Path) -> str | None:
-    """None if CelebA's listings and image folder exist under data_root, else what to put where."""
-    directory = Path(data_root).expanduser().resolve() / CELEBA_FOLDER
-    return no_download(
-        "CelebA",
-        params,
-        missing_paths_message(
-            "CelebA",
-            directory,
-            [CELEBA_ATTRIBUTES, CELEBA_PARTITION, f"{CELEBA_IMAGES}/"],
-            f"Place the official CelebA files there ({CELEBA_ATTRIBUTES}, {CELEBA_PARTITION}, "
-            f"and the aligned JPEGs in {CELEBA_IMAGES}/).",
-        ),
-    )
 
 
 def build_celeba(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from largelr.datasets.bases import Base, load_cifar10_unit, load_cifar100, unit_range
-from largelr.datasets.bases_by_name import load_gray, missing_base
+from largelr.datasets.bases_by_name import load_gray
 from largelr.datasets.corruptions import CORRUPTION_NAMES, corrupt, saved_as_uint8
 from largelr.datasets.kind import (
     SplitTensors,
@@ -293,26 +293,7 @@ def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> 
     return plain_from_base("cifar100", base, 100, params, seed)
 
 
-# --- the builders and missing-files checks the records in largelr.registry.kinds name ---------
-
-
-def needs_bases(*fixed: str):
-    """A missing-files check for the bases a construction reads: its ``base``/``digit_base``
-    parameter (if any) and ``fixed`` ones; a base with ``download: true`` counts as present."""
-
-    def missing(params: dict[str, Any], data_root: Path) -> str | None:
-        if params.get("download"):
-            return None
-        bases = [params[key] for key in ("base", "digit_base") if key in params] + list(fixed)
-        messages = [m for base in bases if (m := missing_base(base, Path(data_root).absolute())) is not None]
-        return " ".join(messages) or None
-
-    return missing
-
-
-missing_bases = needs_bases()
-missing_bases_and_cifar10 = needs_bases("cifar10")
-missing_bases_and_cifar100 = needs_bases("cifar100")
+# --- the builders the records in largelr.registry.kinds name (their file checks: largelr.data_files) ---------
 
 
 def build_colored(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

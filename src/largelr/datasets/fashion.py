@@ -22,8 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from largelr.datasets.bases import (
+from largelr.data_files import (
+    FASHION_MNIST,
+    FASHION_TORCHVISION_FOLDER,
     MNIST_FILES,
+    fashion_folder,
+    idx_file,
+    missing_fashion_mnist,
+)
+from largelr.datasets.bases import (
     MNIST_IMAGES_MAGIC,
     MNIST_LABELS_MAGIC,
     MNIST_OFFICIAL_COUNTS,
@@ -35,49 +42,9 @@ from largelr.datasets.bases import (
     torchvision_datasets,
 )
 
-DATASET = "Fashion-MNIST"
-TORCHVISION_FOLDER = Path("FashionMNIST") / "raw"
-# Where the Debian/Ubuntu package dataset-fashion-mnist installs the four .gz files.
-SYSTEM_FOLDERS = (Path("/usr/share/datasets/fashion-mnist"),)
-FILE_NAMES = [name for split in ("train", "test") for name in MNIST_FILES[split]]
-ADVICE = (
-    "To obtain them: `largelr download fashion_mnist` (or `download: true` for this dataset in config.yaml) "
-    "fetches torchvision's copy into {folder}; offline, `make fashion-mnist` (root) or "
-    "`apt-get install dataset-fashion-mnist` installs the Debian package into {system}."
-)
-
-
-def idx_file(folder: Path, name: str) -> Path | None:
-    """The plain file ``name`` in folder, else its ``.gz``, else None."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def candidate_folders(root: Path) -> list[Path]:
-    return [root / TORCHVISION_FOLDER, *SYSTEM_FOLDERS]
-
-
-def fashion_folder(root: Path) -> Path | None:
-    """The first candidate folder holding all four idx files (plain or .gz), else None."""
-    for folder in candidate_folders(root):
-        if all(idx_file(folder, name) is not None for name in FILE_NAMES):
-            return folder
-    return None
-
-
-def missing_fashion_mnist(root: Path) -> str | None:
-    """None if the four files are found (existence only, cheap for parse time), else where they were looked for."""
-    if fashion_folder(root) is not None:
-        return None
-    folders = " or ".join(str(folder) for folder in candidate_folders(root))
-    advice = ADVICE.format(folder=root / TORCHVISION_FOLDER, system=SYSTEM_FOLDERS[0])
-    return f"{DATASET} not found: expected {', '.join(FILE_NAMES)} (each plain or .gz) in {folders}. {advice}"
-
 
 def corrupt(path: Path, problem: str) -> DataMissingError:
-    return DataMissingError(f"{DATASET} file {path} is corrupt or not in the idx format: {problem}. Replace it.")
+    return DataMissingError(f"{FASHION_MNIST} file {path} is corrupt or not in the idx format: {problem}. Replace it.")
 
 
 def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
@@ -112,7 +79,7 @@ def read_split(folder: Path, split: str, verify_checksums: bool) -> tuple[torch.
     official = (MNIST_OFFICIAL_COUNTS[split], MNIST_SIZE, MNIST_SIZE)
     if verify_checksums and images.shape != official:
         raise DataMissingError(
-            f"{DATASET} file {images_path} holds images of shape {list(images.shape)}, but the official release's "
+            f"{FASHION_MNIST} file {images_path} holds images of shape {list(images.shape)}, but the official release's "
             f"are {list(official)}. Replace it, or set `verify_checksums: false` for this dataset in config.yaml."
         )
     return torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels)
@@ -122,8 +89,8 @@ def load_fashion_mnist(data_root: str | Path, download: bool = False, verify_che
     """Fashion-MNIST train/test as uint8 ``[N, 1, 28, 28]`` images and int64 labels."""
     root = Path(data_root).absolute()
     if download and fashion_folder(root) is None:
-        announce_download(DATASET, root / TORCHVISION_FOLDER)
-        with download_errors_explained(DATASET, root / TORCHVISION_FOLDER):
+        announce_download(FASHION_MNIST, root / FASHION_TORCHVISION_FOLDER)
+        with download_errors_explained(FASHION_MNIST, root / FASHION_TORCHVISION_FOLDER):
             torchvision_datasets().FashionMNIST(root=str(root), train=True, download=True)
     folder = fashion_folder(root)
     if folder is None:

@@ -25,22 +25,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from largelr.datasets.bases import DataMissingError, missing_paths_message
+from largelr.data_files import missing_folder
+from largelr.datasets.bases import DataMissingError
 from largelr.datasets.kind import assemble
 from largelr.datasets.lazy import check_unique, decode_rgb_pil, read_table
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "0": "train", "1": "val", "2": "test"}
 REQUIRED_COLUMNS = ("path", "y", "split")
-
-
-def missing_folder(params: dict[str, Any], data_root: Path) -> str | None:
-    directory = Path(data_root).absolute() / params["folder"]
-    return missing_paths_message(
-        "folder dataset",
-        directory,
-        [params["metadata"]],
-        f"Put the images there with a CSV {params['metadata']!r} of columns path, y, b, split (docs/data.md).",
-    )
 
 
 def label_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:

@@ -13,16 +13,10 @@ from typing import Any
 import numpy as np
 
 from largelr.checks import defaults
-from largelr.datasets.bases import DataMissingError, missing_paths_message
-from largelr.datasets.lazy import LazySplit, assemble_lazy, lazy_split, no_download, raise_if_missing
+from largelr.data_files import IMAGENET_ADVICE, IMAGENET_FOLDER, missing_imagenet
+from largelr.datasets.bases import DataMissingError
+from largelr.datasets.lazy import LazySplit, assemble_lazy, lazy_split, raise_if_missing
 from largelr.registry.kinds import IMAGENET_PARAMS
-
-IMAGENET_FOLDER = "imagenet"
-
-IMAGENET_ADVICE = (
-    "Place the ILSVRC-2012 train and val images there, one folder per class (wnid) in each, "
-    "as torchvision.datasets.ImageNet prepares them."
-)
 
 
 def class_folders(directory: Path) -> tuple[list[str], dict[str, int]]:
@@ -46,17 +40,6 @@ def image_folder_split(root: Path, split: str, class_to_idx: dict[str, int]) -> 
         raise ValueError(f"{directory}: {error}") from error
     labels = np.array([label for _, label in samples], dtype=np.int64)
     return lazy_split([Path(path).relative_to(root).as_posix() for path, _ in samples], labels, labels)
-
-
-def missing_imagenet(params: dict[str, Any], data_root: str | Path) -> str | None:
-    """None if imagenet/train/ and imagenet/val/ exist under data_root, else what to put where."""
-    return no_download(
-        "ImageNet",
-        params,
-        missing_paths_message(
-            "ImageNet", Path(data_root).expanduser().resolve() / IMAGENET_FOLDER, ["train/", "val/"], IMAGENET_ADVICE
-        ),
-    )
 
 
 def build_imagenet(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

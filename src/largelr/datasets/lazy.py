@@ -85,17 +85,6 @@ def raise_if_missing(message: str | None) -> None:
         raise DataMissingError(message)
 
 
-def no_download(dataset: str, params: dict[str, Any], message: str | None) -> str | None:
-    """``message``, completed with why ``download: true`` cannot help, when it is set."""
-    if not params.get("download"):
-        return message
-    refusal = (
-        f"{dataset} cannot be downloaded by this pipeline (its release needs a manual download or "
-        f"accepting terms of use); set `download: false` and place the files as described."
-    )
-    return f"{message} {refusal}" if message else None
-
-
 def lazy_split(paths: list[str], y: np.ndarray, b: np.ndarray) -> LazySplit:
     return {
         "paths": list(paths),

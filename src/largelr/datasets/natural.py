@@ -8,21 +8,18 @@ shared checks and the reading of its images: :mod:`largelr.datasets.lazy`.
 The splits are the official ones, so ``seed`` is only recorded in ``params``.
 
 Checks: missing files or folders raise :class:`largelr.datasets.bases.DataMissingError`
-(``missing_celeba`` etc. give the same message from file existence alone, for workflow parse
+(:mod:`largelr.data_files` gives the same message from file existence alone, for workflow parse
 time); malformed files raise ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
-from largelr.datasets.celeba import build_celeba, missing_celeba
-from largelr.datasets.imagenet import build_imagenet, missing_imagenet
-from largelr.datasets.waterbirds import build_waterbirds, missing_waterbirds
+from largelr.datasets.celeba import build_celeba
+from largelr.datasets.imagenet import build_imagenet
+from largelr.datasets.waterbirds import build_waterbirds
 
 __all__ = [
     "build_celeba",
     "build_imagenet",
     "build_waterbirds",
-    "missing_celeba",
-    "missing_imagenet",
-    "missing_waterbirds",
 ]

@@ -11,38 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from largelr.checks import defaults
-from largelr.datasets.bases import missing_paths_message
+from largelr.data_files import WATERBIRDS_METADATA, missing_waterbirds
 from largelr.datasets.lazy import (
     SPLIT_CODES,
     assemble_lazy,
     check_codes,
     check_some_images,
     check_unique,
-    no_download,
     raise_if_missing,
     read_table,
     splits_by_code,
 )
 from largelr.registry.kinds import WATERBIRDS_PARAMS
 
-WATERBIRDS_METADATA = "metadata.csv"
 WATERBIRDS_COLUMNS = ("img_filename", "y", "split", "place")
-
-
-def missing_waterbirds(params: dict[str, Any], data_root: str | Path) -> str | None:
-    """None if the Waterbirds metadata.csv exists under data_root/folder, else what to put where."""
-    directory = Path(data_root).expanduser().resolve() / params["folder"]
-    return no_download(
-        "Waterbirds",
-        params,
-        missing_paths_message(
-            "Waterbirds",
-            directory,
-            [WATERBIRDS_METADATA],
-            f"Place the group-DRO Waterbirds release there ({WATERBIRDS_METADATA} and the image "
-            f"folders it lists), or set the dataset's `folder` parameter to the folder that holds it.",
-        ),
-    )
 
 
 def build_waterbirds(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

@@ -233,7 +233,7 @@ def colored(name: str, base: str) -> Kind:
             **standardize_param(BASE_STANDARDIZATION[base]),
         },
         f"{CONSTRUCTIONS}:build_colored",
-        f"{CONSTRUCTIONS}:missing_bases",
+        "largelr.data_files:missing_bases",
         oracle_background=True,
     )
 
@@ -250,7 +250,7 @@ def double(name: str, base: str) -> Kind:
             **standardize_param(BASE_STANDARDIZATION[base]),
         },
         f"{CONSTRUCTIONS}:build_double",
-        f"{CONSTRUCTIONS}:missing_bases",
+        "largelr.data_files:missing_bases",
         oracle_background=True,
     )
 
@@ -308,7 +308,7 @@ RECORDS = (
             **standardize_param("none"),
         },
         f"{CONSTRUCTIONS}:build_mnist_cifar",
-        f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
+        "largelr.data_files:missing_bases_and_cifar10",
     ),
     Kind(
         "corrupted_cifar10",
@@ -328,7 +328,7 @@ RECORDS = (
             **standardize_param("cifar10"),
         },
         f"{CONSTRUCTIONS}:build_corrupted_cifar10",
-        f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
+        "largelr.data_files:missing_bases_and_cifar10",
         renamed=RENAMED_CORRUPTION_PARAMS,
     ),
     Kind(
@@ -336,21 +336,21 @@ RECORDS = (
         "CIFAR-10 as released; b = y",
         {**FILE_PARAMS, **standardize_param("cifar10")},
         f"{CONSTRUCTIONS}:build_cifar10",
-        f"{CONSTRUCTIONS}:missing_bases_and_cifar10",
+        "largelr.data_files:missing_bases_and_cifar10",
     ),
     Kind(
         "cifar100",
         "CIFAR-100 as released; b = y",
         {**FILE_PARAMS, **standardize_param("cifar100")},
         f"{CONSTRUCTIONS}:build_cifar100",
-        f"{CONSTRUCTIONS}:missing_bases_and_cifar100",
+        "largelr.data_files:missing_bases_and_cifar100",
     ),
     Kind(
         "celeba",
         "CelebA faces: y = target_attribute (Male), b = spurious_attribute (Blond_Hair), official splits (lazy)",
         CELEBA_PARAMS,
         "largelr.datasets.celeba:build_celeba",
-        "largelr.datasets.celeba:missing_celeba",
+        "largelr.data_files:missing_celeba",
         worst_group=True,
     ),
     Kind(
@@ -358,7 +358,7 @@ RECORDS = (
         "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
         WATERBIRDS_PARAMS,
         "largelr.datasets.waterbirds:build_waterbirds",
-        "largelr.datasets.waterbirds:missing_waterbirds",
+        "largelr.data_files:missing_waterbirds",
         worst_group=True,
     ),
     Kind(
@@ -366,14 +366,14 @@ RECORDS = (
         "ImageNet ImageFolder trees, b = y (lazy)",
         IMAGENET_PARAMS,
         "largelr.datasets.imagenet:build_imagenet",
-        "largelr.datasets.imagenet:missing_imagenet",
+        "largelr.data_files:missing_imagenet",
     ),
     Kind(
         "folder",
         "your own images: <data_root>/<folder>/ with a CSV of path, y, b, split (in memory)",
         FOLDER_PARAMS,
         f"{FOLDER}:build_folder",
-        f"{FOLDER}:missing_folder",
+        "largelr.data_files:missing_folder",
     ),
 )
 
