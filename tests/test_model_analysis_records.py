@@ -1,14 +1,14 @@
 """The declarations (largelr.registry): torch-free, the single source of the schema, the Slurm
 profile's per-model resources and config validation's models and analysis settings."""
 
-import ast
-import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+import yte
 
 from largelr.checks import Setting
 from largelr.config import (
@@ -47,31 +47,40 @@ def test_checked_in_schema_is_the_generated_one():
     )
 
 
-def _profile() -> dict:
-    return yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+def _profile(monkeypatch, share: str = "") -> dict:
+    """The Slurm profile as Snakemake reads it (yte renders its expressions)."""
+    monkeypatch.setenv("LARGELR_SLURM_GPU_SHARE", share)
+    with open(ROOT / "profiles/slurm/config.yaml") as stream:
+        return yte.process_yaml(stream, require_use_yte=True)
 
 
-def _profile_table(expression: str) -> dict[str, int]:
-    match = re.fullmatch(r"(dict\(.*\))\[wildcards\.model\]( \* attempt)?", expression)
-    assert match, f"{expression!r}: expected dict(model=value, ...)[wildcards.model], no default for other models"
-    call = ast.parse(match.group(1), mode="eval").body
-    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+def _per_job(expression: str, model: str, attempt: int = 1):
+    """What Snakemake computes from a resource expression for one job."""
+    return eval(expression, {"wildcards": SimpleNamespace(model=model), "attempt": attempt})
 
 
-def test_slurm_profile_shares_gpus_for_the_records_that_say_so():
-    definitions = [line for line in _profile()["__definitions__"] if line.startswith("SHARED_MODELS")]
-    assert len(definitions) == 1
-    shared = ast.literal_eval(definitions[0].split("=", 1)[1].split("#")[0].strip())
-    assert tuple(shared) == model_records.gpu_shared_models()
+@pytest.mark.parametrize("share", ["", "shard:1"])
+def test_slurm_profile_shares_gpus_for_the_records_that_say_so(monkeypatch, share):
+    train = _profile(monkeypatch, share)["set-resources"]["train"]
+    for name, record in model_records.MODELS.items():
+        shares = bool(share) and record.gpu_shared
+        assert _per_job(train["gpu"], name) == int(not shares), name
+        if share:
+            assert _per_job(train["gres"], name) == (share if record.gpu_shared else ""), name
+    assert "gres" in train or not share
+    assert {name for name, record in model_records.MODELS.items() if record.gpu_shared} == {"fcn", "cnn"}
 
 
 @pytest.mark.parametrize("rule", model_records.COST_RULES)
 @pytest.mark.parametrize("resource", ["runtime", "mem_mb"])
-def test_slurm_profile_resources_are_the_records_costs(rule, resource):
-    expression = _profile()["set-resources"][rule][resource]
-    table = _profile_table(expression)
-    assert table == {name: getattr(record.cost[rule], resource) for name, record in model_records.MODELS.items()}
-    assert expression.endswith("* attempt") == (resource == "runtime")
+def test_slurm_profile_resources_are_the_records_costs(monkeypatch, rule, resource):
+    expression = _profile(monkeypatch)["set-resources"][rule][resource]
+    for name, record in model_records.MODELS.items():
+        expected = getattr(record.cost[rule], resource)
+        assert _per_job(expression, name) == expected, name
+        assert _per_job(expression, name, attempt=2) == expected * (2 if resource == "runtime" else 1), name
+    with pytest.raises(KeyError):  # a model without a record's cost: an error, never a default
+        _per_job(expression, "unknown_model")
 
 
 def test_every_model_record_has_a_cost_per_rule_and_a_loadable_class():
@@ -148,6 +157,14 @@ def test_a_toy_model_and_analysis_flow_into_validation_and_cells(toy_records, to
     assert spec["model_params"] == {"width": 16}
     assert ANALYSIS_KEYS["toy_threshold"].default == 0.5
     assert ANALYSIS_FILES["toy_metric"] == "toy_metric.parquet" and "toy_metric" in CELL_FILES
+
+
+def test_hilo_models_accepts_a_model_registered_after_the_records_were_read(toy_records, toy_config):
+    toy_config["studies"]["demo"]["analysis"].update(hilo=True, hilo_models=["toy"])
+    validate_config(toy_config)
+    toy_config["studies"]["demo"]["analysis"]["hilo_models"] = ["tiny"]
+    with pytest.raises(ConfigError, match="hilo_models"):
+        validate_config(toy_config)
 
 
 def test_toy_setting_values_are_checked(toy_records, toy_config):

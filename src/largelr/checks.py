@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class Setting:
     default: Any
     doc: str = ""
     type: type = float
-    choices: tuple = ()
+    choices: Collection = ()  # a tuple, or a live view such as a records dict's keys()
     minimum: float | None = None
     maximum: float | None = None
     above: float | None = None

@@ -329,7 +329,8 @@ HILO = AnalysisRecord(
             None,
             "the models whose pairs get hi/lo maps (null: every model of the study)",
             type=list,
-            items=Setting("", type=str, choices=tuple(MODELS)),
+            # a live view of the records: a model registered later is allowed too
+            items=Setting("", type=str, choices=MODELS.keys()),
             nullable=True,
             min_items=1,
         ),
