@@ -3,6 +3,7 @@ table, registered as one record each, reach the rules' outputs, the CLI and the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from largelr import targets
 from largelr.registry import figures as figure_registry
 from largelr.registry import tables as table_registry
 from largelr.registry.figures import FIGURE_FAMILIES, FigureFamily
+from largelr.registry.reference import reference_markdown
 from largelr.registry.tables import STUDY_TABLES, StudyTable
 
 TOY_FAMILY = FigureFamily(
@@ -138,6 +140,18 @@ def test_the_records_and_the_target_helpers_import_neither_torch_nor_the_plottin
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_the_checked_in_reference_page_is_the_records():
+    assert (ROOT / "docs/reference.md").read_text() == reference_markdown(), (
+        "regenerate it: python -m largelr.registry.reference"
+    )
+
+
+def test_the_reference_page_lists_a_record_added_at_run_time(monkeypatch):
+    toy = dataclasses.replace(STUDY_TABLES["table1"], name="toy_table", stem="toy_stem", what="a toy table")
+    monkeypatch.setitem(STUDY_TABLES, "toy_table", toy)
+    assert "| `toy_table` | `toy_stem` | a toy table |" in reference_markdown()
 
 
 def test_every_record_names_an_implementation_and_a_caption_that_exist():
