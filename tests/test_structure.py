@@ -9,6 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "largelr"
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400
 
 
 def module_name(path: Path) -> str:
@@ -101,6 +102,11 @@ def long_functions() -> list[str]:
 
 def test_no_function_is_longer_than_sixty_lines():
     assert long_functions() == []
+
+
+def test_no_module_is_longer_than_four_hundred_lines():
+    lengths = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}
 
 
 @pytest.mark.parametrize("table", ["KINDS"])

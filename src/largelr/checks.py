@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,3 +230,23 @@ class Settings(Mapping):
 
     def replace(self, **changes: Any):
         return type(self)({**self._values, **changes})
+
+
+class Gathered(Mapping):
+    """A read-only table computed from the records on every read, so that a record added at run time
+    (a test's toy analysis) reaches every reader of the table."""
+
+    def __init__(self, build: Callable[[], dict[str, Any]]):
+        self._build = build
+
+    def __getitem__(self, key: str) -> Any:
+        return self._build()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._build())
+
+    def __len__(self) -> int:
+        return len(self._build())
+
+    def __repr__(self) -> str:
+        return repr(self._build())

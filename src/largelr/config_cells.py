@@ -6,9 +6,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from largelr.checks import Gathered
 from largelr.config_settings import TRAIN_KEYS
 from largelr.layout import TRAIN_FILES
-from largelr.registry.analyses import ANALYSES, Gathered
+from largelr.registry.analyses import ANALYSES
 from largelr.registry.models import MODELS
 
 CELL_DIR = "results/{study}/{dataset}/{model}/{knob}={value}/seed={seed}"

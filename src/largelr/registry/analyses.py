@@ -12,12 +12,12 @@ compute it in ``run()`` and list its column in the record.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from largelr.checks import Setting
+from largelr.checks import Gathered, Setting
 from largelr.registry.models import MODELS
 
 
@@ -369,26 +369,6 @@ TRAINING_MAPS = AnalysisRecord(
 # Cell analyses, in the order `largelr analyze` runs them; each writes {name}.parquet into the cell.
 ANALYSES: dict[str, AnalysisRecord] = {record.name: record for record in (PRUNE, REPRESENT, ATTRIBUTE)}
 STUDY_STEPS: dict[str, AnalysisRecord] = {record.name: record for record in (AGGREGATE, HILO, TRAINING_MAPS)}
-
-
-class Gathered(Mapping):
-    """A read-only table computed from the records on every read, so that a record added at run time
-    (a test's toy analysis) reaches every reader of the table."""
-
-    def __init__(self, build: Callable[[], dict[str, Any]]):
-        self._build = build
-
-    def __getitem__(self, key: str) -> Any:
-        return self._build()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._build())
-
-    def __len__(self) -> int:
-        return len(self._build())
-
-    def __repr__(self) -> str:
-        return repr(self._build())
 
 
 def analysis_keys() -> dict[str, Setting]:
