@@ -83,6 +83,24 @@ def test_slurm_profile_resources_are_the_records_costs(monkeypatch, rule, resour
         _per_job(expression, "unknown_model")
 
 
+@pytest.mark.parametrize("share", ["", "shard:1"])
+def test_snakemake_reads_the_slurm_profiles_resources(monkeypatch, share):
+    # What `--profile slurm` does with the file: render it, turn it into command-line values,
+    # parse those as `--set-resources` (values with braces or "a: b" pairs fail there).
+    from snakemake.cli import parse_set_resources
+    from snakemake.profiles import ProfileConfigFileParser
+
+    monkeypatch.setenv("LARGELR_SLURM_GPU_SHARE", share)
+    with open(ROOT / "profiles/slurm/config.yaml") as stream:
+        arguments = ProfileConfigFileParser().parse(stream)
+    resources = parse_set_resources(arguments["set-resources"])
+    assert set(model_records.COST_RULES) <= set(resources)
+
+
+def test_every_model_name_is_an_identifier():  # the Slurm expressions write dict(name=value, ...)
+    assert all(name.isidentifier() for name in model_records.MODELS)
+
+
 def test_every_model_record_has_a_cost_per_rule_and_a_loadable_class():
     for name, record in model_records.MODELS.items():
         assert set(record.cost) == set(model_records.COST_RULES), name

@@ -137,5 +137,7 @@ def slurm_expression(rule: str, resource: str) -> str:
     """A Slurm resource of ``rule`` as the expression Snakemake evaluates per job (it sees ``wildcards``
     and ``attempt``): the records' values by model, indexed so that a model without a cost is an error
     rather than a silent default; runtime grows with the attempt (a retry gets more time)."""
-    table = {name: getattr(record.cost[rule], resource) for name, record in MODELS.items()}
-    return f"{table!r}[wildcards.model]" + (" * attempt" if resource == "runtime" else "")
+    # dict(name=value, ...) rather than a {...} literal: Snakemake reads set-resources values as text
+    # that may hold neither braces nor "name: value" pairs
+    table = ", ".join(f"{name}={getattr(record.cost[rule], resource)}" for name, record in MODELS.items())
+    return f"dict({table})[wildcards.model]" + (" * attempt" if resource == "runtime" else "")
