@@ -37,6 +37,7 @@ except ConfigError as error:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/notices.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analyze.smk"

@@ -19,8 +19,7 @@ from largelr.config import (
     TRAIN_FILES,
 )
 from largelr.registry.kinds import KINDS, missing_data
-from largelr.seals import built_as, repair_dataset
-from largelr.weights import background_notice
+from largelr.seals import built_as
 from largelr.config import landscape_pairs, landscape_rows, landscapes
 from largelr import targets as target_helpers
 from largelr.registry.figures import figure_captions, figure_categories
@@ -230,7 +229,7 @@ def hilo_model_files(wildcards, which):
 
 def study_targets(studies):
     """Every output of the given studies. Cards of datasets whose data is missing stay
-    targets, so their `data` job fails with the expected files (see report_missing_data).
+    targets, so their `data` job fails with the expected files (see notices.smk).
     """
     targets = []
     for study in studies:
@@ -306,59 +305,6 @@ def landscape_row_args(wildcards):
     return " ".join(f"{study}={value!r}" for study, value in rows.items())
 
 
-def command_line_targets():
-    """Targets of this run. Snakemake sets its DAG targets only after the Snakefile is parsed, so
-    they are read from the `snakemake` command line (largelr.targets); Snakemake's Python API: none.
-    """
-    settings = getattr(workflow, "dag_settings", None)
-    if settings is not None and settings.targets:
-        return [str(target) for target in settings.targets]
-    return target_helpers.command_line_targets(sys.argv)
-
-
-def requested_studies(targets):
-    """Studies the given targets build (largelr.targets.requested_studies)."""
-    return target_helpers.requested_studies(targets, config["studies"], DEFAULT_STUDIES)
-
-
-def report_missing_data(studies):
-    """One block, before anything is scheduled: each study that cannot run (fully or in
-    part) because data is missing, then each missing dataset with the files it needs."""
-    notice = target_helpers.missing_data_report(
-        {study: study_config.study_datasets(config, study) for study in studies},
-        missing_reason,
-        DATA_ROOT,
-        DRY_RUN,
-    )
-    if notice:
-        print(notice, file=sys.stderr)
-
-
-# Only the main Snakemake process reports (not the jobs it starts on a cluster).
-def report_background(studies):
-    """One notice at parse time when `background: auto` would want a segmenter whose weights file
-    is absent: which studies' outputs will lack the background share, and which file goes where.
-    """
-    notice = background_notice(
-        {
-            study: {
-                "analysis": study_config.AnalysisSettings(
-                    study_config.analysis_settings(config, study)
-                ),
-                "datasets": {d: dataset_facts(d) for d, _ in study_pairs(study)},
-            }
-            for study in studies
-        }
-    )
-    if notice:
-        print(f"largelr: {notice}", file=sys.stderr)
-
-
-def dataset_facts(dataset):
-    kind = KINDS[study_config.dataset_kind(config, dataset)]
-    return {**kind.traits, "image": not kind.flat_inputs}
-
-
 # Appended to every job's command: a job that fails without a word in its log (a full disk, a
 # read-only results/) says so on Snakemake's own output.
 LOG_FAILURE = (
@@ -390,27 +336,6 @@ def dataset_input(wildcards):
     """
     path = DATASET_FILE.format(dataset=wildcards.dataset)
     return ancient(path) if dataset_unchanged(wildcards.dataset) else path
-
-
-def repair_datasets(studies):
-    """Damaged or deleted dataset files of the studies: rebuilt by this run, no cell retrained."""
-    for dataset in dict.fromkeys(
-        d for s in studies for d in study_config.study_datasets(config, s)
-    ):
-        if dataset_unchanged(dataset):
-            notice = repair_dataset(
-                DATASET_FILE.format(dataset=dataset),
-                DATASET_CARD.format(dataset=dataset),
-            )
-            if notice:
-                print(f"largelr: {notice}", file=sys.stderr)
-
-
-if workflow.is_main_process:
-    _requested = requested_studies(command_line_targets())
-    report_missing_data(_requested)
-    report_background(_requested)
-    repair_datasets(_requested)
 
 
 @functools.cache
