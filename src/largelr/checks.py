@@ -58,7 +58,8 @@ class Setting:
             text = f"one of {list(self.choices)}"
         elif self.type is list:
             entries = self.items.allowed() if self.items else "anything"
-            least = f"at least {self.min_items} entries, " if self.min_items else ""
+            noun = "entry" if self.min_items == 1 else "entries"
+            least = f"at least {self.min_items} {noun}, " if self.min_items else ""
             text = f"a list ({least}each {entries})"
         else:
             text = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[self.type]
