@@ -293,7 +293,7 @@ def build_cifar100(params: dict[str, Any], data_root: str | Path, seed: int) -> 
     return plain_from_base("cifar100", base, 100, params, seed)
 
 
-# --- the builders the records in largelr.registry.kinds name (their file checks: largelr.data_files) ---------
+# --- the builders the records in largelr.registry.kinds name (their file checks: data_files) ---
 
 
 def build_colored(params: dict[str, Any], data_root: str | Path, seed: int) -> dict[str, Any]:

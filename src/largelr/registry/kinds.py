@@ -219,6 +219,7 @@ FOLDER_PARAMS = {
 SYNTHETIC = "largelr.datasets.synthetic"
 CONSTRUCTIONS = "largelr.datasets.constructions"
 FOLDER = "largelr.datasets.folder"
+DATA_FILES = "largelr.data_files"  # the torch-free missing-files checks
 
 
 def colored(name: str, base: str) -> Kind:
@@ -233,7 +234,7 @@ def colored(name: str, base: str) -> Kind:
             **standardize_param(BASE_STANDARDIZATION[base]),
         },
         f"{CONSTRUCTIONS}:build_colored",
-        "largelr.data_files:missing_bases",
+        f"{DATA_FILES}:missing_bases",
         oracle_background=True,
     )
 
@@ -250,7 +251,7 @@ def double(name: str, base: str) -> Kind:
             **standardize_param(BASE_STANDARDIZATION[base]),
         },
         f"{CONSTRUCTIONS}:build_double",
-        "largelr.data_files:missing_bases",
+        f"{DATA_FILES}:missing_bases",
         oracle_background=True,
     )
 
@@ -308,7 +309,7 @@ RECORDS = (
             **standardize_param("none"),
         },
         f"{CONSTRUCTIONS}:build_mnist_cifar",
-        "largelr.data_files:missing_bases_and_cifar10",
+        f"{DATA_FILES}:missing_bases_and_cifar10",
     ),
     Kind(
         "corrupted_cifar10",
@@ -328,7 +329,7 @@ RECORDS = (
             **standardize_param("cifar10"),
         },
         f"{CONSTRUCTIONS}:build_corrupted_cifar10",
-        "largelr.data_files:missing_bases_and_cifar10",
+        f"{DATA_FILES}:missing_bases_and_cifar10",
         renamed=RENAMED_CORRUPTION_PARAMS,
     ),
     Kind(
@@ -336,21 +337,21 @@ RECORDS = (
         "CIFAR-10 as released; b = y",
         {**FILE_PARAMS, **standardize_param("cifar10")},
         f"{CONSTRUCTIONS}:build_cifar10",
-        "largelr.data_files:missing_bases_and_cifar10",
+        f"{DATA_FILES}:missing_bases_and_cifar10",
     ),
     Kind(
         "cifar100",
         "CIFAR-100 as released; b = y",
         {**FILE_PARAMS, **standardize_param("cifar100")},
         f"{CONSTRUCTIONS}:build_cifar100",
-        "largelr.data_files:missing_bases_and_cifar100",
+        f"{DATA_FILES}:missing_bases_and_cifar100",
     ),
     Kind(
         "celeba",
         "CelebA faces: y = target_attribute (Male), b = spurious_attribute (Blond_Hair), official splits (lazy)",
         CELEBA_PARAMS,
         "largelr.datasets.celeba:build_celeba",
-        "largelr.data_files:missing_celeba",
+        f"{DATA_FILES}:missing_celeba",
         worst_group=True,
     ),
     Kind(
@@ -358,7 +359,7 @@ RECORDS = (
         "Waterbirds: y = bird type, b = place, metadata.csv splits (lazy)",
         WATERBIRDS_PARAMS,
         "largelr.datasets.waterbirds:build_waterbirds",
-        "largelr.data_files:missing_waterbirds",
+        f"{DATA_FILES}:missing_waterbirds",
         worst_group=True,
     ),
     Kind(
@@ -366,14 +367,14 @@ RECORDS = (
         "ImageNet ImageFolder trees, b = y (lazy)",
         IMAGENET_PARAMS,
         "largelr.datasets.imagenet:build_imagenet",
-        "largelr.data_files:missing_imagenet",
+        f"{DATA_FILES}:missing_imagenet",
     ),
     Kind(
         "folder",
         "your own images: <data_root>/<folder>/ with a CSV of path, y, b, split (in memory)",
         FOLDER_PARAMS,
         f"{FOLDER}:build_folder",
-        "largelr.data_files:missing_folder",
+        f"{DATA_FILES}:missing_folder",
     ),
 )
 
